@@ -1,0 +1,258 @@
+"""The `ticketd` command line; heavy modules are imported inside each command so serving stays torch-free."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from daemon import __version__
+from daemon.errors import TicketdError, TrainingError
+from daemon.logging import configure
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="fine-tune and export a classifier from labelled tickets")
+    p.add_argument("data", help="CSV, JSON or JSONL file of closed tickets")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", help="directory to write the model to (must not exist)")
+    dest.add_argument("--store", help="model store root: add the model as a new version")
+    p.add_argument("--promote", action="store_true", help="with --store: make the new version current")
+    p.add_argument("--label", action="append", dest="labels", help="label to train (repeatable; default: queue, priority)")
+    p.add_argument("--column", action="append", default=[], help="column override KEY=COLUMN, e.g. queue=category")
+    p.add_argument("--base", help="base model: local Hugging Face directory (default: bundled MiniLM)")
+    p.add_argument("--allow-download", action="store_true", help="allow --base to be a hub id (downloads)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-length", type=int, default=128, help="tokens per ticket")
+    p.add_argument("--learning-rate", type=float, default=8e-5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--class-weights", choices=["none", "sqrt", "balanced"], default="sqrt")
+    p.add_argument("--validation-size", type=float, default=0.15)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--tfidf-only", action="store_true", help="skip the transformer (fast, for tiny datasets)")
+
+
+def _add_classify(sub: Any) -> None:
+    p = sub.add_parser("classify", help="classify tickets with a trained model (no torch needed)")
+    p.add_argument("--model", required=True, help="model directory or model store root")
+    p.add_argument("text", nargs="?", help="ticket text (HTML allowed)")
+    p.add_argument("--subject", help="ticket subject, kept ahead of the body")
+    p.add_argument("--jsonl", action="store_true", help='read {"text"} or {"subject","body"} lines from stdin')
+    p.add_argument("--precision", choices=["fp32", "int8"], help="override the exported precision")
+
+
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="measure a model on labelled tickets against baselines")
+    p.add_argument("--model", required=True, help="model directory or model store root")
+    p.add_argument("data", help="held-out labelled tickets")
+    p.add_argument("--report", required=True, help="where to write report.json")
+    p.add_argument("--train", help="training data for the baselines (default: the model's recorded data)")
+    p.add_argument("--plots", help="directory for confusion-matrix PNGs (default: next to the report)")
+    p.add_argument("--column", action="append", default=[], help="column override KEY=COLUMN")
+
+
+def _add_models(sub: Any) -> None:
+    p = sub.add_parser("models", help="list, promote or roll back stored model versions")
+    p.add_argument("--root", required=True, help="model store root")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="show stored versions")
+    pp = msub.add_parser("promote", help="make a version current")
+    pp.add_argument("version")
+    msub.add_parser("rollback", help="return to the version promoted before the current one")
+
+
+def _add_split(sub: Any) -> None:
+    p = sub.add_parser("split", help="stratified train/test split of a dataset")
+    p.add_argument("data")
+    p.add_argument("--test-size", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--train-out", required=True)
+    p.add_argument("--test-out", required=True)
+    p.add_argument("--column", action="append", default=[], help="column override KEY=COLUMN")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, exposed for tests and shell completion."""
+    parser = argparse.ArgumentParser(prog="ticketd", description="On-premise helpdesk ticket triage.")
+    parser.add_argument("--version", action="version", version=f"ticketd {__version__}")
+    parser.add_argument("--log-level", default="info")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_classify, _add_evaluate, _add_models, _add_split):
+        add(sub)
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from daemon.ml.dataset import Columns
+
+    try:
+        from daemon.ml.train import DEFAULT_TFIDF_WEIGHTS, TrainOptions, train
+    except ImportError as exc:
+        raise TrainingError(f"training needs the `train` extra (pip install 'ticketd[train]'): {exc}") from exc
+    opts = TrainOptions(
+        labels=tuple(args.labels) if args.labels else None,
+        base=args.base,
+        allow_download=args.allow_download,
+        epochs=args.epochs,
+        max_length=args.max_length,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        class_weights=args.class_weights,
+        validation_size=args.validation_size,
+        seed=args.seed,
+        threads=args.threads,
+        tfidf_weights=(1.0,) if args.tfidf_only else DEFAULT_TFIDF_WEIGHTS,
+        columns=Columns.parse(args.column),
+    )
+    if args.store:
+        from daemon.ml.store import ModelStore
+
+        store = ModelStore(args.store)
+        staging = store.staging_dir()
+        try:
+            metadata = train(args.data, staging / "model", opts)
+            version = store.add(staging / "model")
+        finally:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+        if args.promote:
+            store.promote(version)
+        where = f"{args.store} as {version}" + (" (current)" if args.promote else "")
+    else:
+        metadata = train(args.data, args.out, opts)
+        where = args.out
+    print(f"model written to {where} in {metadata['training_seconds']:.0f}s")
+    for label, head in metadata["heads"].items():
+        val = head["validation"]
+        precision = head["export"].get("serving_precision", "n/a")
+        print(
+            f"  {label}: {head['chosen']} (tfidf weight {head['tfidf_weight']}), validation accuracy "
+            f"{val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}, ECE {val['ece']:.3f}, serving {precision}"
+        )
+    return 0
+
+
+def _jsonl_inputs(stream: TextIO) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    for lineno, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield lineno, None, f"line {lineno}: invalid JSON ({exc.msg})"
+            continue
+        if isinstance(obj, str):
+            obj = {"text": obj}
+        if not isinstance(obj, dict) or not any(isinstance(obj.get(k), str) for k in ("text", "body", "subject")):
+            yield lineno, None, f'line {lineno}: expected a string or an object with "text" or "subject"/"body"'
+            continue
+        yield lineno, obj, None
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from daemon.ml.classifier import Classifier
+    from daemon.ml.text import compose
+
+    clf = Classifier.load(args.model, precision=args.precision)
+    if not args.jsonl:
+        if args.text is None and args.subject is None:
+            raise TicketdError("classify needs TEXT, --subject, or --jsonl")
+        print(json.dumps(clf.classify(args.text or "", subject=args.subject), ensure_ascii=False))
+        return 0
+    failures = 0
+    batch: list[tuple[int, dict[str, Any]]] = []
+
+    def flush() -> None:
+        texts = [compose(o.get("subject"), o.get("text") or o.get("body")) for _, o in batch]
+        for (_, obj), result in zip(batch, clf.predict_texts(texts), strict=True):
+            out = {"id": obj["id"]} if "id" in obj else {}
+            print(json.dumps({**out, **result}, ensure_ascii=False), flush=False)
+        sys.stdout.flush()
+        batch.clear()
+
+    for lineno, obj, error in _jsonl_inputs(sys.stdin):
+        if error is not None or obj is None:
+            flush()
+            failures += 1
+            print(json.dumps({"line": lineno, "error": error}), flush=True)
+            print(f"ticketd: {error}", file=sys.stderr)
+            continue
+        batch.append((lineno, obj))
+        if len(batch) >= 32:
+            flush()
+    flush()
+    return 1 if failures else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from daemon.ml.dataset import Columns
+    from daemon.ml.evaluate import evaluate, summary
+
+    report = evaluate(
+        args.model, args.data, report_path=args.report, train_path=args.train, plots_dir=args.plots,
+        columns=Columns.parse(args.column),
+    )
+    print(summary(report))
+    print(f"report written to {args.report}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from daemon.ml.store import ModelStore
+
+    store = ModelStore(args.root)
+    if args.models_command == "list":
+        versions = store.list()
+        if not versions:
+            print(f"no model versions in {args.root}")
+        for v in versions:
+            heads = v.metadata.get("heads", {})
+            scores = ", ".join(
+                f"{k} {h['chosen']} F1 {h['validation']['macro_f1']:.3f}" for k, h in heads.items()
+            )
+            mark = "*" if v.current else " "
+            print(f"{mark} {v.version:<6} {v.metadata.get('created_at', '?'):<26} {scores}")
+    elif args.models_command == "promote":
+        store.promote(args.version)
+        print(f"current -> {args.version}")
+    else:
+        print(f"current -> {store.rollback()}")
+    return 0
+
+
+def _cmd_split(args: argparse.Namespace) -> int:
+    from daemon.ml.dataset import Columns, load_dataset, stratified_split, write_csv
+
+    ds = load_dataset(args.data, columns=Columns.parse(args.column))
+    train, test = stratified_split(ds, test_size=args.test_size, seed=args.seed)
+    write_csv(train, args.train_out)
+    write_csv(test, args.test_out)
+    print(f"{len(train)} training and {len(test)} test tickets written")
+    return 0
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "classify": _cmd_classify,
+    "evaluate": _cmd_evaluate,
+    "models": _cmd_models,
+    "split": _cmd_split,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: user errors print one clear line and exit 2, never a traceback."""
+    args = build_parser().parse_args(argv)
+    configure(args.log_level)
+    try:
+        return COMMANDS[args.command](args)
+    except TicketdError as exc:
+        print(f"ticketd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,41 @@
+"""The project's exception tree; every error a user can cause derives from TicketdError.
+
+    TicketdError
+    ├── DatasetError          bad training data (names file, line, column)
+    ├── ModelError            a model directory that cannot be loaded or is inconsistent
+    │   └── ModelStoreError   versions, the `current` pointer, promote/rollback
+    └── TrainingError         training cannot run (missing extra, bad base model, ...)
+"""
+
+from __future__ import annotations
+
+
+class TicketdError(Exception):
+    """Base class so the CLI can print any user-facing error without a traceback."""
+
+
+class DatasetError(TicketdError):
+    """Training data is unusable; the message names the culprit."""
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, column: str | None = None
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        where = ":".join(str(p) for p in (file, line) if p is not None)
+        if column is not None:
+            where = f"{where} column {column!r}" if where else f"column {column!r}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ModelError(TicketdError):
+    """A model directory is missing, incomplete or inconsistent."""
+
+
+class ModelStoreError(ModelError):
+    """The model store cannot perform the requested version operation."""
+
+
+class TrainingError(TicketdError):
+    """Training cannot start or finish."""

@@ -1,0 +1,42 @@
+"""structlog set-up: JSON off a terminal, console on one; ticket text never logged by default."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_REDACTED_KEYS = frozenset({"password", "token", "secret", "api_key", "authorization", "text", "body"})
+
+
+def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Keep secrets and ticket text out of logs even when a caller passes them by mistake."""
+    for key in list(event_dict):
+        if key.lower() in _REDACTED_KEYS:
+            event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure(level: str = "info", *, json: bool | None = None) -> None:
+    """Configure structlog once for the whole process."""
+    use_json = not sys.stderr.isatty() if json is None else json
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    """Return a bound structlog logger named after its module."""
+    return structlog.get_logger(name)

@@ -1,0 +1,1 @@
+"""Machine learning: datasets, training, export, torch-free serving, evaluation and the model store."""

@@ -1,0 +1,142 @@
+"""Torch-free serving: onnxruntime + tokenizers + numpy load a trained model directory and classify."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.errors import ModelError
+from daemon.ml.calibration import calibrated, combine
+from daemon.ml.store import resolve_model_dir
+from daemon.ml.text import compose
+from daemon.ml.tfidf import FloatArray, TfidfScorer
+
+HEAD_FILE = "head.json"
+LABELS_FILE = "labels.json"
+TOKENIZER_FILE = "tokenizer.json"
+TFIDF_DIR = "tfidf"
+
+
+class TransformerHead:
+    """One exported sequence-classification model, run by onnxruntime."""
+
+    def __init__(self, onnx_path: Path, tokenizer_path: Path, max_length: int, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:  # tokenizers raises a bare Exception on unreadable files
+            raise ModelError(f"{tokenizer_path}: cannot load tokenizer: {exc}") from exc
+        self.tokenizer.enable_truncation(max_length=max_length)
+        pad_token = "[PAD]" if self.tokenizer.token_to_id("[PAD]") is not None else "<pad>"
+        pad_id = self.tokenizer.token_to_id(pad_token) or 0
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own non-exported exception types
+            raise ModelError(f"{onnx_path}: cannot load ONNX model: {exc}") from exc
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def logits(self, texts: Sequence[str], batch_size: int = 32) -> FloatArray:
+        """Raw class scores, batched so memory stays flat for long inputs."""
+        out: list[FloatArray] = []
+        for start in range(0, len(texts), batch_size):
+            enc = self.tokenizer.encode_batch(list(texts[start : start + batch_size]))
+            feeds = {
+                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+            }
+            feeds = {k: v for k, v in feeds.items() if k in self.input_names}
+            out.append(np.asarray(self.session.run(["logits"], feeds)[0], dtype=np.float32))
+        if not out:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(out)
+
+
+@dataclass
+class Head:
+    """One label's classifier: optional transformer, optional TF-IDF, mixing weight and temperature."""
+
+    name: str
+    classes: list[str]
+    tfidf_weight: float
+    temperature: float
+    transformer: TransformerHead | None
+    tfidf: TfidfScorer | None
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> FloatArray:
+        """Calibrated class probabilities for already-normalised texts."""
+        logits = self.transformer.logits(texts, batch_size) if self.transformer is not None else None
+        tfidf = self.tfidf.predict_proba(texts) if self.tfidf is not None else None
+        return calibrated(combine(logits, tfidf, self.tfidf_weight), self.temperature).astype(np.float32)
+
+    @classmethod
+    def load(cls, directory: Path, *, precision: str | None = None, threads: int | None = None) -> Head:
+        """Load a head directory; `precision` ('fp32'/'int8') overrides the trained choice (benchmarks)."""
+        try:
+            spec = json.loads((directory / HEAD_FILE).read_text(encoding="utf-8"))
+            classes = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{directory}: not a ticketd model head ({exc})") from exc
+        weight = float(spec["tfidf_weight"])
+        transformer = None
+        if weight < 1.0:
+            files: Mapping[str, str] = spec["onnx_files"]
+            chosen = files.get(precision or spec["serving_precision"])
+            if chosen is None:
+                raise ModelError(f"{directory}: no {precision} ONNX file (have {', '.join(files)})")
+            transformer = TransformerHead(
+                directory / chosen, directory / TOKENIZER_FILE, int(spec["max_length"]), threads
+            )
+        tfidf = TfidfScorer.load(directory / TFIDF_DIR) if weight > 0.0 else None
+        return cls(directory.name, list(classes), weight, float(spec["temperature"]), transformer, tfidf)
+
+
+class Classifier:
+    """All heads of one model directory; the object the CLI, API and daemon classify with."""
+
+    def __init__(self, model_dir: Path, heads: dict[str, Head], metadata: dict[str, Any]) -> None:
+        self.model_dir = model_dir
+        self.heads = heads
+        self.metadata = metadata
+
+    @classmethod
+    def load(cls, path: str | Path, *, precision: str | None = None, threads: int | None = None) -> Classifier:
+        """Load a model directory, or the `current` version of a model store root."""
+        model_dir = resolve_model_dir(Path(path))
+        try:
+            metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{model_dir}: missing or unreadable metadata.json ({exc})") from exc
+        heads = {
+            name: Head.load(model_dir / name, precision=precision, threads=threads)
+            for name in metadata["label_names"]
+        }
+        return cls(model_dir, heads, metadata)
+
+    def predict_texts(self, texts: Sequence[str], batch_size: int = 32) -> list[dict[str, dict[str, Any]]]:
+        """Classify normalised texts: per label, the top class and its calibrated confidence."""
+        results: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
+        if not texts:
+            return results
+        for name, head in self.heads.items():
+            probs = head.predict_proba(texts, batch_size)
+            best = probs.argmax(axis=1)
+            for i, k in enumerate(best):
+                results[i][name] = {"label": head.classes[int(k)], "confidence": round(float(probs[i, k]), 4)}
+        return results
+
+    def classify(self, text: str = "", *, subject: str | None = None) -> dict[str, dict[str, Any]]:
+        """Classify one raw ticket (HTML allowed); the subject, when given, is kept ahead of the body."""
+        return self.predict_texts([compose(subject, text)])[0]

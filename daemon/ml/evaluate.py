@@ -1,0 +1,186 @@
+"""Evaluation on held-out tickets, always next to baselines trained in the same run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.errors import DatasetError, TicketdError
+from daemon.ml.calibration import coverage_at, expected_calibration_error
+from daemon.ml.classifier import Classifier
+from daemon.ml.dataset import Columns, load_dataset
+
+MIN_LANGUAGE_ROWS = 1
+
+
+def label_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str], probs: npt.NDArray[Any] | None
+) -> dict[str, Any]:
+    """Accuracy, F1s, per-class scores and confusion; ECE and coverage when probabilities exist."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    present = sorted(set(y_true) | set(y_pred))  # a class absent from both sides is not a zero-F1 class
+    out: dict[str, Any] = {
+        "n": len(y_true),
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
+        "macro_f1": round(float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)), 4),
+        "weighted_f1": round(
+            float(f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)), 4
+        ),
+    }
+    if probs is not None:
+        index = {c: i for i, c in enumerate(classes)}
+        y = np.array([index.get(v, -1) for v in y_true])
+        coverage, threshold = coverage_at(probs, y, 0.9)
+        out["ece"] = round(expected_calibration_error(probs, y, 15), 4)
+        out["coverage_at_90"] = round(coverage, 4)
+        out["threshold_at_90"] = None if threshold is None else round(threshold, 4)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(classes), zero_division=0)
+    out["per_class"] = {
+        c: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4),
+            "support": int(s[i])}
+        for i, c in enumerate(classes)
+    }
+    out["confusion"] = {
+        "labels": list(classes),
+        "matrix": confusion_matrix(y_true, y_pred, labels=list(classes)).tolist(),
+    }
+    return out
+
+
+def _baselines(train_texts: list[str], train_y: list[str], test_texts: list[str], test_y: list[str],
+               classes: list[str]) -> dict[str, Any]:
+    from collections import Counter
+
+    from daemon.ml.tfidf import baseline_tfidf_lr
+
+    majority = Counter(train_y).most_common(1)[0][0]
+    tfidf = baseline_tfidf_lr(train_texts, train_y, seed=0)
+    proba = tfidf.predict_proba(test_texts)
+    # Reorder columns to `classes`; classes unseen by the baseline get probability 0.
+    cols = list(tfidf.classes_)
+    aligned = np.zeros((len(test_texts), len(classes)))
+    for j, c in enumerate(classes):
+        if c in cols:
+            aligned[:, j] = proba[:, cols.index(c)]
+    preds = [classes[i] for i in aligned.argmax(axis=1)]
+    majority_probs = np.zeros((len(test_texts), len(classes)))
+    if majority in classes:
+        majority_probs[:, classes.index(majority)] = 1.0
+    return {
+        "majority": {"label": majority, **_headline(label_metrics(test_y, [majority] * len(test_y), classes,
+                                                                  majority_probs))},
+        "tfidf_lr": {"description": "word 1-2-gram TF-IDF + logistic regression (C=10, balanced)",
+                     **_headline(label_metrics(test_y, preds, classes, aligned))},
+    }
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece", "coverage_at_90") if k in metrics}
+
+
+def confusion_png(metrics: dict[str, Any], title: str, path: Path) -> None:
+    """Render a confusion matrix as a PNG admins can look at."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = metrics["confusion"]["labels"]
+    matrix = np.array(metrics["confusion"]["matrix"])
+    size = max(5.0, 0.7 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > threshold else "black", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    *,
+    report_path: str | Path,
+    train_path: str | Path | None = None,
+    plots_dir: str | Path | None = None,
+    columns: Columns | None = None,
+) -> dict[str, Any]:
+    """Score every head on `data`, train baselines on the model's training data, write the report."""
+    clf = Classifier.load(model)
+    train_source = train_path or clf.metadata.get("data", {}).get("path")
+    if not train_source or not Path(train_source).is_file():
+        raise TicketdError(
+            f"baselines need the model's training data: pass --train (recorded path {train_source!r} is missing)"
+        )
+    labels = list(clf.heads)
+    test = load_dataset(data, labels=labels, columns=columns, min_examples=1)
+    train = load_dataset(train_source, labels=labels, columns=columns, min_examples=1)
+    texts = test.texts()
+    languages = test.languages()
+    report: dict[str, Any] = {
+        "model": str(clf.model_dir),
+        "data": {"path": str(Path(data).resolve()), "sha256": test.sha256, "rows": len(test)},
+        "train_data": {"path": str(Path(train_source).resolve()), "sha256": train.sha256, "rows": len(train)},
+        "labels": {},
+    }
+    if train.sha256 != clf.metadata.get("data", {}).get("sha256"):
+        report["train_data"]["warning"] = "differs from the data the model was trained on"
+    plots = Path(plots_dir) if plots_dir else Path(report_path).parent
+    for name, head in clf.heads.items():
+        y_true = test.labels(name)
+        unknown = sorted(set(y_true) - set(head.classes))
+        if unknown:
+            raise DatasetError(f"{name} labels the model never saw: {', '.join(unknown)}", file=str(data))
+        probs = head.predict_proba(texts)
+        preds = [head.classes[i] for i in probs.argmax(axis=1)]
+        metrics = label_metrics(y_true, preds, head.classes, probs)
+        if any(languages):
+            per_lang = {}
+            for lang in sorted(set(languages)):
+                idx = [i for i, v in enumerate(languages) if v == lang]
+                if len(idx) >= MIN_LANGUAGE_ROWS:
+                    sub = label_metrics([y_true[i] for i in idx], [preds[i] for i in idx], head.classes, probs[idx])
+                    per_lang[lang or "unknown"] = _headline(sub) | {"n": len(idx)}
+            metrics["per_language"] = per_lang
+        metrics["baselines"] = _baselines(train.texts(), train.labels(name), texts, y_true, head.classes)
+        png = plots / f"confusion-{name}.png"
+        confusion_png(metrics, f"{name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}", png)
+        metrics["confusion_png"] = str(png)
+        report["labels"][name] = metrics
+    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(report_path).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    return report
+
+
+def summary(report: dict[str, Any]) -> str:
+    """A short human-readable table: model against baselines, per label and per language."""
+    lines = [f"{report['data']['rows']} tickets from {report['data']['path']}"]
+    for name, m in report["labels"].items():
+        b = m["baselines"]
+        lines.append(f"\n{name}")
+        lines.append(f"  {'':<22}{'accuracy':>9}{'macro-F1':>10}{'ECE':>8}{'cov@90':>8}")
+        rows = [("ticketd", m), ("baseline tfidf_lr", b["tfidf_lr"]), ("baseline majority", b["majority"])]
+        for title, r in rows:
+            lines.append(
+                f"  {title:<22}{r['accuracy']:>9.3f}{r['macro_f1']:>10.3f}{r.get('ece', float('nan')):>8.3f}"
+                f"{r.get('coverage_at_90', float('nan')):>8.3f}"
+            )
+        for lang, r in m.get("per_language", {}).items():
+            lines.append(f"  lang {lang:<17}{r['accuracy']:>9.3f}{r['macro_f1']:>10.3f}{r['ece']:>8.3f}  n={r['n']}")
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""ONNX export with optimum, then int8 quantisation accepted only if it agrees with PyTorch."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.logging import get_logger
+from daemon.ml.classifier import TOKENIZER_FILE, TransformerHead
+
+log = get_logger(__name__)
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+
+
+def _agreement(onnx_path: Path, tokenizer: Path, texts: Sequence[str], reference: npt.NDArray[Any], max_length: int) -> float:
+    head = TransformerHead(onnx_path, tokenizer, max_length)
+    preds = head.logits(texts).argmax(axis=1)
+    return float((preds == reference).mean()) if len(texts) else 1.0
+
+
+def _quantize(fp32_dir: Path, out_dir: Path, *, gentle: bool, keep_fp32: Sequence[str]) -> Path:
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=FP32_FILE)
+    if gentle:
+        # Per-channel weights, MatMul only (embeddings stay fp32), classifier/pooler kept in fp32.
+        qconfig = AutoQuantizationConfig.avx2(
+            is_static=False, per_channel=True, operators_to_quantize=["MatMul"], nodes_to_exclude=list(keep_fp32)
+        )
+    else:
+        qconfig = AutoQuantizationConfig.avx2(is_static=False, per_channel=False)
+    quantizer.quantize(save_dir=out_dir, quantization_config=qconfig, file_suffix="quantized")
+    return out_dir / "model_quantized.onnx"
+
+
+def _sensitive_nodes(onnx_file: Path) -> list[str]:
+    """Nodes of the pooler/classifier and the last encoder layer: small, and most sensitive to int8."""
+    import onnx
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    layers = sorted({int(p.split("layer.")[1].split("/")[0]) for n in model.graph.node for p in [n.name] if "layer." in p})
+    last = f"layer.{layers[-1]}/" if layers else None
+    return [
+        n.name
+        for n in model.graph.node
+        if "pooler" in n.name or "classifier" in n.name or (last is not None and last in n.name)
+    ]
+
+
+def export_head(
+    model_dir: Path,
+    head_dir: Path,
+    *,
+    texts: Sequence[str],
+    torch_predictions: npt.NDArray[Any],
+    max_length: int,
+    min_agreement: float = 0.99,
+) -> dict[str, Any]:
+    """Export `model_dir` (a saved transformers model) into `head_dir`; returns what was chosen and why."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+
+    head_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ticketd-export-") as tmp:
+        fp32_dir = Path(tmp) / "fp32"
+        ort_model = ORTModelForSequenceClassification.from_pretrained(model_dir, export=True)
+        ort_model.save_pretrained(fp32_dir)
+        shutil.copy(fp32_dir / "model.onnx", head_dir / FP32_FILE)
+        shutil.copy(model_dir / TOKENIZER_FILE, head_dir / TOKENIZER_FILE)
+        tokenizer = head_dir / TOKENIZER_FILE
+        fp32_agreement = _agreement(head_dir / FP32_FILE, tokenizer, texts, torch_predictions, max_length)
+        report: dict[str, Any] = {"fp32_agreement": round(fp32_agreement, 4), "attempts": []}
+        chosen = "fp32"
+        for name, gentle in (("dynamic-int8", False), ("per-channel-int8-matmul-only", True)):
+            qdir = Path(tmp) / name
+            keep = _sensitive_nodes(head_dir / FP32_FILE) if gentle else []
+            qfile = _quantize(fp32_dir, qdir, gentle=gentle, keep_fp32=keep)
+            agreement = _agreement(qfile, tokenizer, texts, torch_predictions, max_length)
+            accepted = agreement >= min_agreement
+            report["attempts"].append(
+                {"scheme": name, "agreement": round(agreement, 4), "accepted": accepted, "fp32_nodes": len(keep)}
+            )
+            log.info("quantisation tried", head=head_dir.name, scheme=name, agreement=round(agreement, 4))
+            if accepted:
+                shutil.copy(qfile, head_dir / INT8_FILE)
+                chosen = "int8"
+                report["int8_scheme"] = name
+                report["int8_agreement"] = round(agreement, 4)
+                break
+    report["serving_precision"] = chosen
+    report["onnx_files"] = {"fp32": FP32_FILE, **({"int8": INT8_FILE} if chosen == "int8" else {})}
+    report["min_agreement"] = min_agreement
+    report["validation_tickets"] = len(texts)
+    return report
+
+
+def torch_argmax(logits: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Top-1 indices of PyTorch logits, the reference the exported heads must agree with."""
+    return np.asarray(logits).argmax(axis=1).astype(np.int64)

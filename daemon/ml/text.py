@@ -1,0 +1,55 @@
+"""Text normalisation shared by training and serving, so both see exactly the same input."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import warnings
+
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+
+MAX_SUBJECT_CHARS = 300
+MAX_TEXT_CHARS = 4000
+_HTML_HINT = re.compile(r"<\s*(?:html|body|div|p|br|span|table|td|tr|ul|ol|li|a|b|i|strong|em|font|h\d)\b", re.I)
+_WS = re.compile(r"\s+")
+_WORD = re.compile(r"\w\w+")
+
+
+def html_to_text(value: str) -> str:
+    """Strip markup only when the value looks like HTML, so '<name>' placeholders in plain text survive."""
+    if not _HTML_HINT.search(value):
+        return value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        soup = BeautifulSoup(value, "html.parser")
+    for tag in soup(["script", "style", "head"]):
+        tag.decompose()
+    return soup.get_text(" ")
+
+
+def clean(value: str | None) -> str:
+    """HTML to text, Unicode NFC and collapsed whitespace."""
+    if not value:
+        return ""
+    return _WS.sub(" ", unicodedata.normalize("NFC", html_to_text(value))).strip()
+
+
+def compose(subject: str | None, body: str | None, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """Join subject and body; truncation cuts the body, never the subject, since subjects carry most signal."""
+    subj = clean(subject)[:MAX_SUBJECT_CHARS]
+    text = clean(body)
+    joined = f"{subj}. {text}" if subj and text else subj or text
+    return joined[:max_chars].rstrip()
+
+
+def analyze(text: str) -> list[str]:
+    """TF-IDF features: word uni/bigrams plus in-word character 3-5-grams, robust to German compounds."""
+    words = _WORD.findall(text.lower())
+    feats = [f"w:{w}" for w in words]
+    feats.extend(f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False))
+    for w in words:
+        padded = f" {w} "
+        n_chars = len(padded)
+        for n in (3, 4, 5):
+            feats.extend(f"c:{padded[i : i + n]}" for i in range(n_chars - n + 1))
+    return feats
