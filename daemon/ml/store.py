@@ -106,10 +106,16 @@ class ModelStore:
             numbers = self._numbers()
             version = f"v{(numbers[-1] + 1) if numbers else 1}"
             target = self.versions_dir / version
-            if model_dir.resolve().parent == self.versions_dir.resolve():
-                os.rename(model_dir, target)
+            if self.versions_dir.resolve() in model_dir.resolve().parents:
+                os.rename(model_dir, target)  # staged inside the store: same filesystem, atomic
             else:
-                shutil.copytree(model_dir, target)
+                # Copy beside the target first, so a half-copied version never appears under its name.
+                staging = self.staging_dir()
+                try:
+                    shutil.copytree(model_dir, staging / "model")
+                    os.rename(staging / "model", target)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
             _fsync_dir(self.versions_dir)
         return version
 

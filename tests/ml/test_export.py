@@ -1,0 +1,68 @@
+"""Export parity on a tiny random BERT: ONNX must reproduce PyTorch, and the int8 guard must hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.ml.classifier import TransformerHead
+from daemon.ml.export import FP32_FILE, INT8_FILE, export_head
+from daemon.ml.train import default_base_model
+
+TEXTS = [
+    "VPN is down since this morning",
+    "Invoice shows the wrong amount",
+    "Drucker im dritten Stock ist offline",
+    "Please send a quote for 20 seats",
+    "My payslip is missing overtime",
+    "Cannot log in after password change",
+] * 5
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    base = default_base_model()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, num_labels=3)
+    model = BertForSequenceClassification(config).eval()
+    out = tmp_path_factory.mktemp("tiny-bert")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    with torch.no_grad():
+        enc = tokenizer(TEXTS, truncation=True, max_length=32, padding=True, return_tensors="pt")
+        logits = model(**enc).logits.numpy()
+    return out, logits
+
+
+def test_onnx_fp32_reproduces_pytorch(tmp_path: Path, tiny_bert: tuple[Path, np.ndarray]) -> None:
+    model_dir, torch_logits = tiny_bert
+    report = export_head(model_dir, tmp_path, texts=TEXTS, torch_predictions=torch_logits.argmax(1), max_length=32)
+    assert report["fp32_agreement"] == 1.0
+    onnx_logits = TransformerHead(tmp_path / FP32_FILE, tmp_path / "tokenizer.json", 32).logits(TEXTS)
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
+    if report["serving_precision"] == "int8":
+        assert report["int8_agreement"] >= 0.99
+        assert (tmp_path / INT8_FILE).is_file()
+    else:
+        assert all(not a["accepted"] for a in report["attempts"])
+
+
+def test_quantisation_falls_back_to_fp32_when_parity_fails(
+    tmp_path: Path, tiny_bert: tuple[Path, np.ndarray]
+) -> None:
+    model_dir, torch_logits = tiny_bert
+    # An impossible bar: no int8 model may be accepted, both schemes are tried and recorded.
+    report = export_head(model_dir, tmp_path, texts=TEXTS, torch_predictions=torch_logits.argmax(1),
+                         max_length=32, min_agreement=1.01)
+    assert report["serving_precision"] == "fp32"
+    assert report["onnx_files"] == {"fp32": FP32_FILE}
+    assert [a["scheme"] for a in report["attempts"]] == ["dynamic-int8", "per-channel-int8-matmul-only"]
+    assert report["attempts"][1]["fp32_nodes"] > 0
+    assert not (tmp_path / INT8_FILE).exists()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.errors import ModelError
+from daemon.ml.dataset import load_dataset
+from daemon.ml.tfidf import ARRAYS_FILE, TfidfScorer, fit_tfidf
+
+
+@pytest.fixture(scope="module")
+def fitted(sample_csv: Path) -> tuple[TfidfScorer, object, list[str], list[str]]:
+    ds = load_dataset(sample_csv)
+    classes = sorted(set(ds.labels("queue")))
+    scorer, pipe = fit_tfidf(ds.texts(), ds.labels("queue"), classes, c=10.0, balanced=True, seed=0)
+    return scorer, pipe, ds.texts(), classes
+
+
+def test_serving_arrays_match_sklearn(fitted: tuple[TfidfScorer, object, list[str], list[str]]) -> None:
+    scorer, pipe, texts, classes = fitted
+    unseen = ["completely unseen words zzzz", "", "Rechnung falsch berechnet, bitte korrigieren"]
+    expected = pipe.predict_proba(texts[:50] + unseen)  # type: ignore[attr-defined]
+    assert list(pipe.classes_) == classes  # type: ignore[attr-defined]
+    np.testing.assert_allclose(scorer.predict_proba(texts[:50] + unseen), expected, atol=1e-5)
+
+
+def test_binary_labels_expand_to_two_columns(sample_csv: Path) -> None:
+    ds = load_dataset(sample_csv)
+    y = ["high" if v == "high" else "other" for v in ds.labels("priority")]
+    scorer, pipe = fit_tfidf(ds.texts(), y, ["high", "other"], c=1.0, balanced=False, seed=0)
+    np.testing.assert_allclose(scorer.predict_proba(ds.texts()[:20]), pipe.predict_proba(ds.texts()[:20]), atol=1e-5)
+
+
+def test_save_load_round_trip_without_pickle(
+    tmp_path: Path, fitted: tuple[TfidfScorer, object, list[str], list[str]]
+) -> None:
+    scorer, _, texts, _ = fitted
+    scorer.save(tmp_path)
+    loaded = TfidfScorer.load(tmp_path)
+    np.testing.assert_array_equal(loaded.predict_proba(texts[:10]), scorer.predict_proba(texts[:10]))
+    with np.load(tmp_path / ARRAYS_FILE, allow_pickle=False) as arrays:
+        assert all(arrays[k].dtype != object for k in arrays.files)
+
+
+def test_load_rejects_inconsistent_arrays(
+    tmp_path: Path, fitted: tuple[TfidfScorer, object, list[str], list[str]]
+) -> None:
+    scorer, *_ = fitted
+    scorer.save(tmp_path)
+    np.savez(tmp_path / ARRAYS_FILE, idf=scorer.idf[:5], coef=scorer.coef[:, :5], intercept=scorer.intercept)
+    with pytest.raises(ModelError, match="do not match the vocabulary"):
+        TfidfScorer.load(tmp_path)
+    (tmp_path / ARRAYS_FILE).unlink()
+    with pytest.raises(ModelError, match="cannot load TF-IDF"):
+        TfidfScorer.load(tmp_path)
