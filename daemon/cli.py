@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from daemon import __version__
@@ -21,7 +20,9 @@ def _add_train(sub: Any) -> None:
     dest.add_argument("--out", help="directory to write the model to (must not exist)")
     dest.add_argument("--store", help="model store root: add the model as a new version")
     p.add_argument("--promote", action="store_true", help="with --store: make the new version current")
-    p.add_argument("--label", action="append", dest="labels", help="label to train (repeatable; default: queue, priority)")
+    p.add_argument(
+        "--label", action="append", dest="labels", help="label to train (repeatable; default: queue, priority)"
+    )
     p.add_argument("--column", action="append", default=[], help="column override KEY=COLUMN, e.g. queue=category")
     p.add_argument("--base", help="base model: local Hugging Face directory (default: bundled MiniLM)")
     p.add_argument("--allow-download", action="store_true", help="allow --base to be a hub id (downloads)")
@@ -33,6 +34,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--validation-size", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--keep-torch", action="store_true", help="also keep the PyTorch weights (for bench/)")
     p.add_argument("--tfidf-only", action="store_true", help="skip the transformer (fast, for tiny datasets)")
 
 
@@ -105,6 +107,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         validation_size=args.validation_size,
         seed=args.seed,
         threads=args.threads,
+        keep_torch=args.keep_torch,
         tfidf_weights=(1.0,) if args.tfidf_only else DEFAULT_TFIDF_WEIGHTS,
         columns=Columns.parse(args.column),
     )
@@ -194,7 +197,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from daemon.ml.evaluate import evaluate, summary
 
     report = evaluate(
-        args.model, args.data, report_path=args.report, train_path=args.train, plots_dir=args.plots,
+        args.model,
+        args.data,
+        report_path=args.report,
+        train_path=args.train,
+        plots_dir=args.plots,
         columns=Columns.parse(args.column),
     )
     print(summary(report))
@@ -212,9 +219,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             print(f"no model versions in {args.root}")
         for v in versions:
             heads = v.metadata.get("heads", {})
-            scores = ", ".join(
-                f"{k} {h['chosen']} F1 {h['validation']['macro_f1']:.3f}" for k, h in heads.items()
-            )
+            scores = ", ".join(f"{k} {h['chosen']} F1 {h['validation']['macro_f1']:.3f}" for k, h in heads.items())
             mark = "*" if v.current else " "
             print(f"{mark} {v.version:<6} {v.metadata.get('created_at', '?'):<26} {scores}")
     elif args.models_command == "promote":

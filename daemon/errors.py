@@ -1,10 +1,10 @@
 """The project's exception tree; every error a user can cause derives from TicketdError.
 
-    TicketdError
-    ├── DatasetError          bad training data (names file, line, column)
-    ├── ModelError            a model directory that cannot be loaded or is inconsistent
-    │   └── ModelStoreError   versions, the `current` pointer, promote/rollback
-    └── TrainingError         training cannot run (missing extra, bad base model, ...)
+TicketdError
+├── DatasetError          bad training data (names file, line, column)
+├── ModelError            a model directory that cannot be loaded or is inconsistent
+│   └── ModelStoreError   versions, the `current` pointer, promote/rollback
+└── TrainingError         training cannot run (missing extra, bad base model, ...)
 """
 
 from __future__ import annotations

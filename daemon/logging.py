@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 _REDACTED_KEYS = frozenset({"password", "token", "secret", "api_key", "authorization", "text", "body"})
 
 
-def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Keep secrets and ticket text out of logs even when a caller passes them by mistake."""
     for key in list(event_dict):
         if key.lower() in _REDACTED_KEYS:

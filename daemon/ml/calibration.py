@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,8 @@ Array = npt.NDArray[Any]
 
 def log_probs(probs: Array) -> Array:
     """Log of probabilities, floored so a zero never becomes -inf."""
-    return np.log(np.clip(probs, 1e-9, 1.0))
+    out: Array = np.log(np.clip(probs, 1e-9, 1.0))
+    return out
 
 
 def combine(transformer_logits: Array | None, tfidf_probs: Array | None, weight: float) -> Array:
@@ -22,10 +24,11 @@ def combine(transformer_logits: Array | None, tfidf_probs: Array | None, weight:
     if transformer_logits is None or weight >= 1.0:
         assert tfidf_probs is not None
         return log_probs(tfidf_probs)
-    tr = np.log(softmax(np.asarray(transformer_logits, dtype=np.float64)).clip(1e-9, 1.0))
+    tr = log_probs(softmax(np.asarray(transformer_logits, dtype=np.float64)))
     if tfidf_probs is None or weight <= 0.0:
         return tr
-    return (1.0 - weight) * tr + weight * log_probs(tfidf_probs)
+    mixed: Array = (1.0 - weight) * tr + weight * log_probs(tfidf_probs)
+    return mixed
 
 
 def calibrated(scores: Array, temperature: float) -> Array:
@@ -56,7 +59,7 @@ def expected_calibration_error(probs: Array, y: Array, n_bins: int = 15) -> floa
     correct = probs.argmax(axis=1) == y
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         mask = (conf > lo) & (conf <= hi)
         if mask.any():
             ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())

@@ -120,8 +120,7 @@ class Classifier:
         except (OSError, ValueError) as exc:
             raise ModelError(f"{model_dir}: missing or unreadable metadata.json ({exc})") from exc
         heads = {
-            name: Head.load(model_dir / name, precision=precision, threads=threads)
-            for name in metadata["label_names"]
+            name: Head.load(model_dir / name, precision=precision, threads=threads) for name in metadata["label_names"]
         }
         return cls(model_dir, heads, metadata)
 

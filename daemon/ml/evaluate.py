@@ -29,9 +29,7 @@ def label_metrics(
         "n": len(y_true),
         "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
         "macro_f1": round(float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)), 4),
-        "weighted_f1": round(
-            float(f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)), 4
-        ),
+        "weighted_f1": round(float(f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)), 4),
     }
     if probs is not None:
         index = {c: i for i, c in enumerate(classes)}
@@ -42,8 +40,12 @@ def label_metrics(
         out["threshold_at_90"] = None if threshold is None else round(threshold, 4)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(classes), zero_division=0)
     out["per_class"] = {
-        c: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4),
-            "support": int(s[i])}
+        c: {
+            "precision": round(float(p[i]), 4),
+            "recall": round(float(r[i]), 4),
+            "f1": round(float(f[i]), 4),
+            "support": int(s[i]),
+        }
         for i, c in enumerate(classes)
     }
     out["confusion"] = {
@@ -53,8 +55,9 @@ def label_metrics(
     return out
 
 
-def _baselines(train_texts: list[str], train_y: list[str], test_texts: list[str], test_y: list[str],
-               classes: list[str]) -> dict[str, Any]:
+def _baselines(
+    train_texts: list[str], train_y: list[str], test_texts: list[str], test_y: list[str], classes: list[str]
+) -> dict[str, Any]:
     from collections import Counter
 
     from daemon.ml.tfidf import baseline_tfidf_lr
@@ -73,10 +76,14 @@ def _baselines(train_texts: list[str], train_y: list[str], test_texts: list[str]
     if majority in classes:
         majority_probs[:, classes.index(majority)] = 1.0
     return {
-        "majority": {"label": majority, **_headline(label_metrics(test_y, [majority] * len(test_y), classes,
-                                                                  majority_probs))},
-        "tfidf_lr": {"description": "word 1-2-gram TF-IDF + logistic regression (C=10, balanced)",
-                     **_headline(label_metrics(test_y, preds, classes, aligned))},
+        "majority": {
+            "label": majority,
+            **_headline(label_metrics(test_y, [majority] * len(test_y), classes, majority_probs)),
+        },
+        "tfidf_lr": {
+            "description": "word 1-2-gram TF-IDF + logistic regression (C=10, balanced)",
+            **_headline(label_metrics(test_y, preds, classes, aligned)),
+        },
     }
 
 
@@ -104,8 +111,15 @@ def confusion_png(metrics: dict[str, Any], title: str, path: Path) -> None:
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > threshold else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > threshold else "black",
+                fontsize=8,
+            )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -20,7 +20,9 @@ FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 
 
-def _agreement(onnx_path: Path, tokenizer: Path, texts: Sequence[str], reference: npt.NDArray[Any], max_length: int) -> float:
+def _agreement(
+    onnx_path: Path, tokenizer: Path, texts: Sequence[str], reference: npt.NDArray[Any], max_length: int
+) -> float:
     head = TransformerHead(onnx_path, tokenizer, max_length)
     preds = head.logits(texts).argmax(axis=1)
     return float((preds == reference).mean()) if len(texts) else 1.0
@@ -47,7 +49,9 @@ def _sensitive_nodes(onnx_file: Path) -> list[str]:
     import onnx
 
     model = onnx.load(str(onnx_file), load_external_data=False)
-    layers = sorted({int(p.split("layer.")[1].split("/")[0]) for n in model.graph.node for p in [n.name] if "layer." in p})
+    layers = sorted(
+        {int(p.split("layer.")[1].split("/")[0]) for n in model.graph.node for p in [n.name] if "layer." in p}
+    )
     last = f"layer.{layers[-1]}/" if layers else None
     return [
         n.name
@@ -104,4 +108,5 @@ def export_head(
 
 def torch_argmax(logits: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
     """Top-1 indices of PyTorch logits, the reference the exported heads must agree with."""
-    return np.asarray(logits).argmax(axis=1).astype(np.int64)
+    out: npt.NDArray[np.int64] = np.asarray(logits).argmax(axis=1).astype(np.int64)
+    return out

@@ -1,8 +1,8 @@
 """Versioned model directories under one root, with a `current` symlink that is switched atomically.
 
-    ROOT/versions/v1/, v2/, ...    complete model directories (never modified after adding)
-    ROOT/current -> versions/vN    what serving loads
-    ROOT/history.json              promotion stack, so rollback returns to the version before
+ROOT/versions/v1/, v2/, ...    complete model directories (never modified after adding)
+ROOT/current -> versions/vN    what serving loads
+ROOT/history.json              promotion stack, so rollback returns to the version before
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 import warnings
@@ -46,7 +47,7 @@ def analyze(text: str) -> list[str]:
     """TF-IDF features: word uni/bigrams plus in-word character 3-5-grams, robust to German compounds."""
     words = _WORD.findall(text.lower())
     feats = [f"w:{w}" for w in words]
-    feats.extend(f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False))
+    feats.extend(f"b:{a} {b}" for a, b in itertools.pairwise(words))
     for w in words:
         padded = f" {w} "
         n_chars = len(padded)

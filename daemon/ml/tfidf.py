@@ -28,7 +28,8 @@ def softmax(z: npt.NDArray[Any], axis: int = -1) -> FloatArray:
     """Numerically stable softmax."""
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+    out: FloatArray = (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+    return out
 
 
 @dataclass
@@ -88,9 +89,7 @@ def fit_tfidf(
     from sklearn.pipeline import make_pipeline
 
     vec = TfidfVectorizer(analyzer=analyze, sublinear_tf=True, min_df=2, dtype=np.float32)
-    clf = LogisticRegression(
-        C=c, max_iter=3000, class_weight="balanced" if balanced else None, random_state=seed
-    )
+    clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None, random_state=seed)
     pipe = make_pipeline(vec, clf)
     pipe.fit(list(texts), list(labels))
     if list(clf.classes_) != list(classes):

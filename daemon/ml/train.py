@@ -50,6 +50,7 @@ class TrainOptions:
     tfidf_c: float = 10.0
     tfidf_weights: tuple[float, ...] = DEFAULT_TFIDF_WEIGHTS
     min_agreement: float = 0.99
+    keep_torch: bool = False
     threads: int | None = None
     columns: Columns = field(default_factory=Columns)
 
@@ -74,15 +75,22 @@ def resolve_base(base: str | None, allow_download: bool) -> str:
             raise TrainingError(f"--base {base}: not a Hugging Face model directory (no config.json)")
         return str(Path(base).resolve())
     if not allow_download:
-        raise TrainingError(
-            f"--base {base}: no such directory; ticketd stays offline unless --allow-download is given"
-        )
+        raise TrainingError(f"--base {base}: no such directory; ticketd stays offline unless --allow-download is given")
     return base
 
 
 def _library_versions() -> dict[str, str]:
-    names = ["ticketd", "torch", "transformers", "optimum", "optimum-onnx", "onnxruntime", "tokenizers",
-             "scikit-learn", "numpy"]
+    names = [
+        "ticketd",
+        "torch",
+        "transformers",
+        "optimum",
+        "optimum-onnx",
+        "onnxruntime",
+        "tokenizers",
+        "scikit-learn",
+        "numpy",
+    ]
     out = {}
     for name in names:
         try:
@@ -108,7 +116,8 @@ def _class_weights(y: Sequence[int], n_classes: int, mode: str) -> npt.NDArray[n
     w = len(y) / (n_classes * np.maximum(counts, 1.0))
     if mode == "sqrt":
         w = np.sqrt(w)
-    return (w / w.mean()).astype(np.float32)
+    out: npt.NDArray[np.float32] = (w / w.mean()).astype(np.float32)
+    return out
 
 
 def _fine_tune(
@@ -134,7 +143,7 @@ def _fine_tune(
 
     set_seed(opts.seed)
     index = {c: i for i, c in enumerate(classes)}
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer = AutoTokenizer.from_pretrained(base)  # type: ignore[no-untyped-call]
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
         num_labels=len(classes),
@@ -250,13 +259,13 @@ def _train_label(
     if needs_transformer:
         model_dir, logits_val, fine_tune = _fine_tune(base, train, val, label, classes, opts, work)
 
-    candidates = []
+    candidates: list[dict[str, Any]] = []
     for w in opts.tfidf_weights:
         if w < 1.0 and logits_val is None:
             continue
         kind = "transformer" if w == 0.0 else "tfidf" if w == 1.0 else "ensemble"
         scores = combine(logits_val, tfidf_val, w)
-        metrics = _scores(y_val, scores.argmax(axis=1))
+        metrics = _scores(y_val.tolist(), scores.argmax(axis=1).tolist())
         candidates.append({"candidate": kind, "tfidf_weight": w, **metrics})
     best = max(candidates, key=lambda c: (c["macro_f1"], c["accuracy"], -abs(c["tfidf_weight"] - 0.5)))
     weight = float(best["tfidf_weight"])
@@ -268,11 +277,19 @@ def _train_label(
     reason = (
         f"highest validation macro-F1 ({best['macro_f1']:.4f}, accuracy {best['accuracy']:.4f}) of "
         f"{len(candidates)} candidates"
-        + (f"; runner-up {runner_up['candidate']} w={runner_up['tfidf_weight']} at {runner_up['macro_f1']:.4f}"
-           if runner_up else "")
+        + (
+            f"; runner-up {runner_up['candidate']} w={runner_up['tfidf_weight']} at {runner_up['macro_f1']:.4f}"
+            if runner_up
+            else ""
+        )
     )
-    log.info("candidate chosen", label=label, candidate=best["candidate"], tfidf_weight=weight,
-             temperature=round(temperature, 3))
+    log.info(
+        "candidate chosen",
+        label=label,
+        candidate=best["candidate"],
+        tfidf_weight=weight,
+        temperature=round(temperature, 3),
+    )
 
     head_dir.mkdir(parents=True, exist_ok=True)
     (head_dir / LABELS_FILE).write_text(json.dumps(classes, ensure_ascii=False), encoding="utf-8")
@@ -295,6 +312,9 @@ def _train_label(
         )
         spec["serving_precision"] = export["serving_precision"]
         spec["onnx_files"] = export["onnx_files"]
+        if opts.keep_torch:
+            # For benchmarks against the PyTorch pipeline and for continued fine-tuning; serving ignores it.
+            shutil.copytree(model_dir, head_dir / "torch")
     if weight > 0.0:
         tfidf.save(head_dir / TFIDF_DIR)
     (head_dir / HEAD_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
@@ -305,12 +325,19 @@ def _train_label(
         "tfidf_weight": weight,
         "reason": reason,
         "temperature": round(temperature, 4),
-        "validation": {**{k: best[k] for k in ("accuracy", "macro_f1")},
-                       "ece_uncalibrated": round(ece_before, 4), "ece": round(ece_after, 4)},
+        "validation": {
+            **{k: best[k] for k in ("accuracy", "macro_f1")},
+            "ece_uncalibrated": round(ece_before, 4),
+            "ece": round(ece_after, 4),
+        },
         "candidates": candidates,
         "fine_tune": fine_tune,
-        "tfidf": {"features": len(tfidf.vocab), "C": opts.tfidf_c, "class_weight": "balanced",
-                  "seconds": tfidf_seconds},
+        "tfidf": {
+            "features": len(tfidf.vocab),
+            "C": opts.tfidf_c,
+            "class_weight": "balanced",
+            "seconds": tfidf_seconds,
+        },
         "export": export,
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -82,8 +82,9 @@ def test_missing_text_column(tmp_path: Path) -> None:
 
 
 def test_missing_requested_label_column(tmp_path: Path) -> None:
-    err = error_of(write(tmp_path, HEADER.replace(",priority", "") + "1,a,b,IT\n2,a,b,IT\n"),
-                   labels=["queue", "priority"])
+    err = error_of(
+        write(tmp_path, HEADER.replace(",priority", "") + "1,a,b,IT\n2,a,b,IT\n"), labels=["queue", "priority"]
+    )
     assert err.column == "priority" and err.line == 1
 
 
@@ -145,8 +146,11 @@ def test_jsonl(tmp_path: Path) -> None:
 
 
 def test_json_array_line_numbers(tmp_path: Path) -> None:
-    items = [{"id": 1, "text": "a", "queue": "A"}, {"id": 2, "text": "b", "queue": "A"},
-             {"id": 3, "text": "", "queue": "A"}]
+    items = [
+        {"id": 1, "text": "a", "queue": "A"},
+        {"id": 2, "text": "b", "queue": "A"},
+        {"id": 3, "text": "", "queue": "A"},
+    ]
     err = error_of(write(tmp_path, json.dumps(items, indent=2), "d.json"))
     assert err.line == 12 and "empty ticket text" in str(err)
 

@@ -67,16 +67,21 @@ def test_serving_imports_neither_torch_nor_transformers(tiny_model: Path) -> Non
     assert set(payload["result"]) == {"queue", "priority"}
 
 
-def test_cli_classify_text_and_jsonl(tiny_model: Path, capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_classify_text_and_jsonl(
+    tiny_model: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert main(["classify", "--model", str(tiny_model), "--subject", "Refund", "where is my money"]) == 0
     single = json.loads(capsys.readouterr().out)
     assert set(single) == {"queue", "priority"}
 
     import io
 
-    lines = [json.dumps({"id": "a", "subject": "Invoice", "body": "wrong amount"}),
-             json.dumps("plain string ticket"), "{not json", json.dumps({"id": "b", "text": "<p>VPN</p>"})]
+    lines = [
+        json.dumps({"id": "a", "subject": "Invoice", "body": "wrong amount"}),
+        json.dumps("plain string ticket"),
+        "{not json",
+        json.dumps({"id": "b", "text": "<p>VPN</p>"}),
+    ]
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
     assert main(["classify", "--model", str(tiny_model), "--jsonl"]) == 1  # one bad line
     captured = capsys.readouterr()
@@ -99,9 +104,19 @@ def test_evaluate_report(tiny_model: Path, sample_csv: Path, tmp_path: Path) -> 
     report = evaluate(tiny_model, sample_csv, report_path=tmp_path / "report.json")
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk["labels"].keys() == {"queue", "priority"}
-    for label, m in on_disk["labels"].items():
-        for key in ("accuracy", "macro_f1", "weighted_f1", "ece", "coverage_at_90", "threshold_at_90",
-                    "per_class", "confusion", "per_language", "baselines"):
+    for m in on_disk["labels"].values():
+        for key in (
+            "accuracy",
+            "macro_f1",
+            "weighted_f1",
+            "ece",
+            "coverage_at_90",
+            "threshold_at_90",
+            "per_class",
+            "confusion",
+            "per_language",
+            "baselines",
+        ):
             assert key in m, key
         assert set(m["baselines"]) == {"majority", "tfidf_lr"}
         assert set(m["per_language"]) == {"en", "de", "es", "pt", "fr"}
@@ -137,14 +152,16 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     bad.write_text("id,subject,body,queue\n1,a,b,X\n2,a,b,X\n3,a,b,Y\n", encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     exe = shutil.which("ticketd") or str(Path(sys.executable).parent / "ticketd")
-    res = subprocess.run([exe, "train", str(bad), "--out", str(tmp_path / "m")],
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [exe, "train", str(bad), "--out", str(tmp_path / "m")], capture_output=True, text=True, env=env
+    )
     assert res.returncode == 2
     assert res.stderr.strip() == (
         f"ticketd: error: {bad}:4 column 'queue': queue label 'Y' has 1 example(s); at least 2 are needed "
         "to train and validate it (merge it into another label or add tickets)"
     )
     assert "Traceback" not in res.stderr
-    res = subprocess.run([exe, "classify", "--model", str(tmp_path / "nothing"), "hi"],
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [exe, "classify", "--model", str(tmp_path / "nothing"), "hi"], capture_output=True, text=True, env=env
+    )
     assert res.returncode == 2 and "no model here" in res.stderr and "Traceback" not in res.stderr

@@ -29,8 +29,14 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarra
     torch.manual_seed(0)
     base = default_base_model()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, num_labels=3)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+    )
     model = BertForSequenceClassification(config).eval()
     out = tmp_path_factory.mktemp("tiny-bert")
     model.save_pretrained(out)
@@ -54,13 +60,12 @@ def test_onnx_fp32_reproduces_pytorch(tmp_path: Path, tiny_bert: tuple[Path, np.
         assert all(not a["accepted"] for a in report["attempts"])
 
 
-def test_quantisation_falls_back_to_fp32_when_parity_fails(
-    tmp_path: Path, tiny_bert: tuple[Path, np.ndarray]
-) -> None:
+def test_quantisation_falls_back_to_fp32_when_parity_fails(tmp_path: Path, tiny_bert: tuple[Path, np.ndarray]) -> None:
     model_dir, torch_logits = tiny_bert
     # An impossible bar: no int8 model may be accepted, both schemes are tried and recorded.
-    report = export_head(model_dir, tmp_path, texts=TEXTS, torch_predictions=torch_logits.argmax(1),
-                         max_length=32, min_agreement=1.01)
+    report = export_head(
+        model_dir, tmp_path, texts=TEXTS, torch_predictions=torch_logits.argmax(1), max_length=32, min_agreement=1.01
+    )
     assert report["serving_precision"] == "fp32"
     assert report["onnx_files"] == {"fp32": FP32_FILE}
     assert [a["scheme"] for a in report["attempts"]] == ["dynamic-int8", "per-channel-int8-matmul-only"]

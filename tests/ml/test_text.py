@@ -7,9 +7,7 @@ def test_html_is_converted_to_text() -> None:
 
 
 def test_placeholders_in_plain_text_survive() -> None:
-    assert clean("Dear <name>, your account <acc_num> is locked") == (
-        "Dear <name>, your account <acc_num> is locked"
-    )
+    assert clean("Dear <name>, your account <acc_num> is locked") == ("Dear <name>, your account <acc_num> is locked")
 
 
 def test_whitespace_is_collapsed() -> None:
