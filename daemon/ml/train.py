@@ -359,6 +359,7 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
 
     torch.set_num_threads(opts.threads or torch.get_num_threads())
     started = time.monotonic()
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     # Build next to `out` and rename at the end, so a crash never leaves a half model in place.
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -390,5 +391,7 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
         os.rename(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
         raise
     return metadata
