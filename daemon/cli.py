@@ -27,12 +27,13 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--base", help="base model: local Hugging Face directory (default: bundled MiniLM)")
     p.add_argument("--allow-download", action="store_true", help="allow --base to be a hub id (downloads)")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-length", type=int, default=128, help="tokens per ticket")
-    p.add_argument("--learning-rate", type=float, default=8e-5)
+    p.add_argument("--max-length", type=int, default=256, help="tokens per ticket")
+    p.add_argument("--learning-rate", type=float, default=1.5e-4)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--class-weights", choices=["none", "sqrt", "balanced"], default="sqrt")
     p.add_argument("--validation-size", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto", help="bf16 autocast while training")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--keep-torch", action="store_true", help="also keep the PyTorch weights (for bench/)")
     p.add_argument("--tfidf-only", action="store_true", help="skip the transformer (fast, for tiny datasets)")
@@ -108,6 +109,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         keep_torch=args.keep_torch,
+        bf16=args.bf16,
         tfidf_weights=(1.0,) if args.tfidf_only else DEFAULT_TFIDF_WEIGHTS,
         columns=Columns.parse(args.column),
     )
