@@ -43,11 +43,13 @@ def compose(subject: str | None, body: str | None, *, max_chars: int = MAX_TEXT_
     return joined[:max_chars].rstrip()
 
 
-def analyze(text: str) -> list[str]:
-    """TF-IDF features: word uni/bigrams plus in-word character 3-5-grams, robust to German compounds."""
+def analyze(text: str, chars: bool = True) -> list[str]:
+    """TF-IDF features: word uni/bigrams, plus in-word character 3-5-grams that help with German compounds."""
     words = _WORD.findall(text.lower())
     feats = [f"w:{w}" for w in words]
     feats.extend(f"b:{a} {b}" for a, b in itertools.pairwise(words))
+    if not chars:
+        return feats
     for w in words:
         padded = f" {w} "
         n_chars = len(padded)

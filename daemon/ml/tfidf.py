@@ -6,6 +6,7 @@ The analyzer is ticketd's own `text.analyze`, used by scikit-learn while fitting
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from daemon.ml.text import analyze
 FloatArray = npt.NDArray[np.float32]
 VOCAB_FILE = "vocab.json"
 ARRAYS_FILE = "arrays.npz"
+CONFIG_FILE = "config.json"
+FEATURE_SETS = ("word", "word+char")
 
 
 def softmax(z: npt.NDArray[Any], axis: int = -1) -> FloatArray:
@@ -40,12 +43,14 @@ class TfidfScorer:
     idf: FloatArray
     coef: FloatArray  # (n_classes, n_features)
     intercept: FloatArray  # (n_classes,)
+    features: str = "word+char"
 
     def logits(self, texts: Sequence[str]) -> FloatArray:
         """Class scores before softmax, matching LogisticRegression.decision_function."""
         out = np.empty((len(texts), self.coef.shape[0]), dtype=np.float32)
+        chars = self.features == "word+char"
         for row, text in enumerate(texts):
-            counts = Counter(self.vocab[f] for f in analyze(text) if f in self.vocab)
+            counts = Counter(self.vocab[f] for f in analyze(text, chars) if f in self.vocab)
             if not counts:
                 out[row] = self.intercept
                 continue
@@ -65,30 +70,45 @@ class TfidfScorer:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / VOCAB_FILE).write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
         np.savez(directory / ARRAYS_FILE, idf=self.idf, coef=self.coef, intercept=self.intercept)
+        (directory / CONFIG_FILE).write_text(json.dumps({"features": self.features}), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> TfidfScorer:
         """Load what `save` wrote; refuses pickled content."""
         try:
             vocab = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
+            features = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))["features"]
             with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
                 idf, coef, intercept = arrays["idf"], arrays["coef"], arrays["intercept"]
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"{directory}: cannot load TF-IDF model: {exc}") from exc
+        if features not in FEATURE_SETS:
+            raise ModelError(f"{directory}: unknown TF-IDF feature set {features!r}")
         if coef.shape[1] != len(vocab) or idf.shape[0] != len(vocab):
             raise ModelError(f"{directory}: TF-IDF arrays do not match the vocabulary size {len(vocab)}")
-        return cls(vocab, idf.astype(np.float32), coef.astype(np.float32), intercept.astype(np.float32))
+        return cls(vocab, idf.astype(np.float32), coef.astype(np.float32), intercept.astype(np.float32), features)
 
 
 def fit_tfidf(
-    texts: Sequence[str], labels: Sequence[str], classes: Sequence[str], *, c: float, balanced: bool, seed: int
+    texts: Sequence[str],
+    labels: Sequence[str],
+    classes: Sequence[str],
+    *,
+    c: float,
+    balanced: bool,
+    seed: int,
+    features: str = "word+char",
 ) -> tuple[TfidfScorer, Any]:
     """Fit the vectorizer and classifier; returns the serving scorer and the sklearn pipeline."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    vec = TfidfVectorizer(analyzer=analyze, sublinear_tf=True, min_df=2, dtype=np.float32)
+    chars = features == "word+char"
+    # Character n-grams are numerous: drop those seen once. Word features keep everything.
+    vec = TfidfVectorizer(
+        analyzer=functools.partial(analyze, chars=chars), sublinear_tf=True, min_df=2 if chars else 1, dtype=np.float32
+    )
     clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None, random_state=seed)
     pipe = make_pipeline(vec, clf)
     pipe.fit(list(texts), list(labels))
@@ -107,6 +127,7 @@ def fit_tfidf(
         vec.idf_.astype(np.float32),
         np.asarray(coef, dtype=np.float32),
         np.asarray(intercept, dtype=np.float32),
+        features,
     )
     return scorer, pipe
 

@@ -272,17 +272,35 @@ def _train_label(
     base: str, train: Dataset, val: Dataset, label: str, opts: TrainOptions, head_dir: Path, work: Path
 ) -> dict[str, Any]:
     from daemon.ml.export import export_head, torch_argmax
-    from daemon.ml.tfidf import fit_tfidf
+    from daemon.ml.tfidf import FEATURE_SETS, fit_tfidf
 
     classes = sorted(set(train.labels(label)) | set(val.labels(label)))
     index = {c: i for i, c in enumerate(classes)}
     y_val = np.array([index[v] for v in val.labels(label)])
     started = time.monotonic()
 
-    tfidf, _ = fit_tfidf(train.texts(), train.labels(label), classes, c=opts.tfidf_c, balanced=True, seed=opts.seed)
-    tfidf_val = tfidf.predict_proba(val.texts())
+    tfidf_options: list[dict[str, Any]] = []
+    tfidf_val: npt.NDArray[np.float32] | None = None
+    for features in FEATURE_SETS:
+        scorer, _ = fit_tfidf(
+            train.texts(),
+            train.labels(label),
+            classes,
+            c=opts.tfidf_c,
+            balanced=True,
+            seed=opts.seed,
+            features=features,
+        )
+        probs = scorer.predict_proba(val.texts())
+        option_scores = _scores(y_val.tolist(), probs.argmax(axis=1).tolist())
+        tfidf_options.append({"features": features, "vocabulary": len(scorer.vocab), **option_scores})
+        if tfidf_val is None or (option_scores["macro_f1"], option_scores["accuracy"]) > max(
+            (o["macro_f1"], o["accuracy"]) for o in tfidf_options[:-1]
+        ):
+            tfidf_val, tfidf_features = probs, features
+    assert tfidf_val is not None
     tfidf_seconds = round(time.monotonic() - started, 1)
-    log.info("tfidf fitted", label=label, features=len(tfidf.vocab), seconds=tfidf_seconds)
+    log.info("tfidf fitted", label=label, features=tfidf_features, seconds=tfidf_seconds)
 
     needs_transformer = any(w < 1.0 for w in opts.tfidf_weights)
     model_dir: Path | None = None
@@ -348,6 +366,17 @@ def _train_label(
             # For benchmarks against the PyTorch pipeline and for continued fine-tuning; serving ignores it.
             shutil.copytree(model_dir, head_dir / "torch")
     if weight > 0.0:
+        # Weight and temperature are settled on validation; the shipped TF-IDF then learns from all rows.
+        both = train.texts() + val.texts()
+        tfidf, _ = fit_tfidf(
+            both,
+            train.labels(label) + val.labels(label),
+            classes,
+            c=opts.tfidf_c,
+            balanced=True,
+            seed=opts.seed,
+            features=tfidf_features,
+        )
         tfidf.save(head_dir / TFIDF_DIR)
     (head_dir / HEAD_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
     return {
@@ -365,7 +394,9 @@ def _train_label(
         "candidates": candidates,
         "fine_tune": fine_tune,
         "tfidf": {
-            "features": len(tfidf.vocab),
+            "features": tfidf_features,
+            "options": tfidf_options,
+            "refit_rows": len(train) + len(val),
             "C": opts.tfidf_c,
             "class_weight": "balanced",
             "seconds": tfidf_seconds,

@@ -7,14 +7,18 @@ import pytest
 
 from daemon.errors import ModelError
 from daemon.ml.dataset import load_dataset
-from daemon.ml.tfidf import ARRAYS_FILE, TfidfScorer, fit_tfidf
+from daemon.ml.text import analyze
+from daemon.ml.tfidf import ARRAYS_FILE, FEATURE_SETS, TfidfScorer, fit_tfidf
 
 
-@pytest.fixture(scope="module")
-def fitted(sample_csv: Path) -> tuple[TfidfScorer, object, list[str], list[str]]:
+@pytest.fixture(scope="module", params=FEATURE_SETS)
+def fitted(sample_csv: Path, request: pytest.FixtureRequest) -> tuple[TfidfScorer, object, list[str], list[str]]:
     ds = load_dataset(sample_csv)
     classes = sorted(set(ds.labels("queue")))
-    scorer, pipe = fit_tfidf(ds.texts(), ds.labels("queue"), classes, c=10.0, balanced=True, seed=0)
+    scorer, pipe = fit_tfidf(
+        ds.texts(), ds.labels("queue"), classes, c=10.0, balanced=True, seed=0, features=request.param
+    )
+    assert scorer.features == request.param
     return scorer, pipe, ds.texts(), classes
 
 
@@ -24,6 +28,15 @@ def test_serving_arrays_match_sklearn(fitted: tuple[TfidfScorer, object, list[st
     expected = pipe.predict_proba(texts[:50] + unseen)  # type: ignore[attr-defined]
     assert list(pipe.classes_) == classes  # type: ignore[attr-defined]
     np.testing.assert_allclose(scorer.predict_proba(texts[:50] + unseen), expected, atol=1e-5)
+
+
+def test_word_features_match_sklearns_own_word_analyzer(sample_csv: Path) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = load_dataset(sample_csv).texts()
+    ours = TfidfVectorizer(analyzer=lambda t: [f[2:] for f in analyze(t, chars=False)]).fit(texts)
+    theirs = TfidfVectorizer(ngram_range=(1, 2)).fit(texts)
+    assert set(ours.vocabulary_) == set(theirs.vocabulary_)
 
 
 def test_binary_labels_expand_to_two_columns(sample_csv: Path) -> None:
@@ -39,6 +52,7 @@ def test_save_load_round_trip_without_pickle(
     scorer, _, texts, _ = fitted
     scorer.save(tmp_path)
     loaded = TfidfScorer.load(tmp_path)
+    assert loaded.features == scorer.features
     np.testing.assert_array_equal(loaded.predict_proba(texts[:10]), scorer.predict_proba(texts[:10]))
     with np.load(tmp_path / ARRAYS_FILE, allow_pickle=False) as arrays:
         assert all(arrays[k].dtype != object for k in arrays.files)
