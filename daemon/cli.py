@@ -33,6 +33,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--class-weights", choices=["none", "sqrt", "balanced"], default="sqrt")
     p.add_argument("--validation-size", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument(
+        "--train-embeddings", action="store_true", help="also fine-tune the word embeddings (slower)"
+    )
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto", help="bf16 autocast while training")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--keep-torch", action="store_true", help="also keep the PyTorch weights (for bench/)")
@@ -110,6 +113,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         keep_torch=args.keep_torch,
         bf16=args.bf16,
+        freeze_embeddings=not args.train_embeddings,
         tfidf_weights=(1.0,) if args.tfidf_only else DEFAULT_TFIDF_WEIGHTS,
         columns=Columns.parse(args.column),
     )

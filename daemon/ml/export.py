@@ -34,7 +34,7 @@ def _quantize(fp32_dir: Path, out_dir: Path, *, gentle: bool, keep_fp32: Sequenc
 
     quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=FP32_FILE)
     if gentle:
-        # Per-channel weights, MatMul only (embeddings stay fp32), classifier/pooler kept in fp32.
+        # Per-channel weights, MatMul only (embeddings stay fp32), sensitive nodes kept in fp32.
         qconfig = AutoQuantizationConfig.avx2(
             is_static=False, per_channel=True, operators_to_quantize=["MatMul"], nodes_to_exclude=list(keep_fp32)
         )
@@ -45,19 +45,21 @@ def _quantize(fp32_dir: Path, out_dir: Path, *, gentle: bool, keep_fp32: Sequenc
 
 
 def _sensitive_nodes(onnx_file: Path) -> list[str]:
-    """Nodes of the pooler/classifier and the last encoder layer: small, and most sensitive to int8."""
+    """MatMuls that int8 hurts most: FFN output projections (their GELU inputs have outliers),
+    activation-by-activation attention products, and the pooler/classifier."""
     import onnx
 
     model = onnx.load(str(onnx_file), load_external_data=False)
-    layers = sorted(
-        {int(p.split("layer.")[1].split("/")[0]) for n in model.graph.node for p in [n.name] if "layer." in p}
-    )
-    last = f"layer.{layers[-1]}/" if layers else None
-    return [
-        n.name
-        for n in model.graph.node
-        if "pooler" in n.name or "classifier" in n.name or (last is not None and last in n.name)
-    ]
+    initializers = {i.name for i in model.graph.initializer}
+    keep = []
+    for node in model.graph.node:
+        if node.op_type not in {"MatMul", "Gemm"}:
+            continue
+        ffn_out = node.name.endswith("/output/dense/MatMul") and "/attention/" not in node.name
+        act_by_act = not any(inp in initializers for inp in node.input)
+        if ffn_out or act_by_act or "pooler" in node.name or "classifier" in node.name:
+            keep.append(node.name)
+    return keep
 
 
 def export_head(
@@ -83,7 +85,7 @@ def export_head(
         fp32_agreement = _agreement(head_dir / FP32_FILE, tokenizer, texts, torch_predictions, max_length)
         report: dict[str, Any] = {"fp32_agreement": round(fp32_agreement, 4), "attempts": []}
         chosen = "fp32"
-        for name, gentle in (("dynamic-int8", False), ("per-channel-int8-matmul-only", True)):
+        for name, gentle in (("dynamic-int8", False), ("per-channel-int8-sensitive-fp32", True)):
             qdir = Path(tmp) / name
             keep = _sensitive_nodes(head_dir / FP32_FILE) if gentle else []
             qfile = _quantize(fp32_dir, qdir, gentle=gentle, keep_fp32=keep)

@@ -68,6 +68,6 @@ def test_quantisation_falls_back_to_fp32_when_parity_fails(tmp_path: Path, tiny_
     )
     assert report["serving_precision"] == "fp32"
     assert report["onnx_files"] == {"fp32": FP32_FILE}
-    assert [a["scheme"] for a in report["attempts"]] == ["dynamic-int8", "per-channel-int8-matmul-only"]
+    assert [a["scheme"] for a in report["attempts"]] == ["dynamic-int8", "per-channel-int8-sensitive-fp32"]
     assert report["attempts"][1]["fp32_nodes"] > 0
     assert not (tmp_path / INT8_FILE).exists()
