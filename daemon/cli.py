@@ -33,9 +33,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--class-weights", choices=["none", "sqrt", "balanced"], default="sqrt")
     p.add_argument("--validation-size", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=13)
-    p.add_argument(
-        "--train-embeddings", action="store_true", help="also fine-tune the word embeddings (slower)"
-    )
+    p.add_argument("--train-embeddings", action="store_true", help="also fine-tune the word embeddings (slower)")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto", help="bf16 autocast while training")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--keep-torch", action="store_true", help="also keep the PyTorch weights (for bench/)")

@@ -271,7 +271,7 @@ def _fine_tune(
 def _train_label(
     base: str, train: Dataset, val: Dataset, label: str, opts: TrainOptions, head_dir: Path, work: Path
 ) -> dict[str, Any]:
-    from daemon.ml.export import export_head, torch_argmax
+    from daemon.ml.export import export_head
     from daemon.ml.tfidf import FEATURE_SETS, fit_tfidf
 
     classes = sorted(set(train.labels(label)) | set(val.labels(label)))
@@ -352,13 +352,20 @@ def _train_label(
     export: dict[str, Any] = {}
     if weight < 1.0:
         assert model_dir is not None and logits_val is not None
+        val_tfidf = tfidf_val
+
+        def decide(logits: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            routes: npt.NDArray[Any] = combine(logits, val_tfidf, weight).argmax(axis=1)
+            return routes
+
         export = export_head(
             model_dir,
             head_dir,
             texts=val.texts(),
-            torch_predictions=torch_argmax(logits_val),
+            torch_logits=logits_val,
             max_length=opts.max_length,
             min_agreement=opts.min_agreement,
+            decide=decide,
         )
         spec["serving_precision"] = export["serving_precision"]
         spec["onnx_files"] = export["onnx_files"]

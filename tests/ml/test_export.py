@@ -49,25 +49,43 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarra
 
 def test_onnx_fp32_reproduces_pytorch(tmp_path: Path, tiny_bert: tuple[Path, np.ndarray]) -> None:
     model_dir, torch_logits = tiny_bert
-    report = export_head(model_dir, tmp_path, texts=TEXTS, torch_predictions=torch_logits.argmax(1), max_length=32)
+    report = export_head(model_dir, tmp_path, texts=TEXTS, torch_logits=torch_logits, max_length=32)
     assert report["fp32_agreement"] == 1.0
     onnx_logits = TransformerHead(tmp_path / FP32_FILE, tmp_path / "tokenizer.json", 32).logits(TEXTS)
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
+    assert report["fp32_max_abs_logit_diff"] < 1e-4
+    assert (tmp_path / INT8_FILE).is_file()  # kept for benchmarks even when rejected
     if report["serving_precision"] == "int8":
         assert report["int8_agreement"] >= 0.99
-        assert (tmp_path / INT8_FILE).is_file()
+        assert report["onnx_files"]["int8"] == INT8_FILE
     else:
         assert all(not a["accepted"] for a in report["attempts"])
+        assert "int8" not in report["onnx_files"]
 
 
 def test_quantisation_falls_back_to_fp32_when_parity_fails(tmp_path: Path, tiny_bert: tuple[Path, np.ndarray]) -> None:
     model_dir, torch_logits = tiny_bert
     # An impossible bar: no int8 model may be accepted, both schemes are tried and recorded.
-    report = export_head(
-        model_dir, tmp_path, texts=TEXTS, torch_predictions=torch_logits.argmax(1), max_length=32, min_agreement=1.01
-    )
+    report = export_head(model_dir, tmp_path, texts=TEXTS, torch_logits=torch_logits, max_length=32, min_agreement=1.01)
     assert report["serving_precision"] == "fp32"
     assert report["onnx_files"] == {"fp32": FP32_FILE}
     assert [a["scheme"] for a in report["attempts"]] == ["dynamic-int8", "per-channel-int8-sensitive-fp32"]
     assert report["attempts"][1]["fp32_nodes"] > 0
-    assert not (tmp_path / INT8_FILE).exists()
+    assert all(a["routing_agreement"] == a["transformer_agreement"] for a in report["attempts"])
+
+
+def test_routing_agreement_uses_the_served_decision(tmp_path: Path, tiny_bert: tuple[Path, np.ndarray]) -> None:
+    model_dir, torch_logits = tiny_bert
+    # A head whose routing ignores the transformer (all tickets to class 0) always agrees with itself,
+    # so the first scheme is accepted even though the transformer alone may disagree.
+    report = export_head(
+        model_dir,
+        tmp_path,
+        texts=TEXTS,
+        torch_logits=torch_logits,
+        max_length=32,
+        decide=lambda logits: np.zeros(len(logits), dtype=np.int64),
+    )
+    assert report["serving_precision"] == "int8"
+    assert report["int8_scheme"] == "dynamic-int8"
+    assert report["attempts"][0]["routing_agreement"] == 1.0
