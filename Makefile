@@ -40,7 +40,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install
-	$(BIN)/python bench/classify.py
+	$(BIN)/python bench/classify.py --model .ticketd/quality/model
 
 clean:
 	rm -rf $(VENV) .ticketd *.egg-info
