@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "softoft-tickets" / "softoft-tickets-dev.csv"
 
 SERVE_RSS = """
-import json, resource, sys, time
+import json, sys
 from daemon.ml.classifier import Classifier
 from daemon.ml.dataset import load_dataset
 texts = load_dataset(sys.argv[2]).texts()[: int(sys.argv[3])]
@@ -37,7 +37,9 @@ clf.predict_texts(texts, batch_size=32)
 for t in texts[:100]:
     clf.predict_texts([t])
 heavy = [m for m in ("torch", "transformers") if m in sys.modules]
-print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "heavy": heavy}))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) parent across fork+exec.
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"peak_rss_mib": hwm / 1024, "heavy": heavy}))
 """
 
 

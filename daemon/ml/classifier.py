@@ -35,9 +35,9 @@ class TransformerHead:
         except Exception as exc:  # tokenizers raises a bare Exception on unreadable files
             raise ModelError(f"{tokenizer_path}: cannot load tokenizer: {exc}") from exc
         self.tokenizer.enable_truncation(max_length=max_length)
-        pad_token = "[PAD]" if self.tokenizer.token_to_id("[PAD]") is not None else "<pad>"
-        pad_id = self.tokenizer.token_to_id(pad_token) or 0
-        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        self.pad_token = "[PAD]" if self.tokenizer.token_to_id("[PAD]") is not None else "<pad>"
+        self.pad_id = self.tokenizer.token_to_id(self.pad_token) or 0
+        self.tokenizer.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
@@ -48,10 +48,19 @@ class TransformerHead:
         self.input_names = {i.name for i in self.session.get_inputs()}
 
     def logits(self, texts: Sequence[str], batch_size: int = 32) -> FloatArray:
-        """Raw class scores, batched so memory stays flat for long inputs."""
+        """Raw class scores; batches group tickets of similar length so little time goes to padding."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        if len(texts) <= batch_size:
+            order = np.arange(len(texts))  # one batch: padding is the same in any order
+        else:
+            self.tokenizer.no_padding()
+            lengths = [len(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
+            self.tokenizer.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token)
+            order = np.argsort(lengths, kind="stable")
         out: list[FloatArray] = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer.encode_batch(list(texts[start : start + batch_size]))
+            enc = self.tokenizer.encode_batch([texts[i] for i in order[start : start + batch_size]])
             feeds = {
                 "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
                 "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
@@ -59,9 +68,9 @@ class TransformerHead:
             }
             feeds = {k: v for k, v in feeds.items() if k in self.input_names}
             out.append(np.asarray(self.session.run(["logits"], feeds)[0], dtype=np.float32))
-        if not out:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.concatenate(out)
+        result = np.empty_like(np.concatenate(out))
+        result[order] = np.concatenate(out)
+        return result
 
 
 @dataclass

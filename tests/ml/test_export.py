@@ -53,6 +53,10 @@ def test_onnx_fp32_reproduces_pytorch(tmp_path: Path, tiny_bert: tuple[Path, np.
     assert report["fp32_agreement"] == 1.0
     onnx_logits = TransformerHead(tmp_path / FP32_FILE, tmp_path / "tokenizer.json", 32).logits(TEXTS)
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
+    # Length-sorted batching must hand each ticket its own scores back.
+    head = TransformerHead(tmp_path / FP32_FILE, tmp_path / "tokenizer.json", 32)
+    one_by_one = np.concatenate([head.logits([t]) for t in TEXTS[:8]])
+    np.testing.assert_allclose(head.logits(TEXTS[:8], batch_size=3), one_by_one, atol=1e-5)
     assert report["fp32_max_abs_logit_diff"] < 1e-4
     assert (tmp_path / INT8_FILE).is_file()  # kept for benchmarks even when rejected
     if report["serving_precision"] == "int8":
