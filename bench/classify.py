@@ -33,7 +33,7 @@ from daemon.ml.classifier import Classifier
 from daemon.ml.dataset import load_dataset
 texts = load_dataset(sys.argv[2]).texts()[: int(sys.argv[3])]
 clf = Classifier.load(sys.argv[1], threads=int(sys.argv[4]))
-clf.predict_texts(texts, batch_size=32)
+clf.predict_texts(texts)  # default serving batch (8, length-sorted)
 for t in texts[:100]:
     clf.predict_texts([t])
 heavy = [m for m in ("torch", "transformers") if m in sys.modules]

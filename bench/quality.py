@@ -57,8 +57,10 @@ def main() -> int:
     for label, head in meta["heads"].items():
         for c in head["candidates"]:
             mark = "*" if c["tfidf_weight"] == head["tfidf_weight"] else " "
-            print(f" {mark}{label:<9}{c['candidate']:<12}w={c['tfidf_weight']:<5}"
-                  f"acc {c['accuracy']:.3f}  macro-F1 {c['macro_f1']:.3f}")
+            print(
+                f" {mark}{label:<9}{c['candidate']:<12}w={c['tfidf_weight']:<5}"
+                f"acc {c['accuracy']:.3f}  macro-F1 {c['macro_f1']:.3f}"
+            )
     print("\n" + summary(report))
     result: dict[str, object] = {"train_seconds": round(train_seconds, 1), "test_rows": report["data"]["rows"]}
     for label, m in report["labels"].items():
@@ -66,9 +68,12 @@ def main() -> int:
         result[label] = {
             "chosen": meta["heads"][label]["chosen"],
             "tfidf_weight": meta["heads"][label]["tfidf_weight"],
-            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"],
+            "accuracy": m["accuracy"],
+            "macro_f1": m["macro_f1"],
+            "ece": m["ece"],
             "coverage_at_90": m["coverage_at_90"],
-            "baseline_accuracy": base["accuracy"], "baseline_macro_f1": base["macro_f1"],
+            "baseline_accuracy": base["accuracy"],
+            "baseline_macro_f1": base["macro_f1"],
             "beats_baseline": m["accuracy"] > base["accuracy"] and m["macro_f1"] > base["macro_f1"],
             "serving_precision": meta["heads"][label]["export"].get("serving_precision"),
             "int8_agreement": meta["heads"][label]["export"].get("int8_agreement"),
