@@ -20,6 +20,11 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
     return event_dict
 
 
+def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+    """Look sys.stderr up on every use, so a replaced or closed stream is never written to."""
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     """Configure structlog once for the whole process."""
     use_json = not sys.stderr.isatty() if json is None else json
@@ -33,7 +38,7 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
 
