@@ -62,3 +62,9 @@ def test_combine_extremes_and_mix() -> None:
     assert only_tr.argmax() == 0 and only_tf.argmax() == 1
     np.testing.assert_allclose(mixed, 0.5 * only_tr + 0.5 * only_tf)
     np.testing.assert_allclose(combine(None, tfidf, 1.0), np.log(tfidf))
+
+
+def test_temperature_never_sharpens_more_than_twofold() -> None:
+    scores = np.array([[2.0, 0.0], [0.0, 2.0]] * 5)
+    y = np.array([0, 1] * 5)  # perfectly separated: NLL falls forever as T shrinks
+    assert abs(fit_temperature(scores, y) - 0.5) < 1e-3
