@@ -250,10 +250,13 @@ def _fine_tune(
     )
     started = time.monotonic()
     result = trainer.train()
-    logits = _fp32_logits(trainer.model, tokenizer, val.texts(), opts.max_length)
     out = work / f"model-{label}"
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
+    # Reload from disk: accelerate leaves the trained module's forward wrapped in bf16 autocast, and
+    # the reference for candidate choice and ONNX parity must be the plain fp32 model that is exported.
+    saved = AutoModelForSequenceClassification.from_pretrained(out)
+    logits = _fp32_logits(saved, tokenizer, val.texts(), opts.max_length)
     shutil.rmtree(work / f"checkpoints-{label}", ignore_errors=True)
     epochs_run = float(result.metrics.get("epoch", opts.epochs))
     info = {
