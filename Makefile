@@ -39,7 +39,9 @@ lint: install
 	$(BIN)/ruff check daemon connectors tests bench
 	$(BIN)/mypy
 
+# Quality run (80/20 split, ~20 min on 2 cores) once, then the serving benchmark on its model.
 bench: install
+	test -d .ticketd/quality/model || $(BIN)/python bench/quality.py
 	$(BIN)/python bench/classify.py --model .ticketd/quality/model
 
 clean:
