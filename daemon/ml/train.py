@@ -283,7 +283,7 @@ def _train_label(
     started = time.monotonic()
 
     tfidf_options: list[dict[str, Any]] = []
-    tfidf_val: npt.NDArray[np.float32] | None = None
+    tfidf_probs: dict[str, npt.NDArray[np.float32]] = {}
     for features in FEATURE_SETS:
         scorer, _ = fit_tfidf(
             train.texts(),
@@ -294,14 +294,11 @@ def _train_label(
             seed=opts.seed,
             features=features,
         )
-        probs = scorer.predict_proba(val.texts())
-        option_scores = _scores(y_val.tolist(), probs.argmax(axis=1).tolist())
+        tfidf_probs[features] = scorer.predict_proba(val.texts())
+        option_scores = _scores(y_val.tolist(), tfidf_probs[features].argmax(axis=1).tolist())
         tfidf_options.append({"features": features, "vocabulary": len(scorer.vocab), **option_scores})
-        if tfidf_val is None or (option_scores["macro_f1"], option_scores["accuracy"]) > max(
-            (o["macro_f1"], o["accuracy"]) for o in tfidf_options[:-1]
-        ):
-            tfidf_val, tfidf_features = probs, features
-    assert tfidf_val is not None
+    tfidf_features = max(tfidf_options, key=lambda o: (o["macro_f1"], o["accuracy"]))["features"]
+    tfidf_val = tfidf_probs[tfidf_features]
     tfidf_seconds = round(time.monotonic() - started, 1)
     log.info("tfidf fitted", label=label, features=tfidf_features, seconds=tfidf_seconds)
 
