@@ -21,6 +21,7 @@ HEAD_FILE = "head.json"
 LABELS_FILE = "labels.json"
 TOKENIZER_FILE = "tokenizer.json"
 TFIDF_DIR = "tfidf"
+_CHUNK = 64  # tickets tokenised and length-sorted together
 
 
 class TransformerHead:
@@ -56,6 +57,12 @@ class TransformerHead:
         """
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        # Chunks bound memory: tokenizer Encodings are large, 500 of them added ~200 MiB of peak RSS.
+        return np.concatenate(
+            [self._sorted_logits(texts[i : i + _CHUNK], batch_size) for i in range(0, len(texts), _CHUNK)]
+        )
+
+    def _sorted_logits(self, texts: Sequence[str], batch_size: int) -> FloatArray:
         encodings = self.tokenizer.encode_batch(list(texts))
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         out: list[FloatArray] = []
