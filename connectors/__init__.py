@@ -1,1 +1,4 @@
-"""Helpdesk connector plugins (Znuny/OTRS/OTOBO, Zammad, IMAP) share one contract; added in a later issue."""
+"""Helpdesk connector plugins (Znuny/OTRS/OTOBO, Zammad, IMAP) behind one contract (`connectors.base`).
+
+Imports flow one way: `daemon` imports `connectors`, never the reverse.
+"""

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.ml.classifier import TransformerHead
-from daemon.ml.export import FP32_FILE, INT8_FILE, export_head
+from daemon.ml.classifier import TOKENIZER_FILE, TransformerHead
+from daemon.ml.export import FP32_FILE, INT8_FILE, SCHEMES, _fuse, _quantize, _sensitive_nodes, export_head
 from daemon.ml.train import default_base_model
 
 TEXTS = [
@@ -73,8 +73,8 @@ def test_quantisation_falls_back_to_fp32_when_parity_fails(tmp_path: Path, tiny_
     report = export_head(model_dir, tmp_path, texts=TEXTS, torch_logits=torch_logits, max_length=32, min_agreement=1.01)
     assert report["serving_precision"] == "fp32"
     assert report["onnx_files"] == {"fp32": FP32_FILE}
-    assert [a["scheme"] for a in report["attempts"]] == ["dynamic-int8", "per-channel-int8-sensitive-fp32"]
-    assert report["attempts"][1]["fp32_nodes"] > 0
+    assert [a["scheme"] for a in report["attempts"]] == list(SCHEMES)
+    assert report["attempts"][-1]["fp32_nodes"] > 0
     assert all(a["routing_agreement"] == a["transformer_agreement"] for a in report["attempts"])
 
 
@@ -93,3 +93,38 @@ def test_routing_agreement_uses_the_served_decision(tmp_path: Path, tiny_bert: t
     assert report["serving_precision"] == "int8"
     assert report["int8_scheme"] == "dynamic-int8"
     assert report["attempts"][0]["routing_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_int8_scheme_stores_embeddings_as_int8_rows(
+    tmp_path: Path, tiny_bert: tuple[Path, np.ndarray], scheme: str
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    model_dir, torch_logits = tiny_bert
+    report = export_head(model_dir, tmp_path, texts=TEXTS, torch_logits=torch_logits, max_length=32, min_agreement=1.01)
+    assert [a["scheme"] for a in report["attempts"]] == list(SCHEMES)
+    # The best attempt is kept as model.int8.onnx; quantise once more with the scheme under test.
+    fused = _fuse_for_test(model_dir, tmp_path)
+    qfile = _quantize(fused, tmp_path / f"{scheme}.onnx", scheme=scheme, keep_fp32=_sensitive_nodes(fused))
+    model = onnx.load(str(qfile))
+    tables = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if "word_embeddings" in t.name}
+    int8 = [a for a in tables.values() if a.dtype == np.int8]
+    assert len(int8) == 1 and int8[0].ndim == 2
+    assert not [a for a in tables.values() if a.dtype == np.float32 and a.shape[1] > 1]  # only the row scales
+    ops = {n.op_type for n in model.graph.node}
+    assert ("MatMulNBits" in ops) == (scheme == "int8-weight-blocked")
+    fp32 = TransformerHead(tmp_path / FP32_FILE, tmp_path / TOKENIZER_FILE, 32).logits(TEXTS)
+    int8_logits = TransformerHead(qfile, tmp_path / TOKENIZER_FILE, 32).logits(TEXTS)
+    assert np.abs(int8_logits - fp32).max() < 0.5  # quantised, not broken
+
+
+def _fuse_for_test(model_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    plain = tmp_path / "plain"
+    plain.mkdir(exist_ok=True)
+    shutil.copy(tmp_path / FP32_FILE, plain / FP32_FILE)
+    shutil.copy(model_dir / "config.json", plain / "config.json")
+    return _fuse(plain, tmp_path / "fused")

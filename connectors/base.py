@@ -1,0 +1,173 @@
+"""The connector contract: the only surface the daemon sees of a helpdesk.
+
+Connectors translate; they never sleep, retry, schedule or classify. Retry and backoff policy
+belongs to the daemon's coordinator, which reacts to the error classes in `connectors.errors`.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+
+from connectors.errors import ConfigError
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A helpdesk ticket as the classifier sees it; `body` is the first customer message as plain text."""
+
+    id: str
+    number: str
+    subject: str
+    body: str
+    created_at: datetime
+    queue: str
+    priority: str | None = None
+    language: str | None = None
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of tickets and the opaque cursor to pass back for the next page."""
+
+    tickets: list[Ticket]
+    cursor: str | None
+    more: bool = False
+
+
+@dataclass(frozen=True)
+class Named:
+    """One entry of the live taxonomy (a queue, group, folder or priority)."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TicketUpdate:
+    """What to write back; `expected_queue` guards against overriding a human who moved it first."""
+
+    ticket_id: str
+    expected_queue: str
+    queue: str | None = None
+    priority: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The helpdesk now holds the update; `changed` lists what actually had to change."""
+
+    ticket_id: str
+    changed: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Nothing was written, on purpose."""
+
+    ticket_id: str
+    reason: str
+
+
+Outcome = Applied | Skipped
+
+
+class ConnectorConfig(BaseModel):
+    """Base for connector configs: unknown keys rejected, secrets from `${ENV}` or `<key>_file`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_secrets(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        resolved = dict(data)
+        secret_fields = {
+            name for name, info in cls.model_fields.items() if "SecretStr" in str(info.annotation)
+        }
+        for key in list(resolved):
+            value = resolved[key]
+            if key.endswith("_file") and key[: -len("_file")] in secret_fields:
+                target = key[: -len("_file")]
+                if resolved.get(target) is not None:
+                    raise ValueError(f"give either {target!r} or {key!r}, not both")
+                try:
+                    resolved[target] = Path(str(value)).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ValueError(f"{key}: cannot read secret file {value!r}: {exc.strerror}") from exc
+                del resolved[key]
+            elif isinstance(value, str) and (match := _ENV_REF.match(value)):
+                env = os.environ.get(match.group(1))
+                if env is None:
+                    raise ValueError(f"{key}: environment variable {match.group(1)} is not set")
+                resolved[key] = env
+        return resolved
+
+
+def secret(value: SecretStr | None) -> str:
+    """The plain secret, only at the moment it goes on the wire."""
+    return value.get_secret_value() if value is not None else ""
+
+
+class Connector(abc.ABC):
+    """One helpdesk. Async; an HTTP connector gets its `httpx.AsyncClient` from the caller."""
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[ConnectorConfig]]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, config: ConnectorConfig, client: httpx.AsyncClient) -> Connector:
+        """Build from a validated config; `client` carries timeouts, TLS and proxies chosen by the daemon."""
+
+    @abc.abstractmethod
+    async def check(self) -> None:
+        """Raise AuthError or TransientError unless the helpdesk accepts our credentials now."""
+
+    @abc.abstractmethod
+    async def list_queues(self) -> list[Named]:
+        """Queues (groups, folders) tickets can be routed to."""
+
+    @abc.abstractmethod
+    async def list_priorities(self) -> list[Named]:
+        """Priorities tickets can be given."""
+
+    @abc.abstractmethod
+    async def fetch_new(self, cursor: str | None, limit: int) -> Page:
+        """Tickets that arrived in the inbound queue(s) after `cursor` (None: from the beginning)."""
+
+    @abc.abstractmethod
+    async def fetch_closed(self, since: str | None, limit: int) -> Page:
+        """Closed tickets with their final queue and priority, after the cursor `since`."""
+
+    @abc.abstractmethod
+    async def apply(self, update: TicketUpdate) -> Outcome:
+        """Write queue/priority/note; idempotent, and Skipped if the ticket left `expected_queue`."""
+
+    async def aclose(self) -> None:
+        """Release what the connector opened itself (not a client it was given)."""
+
+
+def validate_names(kind: str, wanted: Sequence[str], live: Sequence[Named]) -> None:
+    """Fail fast when configuration names a queue or priority the helpdesk does not have."""
+    names = {n.name for n in live}
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise ConfigError(f"unknown {kind} {', '.join(map(repr, missing))}; the helpdesk has {sorted(names)}")

@@ -1,0 +1,32 @@
+"""The `harness` fixture, parametrized over every connector backend.
+
+Each backend module in `tests/connectors/backends/` exposes `async def make_harness(tmp_path)`
+returning a started `Harness`; a backend whose server cannot start here is skipped, never faked.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.connectors.harness import Harness
+
+BACKENDS = ["znuny", "zammad", "zammad_es", "imap"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=BACKENDS)
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
+    module = importlib.import_module(f"tests.connectors.backends.{request.param}")
+    h: Harness = await module.make_harness(tmp_path)
+    try:
+        yield h
+    finally:
+        await h.aclose()

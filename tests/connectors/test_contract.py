@@ -1,0 +1,139 @@
+"""One suite, every connector: each backend's harness fixture is parametrized in `conftest.py`."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.base import Applied, Connector, Skipped, TicketUpdate
+from connectors.errors import AuthError, TicketError, TransientError
+from tests.connectors.harness import Harness
+
+pytestmark = pytest.mark.anyio
+
+
+async def _new_ids(conn: Connector) -> dict[str, str]:
+    """Every new ticket reachable from the start, id -> subject (pages followed to the end)."""
+    seen: dict[str, str] = {}
+    cursor = None
+    for _ in range(100):
+        page = await conn.fetch_new(cursor, 3)
+        for t in page.tickets:
+            assert t.id not in seen, f"ticket {t.id} delivered twice"
+            seen[t.id] = t.subject
+        if not page.more:
+            break
+        cursor = page.cursor
+    return seen
+
+
+async def test_check_and_taxonomy(harness: Harness) -> None:
+    conn = await harness.connector()
+    await conn.check()
+    queues = {q.name for q in await conn.list_queues()}
+    assert {harness.inbound, harness.target, harness.other} <= queues
+    assert harness.priority in {p.name for p in await conn.list_priorities()}
+
+
+async def test_new_ticket_is_fetched_with_subject_and_body(harness: Harness) -> None:
+    tid = harness.add_ticket("Printer offline", "The printer on floor 3 shows error 41.")
+    conn = await harness.connector()
+    page = await conn.fetch_new(None, 50)
+    ticket = next(t for t in page.tickets if t.id == tid)
+    assert ticket.subject == "Printer offline"
+    assert "error 41" in ticket.body
+    assert ticket.queue == harness.inbound
+    assert ticket.created_at.tzinfo is not None
+
+
+async def test_paging_delivers_every_ticket_once_and_cursor_resumes(harness: Harness) -> None:
+    ids = [harness.add_ticket(f"Ticket {i}", f"body {i}") for i in range(7)]
+    conn = await harness.connector()
+    first = await _new_ids(conn)
+    assert set(ids) <= set(first)
+    # Resume from the last cursor: only tickets that arrive later come back.
+    cursor = None
+    while True:
+        page = await conn.fetch_new(cursor, 50)
+        cursor = page.cursor
+        if not page.more:
+            break
+    late = harness.add_ticket("Late arrival", "arrived after the cursor")
+    page = await conn.fetch_new(cursor, 50)
+    assert [t.id for t in page.tickets] == [late]
+
+
+async def test_apply_moves_and_sets_priority(harness: Harness) -> None:
+    tid = harness.add_ticket("Invoice wrong", "We were charged twice.")
+    conn = await harness.connector()
+    update = TicketUpdate(tid, expected_queue=harness.inbound, queue=harness.target, priority=harness.priority)
+    outcome = await conn.apply(update)
+    assert isinstance(outcome, Applied)
+    assert harness.queue_of(tid) == harness.target
+    assert harness.priority_of(tid) == harness.priority
+
+
+async def test_apply_twice_has_one_effect(harness: Harness) -> None:
+    tid = harness.add_ticket("VPN down", "Nobody can connect.")
+    conn = await harness.connector()
+    update = TicketUpdate(
+        tid, expected_queue=harness.inbound, queue=harness.target, priority=harness.priority, note="ticketd: routed"
+    )
+    first = await conn.apply(update)
+    writes = harness.writes(tid)
+    second = await conn.apply(update)
+    assert isinstance(first, Applied) and first.changed
+    assert isinstance(second, Applied) and second.changed == ()
+    assert harness.writes(tid) == writes
+    assert harness.queue_of(tid) == harness.target
+
+
+async def test_ticket_moved_by_a_human_is_skipped(harness: Harness) -> None:
+    tid = harness.add_ticket("Laptop broken", "Screen flickers.")
+    harness.human_move(tid, harness.other)
+    writes = harness.writes(tid)
+    conn = await harness.connector()
+    outcome = await conn.apply(TicketUpdate(tid, expected_queue=harness.inbound, queue=harness.target))
+    assert isinstance(outcome, Skipped)
+    assert harness.other in outcome.reason
+    assert harness.queue_of(tid) == harness.other
+    assert harness.writes(tid) == writes
+
+
+async def test_closed_tickets_are_harvested_with_final_labels(harness: Harness) -> None:
+    tid = harness.add_ticket("Refund request", "Please refund order 1234.")
+    harness.close(tid, harness.target, harness.priority)
+    conn = await harness.connector()
+    found = {}
+    cursor = None
+    for _ in range(100):
+        page = await conn.fetch_closed(cursor, 50)
+        found.update({t.id: t for t in page.tickets})
+        cursor = page.cursor
+        if not page.more:
+            break
+    ticket = found[tid]
+    assert (ticket.queue, ticket.priority) == (harness.target, harness.priority)
+    assert "refund" in ticket.body.lower()
+
+
+async def test_bad_credentials_raise_auth_error(harness: Harness) -> None:
+    conn = await harness.connector(bad_auth=True)
+    with pytest.raises(AuthError):
+        await conn.check()
+    with pytest.raises(AuthError):
+        await conn.fetch_new(None, 10)
+
+
+async def test_server_failure_raises_transient_error(harness: Harness) -> None:
+    conn = await harness.connector()
+    await conn.check()
+    harness.fail_next(1)
+    with pytest.raises(TransientError):
+        await conn.fetch_new(None, 10)
+    await conn.fetch_new(None, 10)  # and recovers without a new connector
+
+
+async def test_unknown_ticket_raises_ticket_error(harness: Harness) -> None:
+    conn = await harness.connector()
+    with pytest.raises(TicketError):
+        await conn.apply(TicketUpdate("999999", expected_queue=harness.inbound, queue=harness.target))
