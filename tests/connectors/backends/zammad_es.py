@@ -1,0 +1,11 @@
+"""Contract-suite backend: the same fake Zammad with Elasticsearch on (query-string search filters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.connectors.backends.zammad import ZammadHarness
+
+
+async def make_harness(tmp_path: Path) -> ZammadHarness:
+    return ZammadHarness(es=True)

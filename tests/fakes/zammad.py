@@ -1,0 +1,764 @@
+"""A stateful in-memory Zammad (REST API v1) built from /work/shared/fixtures/zammad/README.md.
+
+The server logic lives in `FakeZammad.handle`, which takes and returns plain data; `transport()` wraps
+it as an `httpx.MockTransport` and `asgi_app()` as an ASGI app, so it can also be served on a port.
+Facts reproduced (each has a test in tests/connectors/zammad/test_fake_fidelity.py):
+
+- auth by `Authorization: Token token=…` or HTTP Basic; bad basic credentials -> 401
+  "Invalid BasicAuth credentials", unknown token -> 401 "Can't find User for Token", no credentials ->
+  403 "Authentication required", a token without `ticket.agent` -> 403 "Not authorized (token)!";
+  `From:` acts on behalf of another user (401 "No such user '…'" when unknown).
+- errors are `{"error", "error_human"}`; 404 RecordNotFound "Couldn't find Ticket with 'id'=…";
+  422 "No lookup value found for 'group': \"…\""; injected 500s are the opaque "Error ID …" form.
+- `GET /tickets` lists by id (per_page default 100, max 100); search per_page default 50, max 200
+  (larger values are capped, not refused); `page` counts from 1.
+- search `query` with Elasticsearch: query-string syntax (`state.name:new`, `group.name:"…"`,
+  `created_at:>now-1h`, `close_at:>=2026-…`, free words, `*`); without: the query is a SQL LIKE over
+  title, number and article subject/body/from/to, so field filters do not filter (they match text).
+  `condition` (GET params or POST body) works in both modes; both default to `updated_at desc`.
+- search answers `{"tickets": [ids], "tickets_count", "assets": {"Ticket": …, "Group": …, "User": …}}`,
+  or with `expand=true` a plain array of tickets with names next to ids. `tickets_count` is the number
+  of tickets on the page, as Zammad's controller counts them (`tickets.count` after limit/offset).
+- `PUT /tickets/{id}` by names or ids, with an optional article, returns the ticket with ids;
+  closing sets `close_at`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+
+STATE_TYPES = {1: "new", 2: "open", 3: "pending reminder", 4: "pending action", 5: "closed", 6: "merged", 7: "removed"}
+SENDERS = {1: "Agent", 2: "Customer", 3: "System"}
+ARTICLE_TYPES = {1: "email", 5: "phone", 10: "note", 11: "web"}
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def ts(value: datetime | None) -> str | None:
+    """Zammad's timestamp form: UTC with milliseconds and a Z."""
+    if value is None:
+        return None
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_ts(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class HttpError(Exception):
+    """A Zammad error response; `error_human` defaults to `error` as `humanize_error` does for these classes."""
+
+    def __init__(self, status: int, error: str, *, human: bool = True, headers: dict[str, str] | None = None):
+        super().__init__(error)
+        self.status = status
+        self.body: dict[str, str] = {"error": error}
+        if human:
+            self.body["error_human"] = error
+        self.headers = headers or {}
+
+
+@dataclass
+class Request:
+    """What the fake saw; tests assert on headers (auth, From) and on how many writes went out."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+    user: str | None = None
+    acting_user: str | None = None
+    status: int = 0
+
+
+@dataclass
+class User:
+    id: int
+    login: str
+    firstname: str
+    lastname: str
+    password: str | None = None
+    permissions: set[str] = field(default_factory=set)
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.firstname} {self.lastname}".strip()
+
+    @property
+    def email(self) -> str:
+        return self.login
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "login": self.login,
+            "firstname": self.firstname,
+            "lastname": self.lastname,
+            "email": self.email,
+            "active": True,
+            "organization_id": None,
+            "role_ids": [1, 2] if "admin" in self.permissions else ([2] if "ticket.agent" in self.permissions else [3]),
+        }
+
+
+class FakeZammad:
+    """One Zammad instance in memory; `es` switches Elasticsearch on (query-string search) or off (SQL LIKE)."""
+
+    def __init__(self, *, es: bool = False, token: str = "zammad-test-token") -> None:
+        self.es = es
+        self.now = START
+        self.groups: dict[int, dict[str, Any]] = {}
+        for name in ("Users", "Sales", "Service Desk", "Billing"):
+            self.add_group(name)
+        self.priorities: dict[int, dict[str, Any]] = {
+            1: self._lookup_row(1, "1 low", default_create=False),
+            2: self._lookup_row(2, "2 normal", default_create=True),
+            3: self._lookup_row(3, "3 high", default_create=False),
+        }
+        self.states: dict[int, dict[str, Any]] = {}
+        for sid, (name, type_id) in enumerate(
+            [
+                ("new", 1),
+                ("open", 2),
+                ("pending reminder", 3),
+                ("closed", 5),
+                ("merged", 6),
+                ("removed", 7),
+                ("pending close", 4),
+            ],
+            start=1,
+        ):
+            self.states[sid] = {**self._lookup_row(sid, name), "state_type_id": type_id, "active": name != "removed"}
+        self.users: dict[int, User] = {}
+        self.admin = self.add_user(
+            "admin@example.com",
+            "Ada",
+            "Admin",
+            password="admin-pw",
+            permissions={"admin", "admin.user", "ticket.agent"},
+        )
+        self.agent = self.add_user(
+            "agent@example.com", "Otto", "Agent", password="agent-pw", permissions={"ticket.agent"}
+        )
+        self.customer = self.add_user("nicole.braun@zammad.org", "Nicole", "Braun", permissions={"ticket.customer"})
+        self.tokens: dict[str, tuple[int, set[str]]] = {token: (self.admin.id, {"ticket.agent", "admin.user"})}
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.articles: dict[int, dict[str, Any]] = {}
+        self.writes: defaultdict[int, int] = defaultdict(int)
+        self.requests: list[Request] = []
+        self._failures: list[str] = []
+        self._throttle: list[float | str] = []
+        self._next_ticket = 1
+        self._next_article = 1
+        self._next_number = 31001
+
+    # ---- state set up by tests ("a human in the browser") -------------------------------------------------
+
+    def _lookup_row(self, rid: int, name: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": rid,
+            "name": name,
+            "active": True,
+            "note": None,
+            "updated_by_id": 1,
+            "created_by_id": 1,
+            "created_at": ts(START - timedelta(days=30)),
+            "updated_at": ts(START - timedelta(days=30)),
+            **extra,
+        }
+
+    def tick(self, seconds: float = 1.0) -> datetime:
+        """Advance the server clock; every event takes one tick unless a test pins the time."""
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+    def add_group(self, name: str, *, active: bool = True) -> int:
+        gid = len(self.groups) + 1
+        self.groups[gid] = {
+            **self._lookup_row(gid, name),
+            "active": active,
+            "email_address_id": None,
+            "follow_up_possible": "yes",
+            "user_ids": [],
+        }
+        return gid
+
+    def add_user(
+        self,
+        login: str,
+        firstname: str,
+        lastname: str,
+        *,
+        password: str | None = None,
+        permissions: set[str] | None = None,
+    ) -> User:
+        user = User(len(self.users) + 1, login, firstname, lastname, password, permissions or set())
+        self.users[user.id] = user
+        return user
+
+    def add_token(self, token: str, *, user: User | None = None, permissions: set[str] | None = None) -> None:
+        self.tokens[token] = ((user or self.admin).id, permissions if permissions is not None else {"ticket.agent"})
+
+    def create_ticket(
+        self,
+        title: str,
+        body: str,
+        *,
+        group: str = "Users",
+        content_type: str = "text/plain",
+        created_at: datetime | None = None,
+        priority: str = "2 normal",
+        state: str = "new",
+        article_type: str = "email",
+        sender: str = "Customer",
+    ) -> int:
+        """A customer writes in (email by default); returns the new ticket's id."""
+        at = created_at or self.tick()
+        tid = self._next_ticket
+        self._next_ticket += 1
+        number = str(self._next_number)
+        self._next_number += 1
+        self.tickets[tid] = {
+            "id": tid,
+            "group_id": self._id_by_name(self.groups, group, "group"),
+            "priority_id": self._id_by_name(self.priorities, priority, "priority"),
+            "state_id": self._id_by_name(self.states, state, "state"),
+            "organization_id": None,
+            "number": number,
+            "title": title,
+            "owner_id": 1,
+            "customer_id": self.customer.id,
+            "note": None,
+            "first_response_at": None,
+            "close_at": None,
+            "last_contact_at": ts(at),
+            "last_contact_agent_at": None,
+            "last_contact_customer_at": ts(at),
+            "create_article_type_id": _type_id(article_type),
+            "create_article_sender_id": _sender_id(sender),
+            "article_count": 0,
+            "escalation_at": None,
+            "pending_time": None,
+            "type": None,
+            "time_unit": None,
+            "preferences": {},
+            "updated_by_id": self.customer.id,
+            "created_by_id": self.customer.id,
+            "created_at": ts(at),
+            "updated_at": ts(at),
+        }
+        self.add_article(
+            tid,
+            body,
+            subject=title,
+            content_type=content_type,
+            type=article_type,
+            sender=sender,
+            at=at,
+            by=self.customer,
+            count_write=False,
+        )
+        return tid
+
+    def add_article(
+        self,
+        ticket_id: int,
+        body: str,
+        *,
+        subject: str = "",
+        content_type: str = "text/plain",
+        type: str = "note",
+        sender: str = "Agent",
+        internal: bool = False,
+        at: datetime | None = None,
+        by: User | None = None,
+        count_write: bool = True,
+    ) -> int:
+        ticket = self._ticket(ticket_id)
+        at = at or self.tick()
+        by = by or self.agent
+        aid = self._next_article
+        self._next_article += 1
+        customer = sender == "Customer"
+        self.articles[aid] = {
+            "id": aid,
+            "ticket_id": ticket_id,
+            "type_id": _type_id(type),
+            "sender_id": _sender_id(sender),
+            "from": f"{by.fullname} <{by.email}>" if customer else by.fullname,
+            "to": "Users <support@example.com>" if customer else "",
+            "cc": None,
+            "subject": subject or None,
+            "reply_to": None,
+            "message_id": f"<{aid}@fake.zammad>" if type == "email" else None,
+            "in_reply_to": None,
+            "content_type": content_type,
+            "references": None,
+            "body": body,
+            "internal": internal,
+            "preferences": {},
+            "updated_by_id": by.id,
+            "created_by_id": by.id,
+            "origin_by_id": None,
+            "created_at": ts(at),
+            "updated_at": ts(at),
+        }
+        ticket["article_count"] += 1
+        ticket["updated_at"] = ts(at)
+        if count_write:
+            self.writes[ticket_id] += 1
+        return aid
+
+    def human_move(self, ticket_id: int, group: str) -> None:
+        """An agent drags the ticket to another group in the browser."""
+        self._change(ticket_id, {"group_id": self._id_by_name(self.groups, group, "group")}, self.agent)
+
+    def close(
+        self, ticket_id: int, *, group: str | None = None, priority: str | None = None, state: str = "closed"
+    ) -> None:
+        """An agent files the ticket and closes it; Zammad stamps `close_at`."""
+        changes: dict[str, Any] = {"state_id": self._id_by_name(self.states, state, "state")}
+        if group is not None:
+            changes["group_id"] = self._id_by_name(self.groups, group, "group")
+        if priority is not None:
+            changes["priority_id"] = self._id_by_name(self.priorities, priority, "priority")
+        self._change(ticket_id, changes, self.agent)
+
+    def group_of(self, ticket_id: int) -> str:
+        return str(self.groups[self._ticket(ticket_id)["group_id"]]["name"])
+
+    def priority_of(self, ticket_id: int) -> str:
+        return str(self.priorities[self._ticket(ticket_id)["priority_id"]]["name"])
+
+    def state_of(self, ticket_id: int) -> str:
+        return str(self.states[self._ticket(ticket_id)["state_id"]]["name"])
+
+    def puts(self, ticket_id: int) -> int:
+        """How many update requests reached this ticket (successful or not)."""
+        return sum(1 for r in self.requests if r.method == "PUT" and r.path == f"/api/v1/tickets/{ticket_id}")
+
+    def fail_next(self, calls: int = 1, *, kind: str = "500") -> None:
+        """The next `calls` requests fail: `"500"` (opaque server error) or `"drop"` (connection reset)."""
+        self._failures.extend([kind] * calls)
+
+    def throttle_next(self, calls: int = 1, *, retry_after: float | str = 30) -> None:
+        """The next `calls` requests get 429 with this Retry-After (seconds or an HTTP date)."""
+        self._throttle.extend([retry_after] * calls)
+
+    # ---- transports ---------------------------------------------------------------------------------------
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._httpx_handler)
+
+    def _httpx_handler(self, request: httpx.Request) -> httpx.Response:
+        status, headers, payload = self.handle(
+            request.method,
+            request.url.path,
+            request.url.query.decode("ascii"),
+            {k.lower(): v for k, v in request.headers.items()},
+            request.content,
+        )
+        return httpx.Response(status, headers=headers, content=payload, request=request)
+
+    def asgi_app(self) -> Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]:
+        """The same server as an ASGI app (e.g. for uvicorn), for clients that need a real port."""
+
+        async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            try:
+                status, out_headers, payload = self.handle(
+                    scope["method"], scope["path"], scope.get("query_string", b"").decode("ascii"), headers, body
+                )
+            except httpx.TransportError:
+                return  # a dropped connection: answer nothing
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(k.encode(), v.encode()) for k, v in out_headers.items()],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+
+        return app
+
+    # ---- the server ---------------------------------------------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP exchange; raises httpx.ConnectError for an injected dropped connection."""
+        query = parse_qs(query_string, keep_blank_values=True)
+        parsed: Any = None
+        if body:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+        record = Request(method, path, query, headers, parsed)
+        self.requests.append(record)
+        out_headers = {"content-type": "application/json; charset=utf-8"}
+        try:
+            if self._failures:
+                kind = self._failures.pop(0)
+                if kind == "drop":
+                    record.status = -1
+                    raise httpx.ConnectError("connection reset by fake Zammad")
+                raise HttpError(
+                    500, f"Error ID {secrets.token_urlsafe(6)[:6]}: Please contact your administrator.", human=False
+                )
+            if self._throttle:
+                retry_after = self._throttle.pop(0)
+                raise HttpError(429, "Too Many Requests", headers={"retry-after": str(retry_after)})
+            user = self._authenticate(headers, record)
+            status, result = self._route(method, path, query, parsed, user, record)
+            record.status = status
+            return status, out_headers, json.dumps(result).encode()
+        except HttpError as err:
+            record.status = err.status
+            extra = dict(err.headers)
+            if err.status in (401, 403):
+                extra["x-failure"] = err.body.get("error_human", err.body["error"])
+            return err.status, {**out_headers, **extra}, json.dumps(err.body).encode()
+
+    def _authenticate(self, headers: dict[str, str], record: Request) -> tuple[User, set[str] | None]:
+        """The acting user and, for token auth, the token's permissions (None: the user's own)."""
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        token_perms: set[str] | None = None
+        if scheme.lower() == "basic":
+            try:
+                login, _, password = base64.b64decode(value).decode().partition(":")
+            except ValueError:
+                raise HttpError(401, "Invalid BasicAuth credentials") from None
+            user = next((u for u in self.users.values() if u.login == login.lower()), None)
+            if user is None or user.password is None or not secrets.compare_digest(user.password, password):
+                raise HttpError(401, "Invalid BasicAuth credentials")
+        elif scheme.lower() == "token":
+            token = value.partition("token=")[2].strip().strip('"')
+            if token not in self.tokens:
+                raise HttpError(401, "Can't find User for Token")
+            uid, token_perms = self.tokens[token]
+            user = self.users[uid]
+        elif scheme.lower() == "bearer":
+            raise HttpError(401, "Invalid token!")
+        else:
+            raise HttpError(403, "Authentication required")
+        record.user = user.login
+        if (who := headers.get("from")) is not None:
+            if "admin.user" not in (token_perms if token_perms is not None else user.permissions):
+                raise HttpError(403, "Not authorized (user)!")
+            target = next((u for u in self.users.values() if who.lower() in (u.login, str(u.id))), None)
+            if target is None:
+                raise HttpError(401, f"No such user '{who}'")
+            user = target
+        record.acting_user = user.login
+        return user, token_perms
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: Any,
+        auth: tuple[User, set[str] | None],
+        record: Request,
+    ) -> tuple[int, Any]:
+        user, token_perms = auth
+        params = {k: v[-1] for k, v in query.items()}
+        if isinstance(body, dict):
+            params.update(body)  # Rails merges the JSON body into params
+        expand = str(params.get("expand", "")).lower() == "true"
+
+        def need(permission: str) -> None:
+            if token_perms is not None and permission not in token_perms:
+                raise HttpError(403, "Not authorized (token)!")
+            if permission not in user.permissions and "admin" not in user.permissions:
+                raise HttpError(403, "Not authorized")
+
+        if method == "GET" and path == "/api/v1/users/me":
+            return 200, user.json()
+        if method == "GET" and path == "/api/v1/groups":
+            need("ticket.agent")
+            return 200, list(self.groups.values())
+        if method == "GET" and path == "/api/v1/ticket_priorities":
+            return 200, list(self.priorities.values())
+        if method == "GET" and path == "/api/v1/ticket_states":
+            rows = list(self.states.values())
+            if expand:
+                rows = [{**r, "state_type": STATE_TYPES[r["state_type_id"]], "next_state": None} for r in rows]
+            return 200, rows
+        if path == "/api/v1/tickets/search" and method in ("GET", "POST"):
+            need("ticket.agent")
+            return 200, self._search(params, expand)
+        if method == "GET" and path == "/api/v1/tickets":
+            need("ticket.agent")
+            limit, offset = _paginate(params, default=100, maximum=100)
+            rows = sorted(self.tickets.values(), key=lambda t: t["id"])[offset : offset + limit]
+            return 200, [self._expanded(t) if expand else dict(t) for t in rows]
+        if m := re.fullmatch(r"/api/v1/tickets/([^/]+)", path):
+            need("ticket.agent")
+            ticket = self._ticket(m.group(1))
+            if method == "GET":
+                return 200, self._expanded(ticket) if expand else dict(ticket)
+            if method == "PUT":
+                self._update(ticket, body if isinstance(body, dict) else {}, user)
+                return 200, self._expanded(ticket) if expand else dict(ticket)
+        if method == "GET" and (m := re.fullmatch(r"/api/v1/ticket_articles/by_ticket/([^/]+)", path)):
+            need("ticket.agent")
+            ticket = self._ticket(m.group(1))
+            return 200, [self._article(a) for a in self.articles.values() if a["ticket_id"] == ticket["id"]]
+        raise HttpError(404, f"No route matches [{method}] {path}")
+
+    # ---- tickets ------------------------------------------------------------------------------------------
+
+    def _ticket(self, ref: int | str) -> dict[str, Any]:
+        try:
+            return self.tickets[int(ref)]
+        except (KeyError, ValueError):
+            raise HttpError(404, f"Couldn't find Ticket with 'id'={ref}") from None
+
+    @staticmethod
+    def _id_by_name(table: dict[int, dict[str, Any]], name: str, attribute: str) -> int:
+        for rid, row in table.items():
+            if row["name"] == name:
+                return rid
+        raise HttpError(422, f"No lookup value found for '{attribute}': {json.dumps(name)}")
+
+    def _expanded(self, ticket: dict[str, Any]) -> dict[str, Any]:
+        """`attributes_with_association_names`: ids plus names, and the article ids."""
+
+        def login(uid: int | None) -> str | None:
+            return self.users[uid].login if uid in self.users else ("-" if uid == 1 else None)
+
+        return {
+            **ticket,
+            "group": self.groups[ticket["group_id"]]["name"],
+            "priority": self.priorities[ticket["priority_id"]]["name"],
+            "state": self.states[ticket["state_id"]]["name"],
+            "owner": login(ticket["owner_id"]),
+            "customer": login(ticket["customer_id"]),
+            "organization": None,
+            "created_by": login(ticket["created_by_id"]),
+            "updated_by": login(ticket["updated_by_id"]),
+            "create_article_type": ARTICLE_TYPES.get(ticket["create_article_type_id"]),
+            "create_article_sender": SENDERS.get(ticket["create_article_sender_id"]),
+            "article_ids": sorted(
+                (a["id"] for a in self.articles.values() if a["ticket_id"] == ticket["id"]), reverse=True
+            ),
+            "ticket_time_accounting_ids": [],
+        }
+
+    def _article(self, article: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **article,
+            "type": ARTICLE_TYPES[article["type_id"]],
+            "sender": SENDERS[article["sender_id"]],
+            "created_by": self.users[article["created_by_id"]].login,
+            "updated_by": self.users[article["updated_by_id"]].login,
+            "attachments": [],
+        }
+
+    def _update(self, ticket: dict[str, Any], body: dict[str, Any], user: User) -> None:
+        changes: dict[str, Any] = {}
+        for attribute, table in (("group", self.groups), ("priority", self.priorities), ("state", self.states)):
+            if body.get(f"{attribute}_id") is not None:
+                if int(body[f"{attribute}_id"]) not in table:
+                    raise HttpError(422, f"No lookup value found for '{attribute}_id': {body[f'{attribute}_id']}")
+                changes[f"{attribute}_id"] = int(body[f"{attribute}_id"])
+            elif body.get(attribute) is not None:
+                changes[f"{attribute}_id"] = self._id_by_name(table, str(body[attribute]), attribute)
+        if "title" in body:
+            changes["title"] = str(body["title"])
+        article = body.get("article")
+        if isinstance(article, dict) and not str(article.get("body") or "").strip():
+            raise HttpError(422, "Need at least an 'body' for the article.")
+        at = self._change(ticket["id"], changes, user)
+        if isinstance(article, dict):
+            self.add_article(
+                ticket["id"],
+                str(article["body"]),
+                subject=str(article.get("subject") or ""),
+                content_type=str(article.get("content_type") or "text/plain"),
+                type=str(article.get("type") or "note"),
+                sender=str(article.get("sender") or "Agent"),
+                internal=bool(article.get("internal", False)),
+                at=at,
+                by=user,
+            )
+
+    def _change(self, ticket_id: int, changes: dict[str, Any], user: User) -> datetime:
+        """Apply attribute changes as Rails would: only real changes write; a close stamps `close_at`."""
+        ticket = self._ticket(ticket_id)
+        real = {k: v for k, v in changes.items() if ticket.get(k) != v}
+        at = self.tick()
+        if not real:
+            return at
+        ticket.update(real)
+        ticket["updated_at"] = ts(at)
+        ticket["updated_by_id"] = user.id
+        if "state_id" in real and STATE_TYPES[self.states[real["state_id"]]["state_type_id"]] == "closed":
+            ticket["close_at"] = ts(at)
+        self.writes[ticket_id] += len(real)
+        return at
+
+    # ---- search -------------------------------------------------------------------------------------------
+
+    def _search(self, params: dict[str, Any], expand: bool) -> Any:
+        limit, offset = _paginate(params, default=50, maximum=200)
+        query = params.get("query")
+        condition = params.get("condition")
+        rows = list(self.tickets.values())
+        if isinstance(condition, dict) and condition:
+            rows = [t for t in rows if self._matches_condition(t, condition)]
+            if query:
+                rows = [t for t in rows if self._like(t, str(query))]
+        elif query is not None:
+            rows = [t for t in rows if (self._es_match(t, str(query)) if self.es else self._like(t, str(query)))]
+        rows = _order(rows, params.get("sort_by"), params.get("order_by"))[offset : offset + limit]
+        if expand:
+            return [self._expanded(t) for t in rows]
+        assets: dict[str, dict[str, Any]] = {"Ticket": {}, "Group": {}, "User": {}}
+        for t in rows:
+            assets["Ticket"][str(t["id"])] = {**t, "article_ids": self._expanded(t)["article_ids"]}
+            assets["Group"][str(t["group_id"])] = self.groups[t["group_id"]]
+            for uid in {t["owner_id"], t["customer_id"], t["created_by_id"], t["updated_by_id"]}:
+                if uid in self.users:
+                    assets["User"][str(uid)] = self.users[uid].json()
+        return {"tickets": [t["id"] for t in rows], "tickets_count": len(rows), "assets": assets}
+
+    def _like(self, ticket: dict[str, Any], query: str) -> bool:
+        """The SQL fallback: `%query%` (with `*` removed) over title, number and article subject/body/from/to."""
+        needle = query.replace("*", "").lower()
+        texts = [ticket["title"], ticket["number"]]
+        for a in self.articles.values():
+            if a["ticket_id"] == ticket["id"]:
+                texts += [a["subject"] or "", a["body"], a["from"] or "", a["to"] or ""]
+        return any(needle in str(t).lower() for t in texts)
+
+    def _field(self, ticket: dict[str, Any], name: str) -> Any:
+        name = name.removeprefix("ticket.")
+        names = {"group": self.groups, "priority": self.priorities, "state": self.states}
+        base = name.removesuffix(".name")
+        if base in names:
+            return names[base][ticket[f"{base}_id"]]["name"]
+        return ticket.get(name)
+
+    def _es_match(self, ticket: dict[str, Any], query: str) -> bool:
+        """A small subset of the query-string syntax; terms are ANDed as Zammad's default operator does."""
+        for term in _terms(query):
+            if term in ("AND", "*"):
+                continue
+            m = re.fullmatch(r"([\w.]+):(>=|<=|>|<)?(.*)", term)
+            if m is None:
+                if not self._like(ticket, term.strip('"')):
+                    return False
+                continue
+            name, op, raw = m.group(1), m.group(2), m.group(3).strip('"')
+            value = self._field(ticket, name)
+            if op:
+                if value is None:
+                    return False
+                left = parse_ts(value) if name.endswith("_at") else float(value)
+                right = self._es_time(raw) if name.endswith("_at") else float(raw)
+                ok = {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[op]
+                if not ok:
+                    return False
+            elif raw != "*" and str(value).lower() != raw.lower():
+                return False
+        return True
+
+    def _es_time(self, raw: str) -> datetime:
+        m = re.fullmatch(r"now(?:([+-])(\d+)([smhdwMy]))?", raw)
+        if m is None:
+            return parse_ts(raw)
+        if not m.group(1):
+            return self.now
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}[m.group(3)]
+        delta = timedelta(seconds=int(m.group(2)) * unit)
+        return self.now + delta if m.group(1) == "+" else self.now - delta
+
+    def _matches_condition(self, ticket: dict[str, Any], condition: dict[str, Any]) -> bool:
+        for attribute, spec in condition.items():
+            if not isinstance(spec, dict):
+                raise HttpError(422, f"Invalid condition for '{attribute}'")
+            operator = str(spec.get("operator", "is"))
+            wanted = spec.get("value")
+            value = self._field(ticket, attribute)
+            if operator in ("is", "is not"):
+                values = wanted if isinstance(wanted, list) else [wanted]
+                hit = str(value) in {str(v) for v in values} if value is not None else None in values
+                if hit != (operator == "is"):
+                    return False
+            elif operator in ("after (absolute)", "before (absolute)"):
+                if value is None:
+                    return False
+                left, right = parse_ts(str(value)), parse_ts(str(wanted))
+                if not (left > right if operator.startswith("after") else left < right):
+                    return False
+            elif operator in ("contains", "contains not"):
+                if (str(wanted).lower() in str(value or "").lower()) != (operator == "contains"):
+                    return False
+            else:
+                raise HttpError(422, f"Invalid operator '{operator}' for '{attribute}'")
+        return True
+
+
+def _terms(query: str) -> list[str]:
+    return re.findall(r'[\w.]+:(?:>=|<=|>|<)?"[^"]*"|"[^"]*"|\S+', query)
+
+
+def _order(rows: list[dict[str, Any]], sort_by: Any, order_by: Any) -> list[dict[str, Any]]:
+    """`sort_by`/`order_by` as lists or comma strings; Zammad's default is `updated_at desc`."""
+    keys = _as_list(sort_by) or ["updated_at"]
+    orders = _as_list(order_by) or ["desc"]
+    for i in reversed(range(len(keys))):
+        key, desc = keys[i], (orders[i] if i < len(orders) else orders[-1]).lower() == "desc"
+        present = [r for r in rows if r.get(key) is not None]
+        missing = [r for r in rows if r.get(key) is None]
+        rows = sorted(present, key=lambda r, k=key: r[k], reverse=desc) + missing
+    return rows
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def _paginate(params: dict[str, Any], *, default: int, maximum: int) -> tuple[int, int]:
+    """CanPaginate: per_page (alias limit) capped at the maximum, page from 1."""
+    raw = params.get("per_page") or params.get("limit") or default
+    limit = min(int(raw), maximum)
+    page = int(params.get("page") or 1)
+    return limit, max(0, (page - 1) * limit)
+
+
+def _type_id(name: str) -> int:
+    return next(k for k, v in ARTICLE_TYPES.items() if v == name)
+
+
+def _sender_id(name: str) -> int:
+    return next(k for k, v in SENDERS.items() if v == name)
