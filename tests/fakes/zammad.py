@@ -485,7 +485,7 @@ class FakeZammad:
         record: Request,
     ) -> tuple[int, Any]:
         user, token_perms = auth
-        params = {k: v[-1] for k, v in query.items()}
+        params = _rails_params(query)
         if isinstance(body, dict):
             params.update(body)  # Rails merges the JSON body into params
         expand = str(params.get("expand", "")).lower() == "true"
@@ -722,6 +722,33 @@ class FakeZammad:
             else:
                 raise HttpError(422, f"Invalid operator '{operator}' for '{attribute}'")
         return True
+
+
+def _rails_params(query: dict[str, list[str]]) -> dict[str, Any]:
+    """Rack's nested query params: `condition[ticket.state_id][value][]=1` becomes nested dicts and lists."""
+    params: dict[str, Any] = {}
+    for key, values in query.items():
+        parts = re.findall(r"\[([^\]]*)\]", key)
+        head = key.split("[", 1)[0]
+        if not parts:
+            params[head] = values[-1]
+            continue
+        node = params.setdefault(head, {})
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if parts[-1] == "":
+            # `a[b][]=1&a[b][]=2`: the list belongs to the parent key
+            parent = params if len(parts) == 1 else _walk(params[head], parts[:-2])
+            parent[head if len(parts) == 1 else parts[-2]] = list(values)
+        else:
+            node[parts[-1]] = values[-1]
+    return params
+
+
+def _walk(node: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    for part in parts:
+        node = node[part]
+    return node
 
 
 def _terms(query: str) -> list[str]:

@@ -1,0 +1,1 @@
+"""Tests of the Zammad connector and its fake server."""
