@@ -148,7 +148,9 @@ async def test_search_per_page_defaults_to_50_and_caps_at_200(fake: FakeZammad, 
     for i in range(230):
         fake.create_ticket(f"Ticket {i}", "body")
     cond = {"ticket.state_id": {"operator": "is", "value": [1]}}
-    assert len((await api.post("/tickets/search", json={"condition": cond})).json()["tickets"]) == 50
+    default = (await api.post("/tickets/search", json={"condition": cond})).json()
+    assert len(default["tickets"]) == 50
+    assert default["tickets_count"] == 50  # the page's count (`tickets.count` after limit), not all 230 matches
     assert len((await api.post("/tickets/search", json={"condition": cond, "per_page": 1000})).json()["tickets"]) == 200
     assert len((await api.post("/tickets/search", json={"condition": cond, "limit": 7})).json()["tickets"]) == 7
     page2 = (await api.post("/tickets/search", json={"condition": cond, "per_page": 200, "page": 2})).json()
