@@ -1,0 +1,183 @@
+"""A thin async client for GenericTicketConnectorREST: auth, transport and the server's error shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from connectors.base import secret
+from connectors.errors import AuthError, ConfigError, TransientError
+
+Params = Sequence[tuple[str, str]]
+_AUTH_CODES = ("AuthFail", "SessionInvalid")
+_ROUTE_ERROR = "HTTP::REST Error while determine Operation"
+
+
+class ApiError(Exception):
+    """An operation error: Znuny answers HTTP 200 with `{"Error": {"ErrorCode", "ErrorMessage"}}`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    @property
+    def kind(self) -> str:
+        """The part after the operation name (`TicketGet.AccessDenied` -> `AccessDenied`)."""
+        return self.code.rpartition(".")[2]
+
+
+class FaultError(Exception):
+    """An operation failure reported as HTTP 500 with a JSON `faultstring` (e.g. a forbidden queue move)."""
+
+
+class ZnunyClient:
+    """One web service; keeps a SessionID and renews it once when the server no longer accepts it."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        label: str,
+        user: str | None,
+        password: SecretStr | None,
+        session_id: SecretStr | None,
+    ) -> None:
+        self._http = http
+        self._base = base_url
+        self._label = label
+        self._user = user
+        self._password = password
+        self._session = secret(session_id) or None
+
+    @property
+    def _can_login(self) -> bool:
+        return bool(self._user) and self._password is not None
+
+    async def login(self) -> None:
+        """SessionCreate with the configured login; the password travels only in this POST body."""
+        if not self._can_login:
+            return
+        self._session = None
+        body = {"UserLogin": self._user, "Password": secret(self._password)}
+        try:
+            data = await self._send("POST", "/Session", (), body)
+        except ApiError as exc:
+            if exc.kind in _AUTH_CODES or exc.kind == "MissingParameter":
+                raise AuthError(f"{self._label}: SessionCreate rejected the login of {self._user!r}") from None
+            raise TransientError(f"{self._label}: SessionCreate failed: {exc.code}") from None
+        session = data.get("SessionID")
+        if not isinstance(session, str) or not session:
+            raise TransientError(f"{self._label}: SessionCreate answered without a SessionID")
+        self._session = session
+
+    async def get(self, route: str, params: Params = ()) -> dict[str, Any]:
+        """GET with auth and parameters in the query string: the server ignores GET bodies."""
+        return await self._call("GET", route, params, None)
+
+    async def patch(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PATCH with auth inside the JSON body."""
+        return await self._call("PATCH", route, (), body)
+
+    async def _call(self, method: str, route: str, params: Params, body: dict[str, Any] | None) -> dict[str, Any]:
+        fresh = False
+        if self._session is None:
+            await self.login()
+            fresh = True
+        for attempt in (1, 2):
+            try:
+                return await self._send(method, route, params, body, authenticated=True)
+            except ApiError as exc:
+                if exc.kind not in _AUTH_CODES:
+                    raise
+                # Expired and invalid sessions look exactly like a wrong password: renew once, then give up.
+                if fresh or attempt == 2 or not self._can_login:
+                    raise AuthError(f"{self._label}: {exc.code} for {self._user or 'the configured session'}") from None
+                await self.login()
+                fresh = True
+        raise AssertionError("unreachable")
+
+    async def _send(
+        self,
+        method: str,
+        route: str,
+        params: Params,
+        body: dict[str, Any] | None,
+        *,
+        authenticated: bool = False,
+    ) -> dict[str, Any]:
+        operation = f"{method} {route.split('/')[1] if '/' in route else route}"
+        query: list[tuple[str, str | int | float | bool | None]] = list(params)
+        payload = dict(body) if body is not None else None
+        if authenticated and self._session is not None:
+            if method == "GET":
+                query.insert(0, ("SessionID", self._session))
+            else:
+                payload = {"SessionID": self._session, **(payload or {})}
+        try:
+            response = await self._http.request(method, self._base + route, params=query or None, json=payload)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{self._label}: {operation} timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"{self._label}: {operation} failed: {type(exc).__name__}: {self._scrub(exc)}"
+            ) from None
+        return self._decode(operation, response)
+
+    def _decode(self, operation: str, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if status == 200:
+            try:
+                data = response.json()
+            except ValueError:
+                raise TransientError(f"{self._label}: {operation} answered HTTP 200 without JSON") from None
+            if not isinstance(data, dict):
+                raise TransientError(f"{self._label}: {operation} answered JSON that is not an object")
+            error = data.get("Error")
+            if isinstance(error, dict):
+                raise ApiError(str(error.get("ErrorCode", "")), str(error.get("ErrorMessage", "")))
+            return data
+        text = response.text.strip()
+        if status == 500 and text.startswith("{"):
+            try:
+                fault = response.json()
+            except ValueError:
+                fault = None
+            if isinstance(fault, dict) and isinstance(fault.get("faultstring"), str):
+                raise FaultError(fault["faultstring"])
+        if status == 500 and text.startswith(_ROUTE_ERROR):
+            raise ConfigError(f"{self._label}: the web service has no route for {operation}: {text[:200]}")
+        if status in (401, 403):
+            raise AuthError(f"{self._label}: {operation} answered HTTP {status} (a proxy in front of the helpdesk?)")
+        if status == 404:
+            raise ConfigError(f"{self._label}: {operation} answered HTTP 404; check 'url' and 'path_prefix'")
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        raise TransientError(
+            f"{self._label}: {operation} answered HTTP {status}: {text[:200]}", retry_after=retry_after
+        )
+
+    def _scrub(self, exc: Exception) -> str:
+        text = str(exc)
+        for value in (self._session, secret(self._password)):
+            if value:
+                text = text.replace(value, "***")
+        return text
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None

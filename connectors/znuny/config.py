@@ -1,0 +1,68 @@
+"""Settings for one Znuny / OTRS / OTOBO helpdesk."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from connectors.base import ConnectorConfig
+
+STOCK_PRIORITIES = ["1 very low", "2 low", "3 normal", "4 high", "5 very high"]
+
+
+class ZnunyConfig(ConnectorConfig):
+    """`url` is the server root; the web service path is built from `path_prefix` (default: the type)."""
+
+    type: Literal["znuny", "otrs", "otobo"]
+    url: str
+    webservice: str = "GenericTicketConnectorREST"
+    path_prefix: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    session_id: SecretStr | None = None
+    inbound_queues: list[str] = Field(min_length=1)
+    new_state_types: list[str] = Field(default_factory=lambda: ["new", "open"], min_length=1)
+    closed_state_types: list[str] = Field(default_factory=lambda: ["closed"], min_length=1)
+    queues: list[str] = Field(default_factory=list)
+    priorities: list[str] = Field(default_factory=lambda: list(STOCK_PRIORITIES))
+    timezone: str = "UTC"
+    note_subject: str = "ticketd"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ZnunyConfig:
+        if self.session_id is None and not (self.user and self.password is not None):
+            raise ValueError("give 'user' and 'password' (or 'password_file'), or a 'session_id'")
+        if self.password is not None and not self.user:
+            raise ValueError("'password' needs 'user'")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """The web service root; every route is appended to it."""
+        prefix = (self.path_prefix if self.path_prefix is not None else self.type).strip("/")
+        parts = [self.url, prefix, "nph-genericinterface.pl", "Webservice", quote(self.webservice, safe="")]
+        return "/".join(p for p in parts if p)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The server's OTRSTimeZone: the API reads and writes every date in it."""
+        return ZoneInfo(self.timezone)
