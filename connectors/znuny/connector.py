@@ -72,7 +72,8 @@ class ZnunyConnector(Connector):
         ids = await self._search(params)
         fresh = [i for i in ids if i not in seen]
         raws = await self._get_many(fresh[:limit])
-        pairs = sorted(((str(r["Created"]), str(r["TicketID"])), r) for r in raws)
+        pairs = [((str(r.get("Created")), str(r.get("TicketID"))), r) for r in raws]
+        pairs.sort(key=lambda row: (row[0][0], int(row[0][1]) if row[0][1].isdigit() else 0))
         tickets = [self._ticket(r) for _, r in pairs]
         more = len(fresh) > limit or len(ids) >= want
         base = after or Cursor(FLOOR)

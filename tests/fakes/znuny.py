@@ -458,7 +458,7 @@ class FakeZnuny:
             if self._fail_toggle:
                 return Response(500, TEXT_TYPE, b"Internal Server Error")
             return Drop("empty")
-        base = f"/{self.prefix}/nph-genericinterface.pl/Webservice/"
+        base = "/" + (f"{self.prefix}/" if self.prefix else "") + "nph-genericinterface.pl/Webservice/"
         if not path.startswith(base):
             return Response(404, "text/html; charset=iso-8859-1", b"<h1>Not Found</h1>")
         name, slash, rest = path[len(base) :].partition("/")
