@@ -235,7 +235,8 @@ class ImapConnector(Connector):
                 return self._write(session, selected, uids, update, priority, target)
 
         if target is not None and target != expected:
-            selected = session.select(target, readonly=True)
+            # Read-write, because EXAMINE reports no PERMANENTFLAGS: nothing is written here.
+            selected = session.select(target, readonly=False)
             uids = self._find(session, selected, ref)
             if uids:
                 if self._needs_keywords(session, selected, uids, update, priority):

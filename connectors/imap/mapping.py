@@ -189,37 +189,45 @@ def parse_mail(raw: bytes) -> ParsedMail:
         defects.append(f"Date ({type(exc).__name__})")
     body = ""
     try:
-        body = extract_body(msg)
+        body = extract_body(msg, defects)
     except Exception as exc:
         defects.append(f"body ({type(exc).__name__})")
     return ParsedMail(message_id, subject, body, date, msg, tuple(defects))
 
 
-def extract_body(msg: Message) -> str:
+def extract_body(msg: Message, defects: list[str] | None = None) -> str:
     """The first customer text: text/plain preferred, HTML made plain otherwise, attachments ignored."""
     if not isinstance(msg, EmailMessage):
         return ""
     part = msg.get_body(preferencelist=("plain", "html"))
     if part is None:
         return ""
-    text = _part_text(part)
+    text = _part_text(part, defects if defects is not None else [])
     return html_to_text(text) if part.get_content_subtype() == "html" else tidy(text)
 
 
-def _part_text(part: Message) -> str:
+def _part_text(part: Message, defects: list[str]) -> str:
     try:
         content = part.get_content()  # type: ignore[attr-defined]
         if isinstance(content, str):
             return _unsurrogate(content)
-    except (LookupError, UnicodeError, ValueError):  # unknown charset, broken transfer encoding
-        pass
+    except (LookupError, UnicodeError, ValueError) as exc:  # unknown charset, broken transfer encoding
+        defects.append(f"body charset ({type(exc).__name__}), read as UTF-8/Latin-1")
     payload = part.get_payload(decode=True)
     return _lossy(payload) if isinstance(payload, bytes) else ""
 
 
 def _header(msg: Message, name: str) -> str:
     value = msg.get(name)
-    return "" if value is None else _unsurrogate(str(value))
+    if value is None:
+        return ""
+    text = str(value)
+    if "\ufffd" in text:
+        # Undeclared 8-bit bytes: the parsed header replaced them, the raw one still has them.
+        for key, raw in msg.raw_items():
+            if key.lower() == name.lower():
+                return _unsurrogate(" ".join(str(raw).split()))
+    return text
 
 
 def _unsurrogate(text: str) -> str:

@@ -190,6 +190,14 @@ def imap_user(dovecot: Dovecot) -> str:
     return dovecot.new_user()
 
 
+_SOURCE_NUMBERS = itertools.count(2 << 16)  # next() on a count is atomic under the GIL; a generator is not
+
+
+def _next_source() -> tuple[str, int]:
+    n = next(_SOURCE_NUMBERS) % (250 << 16)
+    return (f"127.{(n >> 16) + 2}.{n >> 8 & 255}.{(n & 255) % 254 + 1}", 0)
+
+
 class FlakyProxy:
     """A TCP relay to Dovecot that can drop the next N connections right after accepting them."""
 
@@ -223,7 +231,11 @@ class FlakyProxy:
 
     def _relay(self, client: socket.socket) -> None:
         try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            # A fresh loopback source address per connection: Dovecot's auth penalty is kept per
+            # client address (after two failed logins the next one from there waits 4-6 s), and
+            # tests fail logins on purpose; other tests must not inherit the delay.
+            source = _next_source()
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10, source_address=source)
         except OSError:
             client.close()
             return

@@ -52,9 +52,7 @@ class ImapHarness:
             "port": self.proxy.port,
             "ssl": False,
             "user": self.user,
-            # Dovecot answers a failed login after 2 s, and after 6 s when the same wrong password
-            # comes again from the same address: a fresh wrong password per harness keeps it at 2 s.
-            "password": f"wrong-{self.user}" if bad_auth else PASSWORD,
+            "password": "wrong" if bad_auth else PASSWORD,  # Dovecot answers a failed login after 2 s
             "timeout": 10,
         }
         raw.update(overrides)
