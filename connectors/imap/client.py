@@ -127,11 +127,9 @@ class Session:
         )
 
     def uids_after(self, last_uid: int) -> list[int]:
-        """UIDs above `last_uid`, ascending, without messages flagged \\Deleted.
-
-        `UID SEARCH UID n:*` also matches the highest UID when n is above it (RFC 3501 `*`
-        semantics), so the range is filtered here rather than trusted.
-        """
+        """UIDs above `last_uid`, ascending, skipping \\Deleted mail that is on its way out."""
+        # `UID SEARCH UID n:*` also matches the highest UID when n is above it (RFC 3501 `*`
+        # semantics), so the range is filtered here rather than trusted.
         found = self._c.search(["UID", f"{last_uid + 1}:*", "NOT", "DELETED"])
         return sorted(uid for uid in found if uid > last_uid)
 
@@ -158,10 +156,8 @@ class Session:
         return out
 
     def find_message_id(self, message_id: str) -> list[int]:
-        """UIDs in the selected folder whose Message-ID header is exactly `message_id` (not \\Deleted).
-
-        HEADER search is a case-insensitive substring match, so each hit is checked exactly.
-        """
+        """UIDs of the mail with exactly this Message-ID, because a move changes every UID."""
+        # HEADER search is a case-insensitive substring match, so each hit is checked exactly.
         core = message_id.strip().strip("<>")
         if not core:
             return []
@@ -195,11 +191,9 @@ class Session:
             self._c.remove_flags(list(uids), words, silent=True)
 
     def move(self, uids: Sequence[int], folder: str) -> None:
-        """UID MOVE; without MOVE: UID COPY, \\Deleted, then UID EXPUNGE of exactly these UIDs.
-
-        Without UIDPLUS there is no safe expunge (plain EXPUNGE would also remove mail a person
-        flagged \\Deleted), so the source copy stays flagged \\Deleted for the person's client to purge.
-        """
+        """UID MOVE, else UID COPY + \\Deleted + UID EXPUNGE of exactly these UIDs (never a plain EXPUNGE)."""
+        # Without UIDPLUS there is no safe expunge (plain EXPUNGE would also remove mail a person
+        # flagged \Deleted), so the source copy stays flagged \Deleted for a person's client to purge.
         if self.can_move():
             self._c.move(list(uids), folder)
             return

@@ -14,6 +14,8 @@ Semantics, since IMAP has no tickets:
   after setting the priority keyword, so a mail that arrived there by our hand always carries it.
   The mail is found by Message-ID, first in the expected queue's folder, then in the target
   (already done: Applied with no changes), then anywhere (a person moved it: Skipped, naming where).
+- `Ticket.number` is the mail's UID in the folder it was fetched from: for display only, since
+  a move gives the mail a new UID.
 - A note cannot be stored: mail is immutable, and rewriting it would break signatures. The text is
   dropped; the keyword `$ticketd` marks the mail instead, so people can see ticketd handled it.
 - The priority keyword needs `\\*` in the folder's PERMANENTFLAGS; without it priority is not

@@ -112,10 +112,8 @@ class Dovecot:
             os.kill(pid, signal.SIGKILL)
 
     def new_user(self) -> str:
-        """A fresh account with an empty mailbox, from a pool written ahead of time.
-
-        Dovecot re-reads the passwd file at most once a second, so users are created in batches.
-        """
+        """A fresh account with an empty mailbox, so tests never see each other's mail."""
+        # Dovecot re-reads the passwd file at most once a second: users are written in batches.
         with self._lock:
             if not self._pool:
                 self._add_users(200)
@@ -148,9 +146,9 @@ def _unprivileged(text: str) -> str:
     text = text.replace("uid=nobody gid=nogroup", f"uid={os.geteuid()} gid={os.getegid()}")
     return (
         text
-        + f"\ndefault_login_user = {user}\ndefault_internal_user = {user}\n"
+        + f"\ndefault_login_user = {user}\ndefault_internal_user = {user}\ndefault_internal_group = {group}\n"
         + f"service imap-login {{\n  chroot =\n  user = {user}\n}}\n"
-        + f"service anvil {{\n  chroot =\n}}\nservice auth {{\n  user = {user}\n}}\n# group {group}\n"
+        + f"service anvil {{\n  chroot =\n}}\nservice auth {{\n  user = {user}\n}}\n"
     )
 
 

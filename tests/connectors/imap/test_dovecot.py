@@ -262,3 +262,10 @@ async def test_errors_are_classified(h: ImapHarness) -> None:
         with pytest.raises(TransientError):
             await conn.list_queues()
     await conn.check()
+
+
+async def test_a_server_that_never_greets_times_out_as_transient(h: ImapHarness) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (via the backlog), never speaks
+        conn = ImapConnector(h.config(port=silent.getsockname()[1], timeout=0.5))
+        with pytest.raises(TransientError, match="timed out"):
+            await conn.check()
