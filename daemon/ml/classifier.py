@@ -49,11 +49,11 @@ class TransformerHead:
             raise ModelError(f"{onnx_path}: cannot load ONNX model: {exc}") from exc
         self.input_names = {i.name for i in self.session.get_inputs()}
 
-    def logits(self, texts: Sequence[str], batch_size: int = 8) -> FloatArray:
+    def logits(self, texts: Sequence[str], batch_size: int = 1) -> FloatArray:
         """Raw class scores; tickets are tokenised once, then run in batches of similar length.
 
-        Small length-sorted batches: on 2 cores batch 8 was 2x the throughput of batch 1 and used a
-        third of batch 32's peak memory (bench/classify.py).
+        Batch 1 by default: on 2 cores, batches of 2-8 gave no more tickets/s than batch 1 but each
+        doubling added 35-80 MiB of activation memory (bench/classify.py).
         """
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
@@ -96,7 +96,7 @@ class Head:
     transformer: TransformerHead | None
     tfidf: TfidfScorer | None
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 8) -> FloatArray:
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 1) -> FloatArray:
         """Calibrated class probabilities for already-normalised texts."""
         logits = self.transformer.logits(texts, batch_size) if self.transformer is not None else None
         tfidf = self.tfidf.predict_proba(texts) if self.tfidf is not None else None
@@ -145,7 +145,7 @@ class Classifier:
         }
         return cls(model_dir, heads, metadata)
 
-    def predict_texts(self, texts: Sequence[str], batch_size: int = 8) -> list[dict[str, dict[str, Any]]]:
+    def predict_texts(self, texts: Sequence[str], batch_size: int = 1) -> list[dict[str, dict[str, Any]]]:
         """Classify normalised texts: per label, the top class and its calibrated confidence."""
         results: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
         if not texts:

@@ -18,6 +18,8 @@ log = get_logger(__name__)
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+# Tried in order, fastest first; the first whose routing agrees with PyTorch is served.
+SCHEMES = ("dynamic-int8", "int8-weight-blocked", "per-channel-int8-sensitive-fp32")
 
 
 def _predictions(onnx_path: Path, tokenizer: Path, texts: Sequence[str], max_length: int) -> npt.NDArray[Any]:
@@ -44,12 +46,15 @@ def _fuse(fp32_dir: Path, out_dir: Path) -> Path:
     return out_dir / "model_optimized.onnx"
 
 
-def _quantize(fused: Path, out_file: Path, *, gentle: bool, keep_fp32: Sequence[str]) -> Path:
+def _quantize(fused: Path, out_file: Path, *, scheme: str, keep_fp32: Sequence[str]) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if gentle:
-        # Per-channel weights, MatMul only (fused attention and embeddings stay fp32), sensitive nodes kept fp32.
+    source = _quantize_embeddings(fused, out_file.with_suffix(".emb.onnx"))
+    if scheme == "int8-weight-blocked":
+        return _quantize_blocked(source, out_file)
+    if scheme == "per-channel-int8-sensitive-fp32":
+        # Per-channel weights, MatMul only (fused attention stays fp32), sensitive nodes kept fp32.
         kwargs: dict[str, Any] = {
             "per_channel": True,
             "op_types_to_quantize": ["MatMul"],
@@ -58,13 +63,72 @@ def _quantize(fused: Path, out_file: Path, *, gentle: bool, keep_fp32: Sequence[
     else:
         kwargs = {"per_channel": False, "op_types_to_quantize": ["MatMul", "Attention"]}
     quantize_dynamic(
-        fused,
+        source,
         out_file,
         weight_type=QuantType.QInt8,
         # Fused contrib ops defeat shape inference; their outputs are float.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         **kwargs,
     )
+    return out_file
+
+
+def _quantize_blocked(source: Path, out_file: Path) -> Path:
+    """Weight-only int8 in blocks of 32 (MatMulNBits); activations are quantised per block at run time.
+
+    Dynamic int8 quantises each activation tensor with one scale, and the outlier channels of this
+    model's hidden states cost it 7% top-1 agreement; 32-wide blocks keep agreement near 99.5%.
+    """
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=32, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",)
+    )
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(source)), bits=8, block_size=32, is_symmetric=True, accuracy_level=4, algo_config=config
+    )
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(out_file), False)
+    return out_file
+
+
+def _quantize_embeddings(source: Path, out_file: Path) -> Path:
+    """Store the word-embedding table as int8 with one scale per token row.
+
+    The table is 12M of MiniLM's 23M weights, and it is looked up, not multiplied: per-row int8
+    costs no agreement and a quarter of the memory. ORT's own Gather quantiser only does 4 bits,
+    which lost 1.5% agreement, so the Gather is rewritten to Gather(int8) * Gather(scale).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    initializers = {t.name: t for t in model.graph.initializer}
+    for index, node in enumerate(list(model.graph.node)):
+        table = initializers.get(node.input[0]) if node.op_type == "Gather" else None
+        if table is None or "word_embeddings" not in table.name or len(table.dims) != 2:
+            continue
+        weights = numpy_helper.to_array(table).astype(np.float32)
+        scale = np.maximum(np.abs(weights).max(axis=1, keepdims=True), 1e-12) / 127.0
+        quantized = np.clip(np.rint(weights / scale), -127, 127).astype(np.int8)
+        name = table.name
+        model.graph.initializer.remove(table)
+        model.graph.initializer.extend(
+            [numpy_helper.from_array(quantized, f"{name}_int8"), numpy_helper.from_array(scale, f"{name}_scale")]
+        )
+        out = node.output[0]
+        replacement = [
+            helper.make_node("Gather", [f"{name}_int8", node.input[1]], [f"{out}_q"], name=f"{node.name}_q"),
+            helper.make_node("Gather", [f"{name}_scale", node.input[1]], [f"{out}_s"], name=f"{node.name}_s"),
+            helper.make_node("Cast", [f"{out}_q"], [f"{out}_f"], to=onnx.TensorProto.FLOAT, name=f"{node.name}_f"),
+            helper.make_node("Mul", [f"{out}_f", f"{out}_s"], [out], name=f"{node.name}_deq"),
+        ]
+        model.graph.node.remove(node)
+        for offset, new in enumerate(replacement):
+            model.graph.node.insert(index + offset, new)
+        break
+    onnx.save(model, str(out_file))
     return out_file
 
 
@@ -126,9 +190,9 @@ def export_head(
         chosen = "fp32"
         best_file: Path | None = None
         best_agreement = -1.0
-        for name, gentle in (("dynamic-int8", False), ("per-channel-int8-sensitive-fp32", True)):
-            keep = _sensitive_nodes(fused) if gentle else []
-            qfile = _quantize(fused, Path(tmp) / f"{name}.onnx", gentle=gentle, keep_fp32=keep)
+        for name in SCHEMES:
+            keep = _sensitive_nodes(fused) if name == "per-channel-int8-sensitive-fp32" else []
+            qfile = _quantize(fused, Path(tmp) / f"{name}.onnx", scheme=name, keep_fp32=keep)
             logits = _predictions(qfile, tokenizer, texts, max_length)
             transformer_agreement = _agree(logits.argmax(axis=1), torch_top1)
             routing_agreement = _agree(route(logits), torch_routes)

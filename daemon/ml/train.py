@@ -237,6 +237,8 @@ def _fine_tune(
         use_cpu=True,
         bf16=_use_bf16(opts.bf16),
         dataloader_num_workers=0,
+        # Not group_by_length: it cut fine-tuning from 8.4 to 5.8 min per head, but the priority
+        # transformer's validation macro-F1 fell from 0.418 to 0.386 and the head lost to the baseline.
         disable_tqdm=False,
     )
     trainer = _WeightedTrainer(
