@@ -35,10 +35,15 @@ TEMPLATE = Path(__file__).with_name("dovecot.conf.template")
 PASSWORD = "s3cret"
 
 
+def _tool(name: str) -> str | None:
+    """Dovecot lives in /usr/sbin, which an unprivileged user's PATH often lacks."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/usr/local/sbin")
+
+
 def missing_reason() -> str | None:
     """Why a real Dovecot cannot run here, or None when it can."""
     for tool in ("dovecot", "doveadm"):
-        if shutil.which(tool) is None:
+        if _tool(tool) is None:
             return f"{tool!r} is not installed (apt-get install -y dovecot-imapd)"
     return None
 
@@ -93,7 +98,9 @@ class Dovecot:
         self._add_users(200)
         # The daemonized master keeps inherited pipes open: send its output to a file, not a pipe.
         with (self.root / "start.out").open("w+") as out:
-            code = subprocess.call(["dovecot", "-c", str(self.conf)], stdout=out, stderr=out, timeout=30)
+            code = subprocess.call(
+                [_tool("dovecot") or "dovecot", "-c", str(self.conf)], stdout=out, stderr=out, timeout=30
+            )
             if code != 0:
                 out.seek(0)
                 raise RuntimeError(f"dovecot failed to start: {out.read().strip()} (log: {self.log()[-2000:]})")
@@ -103,7 +110,9 @@ class Dovecot:
 
     def stop(self) -> None:
         pid_file = self.root / "run" / "master.pid"
-        subprocess.run(["doveadm", "-c", str(self.conf), "stop"], capture_output=True, timeout=15, check=False)
+        subprocess.run(
+            [_tool("doveadm") or "doveadm", "-c", str(self.conf), "stop"], capture_output=True, timeout=15, check=False
+        )
         with contextlib.suppress(OSError, ValueError):
             pid = int(pid_file.read_text().strip())
             for _ in range(100):
