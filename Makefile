@@ -7,7 +7,7 @@ STORE := .ticketd/models
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint bench clean
+.PHONY: install system-deps run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Dovecot for the IMAP connector tests (they start their own throwaway server and skip without it).
+system-deps:
+	@command -v dovecot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd >/dev/null; }; \
+	  else echo "dovecot not installed and no root apt-get: the IMAP tests will be skipped"; fi; }
+
 # Train a starter model on the bundled demo tickets, promote it, classify a few examples.
 run: install
 	$(BIN)/ticketd train daemon/ml/data/starter-tickets.csv --store $(STORE) --promote --epochs 4 --max-length 64
@@ -30,7 +38,7 @@ run: install
 	  '{"id": "t2", "text": "<p>My payslip is <b>missing</b> overtime hours.</p>"}' \
 	  | $(BIN)/ticketd classify --model $(STORE) --jsonl
 
-test: install
+test: install system-deps
 	$(BIN)/ruff check daemon connectors tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -99,9 +99,7 @@ class ConnectorConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         resolved = dict(data)
-        secret_fields = {
-            name for name, info in cls.model_fields.items() if "SecretStr" in str(info.annotation)
-        }
+        secret_fields = {name for name, info in cls.model_fields.items() if "SecretStr" in str(info.annotation)}
         for key in list(resolved):
             value = resolved[key]
             if key.endswith("_file") and key[: -len("_file")] in secret_fields:
@@ -161,7 +159,7 @@ class Connector(abc.ABC):
     async def apply(self, update: TicketUpdate) -> Outcome:
         """Write queue/priority/note; idempotent, and Skipped if the ticket left `expected_queue`."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most connectors own nothing to release
         """Release what the connector opened itself (not a client it was given)."""
 
 

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from imapclient import IMAPClient  # type: ignore[import-untyped]
-from imapclient.exceptions import (  # type: ignore[import-untyped]
+from imapclient import IMAPClient
+from imapclient.exceptions import (
     IMAPClientAbortError,
     IMAPClientError,
     LoginError,
