@@ -8,7 +8,6 @@ reconnect logic (connectors never retry). The blocking work runs in a worker thr
 from __future__ import annotations
 
 import contextlib
-import logging
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import (
     IMAPClientAbortError,
@@ -27,7 +27,7 @@ from connectors.base import secret
 from connectors.errors import AuthError, ConnectorError, TransientError
 from connectors.imap.config import ImapConfig
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 

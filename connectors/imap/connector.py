@@ -24,11 +24,11 @@ Semantics, since IMAP has no tickets:
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from functools import partial
 
 import httpx
+import structlog
 
 from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Skipped, Ticket, TicketUpdate
 from connectors.errors import ConfigError, TicketError
@@ -36,7 +36,7 @@ from connectors.imap import mapping
 from connectors.imap.client import DELETED, Fetched, Folder, FolderMissing, Selected, Session, in_session
 from connectors.imap.config import ImapConfig
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class ImapConnector(Connector):
@@ -130,10 +130,10 @@ class ImapConnector(Connector):
         uidvalidity, last = state[selected.name]
         if uidvalidity != selected.uidvalidity:
             log.warning(
-                "imap folder %r changed UIDVALIDITY (%d -> %d): delivering its mail again from the start",
-                selected.name,
-                uidvalidity,
-                selected.uidvalidity,
+                "imap folder changed UIDVALIDITY: delivering its mail again from the start",
+                folder=selected.name,
+                old_uidvalidity=uidvalidity,
+                new_uidvalidity=selected.uidvalidity,
             )
             return 0
         return last
@@ -143,10 +143,10 @@ class ImapConnector(Connector):
         tid = mapping.ticket_id(parsed.message_id, selected.name, selected.uidvalidity, fetched.uid)
         if parsed.defects:
             log.warning(
-                "imap mail %s in %r partly unreadable (%s); delivered with what could be read",
-                tid,
-                selected.name,
-                ", ".join(parsed.defects),
+                "imap mail partly unreadable; delivered with what could be read",
+                ticket_id=tid,
+                folder=selected.name,
+                defects=", ".join(parsed.defects),
             )
         created = fetched.internaldate or parsed.date or datetime.now(UTC)
         if created.tzinfo is None:
@@ -278,7 +278,7 @@ class ImapConnector(Connector):
                 for message_flags in flags.values():
                     remove |= {f for f in message_flags if f.lower().startswith(prefix) and f.lower() != own}
             else:
-                log.warning("imap folder %r does not allow keywords: priority not stored", selected.name)
+                log.warning("imap folder does not allow keywords: priority not stored", folder=selected.name)
         if update.note and selected.may_store(mapping.NOTE_KEYWORD):
             wanted.append(mapping.NOTE_KEYWORD)
         for message_flags in flags.values():

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from connectors.base import Applied, Page, Skipped, Ticket, TicketUpdate
 from connectors.errors import ConfigError, TicketError, TransientError
@@ -104,8 +105,12 @@ async def test_uidvalidity_change_redelivers_with_the_same_ids(h: ImapHarness) -
     for msg in [*first[1:], simple("new", "<resync-new@x>")]:  # one mail gone, one arrived
         h.append(msg, folder=folder)
 
-    after, cursor = await drain(conn.fetch_new, cursor, limit=2)
+    with capture_logs() as logs:
+        after, cursor = await drain(conn.fetch_new, cursor, limit=2)
     assert [t.id for t in after] == ["<resync-1@x>", "<resync-2@x>", "<resync-new@x>"]
+    resync = [e for e in logs if "UIDVALIDITY" in e["event"]]
+    assert len(resync) == 1 and resync[0]["log_level"] == "warning"
+    assert resync[0]["folder"] == folder and resync[0]["old_uidvalidity"] == int(old)
     assert (await conn.fetch_new(cursor, 10)).tickets == []  # and then settles
 
 
