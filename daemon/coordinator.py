@@ -1,0 +1,100 @@
+"""Polling policy for one connector: back off on TransientError, stop on AuthError, log state changes once.
+
+Connectors never sleep or retry; the coordinator decides when the next call may go out, so a flaky
+helpdesk costs one log line when it starts failing and one when it recovers, not one per poll.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from connectors.errors import AuthError, TransientError
+from daemon.logging import get_logger
+
+T = TypeVar("T")
+State = Literal["ok", "failing", "stopped"]
+
+
+class Coordinator:
+    """One per connector; every scheduled job for that connector runs through `run`."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_delay: float = 30.0,
+        max_delay: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+        log: Any = None,
+    ) -> None:
+        self.name = name
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._clock = clock
+        self._log = log if log is not None else get_logger(__name__)
+        self.state: State = "ok"
+        self.failures = 0
+        self.not_before = 0.0
+        self.last_success: datetime | None = None
+        self.last_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """False once credentials were rejected: the daemon is not ready until they are fixed."""
+        return self.state != "stopped"
+
+    def due(self) -> bool:
+        """Whether a call may go out now (not stopped, backoff elapsed)."""
+        return self.state != "stopped" and self._clock() >= self.not_before
+
+    def next_delay(self) -> float:
+        """Exponential backoff: base, 2x base, 4x base ... capped at max_delay."""
+        return float(min(self.max_delay, self.base_delay * 2 ** max(self.failures - 1, 0)))
+
+    async def run(self, job: Callable[[], Awaitable[T]], what: str = "poll") -> T | None:
+        """Run `job` unless backing off or stopped; connector errors become state, never exceptions."""
+        if not self.due():
+            return None
+        try:
+            result = await job()
+        except AuthError as exc:
+            self.state = "stopped"
+            self.last_error = str(exc)
+            self._log.error(
+                "connector credentials rejected; polling stopped until the config is fixed and reloaded",
+                connector=self.name,
+                job=what,
+                error=str(exc),
+            )
+            return None
+        except TransientError as exc:
+            self.failures += 1
+            delay = self.next_delay()
+            if exc.retry_after is not None:
+                delay = min(self.max_delay, max(delay, exc.retry_after))
+            self.not_before = self._clock() + delay
+            self.last_error = str(exc)
+            if self.state != "failing":
+                self._log.warning(
+                    "connector failing; backing off", connector=self.name, job=what, error=str(exc), retry_in=delay
+                )
+            self.state = "failing"
+            return None
+        if self.state == "failing":
+            self._log.info("connector recovered", connector=self.name, job=what, failed_attempts=self.failures)
+        self.state = "ok"
+        self.failures = 0
+        self.not_before = 0.0
+        self.last_success = datetime.now(UTC)
+        return result
+
+    def resume(self) -> None:
+        """After a config reload: try again at once, credentials included."""
+        if self.state == "stopped":
+            self._log.info("connector polling resumed", connector=self.name)
+        self.state = "ok"
+        self.failures = 0
+        self.not_before = 0.0

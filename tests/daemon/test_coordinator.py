@@ -1,0 +1,95 @@
+"""Failure policy: backoff, one log line on failure and one on recovery, stop on auth failure."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from connectors.errors import AuthError, TransientError
+from daemon.coordinator import Coordinator
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Flaky:
+    """Fails `failures` times with `error`, then succeeds; counts calls."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.left = failures
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.left > 0:
+            self.left -= 1
+            raise self.error
+        return "ok"
+
+
+async def test_backoff_doubles_and_caps_and_skips_calls_while_waiting() -> None:
+    clock = Clock()
+    coord = Coordinator("z", base_delay=10, max_delay=35, clock=clock)
+    job = Flaky(5, TransientError("HTTP 500"))
+    delays = []
+    for _ in range(5):
+        assert await coord.run(job) is None
+        delays.append(coord.not_before - clock.now)
+        assert await coord.run(job) is None  # still backing off: no request
+        clock.now = coord.not_before
+    assert delays == [10, 20, 35, 35, 35]
+    assert job.calls == 5
+    assert await coord.run(job) == "ok"
+    assert coord.state == "ok" and coord.failures == 0 and coord.last_success is not None
+
+
+async def test_logs_once_when_failing_and_once_on_recovery() -> None:
+    clock = Clock()
+    coord = Coordinator("znuny-main", base_delay=1, clock=clock)
+    job = Flaky(4, TransientError("connection reset"))
+    with capture_logs() as logs:
+        for _ in range(5):
+            await coord.run(job)
+            clock.now = coord.not_before
+    events = [(e["log_level"], e["event"]) for e in logs]
+    assert events == [
+        ("warning", "connector failing; backing off"),
+        ("info", "connector recovered"),
+    ]
+    assert logs[0]["connector"] == "znuny-main" and logs[1]["failed_attempts"] == 4
+
+
+async def test_retry_after_is_honoured() -> None:
+    clock = Clock()
+    coord = Coordinator("zammad", base_delay=5, max_delay=600, clock=clock)
+    await coord.run(Flaky(1, TransientError("429", retry_after=120)))
+    assert coord.not_before - clock.now == 120
+
+
+async def test_auth_failure_stops_polling_until_resumed() -> None:
+    clock = Clock()
+    coord = Coordinator("imap", clock=clock)
+    job = Flaky(1, AuthError("login rejected"))
+    with capture_logs() as logs:
+        await coord.run(job)
+        for _ in range(10):
+            clock.now += 10_000
+            assert await coord.run(job) is None
+    assert job.calls == 1  # no request storm
+    assert not coord.ready
+    assert [e["log_level"] for e in logs] == ["error"]
+    coord.resume()
+    assert coord.ready and await coord.run(job) == "ok"
