@@ -1,6 +1,7 @@
 """The project's exception tree; every error a user can cause derives from TicketdError.
 
 TicketdError
+├── ConfigError           invalid configuration file (names file, line and YAML path)
 ├── DatasetError          bad training data (names file, line, column)
 ├── ModelError            a model directory that cannot be loaded or is inconsistent
 │   └── ModelStoreError   versions, the `current` pointer, promote/rollback
@@ -12,6 +13,14 @@ from __future__ import annotations
 
 class TicketdError(Exception):
     """Base class so the CLI can print any user-facing error without a traceback."""
+
+
+class ConfigError(TicketdError):
+    """The configuration cannot be used; each problem in the message names file, line and YAML path."""
+
+    def __init__(self, message: str, *, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 class DatasetError(TicketdError):
