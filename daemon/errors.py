@@ -5,6 +5,7 @@ TicketdError
 ├── DatasetError          bad training data (names file, line, column)
 ├── ModelError            a model directory that cannot be loaded or is inconsistent
 │   └── ModelStoreError   versions, the `current` pointer, promote/rollback
+├── StateError            the state database cannot be opened, migrated or used (names the URL, never its password)
 └── TrainingError         training cannot run (missing extra, bad base model, ...)
 """
 
@@ -44,6 +45,10 @@ class ModelError(TicketdError):
 
 class ModelStoreError(ModelError):
     """The model store cannot perform the requested version operation."""
+
+
+class StateError(TicketdError):
+    """The state database is unreachable, locked, corrupt, from a newer ticketd, or its URL is unusable."""
 
 
 class TrainingError(TicketdError):

@@ -1,0 +1,7 @@
+"""Persistent daemon state: the exactly-once routing ledger, connector cursors, training store and retrain runs."""
+
+from __future__ import annotations
+
+from daemon.state.store import LedgerEntry, State, TrainingRow
+
+__all__ = ["LedgerEntry", "State", "TrainingRow"]

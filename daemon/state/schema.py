@@ -1,0 +1,95 @@
+"""Table definitions for the daemon's state; the migrations in migrations/versions must produce exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+# Alembic's bookkeeping table, named after us so a shared PostgreSQL database cannot confuse it with another app's.
+VERSION_TABLE = "ticketd_schema_version"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Store aware UTC timestamps on every backend (SQLite drops the offset, so normalise on the way in and out)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes: a guessed timezone would silently shift ordering and harvest windows."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the state store; pass a tz-aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Hand back aware UTC whether the backend kept the offset (PostgreSQL) or not (SQLite)."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("connector", sa.String(255), nullable=False),
+    sa.Column("ticket_id", sa.String(1000), nullable=False),
+    sa.Column("model_version", sa.String(255), nullable=True),
+    sa.Column("predictions", sa.JSON(), nullable=False),
+    sa.Column("decision", sa.JSON(), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("connector", "ticket_id"),
+    sa.Index(None, "state", "connector"),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("connector", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+training = sa.Table(
+    "training",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("connector", sa.String(255), nullable=False),
+    sa.Column("ticket_id", sa.String(1000), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("queue", sa.String(255), nullable=False),
+    sa.Column("priority", sa.String(255), nullable=True),
+    sa.Column("language", sa.String(32), nullable=True),
+    sa.Column("closed_at", UTCDateTime(), nullable=False),
+    sa.Column("harvested_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("connector", "ticket_id"),
+    sa.Index(None, "closed_at"),
+    sa.Index(None, "harvested_at"),
+)
+
+retrain_runs = sa.Table(
+    "retrain_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("detail", sa.JSON(), nullable=False),
+)

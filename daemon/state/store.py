@@ -1,0 +1,516 @@
+"""The daemon's persistent state (routing ledger, cursors, training store, retrain runs) behind a small sync API."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, exc
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from daemon.errors import StateError
+from daemon.logging import get_logger
+from daemon.state.schema import VERSION_TABLE, cursors, ledger, retrain_runs, training
+
+log = get_logger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MODES = frozenset({"live", "shadow"})
+LEDGER_STATES = frozenset({"pending", "applied", "skipped", "shadow", "failed"})
+_BUSY_TIMEOUT_MS = 30_000
+_CHUNK = 500  # keys per IN (...) lookup, far below any backend's bound-parameter limit
+_PG_MIGRATION_LOCK = 0x7469636B  # "tick": serialises concurrent State.open migrations on one PostgreSQL database
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One routing decision per (connector, ticket_id): the row that makes routing exactly-once."""
+
+    connector: str
+    ticket_id: str
+    model_version: str | None
+    predictions: dict[str, dict[str, Any]]
+    decision: dict[str, Any]
+    mode: str
+    state: str
+    detail: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    """A harvested closed ticket with the labels the helpdesk's people gave it."""
+
+    connector: str
+    ticket_id: str
+    text: str
+    queue: str
+    priority: str | None
+    language: str | None
+    closed_at: datetime
+    harvested_at: datetime
+
+
+def _redact_url(url: str) -> str:
+    """The URL for messages and logs, with any password masked, even when SQLAlchemy cannot parse it."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _dbapi_message(error: exc.SQLAlchemyError) -> str:
+    """The driver's own message only: str(error) appends the SQL parameters, which may hold ticket text."""
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        return " ".join(str(error.orig).split()) or type(error.orig).__name__
+    return str(error).split("\n", 1)[0]
+
+
+def _now() -> datetime:
+    """Current time, aware UTC."""
+    return datetime.now(UTC)
+
+
+def _check_state(state: str) -> None:
+    """Catch typos in ledger states before they reach the database, where nothing would complain."""
+    if state not in LEDGER_STATES:
+        raise ValueError(f"unknown ledger state {state!r}; expected one of {sorted(LEDGER_STATES)}")
+
+
+def _aware(*values: datetime | None) -> None:
+    """Refuse naive datetimes up front (the column type would too, but wrapped in a SQLAlchemy StatementError)."""
+    for value in values:
+        if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+            raise ValueError(f"naive datetime {value.isoformat()} given to the state store; pass a tz-aware one")
+
+
+def _entry(row: sa.Row[Any]) -> LedgerEntry:
+    """A ledger row as the public dataclass."""
+    return LedgerEntry(
+        connector=row.connector,
+        ticket_id=row.ticket_id,
+        model_version=row.model_version,
+        predictions=row.predictions,
+        decision=row.decision,
+        mode=row.mode,
+        state=row.state,
+        detail=row.detail,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _training_row(row: sa.Row[Any]) -> TrainingRow:
+    """A training-store row as the public dataclass."""
+    return TrainingRow(
+        connector=row.connector,
+        ticket_id=row.ticket_id,
+        text=row.text,
+        queue=row.queue,
+        priority=row.priority,
+        language=row.language,
+        closed_at=row.closed_at,
+        harvested_at=row.harvested_at,
+    )
+
+
+def _same_content(row: TrainingRow, stored: sa.Row[Any]) -> bool:
+    """Whether re-harvesting `row` would change nothing the trainer sees."""
+    return bool(
+        row.text == stored.text
+        and row.queue == stored.queue
+        and row.priority == stored.priority
+        and row.language == stored.language
+        and row.closed_at == stored.closed_at
+    )
+
+
+def _prepare_sqlite(url: URL, shown: str) -> None:
+    """Create the database file's parent directories, so a fresh state directory just works."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StateError(f"state database {shown}: cannot create its directory: {error.strerror or error}") from error
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    """WAL, busy timeout and our own BEGIN, so writers queue up instead of failing with 'database is locked'."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # With WAL, NORMAL only risks the last commits on power loss (never corruption); FULL fsyncs every commit.
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: a deferred read-then-write transaction could otherwise hit
+        # SQLITE_BUSY on upgrade, which the busy timeout does not retry.
+        immediate = conn.get_execution_options().get("ticketd_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class State:
+    """Sync access to the state database; every write commits before it returns."""
+
+    def __init__(self, engine: Engine, shown_url: str) -> None:
+        """Use State.open, which also migrates; this only wires an engine that is already at head."""
+        self._engine = engine
+        self._url = shown_url
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str) -> State:
+        """Connect (creating a SQLite file and its directories if needed) and migrate to the newest schema."""
+        shown = _redact_url(url)
+        try:
+            parsed = make_url(url)
+        except (exc.ArgumentError, ValueError) as error:
+            raise StateError(
+                f"state database {shown}: not a valid database URL (expected sqlite:///PATH or "
+                "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB)"
+            ) from error
+        if parsed.get_backend_name() == "sqlite":
+            _prepare_sqlite(parsed, shown)
+        try:
+            engine = sa.create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
+        except exc.NoSuchModuleError as error:
+            raise StateError(
+                f"state database {shown}: unsupported database type {parsed.drivername!r} (use sqlite:/// or "
+                "postgresql+psycopg://)"
+            ) from error
+        except ImportError as error:
+            raise StateError(
+                f"state database {shown}: the driver for {parsed.drivername!r} is not installed ({error.name})"
+            ) from error
+        except (exc.ArgumentError, TypeError, ValueError) as error:
+            raise StateError(f"state database {shown}: {error}") from error
+        if parsed.get_backend_name() == "sqlite":
+            _install_sqlite_hooks(engine)
+        state = cls(engine, shown)
+        try:
+            state._migrate()
+        except BaseException:
+            engine.dispose()
+            raise
+        return state
+
+    def _migrate(self) -> None:
+        """Bring the schema to head in one transaction; refuse a database written by a newer ticketd."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        script = ScriptDirectory.from_config(config)
+        heads = set(script.get_heads())
+        try:
+            with self._write() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+                current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+                unknown = [rev for rev in current if not self._known(script, rev)]
+                if unknown:
+                    raise StateError(
+                        f"state database {self._url}: schema revision {', '.join(unknown)} is newer than this "
+                        f"ticketd knows (latest {', '.join(sorted(heads))}); upgrade ticketd or point state.url "
+                        "at another database"
+                    )
+                if set(current) != heads:
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "heads")
+                    log.info(
+                        "state.migrated",
+                        url=self._url,
+                        from_revision=",".join(current) or None,
+                        to_revision=",".join(sorted(heads)),
+                    )
+        except StateError:
+            raise
+        except exc.SQLAlchemyError as error:
+            raise StateError(f"state database {self._url}: cannot open: {_dbapi_message(error)}") from error
+        log.info("state.opened", url=self._url, revision=",".join(sorted(heads)))
+
+    @staticmethod
+    def _known(script: ScriptDirectory, revision: str) -> bool:
+        """Whether our migration scripts contain `revision`."""
+        try:
+            return script.get_revision(revision) is not None
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        """Release all connections; the State cannot be used afterwards."""
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> State:
+        """Allow `with State.open(url) as state:`."""
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Close on leaving the with-block."""
+        self.close()
+
+    def schema_version(self) -> str:
+        """The database's current schema revision (the Alembic revision id)."""
+        with self._read() as conn:
+            heads = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+        return ",".join(sorted(heads))
+
+    # -- connections ---------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn operational failures (locked, disk full, server gone) into StateError without SQL parameters."""
+        if self._closed:
+            raise RuntimeError("State is closed")
+        try:
+            yield
+        except exc.IntegrityError:
+            raise
+        except (exc.OperationalError, exc.DatabaseError, exc.InterfaceError) as error:
+            raise StateError(f"state database {self._url}: {_dbapi_message(error)}") from error
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One committed write transaction (BEGIN IMMEDIATE on SQLite)."""
+        with self._errors(), self._engine.connect() as conn:
+            conn.execution_options(ticketd_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A short read transaction."""
+        with self._errors(), self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- ledger --------------------------------------------------------------------------------------------------
+
+    def ledger_get(self, connector: str, ticket_id: str) -> LedgerEntry | None:
+        """The ledger entry for one ticket, if it was ever routed."""
+        query = sa.select(ledger).where(ledger.c.connector == connector, ledger.c.ticket_id == ticket_id)
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _entry(row)
+
+    def ledger_begin(self, entry: LedgerEntry) -> bool:
+        """Claim a ticket atomically: True if this call inserted it, False if it was already in the ledger."""
+        _check_state(entry.state)
+        _aware(entry.created_at, entry.updated_at)
+        if entry.mode not in MODES:
+            raise ValueError(f"unknown routing mode {entry.mode!r}; expected one of {sorted(MODES)}")
+        values = {
+            "connector": entry.connector,
+            "ticket_id": entry.ticket_id,
+            "model_version": entry.model_version,
+            "predictions": entry.predictions,
+            "decision": entry.decision,
+            "mode": entry.mode,
+            "state": entry.state,
+            "detail": entry.detail,
+            "created_at": entry.created_at,
+            "updated_at": entry.updated_at,
+        }
+        try:
+            with self._write() as conn:
+                conn.execute(sa.insert(ledger).values(**values))
+        except exc.IntegrityError:
+            # Only the unique (connector, ticket_id) key makes this insert fail; anything else is a real bug.
+            if self.ledger_get(entry.connector, entry.ticket_id) is None:
+                raise
+            return False
+        return True
+
+    def ledger_finish(self, connector: str, ticket_id: str, state: str, detail: str | None = None) -> None:
+        """Record how routing ended (state and detail replace the previous ones); the entry must exist."""
+        _check_state(state)
+        update = (
+            sa.update(ledger)
+            .where(ledger.c.connector == connector, ledger.c.ticket_id == ticket_id)
+            .values(state=state, detail=detail, updated_at=_now())
+        )
+        with self._write() as conn:
+            matched = conn.execute(update).rowcount
+        if matched == 0:
+            raise KeyError(f"no ledger entry for connector {connector!r} ticket {ticket_id!r}")
+
+    def ledger_pending(self, connector: str | None = None) -> list[LedgerEntry]:
+        """Entries claimed but never finished (a crash between begin and finish), oldest first."""
+        return self._ledger_query(connector, ledger.c.state == "pending")
+
+    def ledger_entries(self, connector: str | None = None) -> list[LedgerEntry]:
+        """All entries, oldest first."""
+        return self._ledger_query(connector)
+
+    def _ledger_query(self, connector: str | None, *conditions: sa.ColumnElement[bool]) -> list[LedgerEntry]:
+        """Ledger rows filtered by connector and extra conditions, in creation order."""
+        query = sa.select(ledger).where(*conditions).order_by(ledger.c.created_at, ledger.c.id)
+        if connector is not None:
+            query = query.where(ledger.c.connector == connector)
+        with self._read() as conn:
+            return [_entry(row) for row in conn.execute(query)]
+
+    def ledger_counts(self) -> dict[tuple[str, str], int]:
+        """Number of entries per (connector, state), for reports and metrics."""
+        query = sa.select(ledger.c.connector, ledger.c.state, sa.func.count()).group_by(
+            ledger.c.connector, ledger.c.state
+        )
+        with self._read() as conn:
+            return {(connector, state): int(n) for connector, state, n in conn.execute(query)}
+
+    # -- cursors -------------------------------------------------------------------------------------------------
+
+    def cursor_get(self, connector: str, kind: str) -> str | None:
+        """The connector's saved position for `kind` ("new" or "closed"), or None before the first poll."""
+        query = sa.select(cursors.c.value).where(cursors.c.connector == connector, cursors.c.kind == kind)
+        with self._read() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def cursor_set(self, connector: str, kind: str, value: str | None) -> None:
+        """Save the connector's position (None resets it to "start over")."""
+        values = {"connector": connector, "kind": kind, "value": value, "updated_at": _now()}
+        with self._write() as conn:
+            name = conn.dialect.name
+            if name in ("sqlite", "postgresql"):
+                insert = sqlite_insert(cursors) if name == "sqlite" else postgresql_insert(cursors)
+                upsert = insert.values(**values)
+                conn.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=[cursors.c.connector, cursors.c.kind],
+                        set_={"value": upsert.excluded.value, "updated_at": upsert.excluded.updated_at},
+                    )
+                )
+                return
+            key = (cursors.c.connector == connector, cursors.c.kind == kind)
+            update = sa.update(cursors).where(*key).values(value=value, updated_at=values["updated_at"])
+            if conn.execute(update).rowcount:
+                return
+            conn.execute(sa.insert(cursors).values(**values))
+
+    # -- training store ------------------------------------------------------------------------------------------
+
+    def training_add(self, rows: Sequence[TrainingRow]) -> int:
+        """Store harvested tickets, one row per (connector, ticket_id) where the later close wins; count changes."""
+        latest: dict[tuple[str, str], TrainingRow] = {}
+        for row in rows:
+            _aware(row.closed_at, row.harvested_at)
+            key = (row.connector, row.ticket_id)
+            if key not in latest or row.closed_at >= latest[key].closed_at:
+                latest[key] = row
+        if not latest:
+            return 0
+        for attempt in range(3):
+            try:
+                return self._training_upsert(latest)
+            except exc.IntegrityError:
+                # A concurrent writer inserted one of our new keys first (PostgreSQL); the retry sees it as stored.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _training_upsert(self, latest: dict[tuple[str, str], TrainingRow]) -> int:
+        """Insert new keys and update those whose close is at least as recent and whose content differs."""
+        changed = 0
+        with self._write() as conn:
+            stored = self._training_existing(conn, list(latest))
+            for key, row in latest.items():
+                values = {
+                    "text": row.text,
+                    "queue": row.queue,
+                    "priority": row.priority,
+                    "language": row.language,
+                    "closed_at": row.closed_at,
+                    "harvested_at": row.harvested_at,
+                }
+                old = stored.get(key)
+                if old is None:
+                    conn.execute(sa.insert(training).values(connector=key[0], ticket_id=key[1], **values))
+                elif row.closed_at >= old.closed_at and not _same_content(row, old):
+                    conn.execute(sa.update(training).where(training.c.id == old.id).values(**values))
+                else:
+                    continue
+                changed += 1
+        return changed
+
+    @staticmethod
+    def _training_existing(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], sa.Row[Any]]:
+        """Stored rows for the given keys, looked up per connector in bounded chunks."""
+        by_connector: dict[str, list[str]] = {}
+        for connector, ticket_id in keys:
+            by_connector.setdefault(connector, []).append(ticket_id)
+        found: dict[tuple[str, str], sa.Row[Any]] = {}
+        for connector, ids in by_connector.items():
+            for start in range(0, len(ids), _CHUNK):
+                query = sa.select(training).where(
+                    training.c.connector == connector, training.c.ticket_id.in_(ids[start : start + _CHUNK])
+                )
+                for row in conn.execute(query):
+                    found[(row.connector, row.ticket_id)] = row
+        return found
+
+    def training_rows(self, connector: str | None = None) -> list[TrainingRow]:
+        """The training store, ordered by close time (then ticket id) for time-ordered holdouts."""
+        query = sa.select(training).order_by(training.c.closed_at, training.c.ticket_id, training.c.connector)
+        if connector is not None:
+            query = query.where(training.c.connector == connector)
+        with self._read() as conn:
+            return [_training_row(row) for row in conn.execute(query)]
+
+    def training_count_since(self, when: datetime | None) -> int:
+        """Rows harvested (new or relabelled) strictly after `when`; all rows for None."""
+        _aware(when)
+        query = sa.select(sa.func.count()).select_from(training)
+        if when is not None:
+            query = query.where(training.c.harvested_at > when)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- retrain runs --------------------------------------------------------------------------------------------
+
+    def retrain_record(self, started_at: datetime, finished_at: datetime, outcome: str, detail: dict[str, Any]) -> None:
+        """Remember one retrain attempt for reports and metrics."""
+        _aware(started_at, finished_at)
+        with self._write() as conn:
+            conn.execute(
+                sa.insert(retrain_runs).values(
+                    started_at=started_at, finished_at=finished_at, outcome=outcome, detail=detail
+                )
+            )
+
+    def retrain_last(self) -> dict[str, Any] | None:
+        """The most recently recorded retrain attempt, or None if there was none."""
+        query = sa.select(retrain_runs).order_by(retrain_runs.c.id.desc()).limit(1)
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            return None
+        return {
+            "started_at": row.started_at,
+            "finished_at": row.finished_at,
+            "outcome": row.outcome,
+            "detail": row.detail,
+        }
