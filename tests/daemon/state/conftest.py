@@ -1,0 +1,137 @@
+"""Fixtures: a `url` for every backend (SQLite always; PostgreSQL when a local server can be started) and a `state`."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from daemon.state import State
+
+_PG_USER = "ticketd"
+
+
+def _pg_bin(name: str) -> str | None:
+    """Debian keeps initdb/pg_ctl in /usr/lib/postgresql/<version>/bin, off PATH."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth), one fresh database per test."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._counter = itertools.count()
+        self._admin = sa.create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://{_PG_USER}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        name = f"state_{os.getpid()}_{next(self._counter)}"
+        with self._admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def dispose(self) -> None:
+        self._admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Start a private cluster with initdb + pg_ctl; skip (with the reason) when that is impossible here."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("PostgreSQL test needs the psycopg driver (pip install 'psycopg[binary]')")
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql to run this test")
+    prefix: list[str] = []
+    owner: int | None = None
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres (or nobody) account
+        runuser = shutil.which("runuser")
+        account = next((name for name in ("postgres", "nobody") if _has_user(name)), None)
+        if runuser is None or account is None:
+            pytest.skip("running as root without runuser or a postgres/nobody account to start PostgreSQL as")
+        prefix = [runuser, "-u", account, "--"]
+        owner = pwd.getpwnam(account).pw_uid
+    root = Path(tempfile.mkdtemp(prefix="ticketd-pg-"))
+    data, log = root / "data", root / "server.log"
+    if owner is not None:
+        os.chown(root, owner, -1)
+    port = _free_port()
+    try:
+        _run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", _PG_USER, "-E", "UTF8", "--no-sync"], root)
+        options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
+        _run([*prefix, pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"], root)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
+        detail = getattr(error, "stderr", "") or ""
+        with contextlib.suppress(OSError):
+            detail += log.read_text()
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"could not start a local PostgreSQL server: {error}; {detail.strip()[-500:]}")
+    server = PostgresServer(port)
+    try:
+        yield server
+    finally:
+        server.dispose()
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+            cwd=root,
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True, timeout=120)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL for an empty state database on each backend (the SQLite one in a not-yet-existing directory)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/nested/dir/state.db"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
+@pytest.fixture
+def state(url: str) -> Iterator[State]:
+    s = State.open(url)
+    try:
+        yield s
+    finally:
+        s.close()

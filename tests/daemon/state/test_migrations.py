@@ -1,0 +1,195 @@
+"""Opening a state database: Alembic migrations, SQLite settings and the errors a user can run into."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from structlog.testing import capture_logs
+
+from daemon.errors import StateError, TicketdError
+from daemon.state import State
+from daemon.state import store as store_module
+from daemon.state.schema import VERSION_TABLE, metadata
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(store_module.MIGRATIONS))
+    return config
+
+
+def head() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1
+    return heads[0]
+
+
+def test_fresh_database_reaches_head_and_reopen_is_a_no_op(url: str) -> None:
+    with capture_logs() as logs, State.open(url) as state:
+        assert state.schema_version() == head() == "0001"
+        state.cursor_set("helpdesk", "new", "41")
+    assert [e["event"] for e in logs] == ["state.migrated", "state.opened"]
+    assert logs[0]["from_revision"] is None and logs[0]["to_revision"] == "0001"
+
+    with capture_logs() as logs, State.open(url) as state:
+        assert state.schema_version() == "0001"
+        assert state.cursor_get("helpdesk", "new") == "41"
+    assert [e["event"] for e in logs] == ["state.opened"]
+
+
+def test_migrations_match_schema_module(url: str) -> None:
+    State.open(url).close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_base_and_upgrade_again(url: str) -> None:
+    State.open(url).close()
+    engine = sa.create_engine(url)
+    config = alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "base")
+        assert set(sa.inspect(engine).get_table_names()) <= {VERSION_TABLE}
+    finally:
+        engine.dispose()
+    with State.open(url) as state:
+        assert state.schema_version() == "0001"
+        assert state.ledger_entries() == []
+
+
+def test_database_from_a_newer_ticketd_is_refused(url: str) -> None:
+    State.open(url).close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = 'ffff0042'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(StateError, match="ffff0042 is newer than this ticketd") as caught:
+        State.open(url)
+    assert isinstance(caught.value, TicketdError)
+    assert "0001" in str(caught.value)
+
+
+def test_sqlite_settings(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with State.open(f"sqlite:///{path}") as state, state._read() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == store_module._BUSY_TIMEOUT_MS
+    # WAL is a property of the file: a plain sqlite3 connection sees it too.
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_failed_write_is_rolled_back(tmp_path: Path) -> None:
+    with State.open(f"sqlite:///{tmp_path / 'state.db'}") as state:
+        with pytest.raises(RuntimeError), state._write() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO cursors (connector, kind, value, updated_at) VALUES ('a', 'new', 'x', '2026-01-01')"
+                )
+            )
+            raise RuntimeError("boom")
+        assert state.cursor_get("a", "new") is None
+
+
+def test_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is a text file, not SQLite\n" * 200)
+    with pytest.raises(StateError, match="not a database") as caught:
+        State.open(f"sqlite:///{path}")
+    assert str(path) in str(caught.value)
+
+
+def test_directory_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateError, match="cannot create its directory") as caught:
+        State.open(f"sqlite:///{blocker}/sub/state.db")
+    assert str(blocker) in str(caught.value)
+
+
+def test_database_path_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="unable to open database file") as caught:
+        State.open(f"sqlite:///{tmp_path}")
+    assert str(tmp_path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "not a valid database URL"),
+        ("nosuchdb://user:s3cret@host/db", "unsupported database type 'nosuchdb'"),
+        ("mysql+nosuchdriver://user:s3cret@host/db", "unsupported database type"),
+        ("postgresql+psycopg://user:s3cret@host:notaport/db", "not a valid database URL"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(StateError, match=message) as caught:
+        State.open(url)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_unreachable_server_message_hides_the_password() -> None:
+    pytest.importorskip("psycopg", reason="needs the psycopg driver")
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with capture_logs() as logs, pytest.raises(StateError) as caught:
+        State.open(f"postgresql+psycopg://ticketd:s3cret@127.0.0.1:{port}/state?connect_timeout=5")
+    message = str(caught.value)
+    assert f"postgresql+psycopg://ticketd:***@127.0.0.1:{port}/state" in message
+    assert "s3cret" not in message and "s3cret" not in repr(logs)
+
+
+def test_locked_database_raises_state_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "state.db"
+    url = f"sqlite:///{path}"
+    state = State.open(url)
+    try:
+        state.cursor_get("warm", "up")
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            with pytest.raises(StateError, match="database is locked") as caught:
+                state.cursor_set("helpdesk", "new", "1")
+            assert str(path) in str(caught.value)
+            with pytest.raises(StateError, match="locked"):
+                State.open(url)
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+        state.cursor_set("helpdesk", "new", "1")
+        assert state.cursor_get("helpdesk", "new") == "1"
+    finally:
+        state.close()
+
+
+def test_memory_database(tmp_path: Path) -> None:
+    with State.open("sqlite://") as state:
+        assert state.schema_version() == "0001"
+        state.retrain_record(T0, T0, "skipped", {"reason": "too few examples"})
+        last = state.retrain_last()
+        assert last is not None and last["outcome"] == "skipped"

@@ -1,0 +1,254 @@
+"""The State API on every backend: ledger (exactly-once), cursors, training store, retrain runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from daemon.state import LedgerEntry, State, TrainingRow
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def entry(
+    ticket_id: str, *, connector: str = "helpdesk", state: str = "pending", mode: str = "live", at: datetime = T0
+) -> LedgerEntry:
+    return LedgerEntry(
+        connector=connector,
+        ticket_id=ticket_id,
+        model_version="v3",
+        predictions={
+            "queue": {"label": "Billing", "confidence": 0.91},
+            "priority": {"label": "high", "confidence": 0.5},
+        },
+        decision={
+            "queue": "Billing",
+            "priority": None,
+            "note": "ticketd: Billing (0.91)",
+            "expected_queue": "Raw",
+            "reasons": {"priority": "below threshold 0.60"},
+        },
+        mode=mode,
+        state=state,
+        detail=None,
+        created_at=at,
+        updated_at=at,
+    )
+
+
+def row(
+    ticket_id: str,
+    *,
+    queue: str = "Billing",
+    closed: datetime = T0,
+    harvested: datetime = T0,
+    connector: str = "helpdesk",
+    priority: str | None = "3 normal",
+    text: str = "Rechnung doppelt",
+) -> TrainingRow:
+    return TrainingRow(
+        connector=connector,
+        ticket_id=ticket_id,
+        text=text,
+        queue=queue,
+        priority=priority,
+        language="de",
+        closed_at=closed,
+        harvested_at=harvested,
+    )
+
+
+# -- ledger ------------------------------------------------------------------------------------------------------
+
+
+def test_ledger_begin_and_get_round_trip(state: State) -> None:
+    assert state.ledger_get("helpdesk", "42") is None
+    assert state.ledger_begin(entry("42")) is True
+    got = state.ledger_get("helpdesk", "42")
+    assert got == entry("42")
+    assert got is not None and got.created_at.tzinfo is not None and got.created_at.utcoffset() == timedelta(0)
+    assert state.ledger_get("other", "42") is None
+
+
+def test_ledger_begin_twice_returns_false_and_changes_nothing(state: State) -> None:
+    first = entry("42")
+    assert state.ledger_begin(first) is True
+    second = LedgerEntry(
+        **{
+            **first.__dict__,
+            "model_version": "v9",
+            "state": "shadow",
+            "mode": "shadow",
+            "detail": "again",
+            "created_at": T0 + timedelta(hours=1),
+        }
+    )
+    assert state.ledger_begin(second) is False
+    assert state.ledger_get("helpdesk", "42") == first
+    assert state.ledger_entries() == [first]
+    # The same ticket id on another connector is a different ticket.
+    assert state.ledger_begin(entry("42", connector="mail")) is True
+
+
+def test_ledger_finish(state: State) -> None:
+    state.ledger_begin(entry("7"))
+    state.ledger_finish("helpdesk", "7", "failed", "connector timeout")
+    got = state.ledger_get("helpdesk", "7")
+    assert got is not None
+    assert (got.state, got.detail, got.created_at) == ("failed", "connector timeout", T0)
+    assert got.updated_at > T0 and got.updated_at.tzinfo is not None
+    state.ledger_finish("helpdesk", "7", "applied")
+    got = state.ledger_get("helpdesk", "7")
+    assert got is not None and (got.state, got.detail) == ("applied", None)
+    with pytest.raises(KeyError):
+        state.ledger_finish("helpdesk", "missing", "applied")
+    with pytest.raises(ValueError, match="unknown ledger state"):
+        state.ledger_finish("helpdesk", "7", "done")
+
+
+def test_ledger_begin_validates_state_and_mode(state: State) -> None:
+    with pytest.raises(ValueError, match="state"):
+        state.ledger_begin(entry("1", state="bogus"))
+    with pytest.raises(ValueError, match="mode"):
+        state.ledger_begin(entry("1", mode="dry"))
+    assert state.ledger_entries() == []
+
+
+def test_ledger_pending_entries_and_counts(state: State) -> None:
+    state.ledger_begin(entry("3", at=T0 + timedelta(minutes=3)))
+    state.ledger_begin(entry("1", at=T0 + timedelta(minutes=1)))
+    state.ledger_begin(entry("2", at=T0 + timedelta(minutes=2)))
+    state.ledger_begin(entry("s", connector="mail", state="shadow", mode="shadow"))
+    state.ledger_begin(entry("p", connector="mail"))
+    state.ledger_finish("helpdesk", "2", "applied")
+
+    assert [e.ticket_id for e in state.ledger_pending()] == ["p", "1", "3"]
+    assert [e.ticket_id for e in state.ledger_pending("helpdesk")] == ["1", "3"]
+    assert [e.ticket_id for e in state.ledger_pending("nobody")] == []
+    assert [e.ticket_id for e in state.ledger_entries()] == ["s", "p", "1", "2", "3"]
+    assert [e.ticket_id for e in state.ledger_entries("mail")] == ["s", "p"]
+    assert state.ledger_counts() == {
+        ("helpdesk", "pending"): 2,
+        ("helpdesk", "applied"): 1,
+        ("mail", "shadow"): 1,
+        ("mail", "pending"): 1,
+    }
+
+
+def test_timestamps_are_normalised_to_utc_and_naive_ones_refused(state: State) -> None:
+    cest = timezone(timedelta(hours=2))
+    state.ledger_begin(entry("tz", at=datetime(2026, 6, 1, 14, 0, tzinfo=cest)))
+    got = state.ledger_get("helpdesk", "tz")
+    assert got is not None
+    assert got.created_at == datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    assert got.created_at.tzinfo == UTC
+    with pytest.raises(ValueError, match="naive"):
+        state.ledger_begin(entry("naive", at=datetime(2026, 6, 1, 12, 0)))
+    assert state.ledger_get("helpdesk", "naive") is None
+
+
+# -- cursors -----------------------------------------------------------------------------------------------------
+
+
+def test_cursors(state: State) -> None:
+    assert state.cursor_get("helpdesk", "new") is None
+    state.cursor_set("helpdesk", "new", "2026-03-01T12:00:00Z|41")
+    state.cursor_set("helpdesk", "closed", "c1")
+    state.cursor_set("mail", "new", "uidvalidity=7;uid=12")
+    assert state.cursor_get("helpdesk", "new") == "2026-03-01T12:00:00Z|41"
+    state.cursor_set("helpdesk", "new", "2026-03-01T12:05:00Z|44")
+    assert state.cursor_get("helpdesk", "new") == "2026-03-01T12:05:00Z|44"
+    assert state.cursor_get("helpdesk", "closed") == "c1"
+    assert state.cursor_get("mail", "new") == "uidvalidity=7;uid=12"
+    assert state.cursor_get("mail", "closed") is None
+    state.cursor_set("helpdesk", "closed", None)
+    assert state.cursor_get("helpdesk", "closed") is None
+    state.cursor_set("helpdesk", "closed", "c2")
+    assert state.cursor_get("helpdesk", "closed") == "c2"
+
+
+# -- training store ----------------------------------------------------------------------------------------------
+
+
+def test_training_add_counts_new_rows_and_ignores_repeats(state: State) -> None:
+    rows = [row("1", closed=T0 + timedelta(hours=2)), row("2", closed=T0), row("3", connector="mail", closed=T0)]
+    assert state.training_add(rows) == 3
+    assert state.training_add(rows) == 0
+    assert state.training_add([]) == 0
+    assert [(r.connector, r.ticket_id) for r in state.training_rows()] == [
+        ("helpdesk", "2"),
+        ("mail", "3"),
+        ("helpdesk", "1"),
+    ]
+    assert [r.ticket_id for r in state.training_rows("helpdesk")] == ["2", "1"]
+    got = state.training_rows("mail")[0]
+    assert got == rows[2]
+    assert got.closed_at.tzinfo == UTC
+
+
+def test_training_later_close_wins(state: State) -> None:
+    later = T0 + timedelta(days=2)
+    state.training_add([row("1", queue="Billing"), row("2", queue="Sales")])
+    # Re-closed later with another queue: the label is updated and counts as changed.
+    relabelled = row("1", queue="IT Support", closed=later, harvested=later)
+    # An older close of ticket 2 (e.g. from a stale page) never overrides the stored newer one.
+    stale = row("2", queue="HR", closed=T0 - timedelta(days=1), harvested=later)
+    assert state.training_add([relabelled, stale]) == 1
+    by_id = {r.ticket_id: r for r in state.training_rows()}
+    assert by_id["1"] == relabelled
+    assert by_id["2"].queue == "Sales" and by_id["2"].harvested_at == T0
+    # Within one batch the later close wins too, whatever the order.
+    batch = [row("9", queue="HR", closed=later), row("9", queue="Sales", closed=T0)]
+    assert state.training_add(batch) == 1
+    assert {r.ticket_id: r.queue for r in state.training_rows()}["9"] == "HR"
+    # Same close time but a changed priority counts as changed.
+    assert state.training_add([row("2", queue="Sales", priority="1 very low")]) == 1
+    assert {r.ticket_id: r.priority for r in state.training_rows()}["2"] == "1 very low"
+
+
+def test_training_count_since(state: State) -> None:
+    assert state.training_count_since(None) == 0
+    state.training_add([row(str(i), harvested=T0 + timedelta(hours=i)) for i in range(5)])
+    assert state.training_count_since(None) == 5
+    assert state.training_count_since(T0 + timedelta(hours=2)) == 2  # strictly after
+    assert state.training_count_since(T0 + timedelta(days=1)) == 0
+    # An unchanged re-harvest keeps its first harvest time, so it does not count as new data.
+    state.training_add([row("0", harvested=T0 + timedelta(days=3))])
+    assert state.training_count_since(T0 + timedelta(days=1)) == 0
+
+
+def test_training_many_rows_in_one_call(state: State) -> None:
+    rows = [row(f"t{i:05d}", closed=T0 + timedelta(seconds=i)) for i in range(1200)]
+    assert state.training_add(rows) == 1200
+    assert state.training_add(rows) == 0
+    assert len(state.training_rows()) == 1200
+
+
+# -- retrain runs ------------------------------------------------------------------------------------------------
+
+
+def test_retrain_record_and_last(state: State) -> None:
+    assert state.retrain_last() is None
+    state.retrain_record(T0, T0 + timedelta(minutes=5), "rejected", {"reason": "macro-F1 0.61 < 0.64"})
+    state.retrain_record(
+        T0 + timedelta(days=7),
+        T0 + timedelta(days=7, minutes=6),
+        "promoted",
+        {"version": "v4", "metrics": {"queue": {"macro_f1": 0.7}}},
+    )
+    last = state.retrain_last()
+    assert last == {
+        "started_at": T0 + timedelta(days=7),
+        "finished_at": T0 + timedelta(days=7, minutes=6),
+        "outcome": "promoted",
+        "detail": {"version": "v4", "metrics": {"queue": {"macro_f1": 0.7}}},
+    }
+    assert last["started_at"].tzinfo == UTC
+
+
+def test_closed_state_refuses_use(url: str) -> None:
+    with State.open(url) as state:
+        state.cursor_set("a", "new", "1")
+    with pytest.raises(RuntimeError, match="closed"):
+        state.cursor_get("a", "new")
