@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_classify, _add_evaluate, _add_models, _add_split):
         add(sub)
+    from daemon.cli_daemon import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -254,12 +257,20 @@ COMMANDS = {
 }
 
 
+def _command(name: str) -> Any:
+    if name in COMMANDS:
+        return COMMANDS[name]
+    from daemon.cli_daemon import COMMANDS as DAEMON_COMMANDS
+
+    return DAEMON_COMMANDS[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors print one clear line and exit 2, never a traceback."""
     args = build_parser().parse_args(argv)
     configure(args.log_level)
     try:
-        return COMMANDS[args.command](args)
+        return int(_command(args.command)(args))
     except TicketdError as exc:
         print(f"ticketd: error: {exc}", file=sys.stderr)
         return 2

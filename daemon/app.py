@@ -1,0 +1,298 @@
+"""Wiring and lifecycle of `ticketd run`: state, model, connectors, coordinators, scheduled jobs, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import httpx
+
+from connectors.base import Connector
+from connectors.registry import connector_class
+from daemon.config import Config, ConnectorEntry, load_config
+from daemon.coordinator import Coordinator
+from daemon.errors import ConfigError, TicketdError
+from daemon.logging import configure, get_logger
+from daemon.pipeline import LabelRule, Pipeline
+from daemon.serving import ModelHolder
+from daemon.state import LedgerEntry, State, TrainingRow
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Worker:
+    """Everything that belongs to one configured connector."""
+
+    entry: ConnectorEntry
+    connector: Connector
+    coordinator: Coordinator
+    pipeline: Pipeline
+
+
+def label_rules(entry: ConnectorEntry) -> dict[str, LabelRule]:
+    """The config's per-label routing as the pipeline's rules."""
+    return {
+        label: LabelRule(map=dict(routing.map), threshold=routing.threshold, fallback=routing.fallback_name)
+        for label, routing in entry.routing.labels.items()
+    }
+
+
+class Daemon:
+    """One process: polls every connector on its own schedule, retrains on a cron, reloads on SIGHUP."""
+
+    def __init__(self, config: Config, *, config_path: Path | None = None, dry_run: bool = False) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.dry_run = dry_run
+        self.state: State | None = None
+        self.model = ModelHolder(config.model.store, threads=config.model.threads)
+        self.workers: dict[str, Worker] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._scheduler: Any = None
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._reload_requested = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """A model is loaded and no connector is stopped on rejected credentials."""
+        return self.model.loaded and all(w.coordinator.ready for w in self.workers.values())
+
+    async def start(self, *, load_model: bool = True) -> None:
+        """Open state, load the model (not for `bootstrap`, which makes the first one), build connectors."""
+        self.state = await anyio.to_thread.run_sync(State.open, self.config.state.url)
+        if load_model:
+            await self.model.reload()
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        self._build_workers(self.config)
+        log.info(
+            "ticketd started",
+            connectors=list(self.workers),
+            model_version=self.model.get().version if self.model.loaded else None,
+            dry_run=self.dry_run,
+        )
+
+    def _build_workers(self, config: Config) -> None:
+        assert self.state is not None and self._client is not None
+        self.workers = {}
+        for entry in config.connectors:
+            connector = connector_class(entry.type).from_config(entry.connection, self._client)
+            mode = "shadow" if self.dry_run else entry.routing.mode
+            pipeline = Pipeline(
+                entry.name,
+                connector,
+                self.state,
+                self.model.get,
+                label_rules(entry),
+                mode=mode,
+                note=entry.routing.note,
+                batch_limit=entry.routing.batch_limit,
+                include_ticket_text=config.log.include_ticket_text,
+                entry_factory=LedgerEntry,
+                row_factory=TrainingRow,
+                stopping=lambda: self._stopping,
+            )
+            coordinator = Coordinator(entry.name, base_delay=max(entry.routing.poll_interval, 1.0))
+            self.workers[entry.name] = Worker(entry, connector, coordinator, pipeline)
+
+    async def run_once(self) -> dict[str, int]:
+        """One poll and one harvest per connector, then return (tests, demos, cron-style use)."""
+        done: dict[str, int] = {}
+        for name, worker in self.workers.items():
+            routed = await worker.coordinator.run(worker.pipeline.poll, "poll")
+            await worker.coordinator.run(worker.pipeline.harvest, "harvest")
+            done[name] = routed or 0
+        return done
+
+    async def serve(self) -> None:
+        """Run the scheduler until SIGTERM/SIGINT; SIGHUP reloads the config."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self._start_scheduler()
+        try:
+            while not self._stop.is_set():
+                await self._stop.wait()
+                if self._reload_requested and not self._stopping:
+                    self._reload_requested = False
+                    self._stop.clear()
+                    await self._reload()
+        finally:
+            await self.shutdown()
+
+    def request_stop(self, why: str = "stop") -> None:
+        """Finish the ticket in flight, then exit; new tickets are not started."""
+        log.info("stopping: finishing the ticket in flight", signal=why)
+        self._stopping = True
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Re-read the config file at the next safe point."""
+        self._reload_requested = True
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        """Stop jobs, wait for in-flight work, close connectors and state."""
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        await self._drain()
+        for worker in self.workers.values():
+            await worker.connector.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if self.state is not None:
+            self.state.close()
+            self.state = None
+        log.info("ticketd stopped")
+
+    async def _drain(self) -> None:
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _reload(self) -> None:
+        if self.config_path is None:
+            log.warning("SIGHUP ignored: running on embedded defaults, no config file to re-read")
+            return
+        try:
+            config = await anyio.to_thread.run_sync(load_config, self.config_path)
+        except TicketdError as exc:
+            log.error("config reload failed; keeping the running config", error=str(exc))
+            return
+        log.info("reloading config", path=str(self.config_path))
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        self._stopping = True
+        await self._drain()
+        for worker in self.workers.values():
+            await worker.connector.aclose()
+        self._stopping = False
+        self.config = config
+        configure(config.log.level, json=config.log.json)
+        self._build_workers(config)
+        self._start_scheduler()
+        log.info("config reloaded", connectors=list(self.workers))
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        for name, worker in self.workers.items():
+            routing = worker.entry.routing
+            scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=routing.poll_interval, jitter=routing.jitter or None),
+                args=[name, "poll"],
+                id=f"poll:{name}",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=now,
+            )
+            scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=routing.harvest_interval, jitter=routing.jitter or None),
+                args=[name, "harvest"],
+                id=f"harvest:{name}",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=now,
+            )
+        if self.config.retrain.enabled:
+            scheduler.add_job(
+                self._tracked(self.retrain_now),
+                CronTrigger.from_crontab(self.config.retrain.cron, timezone=UTC),
+                id="retrain",
+                max_instances=1,
+                coalesce=True,
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def _job(self, name: str, what: str) -> None:
+        worker = self.workers.get(name)
+        if worker is None or self._stopping:
+            return
+        job = worker.pipeline.poll if what == "poll" else worker.pipeline.harvest
+        await self._tracked(lambda: worker.coordinator.run(job, what))()
+
+    def _tracked(self, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        """Register the running task so shutdown can wait for the ticket in flight."""
+
+        async def run() -> Any:
+            task = asyncio.current_task()
+            if task is not None:
+                self._inflight.add(task)
+            try:
+                return await fn()
+            except TicketdError as exc:
+                log.error("job failed", error=str(exc))
+                return None
+            finally:
+                if task is not None:
+                    self._inflight.discard(task)
+
+        return run
+
+    async def retrain_now(self, *, force: bool = False) -> Any:
+        """Train a challenger from the training store; promote and hot-reload only if it is better."""
+        from daemon.retrain import RetrainPolicy, retrain
+
+        assert self.state is not None
+        section = self.config.retrain
+        last = self.state.retrain_last()
+        since = datetime.fromisoformat(str(last["finished_at"])) if last else None
+        new = self.state.training_count_since(since)
+        policy = RetrainPolicy(
+            min_new_examples=0 if force else section.min_new_examples,
+            holdout_share=section.holdout_share,
+            tolerance=section.tolerance,
+            keep_versions=section.keep_versions,
+            labels=tuple(self.config.model.labels),
+            epochs=section.epochs,
+            max_length=section.max_length,
+        )
+        rows = self.state.training_rows()
+        started = datetime.now(UTC)
+        workdir = Path(self.config.model.store) / "retrain"
+        workdir.mkdir(parents=True, exist_ok=True)
+        log.info("retraining", rows=len(rows), new_rows=new)
+        result = await anyio.to_thread.run_sync(
+            lambda: retrain(rows, self.model.store, policy, new_since_last=new, workdir=workdir)
+        )
+        self.state.retrain_record(
+            started, datetime.now(UTC), result.outcome, {"reason": result.reason, "version": result.version}
+        )
+        log.info("retrain finished", outcome=result.outcome, version=result.version, reason=result.reason)
+        if result.outcome == "promoted":
+            await self.model.reload()
+        return result
+
+
+def load_or_default(path: Path | None) -> Config:
+    """The config file, or the embedded defaults (`make run`)."""
+    from daemon.config import default_config
+
+    if path is None:
+        return default_config()
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    return load_config(path)

@@ -1,0 +1,206 @@
+"""The daemon's commands: run, check-config, check, report, bootstrap."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import ConfigError, TicketdError
+from daemon.logging import configure, get_logger
+
+log = get_logger(__name__)
+
+
+def add_commands(sub: Any) -> None:
+    """Register the daemon's subcommands on the main parser."""
+    p = sub.add_parser("run", help="run the daemon: poll, classify, write back, retrain")
+    p.add_argument("--config", type=Path, help="config file (default: embedded defaults, a local demo Maildir)")
+    p.add_argument("--dry-run", action="store_true", help="shadow mode for every connector: classify, never write")
+    p.add_argument("--once", action="store_true", help="one poll and harvest per connector, then exit")
+    p = sub.add_parser("check-config", help="validate a config file without contacting anything")
+    p.add_argument("config", type=Path)
+    p = sub.add_parser("check", help="validate config, reach every connector, match model labels to the helpdesk")
+    p.add_argument("--config", type=Path)
+    p = sub.add_parser("report", help="shadow-mode report: model vs the agents' final queue and priority")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("bootstrap", help="harvest closed tickets from the helpdesks and train the first model")
+    p.add_argument("--config", type=Path)
+
+
+def _config(path: Path | None) -> Any:
+    from daemon.app import load_or_default
+
+    config = load_or_default(path)
+    configure(config.log.level, json=config.log.json)
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Start the daemon in the foreground (systemd and Kubernetes run it like this)."""
+    from daemon.app import Daemon
+
+    config = _config(args.config)
+    if args.config is None:
+        _seed_demo(config)
+    daemon = Daemon(config, config_path=args.config, dry_run=args.dry_run)
+
+    async def main() -> None:
+        await daemon.start()
+        if args.once:
+            try:
+                done = await daemon.run_once()
+                log.info("one cycle done", tickets=done)
+            finally:
+                await daemon.shutdown()
+        else:
+            await daemon.serve()
+
+    asyncio.run(main())
+    return 0
+
+
+def _seed_demo(config: Any) -> None:
+    """Embedded defaults run against a local demo Maildir: fill it with example mails once."""
+    from daemon.demo import seed
+
+    for entry in config.connectors:
+        if entry.type == "maildir":
+            path = Path(entry.connection.path)
+            added = seed(path)
+            log.info(
+                "demo mode: no --config, routing example mails in a local Maildir",
+                maildir=str(path),
+                seeded=added,
+                hint="see the folders under Queues/ fill; Ctrl-C stops; --config points ticketd at a real helpdesk",
+            )
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate only; exit 2 with the file, line and key of the first problem."""
+    from daemon.config import load_config
+
+    if not args.config.is_file():
+        raise ConfigError(f"{args.config}: no such config file")
+    config = load_config(args.config)
+    print(f"{args.config}: ok ({len(config.connectors)} connector(s): {', '.join(c.name for c in config.connectors)})")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Config, model and every connector: reachable, credentials accepted, every label has a live target."""
+    config = _config(args.config)
+    problems = asyncio.run(_check(config))
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"ticketd check: {len(problems)} problem(s)")
+        return 1
+    print("ticketd check: ok")
+    return 0
+
+
+async def _check(config: Any) -> list[str]:
+    import httpx
+
+    from connectors.errors import ConnectorError
+    from connectors.registry import connector_class
+    from daemon.app import label_rules
+    from daemon.serving import ModelHolder
+
+    problems: list[str] = []
+    holder = ModelHolder(config.model.store)
+    labels: dict[str, list[str]] = {}
+    try:
+        holder.load()
+        labels = holder.get().labels
+        print(f"model: {holder.get().version} ({', '.join(f'{k}: {len(v)} labels' for k, v in labels.items())})")
+    except TicketdError as exc:
+        problems.append(f"model: {exc}")
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
+        for entry in config.connectors:
+            connector = connector_class(entry.type).from_config(entry.connection, client)
+            try:
+                await connector.check()
+                live = {
+                    "queue": {q.name for q in await connector.list_queues()},
+                    "priority": {p.name for p in await connector.list_priorities()},
+                }
+            except ConnectorError as exc:
+                problems.append(f"{entry.name}: {type(exc).__name__}: {exc}")
+                continue
+            finally:
+                await connector.aclose()
+            print(f"{entry.name}: reachable ({len(live['queue'])} queues, {len(live['priority'])} priorities)")
+            rules = label_rules(entry)
+            for label, emitted in labels.items():
+                if label not in live or label not in rules:
+                    continue
+                rule = rules[label]
+                for name in emitted:
+                    target = rule.map.get(name, name)
+                    if target not in live[label]:
+                        problems.append(
+                            f"{entry.name}: model {label} label {name!r} maps to {target!r}, "
+                            f"which the helpdesk does not have (add routing.labels.{label}.map)"
+                        )
+                if rule.fallback is not None and rule.fallback not in live[label]:
+                    problems.append(f"{entry.name}: {label} fallback {rule.fallback!r} does not exist in the helpdesk")
+    return problems
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Agreement of recorded predictions with the final labels of tickets that have since closed."""
+    from daemon.app import label_rules
+    from daemon.report import build_report, format_report
+    from daemon.state import State
+
+    config = _config(args.config)
+    state = State.open(config.state.url)
+    try:
+        rules = {entry.name: label_rules(entry) for entry in config.connectors}
+        reports = build_report(state.ledger_entries(), state.training_rows(), rules)
+        counts = state.ledger_counts()
+    finally:
+        state.close()
+    if args.json:
+        ledger = {f"{c}:{s}": n for (c, s), n in counts.items()}
+        print(json.dumps({"labels": [r.__dict__ for r in reports], "ledger": ledger}))
+        return 0
+    print(format_report(reports))
+    print("ledger: " + (", ".join(f"{c} {s}={n}" for (c, s), n in sorted(counts.items())) or "empty"))
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """Harvest every closed ticket the connectors can see, then train and promote the first model."""
+    from daemon.app import Daemon
+
+    config = _config(args.config)
+    daemon = Daemon(config, config_path=args.config)
+
+    async def main() -> Any:
+        await daemon.start(load_model=False)
+        try:
+            for name, worker in daemon.workers.items():
+                rows = await worker.pipeline.harvest()
+                print(f"{name}: {rows} closed tickets harvested")
+            return await daemon.retrain_now(force=True)
+        finally:
+            await daemon.shutdown()
+
+    result = asyncio.run(main())
+    print(f"bootstrap: {result.outcome} ({result.reason})")
+    return 0 if result.outcome in ("promoted", "rejected") else 1
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    "check": cmd_check,
+    "report": cmd_report,
+    "bootstrap": cmd_bootstrap,
+}

@@ -1,0 +1,299 @@
+"""One connector's ticket flow: ledger check -> classify -> decide -> write back -> record.
+
+The ledger row is written `pending` before `apply` and finished after it, and a page's cursor moves
+only once every ticket of the page is in the ledger. So after any crash a ticket is either not in
+the ledger (fetched again, routed once) or pending (re-applied; `apply` is idempotent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import anyio.to_thread
+
+from connectors.base import Applied, Connector, Ticket, TicketUpdate
+from connectors.errors import TicketError
+from daemon.logging import get_logger
+
+WRITABLE = ("queue", "priority")  # model labels a connector can write back
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """How one label's prediction becomes a helpdesk value; `fallback` None means leave the field alone."""
+
+    map: Mapping[str, str] = field(default_factory=dict)
+    threshold: float = 0.6
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to write, and per label why."""
+
+    queue: str | None
+    priority: str | None
+    reasons: dict[str, str]
+
+    @property
+    def writes(self) -> bool:
+        """Whether anything would change in the helpdesk."""
+        return self.queue is not None or self.priority is not None
+
+
+def decide(
+    predictions: Mapping[str, Mapping[str, Any]],
+    rules: Mapping[str, LabelRule],
+    live: Mapping[str, set[str]],
+) -> Decision:
+    """Threshold, then mapping, then a check that the target exists in the live helpdesk."""
+    chosen: dict[str, str | None] = {}
+    reasons: dict[str, str] = {}
+    for label in WRITABLE:
+        prediction, rule = predictions.get(label), rules.get(label)
+        if prediction is None or rule is None:
+            chosen[label], reasons[label] = None, "not routed"
+            continue
+        confidence = float(prediction["confidence"])
+        target = rule.map.get(str(prediction["label"]), str(prediction["label"]))
+        if confidence < rule.threshold:
+            chosen[label] = rule.fallback
+            reasons[label] = f"confidence {confidence:.2f} below {rule.threshold:.2f}: " + (
+                f"fallback {rule.fallback!r}" if rule.fallback else "left as is"
+            )
+        elif label in live and target not in live[label]:
+            chosen[label] = rule.fallback
+            reasons[label] = f"{target!r} does not exist in the helpdesk: " + (
+                f"fallback {rule.fallback!r}" if rule.fallback else "left as is"
+            )
+        else:
+            chosen[label], reasons[label] = target, f"confidence {confidence:.2f}"
+    return Decision(chosen["queue"], chosen["priority"], reasons)
+
+
+class Predictor(Protocol):
+    """The loaded model as the pipeline needs it (see daemon.app.ModelHolder)."""
+
+    version: str | None
+
+    def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]: ...
+
+
+class LedgerState(Protocol):
+    """The part of daemon.state.State the pipeline uses."""
+
+    def ledger_get(self, connector: str, ticket_id: str) -> Any: ...
+    def ledger_begin(self, entry: Any) -> bool: ...
+    def ledger_finish(self, connector: str, ticket_id: str, state: str, detail: str | None = None) -> None: ...
+    def ledger_pending(self, connector: str | None = None) -> list[Any]: ...
+    def cursor_get(self, connector: str, kind: str) -> str | None: ...
+    def cursor_set(self, connector: str, kind: str, value: str | None) -> None: ...
+    def training_add(self, rows: Any) -> int: ...
+
+
+@dataclass
+class Counters:
+    """What one pipeline did since start; feeds logs, `report` and metrics."""
+
+    by_state: dict[str, int] = field(default_factory=dict)
+
+    def add(self, state: str) -> None:
+        self.by_state[state] = self.by_state.get(state, 0) + 1
+
+
+class Pipeline:
+    """Routes one connector's new tickets and harvests its closed ones."""
+
+    def __init__(
+        self,
+        name: str,
+        connector: Connector,
+        state: LedgerState,
+        model: Callable[[], Predictor],
+        rules: Mapping[str, LabelRule],
+        *,
+        mode: str = "live",
+        note: bool = True,
+        batch_limit: int = 50,
+        include_ticket_text: bool = False,
+        entry_factory: Callable[..., Any],
+        row_factory: Callable[..., Any],
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.name = name
+        self.connector = connector
+        self.state = state
+        self.model = model
+        self.rules = rules
+        self.mode = mode
+        self.note = note
+        self.batch_limit = batch_limit
+        self.include_ticket_text = include_ticket_text
+        self._entry = entry_factory
+        self._row = row_factory
+        self._stopping = stopping
+        self.live: dict[str, set[str]] = {}
+        self.counters = Counters()
+        self.log = get_logger(__name__).bind(connector=name)
+
+    async def refresh_taxonomy(self) -> None:
+        """Live queue and priority names, so a label that maps to a deleted queue falls back."""
+        self.live = {
+            "queue": {q.name for q in await self.connector.list_queues()},
+            "priority": {p.name for p in await self.connector.list_priorities()},
+        }
+
+    async def poll(self) -> int:
+        """Finish pending write-backs, then route new tickets page by page; returns tickets recorded."""
+        await self.replay_pending()
+        if not self.live:
+            await self.refresh_taxonomy()
+        done = 0
+        cursor = self.state.cursor_get(self.name, "new")
+        while not self._stopping():
+            page = await self.connector.fetch_new(cursor, self.batch_limit)
+            for ticket in page.tickets:
+                if self._stopping():
+                    return done  # cursor not advanced: the rest of the page comes again
+                done += await self.process(ticket)
+            if page.cursor != cursor:
+                self.state.cursor_set(self.name, "new", page.cursor)
+                cursor = page.cursor
+            if not page.more or not page.tickets:
+                break
+        return done
+
+    async def process(self, ticket: Ticket) -> int:
+        """Route one ticket exactly once; returns 1 if it was new to the ledger."""
+        if self.state.ledger_get(self.name, ticket.id) is not None:
+            return 0
+        model = self.model()
+        predictions = await anyio.to_thread.run_sync(lambda: model.classify(ticket.body, subject=ticket.subject))
+        decision = decide(predictions, self.rules, self.live)
+        note = self._note(model.version, predictions) if self.note and decision.writes else None
+        shadow = self.mode == "shadow"
+        now = datetime.now(UTC)
+        entry = self._entry(
+            connector=self.name,
+            ticket_id=ticket.id,
+            model_version=model.version,
+            predictions=predictions,
+            decision={
+                "queue": decision.queue,
+                "priority": decision.priority,
+                "note": note,
+                "expected_queue": ticket.queue,
+                "reasons": decision.reasons,
+            },
+            mode=self.mode,
+            state="shadow" if shadow else "pending",
+            detail=None,
+            created_at=now,
+            updated_at=now,
+        )
+        if not self.state.ledger_begin(entry):
+            return 0
+        fields: dict[str, Any] = {"ticket_id": ticket.id, "mode": self.mode, "reasons": decision.reasons}
+        fields.update({f"{k}_predicted": v["label"] for k, v in predictions.items()})
+        fields.update({f"{k}_confidence": v["confidence"] for k, v in predictions.items()})
+        if self.include_ticket_text:
+            fields["subject"] = ticket.subject
+        if shadow:
+            self.counters.add("shadow")
+            self.log.info("ticket classified (shadow mode, nothing written)", **fields)
+            return 1
+        await self._apply(entry)
+        return 1
+
+    async def replay_pending(self) -> int:
+        """Re-apply entries a crash or an outage left pending; apply is idempotent."""
+        pending = self.state.ledger_pending(self.name)
+        for entry in pending:
+            if self._stopping():
+                break
+            await self._apply(entry)
+        return len(pending)
+
+    async def _apply(self, entry: Any) -> None:
+        """Write one decision back; TransientError and AuthError leave it pending for the coordinator."""
+        decision = entry.decision
+        tid = entry.ticket_id
+        if decision.get("queue") is None and decision.get("priority") is None:
+            self.state.ledger_finish(self.name, tid, "skipped", "below threshold everywhere: left as is")
+            self.counters.add("left")
+            self.log.info("ticket left as is", ticket_id=tid, reasons=decision.get("reasons"))
+            return
+        update = TicketUpdate(
+            tid,
+            expected_queue=decision["expected_queue"],
+            queue=decision.get("queue"),
+            priority=decision.get("priority"),
+            note=decision.get("note"),
+        )
+        try:
+            outcome = await self.connector.apply(update)
+        except TicketError as exc:
+            self.state.ledger_finish(self.name, tid, "failed", str(exc))
+            self.counters.add("failed")
+            self.log.warning("ticket could not be updated; skipped", ticket_id=tid, error=str(exc))
+            return
+        if isinstance(outcome, Applied):
+            self.state.ledger_finish(self.name, tid, "applied", ",".join(outcome.changed) or "already applied")
+            self.counters.add("applied")
+            self.log.info(
+                "ticket routed",
+                ticket_id=tid,
+                queue=update.queue,
+                priority=update.priority,
+                changed=list(outcome.changed),
+            )
+        else:
+            self.state.ledger_finish(self.name, tid, "skipped", outcome.reason)
+            self.counters.add("skipped")
+            self.log.info("ticket skipped", ticket_id=tid, reason=outcome.reason)
+
+    async def harvest(self) -> int:
+        """Closed tickets with their final labels go to the training store; returns rows new or changed."""
+        added = 0
+        cursor = self.state.cursor_get(self.name, "closed")
+        while not self._stopping():
+            page = await self.connector.fetch_closed(cursor, self.batch_limit)
+            now = datetime.now(UTC)
+            rows = [
+                self._row(
+                    connector=self.name,
+                    ticket_id=t.id,
+                    text=_training_text(t),
+                    queue=t.queue,
+                    priority=t.priority,
+                    language=t.language,
+                    closed_at=t.closed_at or now,
+                    harvested_at=now,
+                )
+                for t in page.tickets
+                if t.body.strip() or t.subject.strip()
+            ]
+            if rows:
+                added += self.state.training_add(rows)
+            if page.cursor != cursor:
+                self.state.cursor_set(self.name, "closed", page.cursor)
+                cursor = page.cursor
+            if not page.more or not page.tickets:
+                break
+        if added:
+            self.log.info("closed tickets harvested", rows=added)
+        return added
+
+    def _note(self, version: str | None, predictions: Mapping[str, Mapping[str, Any]]) -> str:
+        parts = [f"{k}={v['label']} ({float(v['confidence']):.2f})" for k, v in predictions.items()]
+        return f"ticketd {version or 'model'}: " + ", ".join(parts)
+
+
+def _training_text(ticket: Ticket) -> str:
+    """The same composition serving uses, so training and serving see tickets alike."""
+    from daemon.ml.text import compose
+
+    return compose(ticket.subject, ticket.body)

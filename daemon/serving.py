@@ -1,0 +1,72 @@
+"""The model the daemon classifies with, swapped in place when the store's `current` version changes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from daemon.errors import ModelError
+from daemon.logging import get_logger
+from daemon.ml.classifier import Classifier
+from daemon.ml.store import ModelStore
+
+log = get_logger(__name__)
+
+
+class LoadedModel:
+    """One loaded version; the pipeline holds it for a whole ticket, so a swap never mixes versions."""
+
+    def __init__(self, classifier: Classifier, version: str | None) -> None:
+        self.classifier = classifier
+        self.version = version
+
+    def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]:
+        """Both heads' top label and calibrated confidence."""
+        return self.classifier.classify(text, subject=subject)
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """Every label each head can emit (for `ticketd check`)."""
+        return {name: list(head.classes) for name, head in self.classifier.heads.items()}
+
+
+class ModelHolder:
+    """Loads the store's current version and hot-reloads it after a promotion or rollback."""
+
+    def __init__(self, store_root: Path, *, threads: int | None = None) -> None:
+        self.store = ModelStore(store_root)
+        self.threads = threads
+        self._model: LoadedModel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a model is ready to classify (readiness)."""
+        return self._model is not None
+
+    def get(self) -> LoadedModel:
+        """The model to use for the next ticket."""
+        if self._model is None:
+            raise ModelError(f"{self.store.root}: no model loaded (train one, or `ticketd bootstrap`)")
+        return self._model
+
+    def load(self) -> bool:
+        """Load `current` if it differs from what is loaded; returns whether the model changed."""
+        with self._lock:
+            version = self.store.current()
+            if version is None:
+                raise ModelError(f"{self.store.root}: the model store has no current version")
+            if self._model is not None and self._model.version == version:
+                return False
+            classifier = Classifier.load(self.store.versions_dir / version, threads=self.threads)
+            previous = self._model.version if self._model else None
+            self._model = LoadedModel(classifier, version)
+        log.info("model loaded", version=version, previous=previous)
+        return True
+
+    async def reload(self) -> bool:
+        """Load in a worker thread so polling of other connectors goes on meanwhile."""
+        return await anyio.to_thread.run_sync(self.load)

@@ -1,0 +1,186 @@
+"""The ticket flow against the fake Znuny and a real SQLite ledger, with a keyword model (no ML here)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from connectors.znuny import ZnunyConnector
+from daemon.pipeline import LabelRule, Pipeline
+from daemon.report import build_report
+from daemon.state import LedgerEntry, State, TrainingRow
+from tests.connectors.backends.znuny import PASSWORD, URL, config
+from tests.fakes.znuny import FakeZnuny
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class KeywordModel:
+    """Deterministic stand-in for the classifier: 'invoice' -> billing, 'urgent' -> high, else unsure."""
+
+    version = "v-test"
+
+    def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]:
+        words = f"{subject} {text}".lower()
+        if "invoice" in words:
+            queue = {"label": "billing", "confidence": 0.93}
+        elif "printer" in words:
+            queue = {"label": "hardware", "confidence": 0.81}
+        else:
+            queue = {"label": "misc", "confidence": 0.31}
+        priority = {"label": "high" if "urgent" in words else "normal", "confidence": 0.75}
+        return {"queue": queue, "priority": priority}
+
+
+RULES = {
+    "queue": LabelRule(map={"billing": "Billing", "hardware": "Hardware", "misc": "Misc"}, threshold=0.6),
+    "priority": LabelRule(map={"high": "4 high", "normal": "3 normal"}, threshold=0.5),
+}
+
+
+@dataclass
+class World:
+    fake: FakeZnuny
+    state: State
+    client: httpx.AsyncClient
+
+    def pipeline(self, **kwargs: Any) -> Pipeline:
+        connector = ZnunyConnector.from_config(config(), self.client)
+        options: dict[str, Any] = {"entry_factory": LedgerEntry, "row_factory": TrainingRow}
+        options.update(kwargs)
+        rules = options.pop("rules", RULES)
+        model = KeywordModel()
+        return Pipeline("znuny-test", connector, self.state, lambda: model, rules, **options)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    fake = FakeZnuny(passwords={"agent1": PASSWORD})
+    fake.agent_update(3, queue="Misc")  # the installation's seeded new ticket: out of the way
+    state = State.open(f"sqlite:///{tmp_path / 'state.db'}")
+    client = httpx.AsyncClient(transport=fake.transport(), base_url=URL)
+    try:
+        yield World(fake, state, client)
+    finally:
+        await client.aclose()
+        state.close()
+
+
+async def test_new_tickets_are_routed_once_with_a_note(world: World) -> None:
+    a = world.fake.add_customer_ticket("Invoice 4711 wrong", "URGENT: the invoice is twice the amount.", queue="Raw")
+    b = world.fake.add_customer_ticket("Printer jam", "The printer on floor 2 jams.", queue="Raw")
+    pipe = world.pipeline()
+    assert await pipe.poll() == 2
+    assert (world.fake.queue_name(a), world.fake.priority_name(a)) == ("Billing", "4 high")
+    assert (world.fake.queue_name(b), world.fake.priority_name(b)) == ("Hardware", "3 normal")
+    entry = world.state.ledger_get("znuny-test", str(a))
+    assert entry is not None and entry.state == "applied" and entry.model_version == "v-test"
+    assert "queue=billing (0.93)" in entry.decision["note"]
+    writes = world.fake.writes(a)
+    assert await pipe.poll() == 0  # nothing new: no second write
+    assert world.fake.writes(a) == writes
+
+
+async def test_a_ticket_a_human_moved_is_not_touched(world: World) -> None:
+    tid = world.fake.add_customer_ticket("Invoice question", "About the invoice.", queue="Raw")
+    pipe = world.pipeline()
+    connector_view = await pipe.connector.fetch_new(None, 10)  # fetched while still in Raw ...
+    world.fake.agent_update(tid, queue="Misc")  # ... then an agent moves it first
+    await pipe.refresh_taxonomy()
+    await pipe.process(next(t for t in connector_view.tickets if t.id == str(tid)))
+    assert world.fake.queue_name(tid) == "Misc"
+    entry = world.state.ledger_get("znuny-test", str(tid))
+    assert entry is not None and entry.state == "skipped" and "Misc" in (entry.detail or "")
+
+
+async def test_below_threshold_follows_the_fallback(world: World) -> None:
+    unsure = world.fake.add_customer_ticket("Hello", "Some question nobody can place.", queue="Raw")
+    leave_rules = dict(RULES)
+    await world.pipeline(rules=leave_rules).poll()
+    assert world.fake.queue_name(unsure) == "Raw"  # queue left as is, priority still routed
+    assert world.fake.priority_name(unsure) == "3 normal"
+
+    other = world.fake.add_customer_ticket("Hi", "Another unplaceable one.", queue="Raw")
+    fallback_rules = {**RULES, "queue": LabelRule(map=RULES["queue"].map, threshold=0.6, fallback="Postmaster")}
+    await world.pipeline(rules=fallback_rules).poll()
+    assert world.fake.queue_name(other) == "Postmaster"
+    entry = world.state.ledger_get("znuny-test", str(other))
+    assert entry is not None and "below 0.60" in entry.decision["reasons"]["queue"]
+
+
+async def test_label_that_maps_to_a_missing_queue_falls_back(world: World) -> None:
+    tid = world.fake.add_customer_ticket("Invoice", "invoice again", queue="Raw")
+    rules = {"queue": LabelRule(map={"billing": "Accounting"}, threshold=0.5, fallback="Misc")}
+    await world.pipeline(rules=rules).poll()
+    assert world.fake.queue_name(tid) == "Misc"
+
+
+async def test_shadow_mode_writes_nothing_and_reports_agreement(world: World) -> None:
+    ids = [
+        world.fake.add_customer_ticket("Invoice", "invoice wrong", queue="Raw"),
+        world.fake.add_customer_ticket("Printer", "printer broken", queue="Raw"),
+        world.fake.add_customer_ticket("Hm", "unclear", queue="Raw"),
+    ]
+    pipe = world.pipeline(mode="shadow")
+    with capture_logs() as logs:
+        assert await pipe.poll() == 3
+    assert all(world.fake.writes(t) == 0 and world.fake.queue_name(t) == "Raw" for t in ids)
+    assert {e.state for e in world.state.ledger_entries()} == {"shadow"}
+    assert not [e for e in logs if "body" in e or "text" in e]
+    # Agents decide: first two as predicted, the third into Billing.
+    world.fake.agent_update(ids[0], queue="Billing", priority="3 normal", state="closed successful")
+    world.fake.agent_update(ids[1], queue="Hardware", priority="3 normal", state="closed successful")
+    world.fake.agent_update(ids[2], queue="Billing", priority="3 normal", state="closed successful")
+    assert await pipe.harvest() >= 3  # ours, plus the installation's closed ticket 1
+    report = {
+        r.label: r
+        for r in build_report(world.state.ledger_entries(), world.state.training_rows(), {"znuny-test": RULES})
+    }
+    queue = report["queue"]
+    assert queue.compared == 3
+    assert queue.agreement == pytest.approx(2 / 3)
+    assert queue.auto_routed_share == pytest.approx(2 / 3)  # the unsure one is below the threshold
+    assert queue.accuracy_at_threshold == 1.0
+    assert report["priority"].agreement == 1.0
+
+
+async def test_write_back_outage_leaves_the_ticket_pending_then_applies_it_once(world: World) -> None:
+    tid = world.fake.add_customer_ticket("Invoice", "invoice wrong", queue="Raw")
+    pipe = world.pipeline()
+    await pipe.refresh_taxonomy()
+    page = await pipe.connector.fetch_new(None, 10)
+    world.fake.fail_next(1)  # the PATCH fails with a plain-text 500
+    from connectors.errors import TransientError
+
+    with pytest.raises(TransientError):
+        await pipe.process(page.tickets[0])
+    entry = world.state.ledger_get("znuny-test", str(tid))
+    assert entry is not None and entry.state == "pending"
+    assert world.state.cursor_get("znuny-test", "new") is None  # the cursor did not move past it
+    # A restart (new pipeline, same ledger): pending entries are re-applied, the ticket is not classified twice.
+    assert await world.pipeline().poll() == 0
+    assert world.fake.queue_name(tid) == "Billing"
+    assert world.fake.writes(tid) == 2  # one PATCH, once: the queue move and the note (priority already right)
+    assert world.state.ledger_get("znuny-test", str(tid)).state == "applied"  # type: ignore[union-attr]
+
+
+async def test_harvest_stores_final_labels_and_text(world: World) -> None:
+    tid = world.fake.add_customer_ticket("Refund", "Please refund order 99.", queue="Raw")
+    world.fake.agent_update(tid, queue="Billing", priority="2 low", state="closed successful")
+    pipe = world.pipeline()
+    assert await pipe.harvest() >= 1  # ours, plus the installation's closed ticket 1
+    assert await pipe.harvest() == 0  # cursor moved; nothing new
+    row = next(r for r in world.state.training_rows() if r.ticket_id == str(tid))
+    assert (row.queue, row.priority) == ("Billing", "2 low")
+    assert row.text.startswith("Refund. Please refund order 99")

@@ -1,0 +1,55 @@
+"""Serve an in-memory fake on a real loopback port, for tests that run the daemon as a separate process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+
+class Handles(Protocol):
+    def handle(self, method: str, path: str, query: str, headers: Any, body: bytes) -> Any: ...
+
+
+@contextmanager
+def serve(fake: Handles) -> Iterator[str]:
+    """Yield the base URL of a threaded HTTP server that answers through `fake.handle` (one call at a time)."""
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _any(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path, _, query = self.path.partition("?")
+            with lock:
+                result = fake.handle(self.command, path, query, dict(self.headers.items()), body)
+            status = getattr(result, "status", None)
+            if status is None:  # a dropped answer: raw bytes without a status line, or nothing
+                if getattr(result, "raw", b""):
+                    self.wfile.write(result.raw)
+                self.close_connection = True
+                return
+            self.send_response_only(status)
+            for name, value in result.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(result.body)
+            self.close_connection = True
+
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
