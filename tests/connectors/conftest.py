@@ -14,7 +14,7 @@ import pytest
 
 from tests.connectors.harness import Harness
 
-BACKENDS = ["znuny", "zammad", "zammad_es", "imap"]
+BACKENDS = ["znuny", "zammad", "zammad_es", "imap", "maildir"]
 
 
 @pytest.fixture
