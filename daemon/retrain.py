@@ -1,0 +1,394 @@
+"""Self-retraining: train a challenger in a child process, compare it with the champion, promote only if not worse.
+
+The daemon calls `retrain` from its cron job (and `ticketd bootstrap` with no champion). Training runs as
+`python -m daemon train ...` in a separate process, so the daemon itself never imports torch; evaluation uses
+the torch-free Classifier on a time-ordered holdout (the most recently closed tickets), which both models score.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from daemon.errors import TicketdError
+from daemon.logging import get_logger
+from daemon.ml.store import ModelStore
+from daemon.ml.text import compose
+
+log = get_logger(__name__)
+
+OUTCOMES = ("promoted", "rejected", "skipped", "failed")
+_KILL_GRACE_S = 10.0  # after SIGTERM, how long the training process group gets before SIGKILL
+_LOG_TAIL_CHARS = 400  # how much of the training log a failure reason quotes
+_KEEP_LOGS = 20  # training logs kept in the workdir
+_POLL_S = 1.0  # how often a running training checks the cancel event
+
+
+class TrainingRowLike(Protocol):
+    """What retrain reads from a harvested closed ticket (daemon.state.TrainingRow satisfies it)."""
+
+    @property
+    def connector(self) -> str: ...
+    @property
+    def ticket_id(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def priority(self) -> str | None: ...
+    @property
+    def language(self) -> str | None: ...
+    @property
+    def closed_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When to retrain, how hard to train, and what it takes to replace the current model."""
+
+    min_new_examples: int = 200
+    holdout_share: float = 0.2
+    tolerance: float = 0.0
+    keep_versions: int = 5
+    labels: tuple[str, ...] = ("queue", "priority")
+    epochs: int = 3
+    max_length: int = 256
+    train_args: tuple[str, ...] = ()
+    timeout_s: float | None = 6 * 3600.0  # a hung training must not block every later retrain
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout_share < 1.0:
+            raise ValueError(f"holdout_share must be between 0 and 1, got {self.holdout_share}")
+        if self.keep_versions < 1:
+            raise ValueError(f"keep_versions must be at least 1, got {self.keep_versions}")
+        if not self.labels:
+            raise ValueError("labels must name at least one label")
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """What one retrain did and why, with both models' holdout scores (per label: macro_f1, accuracy, n)."""
+
+    outcome: str  # "promoted" | "rejected" | "skipped" | "failed"
+    version: str | None  # the promoted version; None unless promoted
+    champion: str | None  # the version that was current when retrain started
+    challenger_metrics: dict[str, dict[str, Any]]
+    champion_metrics: dict[str, dict[str, Any]]
+    reason: str
+    log_path: Path | None = None  # the training process's stdout/stderr
+    pruned: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, e.g. for state.retrain_record's detail."""
+        out = asdict(self)
+        out["log_path"] = str(self.log_path) if self.log_path is not None else None
+        out["pruned"] = list(self.pruned)
+        return out
+
+
+def _label_value(row: TrainingRowLike, label: str) -> str:
+    value = getattr(row, label, None)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _usable_labels(rows: Sequence[TrainingRowLike], wanted: Sequence[str]) -> list[str]:
+    """Labels that at least half the rows carry; a helpdesk without priorities trains queue only."""
+    return [name for name in wanted if 2 * sum(1 for r in rows if _label_value(r, name)) >= len(rows)]
+
+
+def _dedup(rows: Sequence[TrainingRowLike]) -> list[TrainingRowLike]:
+    """One row per ticket (the latest close wins), in time order: the holdout is the newest tail."""
+    latest: dict[tuple[str, str], TrainingRowLike] = {}
+    for row in rows:
+        key = (row.connector, row.ticket_id)
+        if key not in latest or row.closed_at >= latest[key].closed_at:
+            latest[key] = row
+    return sorted(latest.values(), key=lambda r: (r.closed_at, r.connector, r.ticket_id))
+
+
+def _drop_rare(rows: list[TrainingRowLike], labels: Sequence[str]) -> tuple[list[TrainingRowLike], int]:
+    """Training needs two examples of every class; rows of rarer classes are left out (repeat until stable)."""
+    kept = rows
+    while True:
+        rare = {name: {v for v, n in Counter(_label_value(r, name) for r in kept).items() if n < 2} for name in labels}
+        next_kept = [r for r in kept if not any(_label_value(r, name) in rare[name] for name in labels)]
+        if len(next_kept) == len(kept):
+            return kept, len(rows) - len(kept)
+        kept = next_kept
+
+
+def _write_csv(rows: Sequence[TrainingRowLike], labels: Sequence[str], path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "text", *labels, "language"])
+        for r in rows:
+            writer.writerow(
+                [f"{r.connector}:{r.ticket_id}", r.text, *(_label_value(r, n) for n in labels), r.language or ""]
+            )
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ticketd: error:")]
+    tail = errors[-1] if errors else (lines[-1] if lines else "")
+    return tail[-_LOG_TAIL_CHARS:]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate the whole training process group, then kill it if it does not go."""
+    for sig, wait in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _run_training(
+    cmd: list[str], log_path: Path, timeout_s: float | None, cancel: threading.Event | None
+) -> str | None:
+    """Run the training command with its output in `log_path`; None on success, else why it failed."""
+    started = time.monotonic()
+    deadline = None if timeout_s is None else started + timeout_s
+    with log_path.open("wb") as out:
+        out.write(("$ " + " ".join(cmd) + "\n").encode())
+        out.flush()
+        # Own session: a timeout kills the trainer and anything it started, and a SIGINT to the daemon's
+        # terminal does not reach it half-way through writing the model.
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            while True:
+                step = _POLL_S if cancel is not None else None
+                if deadline is not None:
+                    left = max(deadline - time.monotonic(), 0.0)
+                    step = left if step is None else min(step, left)
+                try:
+                    rc = proc.wait(timeout=step)
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancel is not None and cancel.is_set():
+                        _stop(proc)
+                        return "training was cancelled (the daemon is stopping) and its process killed"
+                    if deadline is not None and time.monotonic() >= deadline:
+                        _stop(proc)
+                        return f"training exceeded its {timeout_s:g}s time limit and was killed"
+        except BaseException:
+            _stop(proc)
+            raise
+    log.info("retrain_training_finished", returncode=rc, seconds=round(time.monotonic() - started, 1))
+    if rc == 0:
+        return None
+    how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+    tail = _log_tail(log_path)
+    return f"training process {how}" + (f" ({tail})" if tail else "")
+
+
+def _evaluate(model_dir: Path, rows: Sequence[TrainingRowLike], labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Macro-F1 and accuracy per label on the holdout; macro over the classes the holdout holds, same for both."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from daemon.ml.classifier import Classifier
+
+    clf = Classifier.load(model_dir)
+    predictions = clf.predict_texts([compose(None, r.text) for r in rows])
+    out: dict[str, dict[str, Any]] = {}
+    for name in labels:
+        if name not in clf.heads:
+            out[name] = {"macro_f1": 0.0, "accuracy": 0.0, "n": len(rows), "missing_head": True}
+            continue
+        truth = [_label_value(r, name) for r in rows]
+        guess = [p[name]["label"] for p in predictions]
+        out[name] = {
+            "macro_f1": round(
+                float(f1_score(truth, guess, labels=sorted(set(truth)), average="macro", zero_division=0)), 4
+            ),
+            "accuracy": round(float(accuracy_score(truth, guess)), 4),
+            "n": len(rows),
+        }
+    return out
+
+
+def _rollback_target(store: ModelStore) -> str | None:
+    stack = store._history()
+    return stack[-2] if len(stack) >= 2 else None
+
+
+def _prune(store: ModelStore, keep: int) -> tuple[str, ...]:
+    """Delete the oldest versions beyond `keep`, never the current one or the one rollback would return."""
+    with store._locked():
+        protected = {store.current(), _rollback_target(store)}
+        versions = [v.version for v in store.list()]
+        excess = len(versions) - keep
+        doomed = [v for v in versions if v not in protected][: max(excess, 0)]
+        for version in doomed:
+            # Rename first, so a half-deleted directory never looks like a version.
+            trash = store.versions_dir / f".deleted-{version}-{os.getpid()}"
+            os.rename(store.versions_dir / version, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+    if doomed:
+        log.info("retrain_pruned", versions=doomed, keep=keep)
+    return tuple(doomed)
+
+
+def _prune_logs(workdir: Path) -> None:
+    """Keep only the newest training logs, so a weekly retrain does not fill the state directory."""
+    logs = sorted(workdir.glob("retrain-*.log"))
+    for old in logs[: max(len(logs) - _KEEP_LOGS, 0)]:
+        old.unlink(missing_ok=True)
+
+
+def _fmt(metrics: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(f"{name} {m['macro_f1']:.3f}" for name, m in metrics.items())
+
+
+def retrain(
+    rows: Sequence[TrainingRowLike],
+    store: ModelStore,
+    policy: RetrainPolicy,
+    *,
+    new_since_last: int,
+    workdir: Path,
+    cancel: threading.Event | None = None,
+) -> RetrainResult:
+    """Train a challenger on all but the newest tickets; promote it if it scores no worse on them than the champion.
+
+    Blocking (run it in a worker thread); setting `cancel` kills the training process and returns "failed".
+    """
+    champion = store.current()
+
+    def result(outcome: str, reason: str, **kw: Any) -> RetrainResult:
+        kw.setdefault("challenger_metrics", {})
+        kw.setdefault("champion_metrics", {})
+        res = RetrainResult(outcome=outcome, version=kw.pop("version", None), champion=champion, reason=reason, **kw)
+        log.info("retrain_done", outcome=outcome, version=res.version, champion=champion, reason=reason)
+        return res
+
+    if new_since_last < policy.min_new_examples:
+        return result(
+            "skipped",
+            f"{new_since_last} new closed tickets since the last retrain; {policy.min_new_examples} are needed",
+        )
+    ordered = _dedup(rows)
+    labels = _usable_labels(ordered, policy.labels)
+    if not labels:
+        return result("skipped", f"no usable labels: none of {', '.join(policy.labels)} is set on most tickets")
+    usable = [r for r in ordered if r.text.strip() and all(_label_value(r, n) for n in labels)]
+    n_holdout = round(len(usable) * policy.holdout_share)
+    if n_holdout < 1 or len(usable) - n_holdout < 2:
+        return result("skipped", f"{len(usable)} labelled tickets are too few to train and hold out")
+    holdout = usable[len(usable) - n_holdout :]
+    train_rows, n_rare = _drop_rare(usable[: len(usable) - n_holdout], labels)
+    if not train_rows:
+        return result("skipped", "no training tickets left after dropping classes with fewer than 2 examples")
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    csv_path = workdir / f"retrain-{stamp}.csv"
+    log_path = workdir / f"retrain-{stamp}.log"
+    _write_csv(train_rows, labels, csv_path)
+    staging = store.staging_dir()
+    model_dir = staging / "model"
+    cmd = [sys.executable, "-m", "daemon", "train", str(csv_path), "--out", str(model_dir)]
+    cmd += ["--epochs", str(policy.epochs), "--max-length", str(policy.max_length)]
+    for name in labels:
+        cmd += ["--label", name]
+    cmd += list(policy.train_args)
+    log.info(
+        "retrain_started",
+        champion=champion,
+        train=len(train_rows),
+        holdout=len(holdout),
+        dropped_rare=n_rare,
+        labels=labels,
+        log_path=str(log_path),
+    )
+    data_note = f"trained on {len(train_rows)} tickets, held out the newest {len(holdout)}"
+    if len(usable) < len(ordered):
+        data_note += f", skipped {len(ordered) - len(usable)} without text or a {'/'.join(labels)} label"
+    if n_rare:
+        data_note += f", left out {n_rare} of classes with fewer than 2 examples"
+    if len(labels) < len(policy.labels):
+        data_note += f", labels {', '.join(n for n in policy.labels if n not in labels)} missing on most tickets"
+    try:
+        failure = _run_training(cmd, log_path, policy.timeout_s, cancel)
+        if failure is None and not (model_dir / "metadata.json").is_file():
+            failure = "training process exited without writing a model"
+        if failure is not None:
+            return result("failed", f"{failure}; see {log_path}; current model unchanged", log_path=log_path)
+        try:
+            challenger_metrics = _evaluate(model_dir, holdout, labels)
+        except (TicketdError, OSError, ValueError, KeyError) as exc:
+            return result("failed", f"the new model could not be evaluated: {exc}", log_path=log_path)
+        champion_metrics: dict[str, dict[str, Any]] = {}
+        if champion is not None:
+            try:
+                champion_metrics = _evaluate(store.versions_dir / champion, holdout, labels)
+            except (TicketdError, OSError, ValueError, KeyError) as exc:
+                log.warning("retrain_champion_unusable", champion=champion, error=str(exc))
+                champion_metrics = {}
+                data_note += f"; the current model {champion} could not be evaluated ({exc})"
+        losing = [
+            name
+            for name in labels
+            if name in champion_metrics
+            and challenger_metrics[name]["macro_f1"] < champion_metrics[name]["macro_f1"] - policy.tolerance
+        ]
+        scores = f"holdout macro-F1 new {_fmt(challenger_metrics)}"
+        if champion_metrics:
+            scores += f" vs {champion} {_fmt(champion_metrics)}"
+        if losing:
+            return result(
+                "rejected",
+                f"kept {champion}: the new model is worse on {', '.join(losing)} "
+                f"(tolerance {policy.tolerance:g}); {scores}; {data_note}",
+                challenger_metrics=challenger_metrics,
+                champion_metrics=champion_metrics,
+                log_path=log_path,
+            )
+        try:
+            version = store.add(model_dir)
+            store.promote(version)
+            pruned = _prune(store, policy.keep_versions)
+        except (TicketdError, OSError) as exc:
+            return result("failed", f"could not store or promote the new model: {exc}", log_path=log_path)
+        if champion is None:
+            why = "there was no current model"
+        elif not champion_metrics:
+            why = f"the current model {champion} could not be scored"
+        else:
+            why = f"no label worse than {champion} (tolerance {policy.tolerance:g})"
+        return result(
+            "promoted",
+            f"promoted {version}: {why}; {scores}; {data_note}",
+            version=version,
+            challenger_metrics=challenger_metrics,
+            champion_metrics=champion_metrics,
+            log_path=log_path,
+            pruned=pruned,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        csv_path.unlink(missing_ok=True)  # holds ticket text; the log and the result say what was trained
+        _prune_logs(workdir)

@@ -1,0 +1,271 @@
+"""Retraining: the challenger trains in a child process and replaces the champion only when it is not worse."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from daemon.ml.dataset import load_dataset
+from daemon.ml.store import ModelStore
+from daemon.retrain import RetrainPolicy, RetrainResult, _prune, retrain
+
+ROOT = Path(__file__).resolve().parents[2]
+# TF-IDF only: seconds per training run; one test below trains a tiny transformer.
+FAST = RetrainPolicy(min_new_examples=1, epochs=1, max_length=48, train_args=("--tfidf-only",))
+
+
+@dataclass(frozen=True)
+class Row:
+    """Stand-in for daemon.state.TrainingRow."""
+
+    connector: str
+    ticket_id: str
+    text: str
+    queue: str
+    priority: str | None
+    language: str | None
+    closed_at: datetime
+
+
+@pytest.fixture(scope="module")
+def rows(sample_csv: Path) -> list[Row]:
+    """The sample tickets, closed one hour apart in file order: the newest 20% are the holdout."""
+    ds = load_dataset(sample_csv)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        Row(
+            "demo",
+            e.id,
+            e.text,
+            e.labels["queue"],
+            e.labels.get("priority"),
+            e.language or None,
+            start + timedelta(hours=i),
+        )
+        for i, e in enumerate(ds.examples)
+    ]
+
+
+def shuffled(rows: list[Row], holdout_share: float = 0.2) -> list[Row]:
+    """Labels permuted among the training part only, so the holdout still holds the agents' true labels."""
+    n_train = len(rows) - round(len(rows) * holdout_share)
+    rng = random.Random(7)
+    queues = [r.queue for r in rows[:n_train]]
+    priorities = [r.priority for r in rows[:n_train]]
+    rng.shuffle(queues)
+    rng.shuffle(priorities)
+    head = [replace(r, queue=q, priority=p) for r, q, p in zip(rows[:n_train], queues, priorities, strict=True)]
+    return head + rows[n_train:]
+
+
+def leftovers(store: ModelStore) -> list[str]:
+    """Staging or half-deleted directories inside the store."""
+    return [p.name for p in store.versions_dir.iterdir() if p.name.startswith(".")]
+
+
+def seeded_store(root: Path, *models: Path) -> ModelStore:
+    """A store holding copies of trained models, each promoted in turn (the last is current)."""
+    store = ModelStore(root)
+    for model in models:
+        store.promote(store.add(model))
+    return store
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, rows: list[Row]) -> dict[str, Path]:
+    """A model trained on true labels and one trained on shuffled labels, each via retrain with no champion."""
+    out = {}
+    for name, data in (("good", rows), ("shuffled", shuffled(rows))):
+        base = tmp_path_factory.mktemp(name)
+        store = ModelStore(base / "store")
+        res = retrain(data, store, FAST, new_since_last=len(data), workdir=base / "work")
+        assert res.outcome == "promoted", res.reason
+        assert (res.version, res.champion, res.champion_metrics) == ("v1", None, {})
+        assert store.current() == "v1"
+        out[name] = store.versions_dir / "v1"
+    return out
+
+
+def test_no_champion_promotes_a_transformer_and_never_imports_torch(tmp_path: Path, rows: list[Row]) -> None:
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps([{**vars(r), "closed_at": r.closed_at.isoformat()} for r in rows]))
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from datetime import datetime
+        from pathlib import Path
+        from types import SimpleNamespace
+        from daemon.ml.store import ModelStore
+        from daemon.retrain import RetrainPolicy, retrain
+
+        raw = json.loads(Path({str(data)!r}).read_text())
+        rows = [SimpleNamespace(**{{**r, "closed_at": datetime.fromisoformat(r["closed_at"])}}) for r in raw]
+        policy = RetrainPolicy(
+            min_new_examples=100, labels=("queue",), epochs=1, max_length=48, train_args=("--seed", "3")
+        )
+        res = retrain(rows, ModelStore({str(tmp_path / "store")!r}), policy, new_since_last=len(rows),
+                      workdir=Path({str(tmp_path / "work")!r}))
+        heavy = sorted(m for m in ("torch", "transformers", "optimum") if m in sys.modules)
+        print(json.dumps({{"result": res.as_dict(), "heavy": heavy}}))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ.copy()
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = report["result"]
+    assert report["heavy"] == []
+    assert result["outcome"] == "promoted", result["reason"]
+    assert (result["version"], result["champion"]) == ("v1", None)
+    assert set(result["challenger_metrics"]) == {"queue"}
+    assert all(0.0 <= m["macro_f1"] <= 1.0 and m["n"] == 40 for m in result["challenger_metrics"].values())
+    assert "no current model" in result["reason"] and "held out the newest 40" in result["reason"]
+    store = ModelStore(tmp_path / "store")
+    assert store.current() == "v1" and leftovers(store) == []
+    meta = json.loads((store.versions_dir / "v1" / "metadata.json").read_text())
+    assert {c["candidate"] for c in meta["heads"]["queue"]["candidates"]} > {"tfidf"}  # a transformer was trained
+    assert "model written to" in Path(result["log_path"]).read_text()
+    assert not list((tmp_path / "work").glob("*.csv"))  # the training CSV (ticket text) is not left behind
+
+
+def test_worse_challenger_is_rejected(tmp_path: Path, rows: list[Row], trained: dict[str, Path]) -> None:
+    store = seeded_store(tmp_path / "store", trained["good"])
+    res = retrain(shuffled(rows), store, FAST, new_since_last=500, workdir=tmp_path / "work")
+    assert res.outcome == "rejected", res.reason
+    assert (res.version, res.champion) == (None, "v1")
+    assert res.challenger_metrics["queue"]["macro_f1"] < res.champion_metrics["queue"]["macro_f1"]
+    assert res.reason.startswith("kept v1: the new model is worse on ") and "queue" in res.reason
+    assert store.current() == "v1"
+    assert [v.version for v in store.list()] == ["v1"]
+    assert leftovers(store) == []
+
+
+def test_better_challenger_is_promoted_and_old_versions_pruned(
+    tmp_path: Path, rows: list[Row], trained: dict[str, Path]
+) -> None:
+    store = seeded_store(tmp_path / "store", trained["good"], trained["good"], trained["shuffled"])
+    policy = replace(FAST, keep_versions=2)
+    res = retrain(rows, store, policy, new_since_last=500, workdir=tmp_path / "work")
+    assert res.outcome == "promoted", res.reason
+    assert (res.version, res.champion) == ("v4", "v3")
+    for label in ("queue", "priority"):
+        assert res.challenger_metrics[label]["macro_f1"] >= res.champion_metrics[label]["macro_f1"]
+    assert "promoted v4: no label worse than v3" in res.reason
+    assert store.current() == "v4"
+    # v3 stays: it is what `models rollback` returns to.
+    assert res.pruned == ("v1", "v2")
+    assert [v.version for v in store.list()] == ["v3", "v4"]
+    assert store.rollback() == "v3"
+    assert leftovers(store) == []
+
+
+def test_tolerance_lets_a_slightly_worse_challenger_through(
+    tmp_path: Path, rows: list[Row], trained: dict[str, Path]
+) -> None:
+    store = seeded_store(tmp_path / "store", trained["good"])
+    res = retrain(shuffled(rows), store, replace(FAST, tolerance=1.0), new_since_last=500, workdir=tmp_path / "work")
+    assert res.outcome == "promoted", res.reason
+    assert store.current() == "v2"
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (replace(FAST, timeout_s=0.3), "time limit and was killed"),
+        (replace(FAST, train_args=("--tfidf-only", "--validation-size", "2")), "exited with status 2 (ticketd: error:"),
+    ],
+    ids=["killed", "cli-error"],
+)
+def test_failed_training_leaves_the_current_model(
+    tmp_path: Path, rows: list[Row], trained: dict[str, Path], policy: RetrainPolicy, expected: str
+) -> None:
+    store = seeded_store(tmp_path / "store", trained["good"])
+    res = retrain(rows, store, policy, new_since_last=500, workdir=tmp_path / "work")
+    assert res.outcome == "failed"
+    assert expected in res.reason and "current model unchanged" in res.reason
+    assert res.log_path is not None and str(res.log_path) in res.reason and res.log_path.is_file()
+    assert res.version is None and res.challenger_metrics == {}
+    assert store.current() == "v1"
+    assert [v.version for v in store.list()] == ["v1"]
+    assert leftovers(store) == []
+
+
+def test_cancel_kills_training(tmp_path: Path, rows: list[Row]) -> None:
+    cancel = threading.Event()
+    cancel.set()  # e.g. SIGTERM arrived while the retrain job was running
+    store = ModelStore(tmp_path / "store")
+    res = retrain(rows, store, FAST, new_since_last=500, workdir=tmp_path / "work", cancel=cancel)
+    assert res.outcome == "failed" and "cancelled" in res.reason
+    assert store.list() == [] and leftovers(store) == []
+
+
+def test_too_few_new_examples_skips_without_training(tmp_path: Path, rows: list[Row]) -> None:
+    store = ModelStore(tmp_path / "store")
+    res = retrain(rows, store, RetrainPolicy(min_new_examples=200), new_since_last=199, workdir=tmp_path / "work")
+    assert res == RetrainResult(
+        "skipped", None, None, {}, {}, "199 new closed tickets since the last retrain; 200 are needed"
+    )
+    assert not (tmp_path / "work").exists()
+    assert store.list() == []
+
+
+def test_label_missing_from_every_row_is_dropped(tmp_path: Path, rows: list[Row]) -> None:
+    no_priority = [replace(r, priority=None) for r in rows]
+    store = ModelStore(tmp_path / "store")
+    res = retrain(no_priority, store, FAST, new_since_last=500, workdir=tmp_path / "work")
+    assert res.outcome == "promoted", res.reason
+    assert list(res.challenger_metrics) == ["queue"]
+    assert "labels priority missing on most tickets" in res.reason
+    meta = json.loads((store.versions_dir / "v1" / "metadata.json").read_text())
+    assert meta["label_names"] == ["queue"]
+
+
+def _fake(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "metadata.json").write_text("{}")
+    return path
+
+
+def test_prune_keeps_current_and_rollback_target(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    for i in range(5):
+        store.add(_fake(tmp_path / f"m{i}"))
+    for version in ("v1", "v3", "v2"):  # current v2, rollback would return v3
+        store.promote(version)
+    assert _prune(store, keep=3) == ("v1", "v4")
+    assert [v.version for v in store.list()] == ["v2", "v3", "v5"]
+    assert _prune(store, keep=1) == ("v5",)  # never below the two protected versions
+    assert [v.version for v in store.list()] == ["v2", "v3"]
+    assert store.rollback() == "v3"
+    assert leftovers(store) == []
+
+
+def test_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="holdout_share"):
+        RetrainPolicy(holdout_share=1.0)
+    with pytest.raises(ValueError, match="keep_versions"):
+        RetrainPolicy(keep_versions=0)
+
+
+def test_rows_are_deduplicated_and_rare_training_classes_left_out(tmp_path: Path, rows: list[Row]) -> None:
+    """The later close of a ticket wins; a class with one training example cannot be trained and is left out."""
+    from daemon.retrain import _dedup, _drop_rare
+
+    first = rows[0]
+    relabelled = replace(first, queue="Billing", closed_at=first.closed_at + timedelta(days=999))
+    ordered = _dedup([*rows, relabelled])
+    assert len(ordered) == len(rows) and ordered[-1] == relabelled
+    lonely = replace(rows[1], ticket_id="lonely", queue="Only Once")
+    kept, dropped = _drop_rare([*rows[:10], lonely], ["queue"])
+    assert lonely not in kept and dropped >= 1
