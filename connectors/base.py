@@ -129,6 +129,9 @@ class Connector(abc.ABC):
 
     type_name: ClassVar[str]
     config_model: ClassVar[type[ConnectorConfig]]
+    # False where "closed" only means "filed in a queue folder" (IMAP, Maildir): there ticketd's own
+    # moves look like closed tickets, and the daemon must not learn from its own predictions.
+    closed_means_confirmed: ClassVar[bool] = True
 
     @classmethod
     @abc.abstractmethod

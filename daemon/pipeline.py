@@ -274,7 +274,7 @@ class Pipeline:
                     harvested_at=now,
                 )
                 for t in page.tickets
-                if t.body.strip() or t.subject.strip()
+                if (t.body.strip() or t.subject.strip()) and not self._own_filing(t)
             ]
             if rows:
                 added += self.state.training_add(rows)
@@ -286,6 +286,13 @@ class Pipeline:
         if added:
             self.log.info("closed tickets harvested", rows=added)
         return added
+
+    def _own_filing(self, ticket: Ticket) -> bool:
+        """A mail ticketd filed itself and nobody moved since is no evidence: training on it would echo the model."""
+        if self.connector.closed_means_confirmed:
+            return False
+        entry = self.state.ledger_get(self.name, ticket.id)
+        return entry is not None and entry.state == "applied" and entry.decision.get("queue") == ticket.queue
 
     def _note(self, version: str | None, predictions: Mapping[str, Mapping[str, Any]]) -> str:
         parts = [f"{k}={v['label']} ({float(v['confidence']):.2f})" for k, v in predictions.items()]

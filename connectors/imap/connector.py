@@ -44,6 +44,7 @@ class ImapConnector(Connector):
 
     type_name = "imap"
     config_model = ImapConfig
+    closed_means_confirmed = False
 
     def __init__(self, config: ImapConfig) -> None:
         self.config = config

@@ -49,6 +49,7 @@ class MaildirConnector(Connector):
 
     type_name = "maildir"
     config_model = MaildirConfig
+    closed_means_confirmed = False
 
     def __init__(self, config: MaildirConfig) -> None:
         self.config = config

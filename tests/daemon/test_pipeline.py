@@ -184,3 +184,28 @@ async def test_harvest_stores_final_labels_and_text(world: World) -> None:
     row = next(r for r in world.state.training_rows() if r.ticket_id == str(tid))
     assert (row.queue, row.priority) == ("Billing", "2 low")
     assert row.text.startswith("Refund. Please refund order 99")
+
+
+async def test_mailbox_harvest_ignores_what_ticketd_filed_itself(tmp_path: Path) -> None:
+    """In a Maildir "closed" means "filed": ticketd's own filing is no training evidence, a human's is."""
+    from tests.connectors.backends.maildir import make_harness
+
+    h = await make_harness(tmp_path)
+    state = State.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        tid = h.add_ticket("Invoice wrong", "The invoice is wrong.")
+        connector = await h.connector()
+        rules = {"queue": LabelRule(map={"billing": h.target}, threshold=0.5)}
+        model = KeywordModel()
+        pipe = Pipeline(
+            "mail", connector, state, lambda: model, rules, entry_factory=LedgerEntry, row_factory=TrainingRow
+        )
+        assert await pipe.poll() == 1
+        assert h.queue_of(tid) == h.target
+        assert await pipe.harvest() == 0  # only ticketd's own move so far
+        h.human_move(tid, h.other)  # an agent corrects it
+        assert await pipe.harvest() == 1
+        assert [(r.ticket_id, r.queue) for r in state.training_rows()] == [(tid, h.other)]
+    finally:
+        state.close()
+        await h.aclose()
