@@ -28,15 +28,11 @@ system-deps:
 	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd >/dev/null; }; \
 	  else echo "dovecot not installed and no root apt-get: the IMAP tests will be skipped"; fi; }
 
-# Train a starter model on the bundled demo tickets, promote it, classify a few examples.
+# The daemon on embedded defaults: a starter model (trained once on the bundled demo tickets) routes
+# example mails in a local Maildir (.ticketd/demo-maildir) into Queues/<queue>. Ctrl-C stops it.
 run: install
-	$(BIN)/ticketd train daemon/ml/data/starter-tickets.csv --store $(STORE) --promote --epochs 4 --max-length 64
-	$(BIN)/ticketd models --root $(STORE) list
-	$(BIN)/ticketd classify --model $(STORE) --subject "URGENT: VPN down" "Nobody in the team can connect to the VPN since this morning."
-	$(BIN)/ticketd classify --model $(STORE) --subject "Rechnung doppelt" "Wir wurden diesen Monat zweimal belastet, bitte prüfen."
-	printf '%s\n' '{"id": "t1", "subject": "Quote request", "body": "Could you send a quote for 20 more seats? No rush."}' \
-	  '{"id": "t2", "text": "<p>My payslip is <b>missing</b> overtime hours.</p>"}' \
-	  | $(BIN)/ticketd classify --model $(STORE) --jsonl
+	test -L $(STORE)/current || $(BIN)/ticketd train daemon/ml/data/starter-tickets.csv --store $(STORE) --promote --epochs 4 --max-length 64
+	$(BIN)/ticketd run
 
 test: install system-deps
 	$(BIN)/ruff check daemon connectors tests bench
