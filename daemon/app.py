@@ -145,10 +145,7 @@ class Daemon:
     async def shutdown(self) -> None:
         """Stop jobs, wait for in-flight work, close connectors and state."""
         self._stopping = True
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-        await self._drain()
+        await self._stop_scheduler()
         for worker in self.workers.values():
             await worker.connector.aclose()
         if self._client is not None:
@@ -159,9 +156,18 @@ class Daemon:
             self.state = None
         log.info("ticketd stopped")
 
-    async def _drain(self) -> None:
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+    async def _stop_scheduler(self) -> None:
+        """No new job runs; running ones end after their current ticket; only then is the scheduler shut.
+
+        APScheduler's shutdown cancels running coroutine jobs, which would abort a ticket mid-write-back.
+        """
+        if self._scheduler is not None:
+            self._scheduler.pause()
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
 
     async def _reload(self) -> None:
         if self.config_path is None:
@@ -173,16 +179,14 @@ class Daemon:
             log.error("config reload failed; keeping the running config", error=str(exc))
             return
         log.info("reloading config", path=str(self.config_path))
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
         self._stopping = True
-        await self._drain()
+        await self._stop_scheduler()
         for worker in self.workers.values():
             await worker.connector.aclose()
         self._stopping = False
+        if config.log != self.config.log:
+            configure(config.log.level, json=config.log.json)
         self.config = config
-        configure(config.log.level, json=config.log.json)
         self._build_workers(config)
         self._start_scheduler()
         log.info("config reloaded", connectors=list(self.workers))

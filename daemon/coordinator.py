@@ -61,8 +61,11 @@ class Coordinator:
         try:
             result = await job()
         except AuthError as exc:
+            already = self.state == "stopped"  # a concurrent job of the same connector got there first
             self.state = "stopped"
             self.last_error = str(exc)
+            if already:
+                return None
             self._log.error(
                 "connector credentials rejected; polling stopped until the config is fixed and reloaded",
                 connector=self.name,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon.ml.store import ModelStore
 from tests.fakes.http import serve
 from tests.fakes.znuny import FakeZnuny
 
@@ -36,16 +34,6 @@ SUBJECTS = [
     ("Payment failed", "The card payment failed although the card is valid."),
     ("Password reset", "I cannot reset my password, the link expired."),
 ]
-
-
-@pytest.fixture(scope="module")
-def store(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("store")
-    copy = root / "incoming"
-    shutil.copytree(tiny_model, copy)
-    models = ModelStore(root / "models")
-    models.promote(models.add(copy))
-    return root / "models"
 
 
 @pytest.fixture

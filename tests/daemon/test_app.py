@@ -1,0 +1,122 @@
+"""The daemon in-process: no secret in any log event, SIGHUP recovers from fixed credentials, hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from structlog.testing import capture_logs
+
+from daemon.app import Daemon
+from daemon.config import load_config
+from daemon.ml.store import ModelStore
+from tests.daemon.test_run import SUBJECTS, write_config
+from tests.fakes.http import serve
+from tests.fakes.znuny import FakeZnuny
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+PASSWORD = "s3cret-agent-password"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeZnuny, str]]:
+    znuny = FakeZnuny(passwords={"agent1": PASSWORD})
+    znuny.agent_update(3, queue="Misc")
+    with serve(znuny) as url:
+        yield znuny, url
+
+
+def _values(event: dict[str, Any]) -> str:
+    return " ".join(repr(v) for v in event.values())
+
+
+async def test_no_log_event_carries_a_secret_or_ticket_text(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    znuny, url = fake
+    ids = [znuny.add_customer_ticket(s, b) for s, b in SUBJECTS]
+    monkeypatch.setenv("TEST_ZNUNY_PASSWORD", PASSWORD)
+    daemon = Daemon(load_config(write_config(tmp_path, url, store)))
+    with capture_logs() as logs:
+        await daemon.start()
+        try:
+            await daemon.run_once()
+        finally:
+            await daemon.shutdown()
+    assert all(znuny.queue_name(t) != "Raw" for t in ids)
+    assert {"ticketd started", "ticket routed", "ticketd stopped"} <= {e["event"] for e in logs}
+    leaked = [e for e in logs if PASSWORD in _values(e) or any(b[:20] in _values(e) for _, b in SUBJECTS)]
+    assert leaked == []
+
+
+async def test_rejected_credentials_pause_polling_until_sighup_with_fixed_config(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    znuny, url = fake
+    tid = znuny.add_customer_ticket(*SUBJECTS[0])
+    monkeypatch.setenv("TEST_ZNUNY_PASSWORD", "wrong-password")
+    path = write_config(tmp_path, url, store)
+    daemon = Daemon(load_config(path), config_path=path)
+    await daemon.start()
+    with capture_logs() as logs:
+        task = asyncio.create_task(daemon.serve())
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if not daemon.ready:
+                break
+        assert not daemon.ready
+        requests = len(znuny.requests)
+        await asyncio.sleep(1.5)  # several poll intervals: polling is paused, no request storm
+        assert len(znuny.requests) - requests <= 1
+        monkeypatch.setenv("TEST_ZNUNY_PASSWORD", PASSWORD)
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if znuny.queue_name(tid) != "Raw":
+                break
+        assert daemon.ready
+        assert znuny.queue_name(tid) != "Raw"
+        daemon.request_stop("test")
+        await asyncio.wait_for(task, 30)
+    events = [e["event"] for e in logs]
+    assert events.count("connector credentials rejected; polling stopped until the config is fixed and reloaded") == 1
+    assert "config reloaded" in events and "ticketd stopped" in events
+
+
+async def test_promotion_is_hot_reloaded(tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path) -> None:
+    _, url = fake
+    own = tmp_path / "models"
+    shutil.copytree(store, own, symlinks=True)
+    config = yaml.safe_load(write_config(tmp_path, url, own).read_text())
+    config["connectors"][0]["password"] = PASSWORD
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = Daemon(load_config(path))
+    await daemon.start()
+    try:
+        first = daemon.model.get().version
+        models = ModelStore(own)
+        new = models.add(_copy(own / "current", tmp_path / "next"))
+        models.promote(new)
+        assert await daemon.model.reload() is True
+        assert (first, daemon.model.get().version) == ("v1", new)
+        assert await daemon.model.reload() is False  # nothing changed: no second load
+    finally:
+        await daemon.shutdown()
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src.resolve(), dst)
+    return dst
