@@ -1,0 +1,76 @@
+"""Prometheus metrics of one daemon process; a registry per instance, so tests and apps never share state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+_CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class Metrics:
+    """What operators alert on: routing outcomes, latency, confidence, model version, poll health, retrains."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.tickets = Counter(
+            "ticketd_tickets", "Tickets processed, by connector and decision", ["connector", "decision"], registry=r
+        )
+        self.classify_seconds = Histogram(
+            "ticketd_classify_seconds", "Time to classify one ticket (both heads)", registry=r
+        )
+        self.confidence = Histogram(
+            "ticketd_confidence",
+            "Calibrated top-1 confidence per label",
+            ["label"],
+            buckets=_CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.model = Info("ticketd_model", "The model version being served", registry=r)
+        self.last_poll = Gauge(
+            "ticketd_last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful poll, per connector",
+            ["connector"],
+            registry=r,
+        )
+        self.shadow_agreement = Gauge(
+            "ticketd_shadow_agreement_ratio",
+            "Share of closed tickets whose final label matched the prediction, per connector and label",
+            ["connector", "label"],
+            registry=r,
+        )
+        self.retrains = Counter("ticketd_retrain_runs", "Retrain runs by outcome", ["outcome"], registry=r)
+
+    def ticket(self, connector: str, decision: str) -> None:
+        """One ticket recorded in the ledger as `decision` (applied, skipped, left, failed, shadow)."""
+        self.tickets.labels(connector, decision).inc()
+
+    def classified(self, seconds: float, predictions: Mapping[str, Mapping[str, Any]]) -> None:
+        """One classification: its latency and every head's confidence."""
+        self.classify_seconds.observe(seconds)
+        for label, prediction in predictions.items():
+            self.confidence.labels(label).observe(float(prediction["confidence"]))
+
+    def model_version(self, version: str | None) -> None:
+        """The version now served."""
+        self.model.info({"version": version or ""})
+
+    def poll_succeeded(self, connector: str) -> None:
+        """A poll of `connector` finished without error."""
+        self.last_poll.labels(connector).set(time.time())
+
+    def agreement(self, connector: str, label: str, ratio: float) -> None:
+        """Latest shadow/live agreement with the agents' final labels."""
+        self.shadow_agreement.labels(connector, label).set(ratio)
+
+    def retrain(self, outcome: str) -> None:
+        """A retrain finished as promoted, rejected, skipped or failed."""
+        self.retrains.labels(outcome).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition format and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
