@@ -1,0 +1,62 @@
+"""The FastAPI application: routes, error envelope, body limit; OpenAPI at /openapi.json, docs at /docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from daemon import __version__
+from daemon.api import errors
+from daemon.api.limits import BodyLimitMiddleware
+from daemon.api.routes import classify, health, models, train
+from daemon.api.services import Services
+from daemon.logging import get_logger
+
+log = get_logger(__name__)
+
+DESCRIPTION = """\
+On-prem ticket triage: upload labelled tickets, train, classify.
+
+**Auth**: `Authorization: Bearer <token>` with one of the daemon's `api.tokens`. Training, model and upload
+endpoints always need one; classification too unless `api.public_classify: true`. With no tokens configured
+those endpoints answer 403 `auth_not_configured`. `/healthz`, `/readyz` and `/metrics` are open.
+
+**Errors** are `{"error": {"code", "message", "details"}}`: 401/403 auth, 404 unknown job/version/path,
+409 conflicts (a training job running, nothing to roll back to, no data uploaded), 413 body over
+`api.max_body_bytes`, 415 wrong content type, 422 invalid request (types, missing or unknown fields,
+more than 100 tickets in a batch), 400 training data that fails validation (with line and column),
+503 no model loaded. A 500 carries no internals; the daemon's log has them.
+"""
+
+
+def create_app(services: Services) -> FastAPI:
+    """Build the API around `services`; the lifespan cancels a running training job when the server stops."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        services.note_model()
+        try:
+            yield
+        finally:
+            if services.jobs.active() is not None:
+                log.info("api_stopping_training")
+            await anyio.to_thread.run_sync(services.jobs.shutdown)
+
+    app = FastAPI(
+        title="ticketd",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=services.api.max_body_bytes)
+    for module in (train, classify, models, health):
+        app.include_router(module.router)
+    return app

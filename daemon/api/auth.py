@@ -1,0 +1,60 @@
+"""Bearer tokens from `api.tokens`; with none configured, protected endpoints are closed, never open."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from daemon.api.errors import ApiError
+from daemon.api.services import Services
+
+# auto_error=False: a missing header is our 401 envelope, not FastAPI's bare 403.
+bearer = HTTPBearer(auto_error=False, description="one of the tokens in the daemon's `api.tokens`")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ticketd"'}
+
+
+def services(request: Request) -> Services:
+    """The app's Services (set by create_app)."""
+    found: Services = request.app.state.services
+    return found
+
+
+def token_matches(given: str, tokens: list[str]) -> bool:
+    """Constant-time comparison against every configured token (no early exit that could leak which)."""
+    supplied = given.encode()
+    results = [hmac.compare_digest(supplied, token.encode()) for token in tokens]
+    return any(results)
+
+
+def _check(svc: Services, credentials: HTTPAuthorizationCredentials | None) -> None:
+    tokens = [t.get_secret_value() for t in svc.api.tokens]
+    if not tokens:
+        raise ApiError(
+            403,
+            "auth_not_configured",
+            "no API tokens are configured (api.tokens or api.tokens_file), so this endpoint is closed",
+        )
+    if credentials is None:
+        raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)", headers=_CHALLENGE)
+    if not token_matches(credentials.credentials, tokens):
+        raise ApiError(401, "invalid_token", "the bearer token is not valid", headers=_CHALLENGE)
+
+
+def require_token(
+    svc: Annotated[Services, Depends(services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Training, model and write endpoints: always a token."""
+    _check(svc, credentials)
+
+
+def classify_access(
+    svc: Annotated[Services, Depends(services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Classification: a token unless `api.public_classify` opens it to anyone who can reach the port."""
+    if not svc.api.public_classify:
+        _check(svc, credentials)

@@ -1,0 +1,89 @@
+"""Classification: one ticket or a batch, with the queue at top level and the priority beside it."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends
+
+from daemon.api.auth import classify_access, services
+from daemon.api.errors import ApiError, responses
+from daemon.api.schemas import (
+    MAX_BATCH,
+    BatchRequest,
+    BatchResponse,
+    ClassifyRequest,
+    ClassifyResponse,
+    SubjectBody,
+)
+from daemon.api.services import Services
+from daemon.errors import ModelError
+from daemon.ml.text import compose
+from daemon.serving import LoadedModel
+
+router = APIRouter(prefix="/api/v1", tags=["classify"], dependencies=[Depends(classify_access)])
+_ERRORS = responses(401, 403, 413, 422, 500, 503)
+
+
+def _text(ticket: ClassifyRequest) -> str:
+    if isinstance(ticket, SubjectBody):
+        return compose(ticket.subject, ticket.body)
+    return compose(None, ticket.ticket_data)
+
+
+def _model(svc: Services) -> LoadedModel:
+    try:
+        return svc.model.get()
+    except ModelError:
+        raise ApiError(
+            503, "no_model", "no model is loaded yet: upload data and POST /api/v1/train, or run `ticketd bootstrap`"
+        ) from None
+
+
+def _answer(prediction: dict[str, dict[str, Any]], version: str | None) -> ClassifyResponse:
+    heads = {name: {"label": str(p["label"]), "confidence": float(p["confidence"])} for name, p in prediction.items()}
+    top = heads.get("queue") or next(iter(heads.values()))
+    return ClassifyResponse.model_validate(
+        {
+            "predicted_label": top["label"],
+            "confidence": top["confidence"],
+            "priority": heads.get("priority"),
+            "labels": heads,
+            "model_version": version,
+        }
+    )
+
+
+def _classify(svc: Services, model: LoadedModel, texts: list[str]) -> list[dict[str, dict[str, Any]]]:
+    """Blocking (onnxruntime); runs in a worker thread so the scheduler's polls go on."""
+    started = time.perf_counter()
+    predictions = model.classifier.predict_texts(texts)
+    each = (time.perf_counter() - started) / max(len(texts), 1)
+    for prediction in predictions:
+        svc.metrics.classified(each, prediction)
+    return predictions
+
+
+@router.post("/classify", response_model=ClassifyResponse, responses=_ERRORS)
+async def classify(ticket: ClassifyRequest, svc: Annotated[Services, Depends(services)]) -> ClassifyResponse:
+    """Predict the queue and priority of one ticket (`ticket_data`, or `subject` and `body`)."""
+    model = _model(svc)
+    texts = [_text(ticket)]
+    (prediction,) = await anyio.to_thread.run_sync(_classify, svc, model, texts)
+    return _answer(prediction, model.version)
+
+
+@router.post(
+    "/classify/batch",
+    response_model=BatchResponse,
+    responses=_ERRORS,
+    description=f"Classify up to {MAX_BATCH} tickets with one model version; more is a 422.",
+)
+async def classify_batch(body: BatchRequest, svc: Annotated[Services, Depends(services)]) -> BatchResponse:
+    """Classify several tickets at once."""
+    model = _model(svc)
+    texts = [_text(ticket) for ticket in body.tickets]
+    predictions = await anyio.to_thread.run_sync(_classify, svc, model, texts)
+    return BatchResponse(predictions=[_answer(p, model.version) for p in predictions], model_version=model.version)

@@ -1,0 +1,81 @@
+"""Running the API under uvicorn: as a task in `ticketd run`'s event loop, or alone for `ticketd serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from daemon.api.app import create_app
+from daemon.api.services import Services
+from daemon.config import Config
+from daemon.errors import TicketdError
+from daemon.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to the daemon (which stops it by setting `should_exit`)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def uvicorn_config(services: Services, **overrides: Any) -> uvicorn.Config:
+    """uvicorn settings for the API: structlog stays the only logger, no access log (paths only, but noisy)."""
+    options: dict[str, Any] = {
+        "host": services.api.host,
+        "port": services.api.port,
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "on",
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    options.update(overrides)
+    return uvicorn.Config(create_app(services), **options)
+
+
+class ApiServer:
+    """The API as a task of a running event loop; `ticketd run` starts it after the daemon and stops it first."""
+
+    def __init__(self, services: Services, **overrides: Any) -> None:
+        self.services = services
+        self.server = EmbeddedServer(uvicorn_config(services, **overrides))
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start serving; returns once the socket is bound (raises if it cannot be, e.g. the port is taken)."""
+        self._task = asyncio.create_task(self.server.serve(), name="api")
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # re-raises uvicorn's failure
+                raise OSError(f"the API could not listen on {self.services.api.host}:{self.services.api.port}")
+            await asyncio.sleep(0.05)
+        log.info("api listening", host=self.services.api.host, port=self.services.api.port)
+
+    async def stop(self) -> None:
+        """Finish in-flight requests, cancel a training job, close the socket."""
+        if self._task is None:
+            return
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+
+def serve(config: Config) -> int:
+    """`ticketd serve`: the API alone, on the configured host and port, until SIGTERM/SIGINT; returns an exit code."""
+    services = Services.from_config(config)
+    try:
+        services.model.load()
+    except (TicketdError, OSError) as exc:  # serve anyway: /readyz says 503 and training can make a model
+        log.warning("no model loaded; classify answers 503 until one is trained or promoted", error=str(exc))
+    server = uvicorn.Server(uvicorn_config(services))
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,99 @@
+"""What the API works with: the served model, its store, uploaded datasets, training jobs, metrics, readiness."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.api.datasets import DatasetStore
+from daemon.api.jobs import TrainingJobs
+from daemon.config import ApiSection, Config
+from daemon.metrics import Metrics
+from daemon.ml.store import ModelStore
+from daemon.retrain import RetrainPolicy
+from daemon.serving import ModelHolder
+
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+def model_readiness(model: ModelHolder) -> Readiness:
+    """Standalone `ticketd serve`: ready once a model is loaded."""
+
+    def check() -> tuple[bool, dict[str, Any]]:
+        version = model.get().version if model.loaded else None
+        return model.loaded, {"model": {"loaded": model.loaded, "version": version}}
+
+    return check
+
+
+def policy_from_config(config: Config) -> RetrainPolicy:
+    """The daemon's retrain settings; min_new_examples is 0 because an API request is an explicit ask to train."""
+    section = config.retrain
+    return RetrainPolicy(
+        min_new_examples=0,
+        holdout_share=section.holdout_share,
+        tolerance=section.tolerance,
+        keep_versions=section.keep_versions,
+        labels=tuple(config.model.labels),
+        epochs=section.epochs,
+        max_length=section.max_length,
+    )
+
+
+@dataclass
+class Services:
+    """Shared by every request; `ticketd run` passes its own ModelHolder, Metrics and readiness check."""
+
+    api: ApiSection
+    model: ModelHolder
+    datasets_dir: Path
+    workdir: Path
+    metrics: Metrics
+    policy: RetrainPolicy
+    readiness: Readiness | None = None
+    datasets: DatasetStore = field(init=False)
+    jobs: TrainingJobs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.datasets = DatasetStore(self.datasets_dir)
+        self.jobs = TrainingJobs(self)
+        if self.readiness is None:
+            self.readiness = model_readiness(self.model)
+
+    @property
+    def store(self) -> ModelStore:
+        """The model store the holder serves from (promote, rollback and training write here)."""
+        return self.model.store
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        model: ModelHolder | None = None,
+        metrics: Metrics | None = None,
+        readiness: Readiness | None = None,
+    ) -> Services:
+        """Datasets in `<model.store>/datasets`, training files in `<model.store>/retrain` (as the daemon's cron)."""
+        holder = model or ModelHolder(config.model.store, threads=config.model.threads)
+        root = Path(config.model.store)
+        return cls(
+            api=config.api,
+            model=holder,
+            datasets_dir=root / "datasets",
+            workdir=root / "retrain",
+            metrics=metrics or Metrics(),
+            policy=policy_from_config(config),
+            readiness=readiness,
+        )
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """The readiness check in use."""
+        assert self.readiness is not None
+        return self.readiness()
+
+    def note_model(self) -> None:
+        """Publish the served version as the info metric (after a load, promote, rollback or training)."""
+        self.metrics.model_version(self.model.get().version if self.model.loaded else None)
