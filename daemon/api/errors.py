@@ -98,6 +98,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's own 400 is a body it cannot decode (not UTF-8); like malformed JSON, a 422.
+            details = [{"loc": ["body"], "msg": "the body cannot be decoded as UTF-8 JSON", "type": "json_invalid"}]
+            return error_response(422, "validation_error", "invalid request: the body is not UTF-8 JSON", details)
         code = _CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and message == "Not Found":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +42,19 @@ def uvicorn_config(services: Services, **overrides: Any) -> uvicorn.Config:
     return uvicorn.Config(create_app(services), **options)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """Listen before uvicorn starts, so a taken port is a clear OSError rather than uvicorn's sys.exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"the API cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 class ApiServer:
     """The API as a task of a running event loop; `ticketd run` starts it after the daemon and stops it first."""
 
@@ -48,16 +62,26 @@ class ApiServer:
         self.services = services
         self.server = EmbeddedServer(uvicorn_config(services, **overrides))
         self._task: asyncio.Task[None] | None = None
+        self.port: int | None = None  # the bound port (useful with port 0)
 
     async def start(self) -> None:
-        """Start serving; returns once the socket is bound (raises if it cannot be, e.g. the port is taken)."""
-        self._task = asyncio.create_task(self.server.serve(), name="api")
+        """Start serving; returns once requests are accepted; OSError if the port cannot be bound."""
+        config = self.server.config
+        sock = bind(config.host, config.port)
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._serve(sock), name="api")
         while not self.server.started:
             if self._task.done():
-                self._task.result()  # re-raises uvicorn's failure
-                raise OSError(f"the API could not listen on {self.services.api.host}:{self.services.api.port}")
+                self._task.result()  # re-raises the startup failure
+                raise OSError("the API stopped during startup")
             await asyncio.sleep(0.05)
-        log.info("api listening", host=self.services.api.host, port=self.services.api.port)
+        log.info("api listening", host=config.host, port=self.port)
+
+    async def _serve(self, sock: socket.socket) -> None:
+        try:
+            await self.server.serve(sockets=[sock])
+        except SystemExit:  # uvicorn's answer to a failed lifespan startup; must not end the daemon's loop
+            raise OSError("the API failed to start (see the log)") from None
 
     async def stop(self) -> None:
         """Finish in-flight requests, cancel a training job, close the socket."""
@@ -76,6 +100,12 @@ def serve(config: Config) -> int:
         services.model.load()
     except (TicketdError, OSError) as exc:  # serve anyway: /readyz says 503 and training can make a model
         log.warning("no model loaded; classify answers 503 until one is trained or promoted", error=str(exc))
+    try:
+        sock = bind(services.api.host, services.api.port)
+    except OSError as exc:
+        log.error("api cannot start", error=str(exc))
+        return 1
+    log.info("api listening", host=services.api.host, port=sock.getsockname()[1])
     server = uvicorn.Server(uvicorn_config(services))
-    server.run()
+    server.run(sockets=[sock])
     return 0 if server.started else 1

@@ -1,0 +1,51 @@
+"""uvicorn embedding: the API as a task in a running loop, leaving signal handling to the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from daemon.api.server import ApiServer
+from daemon.api.services import Services
+from tests.api.conftest import AUTH
+
+
+def test_api_server_runs_in_the_callers_loop(make_services: Callable[..., Services]) -> None:
+    services = make_services()
+
+    async def scenario() -> tuple[int, int, object]:
+        before = signal.getsignal(signal.SIGTERM)
+        server = ApiServer(services, host="127.0.0.1", port=0)
+        await server.start()
+        during = signal.getsignal(signal.SIGTERM)
+        port = server.port
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            health = await http.get("/healthz")
+            classify = await http.post("/api/v1/classify", json={"ticket_data": "printer jam"}, headers=AUTH)
+        await server.stop()
+        assert during is before
+        return health.status_code, classify.status_code, server.server.started
+
+    health, classify, _ = asyncio.run(scenario())
+    assert (health, classify) == (200, 200)
+
+
+def test_api_server_start_fails_on_a_taken_port(make_services: Callable[..., Services]) -> None:
+    import socket
+
+    services = make_services()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        async def scenario() -> None:
+            server = ApiServer(services, host="127.0.0.1", port=port)
+            with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+                await server.start()
+
+        asyncio.run(scenario())
