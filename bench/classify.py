@@ -106,23 +106,17 @@ def bench_head(head_dir: Path, texts: list[str], threads: int, tmp: Path) -> lis
             head = TransformerHead(head_dir / file, head_dir / TOKENIZER_FILE, max_length, threads)
             engines[f"onnx-{precision}"] = lambda b, h=head: h.logits(b, batch_size=len(b)).argmax(1).tolist()
     rows = []
+    reference: dict[int, list[int]] = {}
     for batch_size in (1, 32):
         batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
-        preds: dict[str, list[int]] = {name: [] for name in engines}
-        latencies: dict[str, list[float]] = {name: [] for name in engines}
-        for fn in engines.values():
+        for name, fn in engines.items():
             fn(batches[0])  # warm-up
-        # Round-robin over engines batch by batch: whatever else the machine does hits every engine alike.
-        for batch in batches:
-            for name, fn in engines.items():
-                p, lat = _timed(fn, [batch])
-                preds[name].extend(p)
-                latencies[name].extend(lat)
-        reference = np.array(preds["pytorch-pipeline"])
-        for name in engines:
-            agreement = float(np.mean(np.array(preds[name]) == reference))
-            rows.append({"head": head_dir.name, **_row(name, batch_size, len(texts), latencies[name], agreement)})
-        print(f"  {head_dir.name:<9} batch {batch_size:<3} done", file=sys.stderr)
+            preds, lat = _timed(fn, batches)
+            if name == "pytorch-pipeline":
+                reference[batch_size] = preds
+            agreement = float(np.mean(np.array(preds) == np.array(reference[batch_size])))
+            rows.append({"head": head_dir.name, **_row(name, batch_size, len(texts), lat, agreement)})
+            print(f"  {head_dir.name:<9} {name:<17} batch {batch_size:<3} done", file=sys.stderr)
     return rows
 
 
