@@ -109,6 +109,8 @@ def bench_head(head_dir: Path, texts: list[str], threads: int, tmp: Path) -> lis
     reference: dict[int, list[int]] = {}
     for batch_size in (1, 32):
         batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+        # One engine after the other, never interleaved: torch's and onnxruntime's thread pools spin
+        # after each call, and interleaving made whichever ran second up to 20x slower on 2 cores.
         for name, fn in engines.items():
             fn(batches[0])  # warm-up
             preds, lat = _timed(fn, batches)
