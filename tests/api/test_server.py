@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
-from daemon.api.server import ApiServer
+from daemon.api.server import ApiServer, serve
 from daemon.api.services import Services
+from daemon.config import ApiSection, RetrainSection, default_config
 from tests.api.conftest import AUTH
 
 
@@ -49,3 +51,29 @@ def test_api_server_start_fails_on_a_taken_port(make_services: Callable[..., Ser
                 await server.start()
 
         asyncio.run(scenario())
+
+
+def test_services_from_config_and_serve_on_a_taken_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        base = default_config()
+        config = base.model_copy(
+            update={
+                "api": ApiSection(port=port),
+                "retrain": RetrainSection(epochs=2, max_length=64, tolerance=0.01, min_new_examples=500),
+            }
+        )
+        services = Services.from_config(config)
+        assert services.datasets_dir == tmp_path / "models" / "datasets"
+        assert services.workdir == tmp_path / "models" / "retrain"
+        assert services.policy.epochs == 2 and services.policy.max_length == 64
+        assert services.policy.tolerance == 0.01
+        assert services.policy.min_new_examples == 0  # an API request is an explicit ask to train
+        assert services.policy.labels == ("queue", "priority")
+        assert services.ready() == (False, {"model": {"loaded": False, "version": None}})
+        assert serve(config) == 1  # the port is taken: a clear log line and exit status 1
