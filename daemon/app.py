@@ -19,6 +19,7 @@ from daemon.config import Config, ConnectorEntry, load_config
 from daemon.coordinator import Coordinator
 from daemon.errors import ConfigError, TicketdError
 from daemon.logging import configure, get_logger
+from daemon.metrics import Metrics
 from daemon.pipeline import LabelRule, Pipeline
 from daemon.serving import ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
@@ -53,6 +54,8 @@ class Daemon:
         self.dry_run = dry_run
         self.state: State | None = None
         self.model = ModelHolder(config.model.store, threads=config.model.threads)
+        self.metrics = Metrics()
+        self.api: Any = None
         self.workers: dict[str, Worker] = {}
         self._client: httpx.AsyncClient | None = None
         self._scheduler: Any = None
@@ -68,11 +71,40 @@ class Daemon:
         """A model is loaded and no connector is stopped on rejected credentials."""
         return self.model.loaded and all(w.coordinator.ready for w in self.workers.values())
 
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """`/readyz`: the verdict and, per part, why."""
+        connectors = {
+            name: {
+                "state": w.coordinator.state,
+                "last_success": w.coordinator.last_success.isoformat() if w.coordinator.last_success else None,
+                "last_error": w.coordinator.last_error if w.coordinator.state != "ok" else None,
+            }
+            for name, w in self.workers.items()
+        }
+        model = {"loaded": self.model.loaded, "version": self.model.get().version if self.model.loaded else None}
+        return self.ready, {"model": model, "connectors": connectors}
+
+    async def start_api(self) -> None:
+        """The REST API in this process and event loop, sharing the model, metrics and readiness."""
+        if not self.config.api.enabled:
+            return
+        from daemon.api.server import ApiServer
+        from daemon.api.services import Services
+
+        services = Services.from_config(self.config, model=self.model, metrics=self.metrics, readiness=self.readiness)
+        self.api = ApiServer(services)
+        try:
+            await self.api.start()
+        except OSError as exc:
+            self.api = None
+            raise ConfigError(f"api: {exc.strerror or exc}") from None
+
     async def start(self, *, load_model: bool = True) -> None:
         """Open state, load the model (not for `bootstrap`, which makes the first one), build connectors."""
         self.state = await anyio.to_thread.run_sync(State.open, self.config.state.url)
         if load_model:
             await self.model.reload()
+            self.metrics.model_version(self.model.get().version)
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._build_workers(self.config)
         log.info(
@@ -101,6 +133,7 @@ class Daemon:
                 entry_factory=LedgerEntry,
                 row_factory=TrainingRow,
                 stopping=lambda: self._stopping,
+                metrics=self.metrics,
             )
             coordinator = Coordinator(entry.name, base_delay=max(entry.routing.poll_interval, 1.0))
             self.workers[entry.name] = Worker(entry, connector, coordinator, pipeline)
@@ -110,7 +143,10 @@ class Daemon:
         done: dict[str, int] = {}
         for name, worker in self.workers.items():
             routed = await worker.coordinator.run(worker.pipeline.poll, "poll")
-            await worker.coordinator.run(worker.pipeline.harvest, "harvest")
+            if routed is not None:
+                self.metrics.poll_succeeded(name)
+            if await worker.coordinator.run(worker.pipeline.harvest, "harvest"):
+                self._update_agreement()
             done[name] = routed or 0
         return done
 
@@ -145,6 +181,9 @@ class Daemon:
     async def shutdown(self) -> None:
         """Stop jobs, wait for in-flight work, close connectors and state."""
         self._stopping = True
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
         await self._stop_scheduler()
         for worker in self.workers.values():
             await worker.connector.aclose()
@@ -236,7 +275,21 @@ class Daemon:
         if worker is None or self._stopping:
             return
         job = worker.pipeline.poll if what == "poll" else worker.pipeline.harvest
-        await self._tracked(lambda: worker.coordinator.run(job, what))()
+        result = await self._tracked(lambda: worker.coordinator.run(job, what))()
+        if result is not None and what == "poll":
+            self.metrics.poll_succeeded(name)
+        if result and what == "harvest":
+            self._update_agreement()
+
+    def _update_agreement(self) -> None:
+        """After a harvest: agreement of recorded predictions with the agents' final labels, as gauges."""
+        from daemon.report import build_report
+
+        assert self.state is not None
+        rules = {name: w.pipeline.rules for name, w in self.workers.items()}
+        for r in build_report(self.state.ledger_entries(), self.state.training_rows(), rules):
+            if r.agreement is not None:
+                self.metrics.agreement(r.connector, r.label, r.agreement)
 
     def _tracked(self, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
         """Register the running task so shutdown can wait for the ticket in flight."""
@@ -286,8 +339,10 @@ class Daemon:
             started, datetime.now(UTC), result.outcome, {"reason": result.reason, "version": result.version}
         )
         log.info("retrain finished", outcome=result.outcome, version=result.version, reason=result.reason)
+        self.metrics.retrain(result.outcome)
         if result.outcome == "promoted":
             await self.model.reload()
+            self.metrics.model_version(self.model.get().version)
         return result
 
 

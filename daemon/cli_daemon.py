@@ -20,6 +20,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="config file (default: embedded defaults, a local demo Maildir)")
     p.add_argument("--dry-run", action="store_true", help="shadow mode for every connector: classify, never write")
     p.add_argument("--once", action="store_true", help="one poll and harvest per connector, then exit")
+    p = sub.add_parser("serve", help="run only the REST API (classify, train, models, health, metrics)")
+    p.add_argument("--config", type=Path)
     p = sub.add_parser("check-config", help="validate a config file without contacting anything")
     p.add_argument("config", type=Path)
     p = sub.add_parser("check", help="validate config, reach every connector, match model labels to the helpdesk")
@@ -50,6 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         await daemon.start()
+        if not args.once:
+            await daemon.start_api()
         if args.once:
             try:
                 done = await daemon.run_once()
@@ -77,6 +81,13 @@ def _seed_demo(config: Any) -> None:
                 seeded=added,
                 hint="see the folders under Queues/ fill; Ctrl-C stops; --config points ticketd at a real helpdesk",
             )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The API alone, without polling any helpdesk."""
+    from daemon.api.server import serve
+
+    return serve(_config(args.config))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -199,6 +210,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "serve": cmd_serve,
     "check-config": cmd_check_config,
     "check": cmd_check,
     "report": cmd_report,

@@ -7,6 +7,7 @@ the ledger (fetched again, routed once) or pending (re-applied; `apply` is idemp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,9 +100,13 @@ class Counters:
     """What one pipeline did since start; feeds logs, `report` and metrics."""
 
     by_state: dict[str, int] = field(default_factory=dict)
+    connector: str = ""
+    metrics: Any = None
 
     def add(self, state: str) -> None:
         self.by_state[state] = self.by_state.get(state, 0) + 1
+        if self.metrics is not None:
+            self.metrics.ticket(self.connector, state)
 
 
 class Pipeline:
@@ -122,6 +127,7 @@ class Pipeline:
         entry_factory: Callable[..., Any],
         row_factory: Callable[..., Any],
         stopping: Callable[[], bool] = lambda: False,
+        metrics: Any = None,
     ) -> None:
         self.name = name
         self.connector = connector
@@ -135,8 +141,9 @@ class Pipeline:
         self._entry = entry_factory
         self._row = row_factory
         self._stopping = stopping
+        self.metrics = metrics
         self.live: dict[str, set[str]] = {}
-        self.counters = Counters()
+        self.counters = Counters(connector=name, metrics=metrics)
         self.log = get_logger(__name__).bind(connector=name)
 
     async def refresh_taxonomy(self) -> None:
@@ -171,7 +178,10 @@ class Pipeline:
         if self.state.ledger_get(self.name, ticket.id) is not None:
             return 0
         model = self.model()
+        started = time.perf_counter()
         predictions = await anyio.to_thread.run_sync(lambda: model.classify(ticket.body, subject=ticket.subject))
+        if self.metrics is not None:
+            self.metrics.classified(time.perf_counter() - started, predictions)
         decision = decide(predictions, self.rules, self.live)
         note = self._note(model.version, predictions) if self.note and decision.writes else None
         shadow = self.mode == "shadow"

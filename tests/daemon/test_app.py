@@ -120,3 +120,43 @@ async def test_promotion_is_hot_reloaded(tmp_path: Path, fake: tuple[FakeZnuny, 
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src.resolve(), dst)
     return dst
+
+
+async def test_api_runs_inside_the_daemon_with_readiness_and_metrics(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import httpx
+
+    znuny, url = fake
+    ids = [znuny.add_customer_ticket(s, b) for s, b in SUBJECTS[:3]]
+    monkeypatch.setenv("TEST_ZNUNY_PASSWORD", PASSWORD)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t0ken"]}
+    path = tmp_path / "api.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = Daemon(load_config(path))
+    await daemon.start()
+    await daemon.start_api()
+    try:
+        await daemon.run_once()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/healthz")).status_code == 200
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            metrics = (await client.get("/metrics")).text
+            answer = await client.post(
+                "/api/v1/classify", json={"ticket_data": "VPN is down"}, headers={"Authorization": "Bearer t0ken"}
+            )
+    finally:
+        await daemon.shutdown()
+    assert all(znuny.queue_name(t) != "Raw" for t in ids)
+    assert 'ticketd_tickets_total{connector="fake",decision="applied"} 3.0' in metrics
+    assert "ticketd_classify_seconds_count 3.0" in metrics
+    assert 'ticketd_model_info{version="v1"} 1.0' in metrics
+    assert 'ticketd_last_successful_poll_timestamp_seconds{connector="fake"}' in metrics
+    assert answer.status_code == 200 and answer.json()["model_version"] == "v1"
