@@ -294,7 +294,9 @@ def default_config() -> Config:
         "path": str(state_dir() / "demo-maildir"),
         "routing": {"poll_interval": 5, "jitter": 1, "harvest_interval": 60},
     }
-    return _build({"connectors": [demo]}, "<embedded defaults>", None, [])
+    # The demo listens on localhost only; classify needs no token there so a newcomer can try it with curl.
+    api = {"host": "127.0.0.1", "port": 8080, "public_classify": True}
+    return _build({"connectors": [demo], "api": api}, "<embedded defaults>", None, [])
 
 
 @dataclass(frozen=True)
