@@ -314,6 +314,9 @@ class Daemon:
         from daemon.retrain import RetrainPolicy, retrain
 
         assert self.state is not None
+        if self.api is not None and self.api.services.jobs.active() is not None:
+            log.info("scheduled retrain skipped: a training job started through the API is running")
+            return None
         section = self.config.retrain
         last = self.state.retrain_last()
         since = datetime.fromisoformat(str(last["finished_at"])) if last else None
