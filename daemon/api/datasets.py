@@ -20,6 +20,7 @@ from typing import Any
 
 from daemon.errors import DatasetError
 from daemon.ml.dataset import Columns, Dataset, load_dataset, write_csv
+from daemon.ml.store import write_json_atomic
 
 _VERSION = re.compile(r"^v(\d+)\.json$")
 
@@ -113,19 +114,5 @@ class DatasetStore:
                     "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 }
                 os.replace(normalised, self.csv_path(version))
-                _write_json_atomic(self.root / f"{version}.json", summary)
+                write_json_atomic(self.root / f"{version}.json", summary)
         return summary
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

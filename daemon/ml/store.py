@@ -38,7 +38,8 @@ def resolve_model_dir(path: Path) -> Path:
     raise ModelError(f"{path}: no model here (expected metadata.json, or a model store with `current`)")
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Readers see the old file or the new one, never half of it; durable before it replaces."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -142,7 +143,7 @@ class ModelStore:
         os.symlink(Path("versions") / version, tmp)
         os.replace(tmp, self.root / "current")
         _fsync_dir(self.root)
-        _write_json_atomic(
+        write_json_atomic(
             self.history_file, {"stack": stack, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
         )
 
