@@ -15,6 +15,7 @@ import httpx
 
 from connectors.base import Connector
 from connectors.registry import connector_class
+from daemon import systemd
 from daemon.config import Config, ConnectorEntry, load_config
 from daemon.coordinator import Coordinator
 from daemon.errors import ConfigError, TicketdError
@@ -157,15 +158,38 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         self._start_scheduler()
+        self._notify_ready()
+        watchdog = systemd.start_watchdog()
         try:
             while not self._stop.is_set():
                 await self._stop.wait()
                 if self._reload_requested and not self._stopping:
                     self._reload_requested = False
                     self._stop.clear()
+                    systemd.reloading()
                     await self._reload()
+                    await self._reload_model()
+                    self._notify_ready()
         finally:
-            await self.shutdown()
+            try:
+                await self.shutdown()  # the loop still runs: pings go on while the ticket in flight finishes
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
+
+    async def _reload_model(self) -> None:
+        """SIGHUP also loads a `current` switched outside this process (`ticketd models rollback`, a retrain Job)."""
+        try:
+            if await self.model.reload():
+                self.metrics.model_version(self.model.get().version)
+        except Exception as exc:  # a broken version must not take the daemon down: keep serving the loaded one
+            log.error("model reload failed; keeping the loaded model", error=str(exc))
+
+    def _notify_ready(self) -> None:
+        """systemd (Type=notify): the model is loaded and the API is up; a no-op outside a unit."""
+        version = self.model.get().version if self.model.loaded else None
+        api = f"api on {self.config.api.host}:{self.api.port}" if self.api is not None else "no api"
+        systemd.notify("READY=1", f"STATUS=model {version}, {len(self.workers)} connector(s), {api}")
 
     def request_stop(self, why: str = "stop") -> None:
         """Finish the ticket in flight, then exit; new tickets are not started."""
@@ -180,6 +204,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         """Stop jobs, wait for in-flight work, close connectors and state."""
+        systemd.notify("STOPPING=1", "STATUS=stopping: finishing the ticket in flight")
         self._stopping = True
         if self.api is not None:
             await self.api.stop()
