@@ -38,6 +38,7 @@ test: install system-deps
 	$(BIN)/ruff check daemon connectors tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+	bash deploy/check.sh
 
 lint: install
 	$(BIN)/ruff check daemon connectors tests bench
