@@ -7,20 +7,18 @@ leaves no version behind; both files are written to a temp name and moved into p
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from daemon.errors import DatasetError
 from daemon.ml.dataset import Columns, Dataset, load_dataset, write_csv
-from daemon.ml.store import write_json_atomic
+from daemon.ml.store import file_lock, write_json_atomic
 
 _VERSION = re.compile(r"^v(\d+)\.json$")
 
@@ -55,15 +53,8 @@ class DatasetStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.root / ".lock")
 
     def _numbers(self) -> list[int]:
         if not self.root.is_dir():

@@ -38,6 +38,18 @@ def resolve_model_dir(path: Path) -> Path:
     raise ModelError(f"{path}: no model here (expected metadata.json, or a model store with `current`)")
 
 
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` (created with its directory), so concurrent writers take turns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Readers see the old file or the new one, never half of it; durable before it replaces."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -82,12 +94,8 @@ class ModelStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.versions_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(self.root / ".lock"):
+            yield
 
     def staging_dir(self) -> Path:
         """A fresh directory on the store's filesystem to build a model in before `add`."""
