@@ -266,24 +266,16 @@ class Daemon:
         now = datetime.now(UTC)
         for name, worker in self.workers.items():
             routing = worker.entry.routing
-            scheduler.add_job(
-                self._job,
-                IntervalTrigger(seconds=routing.poll_interval, jitter=routing.jitter or None),
-                args=[name, "poll"],
-                id=f"poll:{name}",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=now,
-            )
-            scheduler.add_job(
-                self._job,
-                IntervalTrigger(seconds=routing.harvest_interval, jitter=routing.jitter or None),
-                args=[name, "harvest"],
-                id=f"harvest:{name}",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=now,
-            )
+            for what, seconds in (("poll", routing.poll_interval), ("harvest", routing.harvest_interval)):
+                scheduler.add_job(
+                    self._job,
+                    IntervalTrigger(seconds=seconds, jitter=routing.jitter or None),
+                    args=[name, what],
+                    id=f"{what}:{name}",
+                    max_instances=1,
+                    coalesce=True,
+                    next_run_time=now,
+                )
         if self.config.retrain.enabled:
             scheduler.add_job(
                 self._tracked(self.retrain_now),
