@@ -122,14 +122,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from daemon.ml.store import ModelStore
 
         store = ModelStore(args.store)
-        staging = store.staging_dir()
-        try:
+        with store.staging() as staging:  # a failed run leaves no version and no directories behind
             metadata = train(args.data, staging / "model", opts)
             version = store.add(staging / "model")
-        finally:
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
         if args.promote:
             store.promote(version)
         where = f"{args.store} as {version}" + (" (current)" if args.promote else "")

@@ -141,7 +141,7 @@ async def _check(config: Any) -> list[str]:
                     "priority": {p.name for p in await connector.list_priorities()},
                 }
             except ConnectorError as exc:
-                problems.append(f"{entry.name}: {type(exc).__name__}: {exc}")
+                problems.append(f"{entry.name}: {type(exc).__name__}: {exc}{_endpoint(entry.connection)}")
                 continue
             finally:
                 await connector.aclose()
@@ -161,6 +161,21 @@ async def _check(config: Any) -> list[str]:
                 if rule.fallback is not None and rule.fallback not in live[label]:
                     problems.append(f"{entry.name}: {label} fallback {rule.fallback!r} does not exist in the helpdesk")
     return problems
+
+
+def _endpoint(connection: Any) -> str:
+    """Where a connector points, without credentials, so `check` names the helpdesk it could not reach."""
+    url = getattr(connection, "url", None)
+    if isinstance(url, str):
+        scheme, sep, rest = url.partition("://")
+        netloc, slash, path = rest.partition("/")
+        path = path.split("?")[0].split("#")[0]  # a query may carry a token
+        return f" ({scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path})"
+    host = getattr(connection, "host", None)
+    if isinstance(host, str):
+        port = getattr(connection, "port", None)
+        return f" ({host}:{port})" if port else f" ({host})"
+    return ""
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -146,7 +146,11 @@ class Classifier:
         return cls(model_dir, heads, metadata)
 
     def predict_texts(self, texts: Sequence[str], batch_size: int = 1) -> list[dict[str, dict[str, Any]]]:
-        """Classify normalised texts: per label, the top class and its calibrated confidence."""
+        """Classify normalised texts: per label, the top class and its calibrated confidence.
+
+        An empty text (a ticket with no subject and no body text: only an attachment, or HTML without
+        visible text) gets confidence 0: the model's prior is no evidence, so no threshold routes it.
+        """
         results: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
         if not texts:
             return results
@@ -154,7 +158,8 @@ class Classifier:
             probs = head.predict_proba(texts, batch_size)
             best = probs.argmax(axis=1)
             for i, k in enumerate(best):
-                results[i][name] = {"label": head.classes[int(k)], "confidence": round(float(probs[i, k]), 4)}
+                confidence = round(float(probs[i, k]), 4) if texts[i].strip() else 0.0
+                results[i][name] = {"label": head.classes[int(k)], "confidence": confidence}
         return results
 
     def classify(self, text: str = "", *, subject: str | None = None) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import DatasetError
-from daemon.ml.text import compose
+from daemon.ml.text import MAX_TEXT_CHARS, compose
 
 DEFAULT_LABELS: tuple[str, ...] = ("queue", "priority")
 LABEL_ALIASES: dict[str, tuple[str, ...]] = {"queue": ("queue", "label"), "priority": ("priority",)}
@@ -72,6 +72,7 @@ class Dataset:
     sha256: str
     label_names: tuple[str, ...]
     examples: tuple[Example, ...]
+    label_columns: Mapping[str, str] = field(default_factory=dict)  # label -> the source column it came from
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -90,7 +91,9 @@ class Dataset:
 
     def subset(self, indices: Sequence[int]) -> Dataset:
         """A view holding only the given rows (provenance unchanged)."""
-        return Dataset(self.path, self.sha256, self.label_names, tuple(self.examples[i] for i in indices))
+        return Dataset(
+            self.path, self.sha256, self.label_names, tuple(self.examples[i] for i in indices), self.label_columns
+        )
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -105,6 +108,22 @@ def _decode(path: Path, raw: bytes) -> str:
         ) from None
 
 
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _csv_error(path: Path, line: int, exc: csv.Error) -> DatasetError:
+    if "field larger than field limit" in str(exc):
+        # Raising the limit instead costs ~16x the file in memory (791 MiB for one 50 MB body), for text that
+        # `compose` cuts to MAX_TEXT_CHARS anyway: a field this long is an export error, not a ticket.
+        return DatasetError(
+            f"a field is longer than {csv.field_size_limit()} characters (CSV reader limit); ticketd uses only "
+            f"the first {MAX_TEXT_CHARS} characters of a ticket, so shorten that field",
+            file=str(path),
+            line=line,
+        )
+    return DatasetError(f"malformed CSV: {exc}", file=str(path), line=line)
+
+
 def _csv_records(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
@@ -112,8 +131,17 @@ def _csv_records(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
     except StopIteration:
         raise DatasetError("file is empty", file=str(path), line=1) from None
     except csv.Error as exc:
-        raise DatasetError(f"malformed CSV header: {exc}", file=str(path), line=1) from None
+        raise _csv_error(path, 1, exc) from None
     header = [h.strip() for h in header]
+    if len(header) == 1:
+        found = next((name for sep, name in _OTHER_DELIMITERS.items() if sep in header[0]), None)
+        if found is not None:
+            raise DatasetError(
+                f"the header is one column, {header[0][:80]!r}: the file looks {found}-separated; "
+                "ticketd reads comma-separated CSV (RFC 4180), so export it with ',' as the delimiter",
+                file=str(path),
+                line=1,
+            )
     dupes = [h for h, n in Counter(header).items() if n > 1 and h]
     if dupes:
         raise DatasetError("header repeats a column name", file=str(path), line=1, column=dupes[0])
@@ -124,7 +152,7 @@ def _csv_records(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise DatasetError(f"malformed CSV: {exc}", file=str(path), line=start) from None
+            raise _csv_error(path, start, exc) from None
         if row and any(cell.strip() for cell in row):
             if len(row) != len(header):
                 raise DatasetError(
@@ -268,7 +296,22 @@ def load_dataset(
                     line=line,
                     column=col,
                 )
-    return Dataset(str(path), digest, tuple(label_cols), tuple(examples))
+    return Dataset(str(path), digest, tuple(label_cols), tuple(examples), label_cols)
+
+
+def require_classes(dataset: Dataset) -> None:
+    """Training needs two classes per label at least; evaluation data may hold one (so `load_dataset` allows it)."""
+    for name in dataset.label_names:
+        classes = Counter(dataset.labels(name))
+        if len(classes) < 2:
+            value = next(iter(classes), "")
+            raise DatasetError(
+                f"{name} label has one class only ({value!r} in all {len(dataset)} rows); a classifier needs "
+                "at least 2 (add tickets of another class, or leave this label out with --label)",
+                file=dataset.path,
+                line=dataset.examples[0].line if dataset.examples else None,
+                column=dataset.label_columns.get(name, name),
+            )
 
 
 def stratified_split(

@@ -102,6 +102,22 @@ class ModelStore:
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.versions_dir))
 
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A `staging_dir` removed on exit, with the store directories it had to create while none got a version.
+
+        So a training run that fails (bad data, no base model, ...) leaves the store exactly as it found it.
+        """
+        created = [p for p in (self.versions_dir, self.root, *self.root.parents) if not p.exists()]
+        path = self.staging_dir()
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+            for directory in created:  # deepest first; a directory that holds anything stays
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+
     def _numbers(self) -> list[int]:
         if not self.versions_dir.is_dir():
             return []

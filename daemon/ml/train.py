@@ -25,7 +25,7 @@ from daemon.errors import TrainingError
 from daemon.logging import get_logger
 from daemon.ml.calibration import calibrated, combine, expected_calibration_error, fit_temperature
 from daemon.ml.classifier import HEAD_FILE, LABELS_FILE, TFIDF_DIR
-from daemon.ml.dataset import Columns, Dataset, load_dataset, stratified_split
+from daemon.ml.dataset import Columns, Dataset, load_dataset, require_classes, stratified_split
 
 log = get_logger(__name__)
 
@@ -425,6 +425,7 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
     base = resolve_base(opts.base, opts.allow_download)
     dataset = load_dataset(data, labels=opts.labels, columns=opts.columns)
+    require_classes(dataset)
     train_part, val_part = stratified_split(dataset, test_size=opts.validation_size, seed=opts.seed)
 
     import torch

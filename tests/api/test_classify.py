@@ -85,7 +85,8 @@ def test_bad_classify_inputs_are_422(client: TestClient) -> None:
     )
     assert malformed.status_code == 422
     wrong_type = client.post("/api/v1/classify", content=b"ticket", headers={**AUTH, "content-type": "text/plain"})
-    assert wrong_type.status_code == 422
+    assert wrong_type.status_code == 415
+    assert wrong_type.json()["error"]["message"].startswith("unsupported content type 'text/plain'")
 
 
 def test_no_model_is_503(make_client: Callable[..., TestClient]) -> None:

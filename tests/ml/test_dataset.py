@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import DatasetError
-from daemon.ml.dataset import Columns, load_dataset, stratified_split, write_csv
+from daemon.ml.dataset import Columns, load_dataset, require_classes, stratified_split, write_csv
 
 HEADER = "id,subject,body,queue,priority\n"
 ROWS = [
@@ -130,6 +130,31 @@ def test_wrong_field_count(tmp_path: Path) -> None:
 def test_unterminated_quote(tmp_path: Path) -> None:
     err = error_of(write(tmp_path, HEADER + "".join(ROWS) + '5,"open,b,IT,low\n'))
     assert err.line == 6
+
+
+def test_other_delimiter_is_named(tmp_path: Path) -> None:
+    for sep, name in ((";", "semicolon"), ("\t", "tab")):
+        err = error_of(write(tmp_path, (HEADER + "".join(ROWS)).replace(",", sep)))
+        assert err.line == 1 and f"looks {name}-separated" in str(err) and "comma-separated" in str(err)
+
+
+def test_field_over_the_csv_limit_names_the_line(tmp_path: Path) -> None:
+    err = error_of(write(tmp_path, HEADER + "".join(ROWS) + f"5,Log,{'x' * 200_000},IT,low\n"))
+    assert err.line == 6
+    assert "longer than 131072 characters" in str(err) and "malformed" not in str(err)
+
+
+def test_single_class_label_loads_but_cannot_train(tmp_path: Path) -> None:
+    rows = [r.replace(",Billing,", ",IT,") for r in ROWS]
+    dataset = load_dataset(write(tmp_path, HEADER + "".join(rows)))  # evaluation data may hold one class
+    with pytest.raises(DatasetError) as info:
+        require_classes(dataset)
+    assert (info.value.line, info.value.column) == (2, "queue")
+    assert "queue label has one class only ('IT' in all 4 rows)" in str(info.value)
+    aliased = load_dataset(write(tmp_path, HEADER.replace("queue", "label") + "".join(rows), "aliased.csv"))
+    with pytest.raises(DatasetError, match="column 'label'"):
+        require_classes(aliased)
+    require_classes(load_dataset(write(tmp_path, HEADER + "".join(ROWS), "fine.csv")))
 
 
 def test_missing_file_and_bad_suffix(tmp_path: Path) -> None:

@@ -44,6 +44,20 @@ def test_staged_model_is_moved_not_copied(tmp_path: Path) -> None:
     assert not (staging / "m").exists()
 
 
+def test_failed_staging_leaves_no_store_behind(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "new" / "store")
+    with pytest.raises(RuntimeError), store.staging() as staging:
+        assert staging.parent == store.versions_dir
+        raise RuntimeError("training failed")
+    assert not (tmp_path / "new").exists()  # every directory it created is gone again
+    with store.staging() as staging:
+        version = store.add(fake_model(staging / "m", "m"))
+    assert [p.name for p in store.versions_dir.iterdir()] == [version]  # kept once it holds a version
+    with pytest.raises(RuntimeError), store.staging():
+        raise RuntimeError("second run failed")
+    assert [p.name for p in store.versions_dir.iterdir()] == [version]
+
+
 def test_errors_name_the_version(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     store.add(fake_model(tmp_path / "a", "a"))

@@ -6,7 +6,7 @@ import time
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from daemon.api.auth import classify_access, services
 from daemon.api.errors import ApiError, responses
@@ -23,8 +23,23 @@ from daemon.errors import ModelError
 from daemon.ml.text import compose
 from daemon.serving import LoadedModel
 
-router = APIRouter(prefix="/api/v1", tags=["classify"], dependencies=[Depends(classify_access)])
-_ERRORS = responses(401, 403, 413, 422, 500, 503)
+
+def json_content(request: Request) -> None:
+    """A body declared as something other than JSON is a 415 naming its type, not a 422 about the body's shape.
+
+    No Content-Type at all is read as JSON (as FastAPI does); `application/json` and `*/*+json` are JSON.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"unsupported content type {media!r}; send the ticket as application/json",
+        )
+
+
+router = APIRouter(prefix="/api/v1", tags=["classify"], dependencies=[Depends(classify_access), Depends(json_content)])
+_ERRORS = responses(401, 403, 413, 415, 422, 500, 503)
 
 
 def _text(ticket: ClassifyRequest) -> str:
