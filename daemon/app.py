@@ -36,6 +36,7 @@ class Worker:
     connector: Connector
     coordinator: Coordinator
     pipeline: Pipeline
+    client: httpx.AsyncClient  # its own timeouts; closed with the connector
 
 
 def label_rules(entry: ConnectorEntry) -> dict[str, LabelRule]:
@@ -58,7 +59,6 @@ class Daemon:
         self.metrics = Metrics()
         self.api: Any = None
         self.workers: dict[str, Worker] = {}
-        self._client: httpx.AsyncClient | None = None
         self._scheduler: Any = None
         self._stop = asyncio.Event()
         self._stopping = False
@@ -106,7 +106,6 @@ class Daemon:
         if load_model:
             await self.model.reload()
             self.metrics.model_version(self.model.get().version)
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._build_workers(self.config)
         log.info(
             "ticketd started",
@@ -116,10 +115,12 @@ class Daemon:
         )
 
     def _build_workers(self, config: Config) -> None:
-        assert self.state is not None and self._client is not None
+        assert self.state is not None
         self.workers = {}
         for entry in config.connectors:
-            connector = connector_class(entry.type).from_config(entry.connection, self._client)
+            timeout = entry.routing.timeout
+            client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+            connector = connector_class(entry.type).from_config(entry.connection, client)
             mode = "shadow" if self.dry_run else entry.routing.mode
             pipeline = Pipeline(
                 entry.name,
@@ -136,8 +137,14 @@ class Daemon:
                 stopping=lambda: self._stopping,
                 metrics=self.metrics,
             )
-            coordinator = Coordinator(entry.name, base_delay=max(entry.routing.poll_interval, 1.0))
-            self.workers[entry.name] = Worker(entry, connector, coordinator, pipeline)
+            routing = entry.routing
+            coordinator = Coordinator(
+                entry.name,
+                base_delay=max(routing.poll_interval, 1.0),
+                max_delay=routing.max_backoff,
+                recover_after=routing.recover_after,
+            )
+            self.workers[entry.name] = Worker(entry, connector, coordinator, pipeline, client)
 
     async def run_once(self) -> dict[str, int]:
         """One poll and one harvest per connector, then return (tests, demos, cron-style use)."""
@@ -210,15 +217,16 @@ class Daemon:
             await self.api.stop()
             self.api = None
         await self._stop_scheduler()
-        for worker in self.workers.values():
-            await worker.connector.aclose()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._close_workers()
         if self.state is not None:
             self.state.close()
             self.state = None
         log.info("ticketd stopped")
+
+    async def _close_workers(self) -> None:
+        for worker in self.workers.values():
+            await worker.connector.aclose()
+            await worker.client.aclose()
 
     async def _stop_scheduler(self) -> None:
         """No new job runs; running ones end after their current ticket; only then is the scheduler shut.
@@ -245,8 +253,7 @@ class Daemon:
         log.info("reloading config", path=str(self.config_path))
         self._stopping = True
         await self._stop_scheduler()
-        for worker in self.workers.values():
-            await worker.connector.aclose()
+        await self._close_workers()
         self._stopping = False
         if config.log != self.config.log:
             configure(config.log.level, json=config.log.json)

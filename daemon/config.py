@@ -94,6 +94,9 @@ class RoutingSection(_Section):
     jitter: float = Field(default=5.0, ge=0)
     batch_limit: int = Field(default=50, ge=1)
     harvest_interval: float = Field(default=900.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0)  # seconds per helpdesk request (connect: at most 10)
+    max_backoff: float = Field(default=900.0, gt=0)  # the longest wait between tries while failing
+    recover_after: float = Field(default=180.0, ge=0)  # uninterrupted success before "recovered" is logged
     labels: dict[str, LabelRouting] = Field(default_factory=_default_labels)
     note: bool = True
 

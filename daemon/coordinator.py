@@ -1,7 +1,9 @@
 """Polling policy for one connector: back off on TransientError, stop on AuthError, log state changes once.
 
 Connectors never sleep or retry; the coordinator decides when the next call may go out, so a flaky
-helpdesk costs one log line when it starts failing and one when it recovers, not one per poll.
+helpdesk costs one log line when it starts failing and one when it recovers, not one per poll. A
+helpdesk that fails every few calls is one outage, not many: recovery is announced only after
+`recover_after` seconds of uninterrupted success, so a flapping connector does not flood the log.
 """
 
 from __future__ import annotations
@@ -27,19 +29,23 @@ class Coordinator:
         *,
         base_delay: float = 30.0,
         max_delay: float = 900.0,
+        recover_after: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         log: Any = None,
     ) -> None:
         self.name = name
         self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.max_delay = max(max_delay, base_delay)
+        self.recover_after = recover_after
         self._clock = clock
         self._log = log if log is not None else get_logger(__name__)
         self.state: State = "ok"
-        self.failures = 0
+        self.failures = 0  # consecutive: drives the backoff
         self.not_before = 0.0
         self.last_success: datetime | None = None
         self.last_error: str | None = None
+        self._outage: dict[str, Any] | None = None  # announced and not yet over: since, failed calls
+        self._healthy_since: float | None = None
 
     @property
     def ready(self) -> bool:
@@ -74,25 +80,50 @@ class Coordinator:
             )
             return None
         except TransientError as exc:
-            self.failures += 1
-            delay = self.next_delay()
-            if exc.retry_after is not None:
-                delay = min(self.max_delay, max(delay, exc.retry_after))
-            self.not_before = self._clock() + delay
-            self.last_error = str(exc)
-            if self.state != "failing":
-                self._log.warning(
-                    "connector failing; backing off", connector=self.name, job=what, error=str(exc), retry_in=delay
-                )
-            self.state = "failing"
+            self._failed(exc, what)
             return None
-        if self.state == "failing":
-            self._log.info("connector recovered", connector=self.name, job=what, failed_attempts=self.failures)
+        self._succeeded(what)
+        return result
+
+    def _failed(self, exc: TransientError, what: str) -> None:
+        now = self._clock()
+        self.failures += 1
+        delay = self.next_delay()
+        if exc.retry_after is not None:
+            delay = min(self.max_delay, max(delay, exc.retry_after))
+        self.not_before = now + delay
+        self.last_error = str(exc)
+        self.state = "failing"
+        self._healthy_since = None
+        if self._outage is None:
+            self._outage = {"since": now, "failed_calls": 1}
+            self._log.warning(
+                "connector failing; backing off", connector=self.name, job=what, error=str(exc), retry_in=delay
+            )
+        else:
+            self._outage["failed_calls"] += 1
+            self._log.debug("connector still failing", connector=self.name, job=what, error=str(exc), retry_in=delay)
+
+    def _succeeded(self, what: str) -> None:
+        now = self._clock()
         self.state = "ok"
         self.failures = 0
         self.not_before = 0.0
         self.last_success = datetime.now(UTC)
-        return result
+        if self._outage is None:
+            return
+        if self._healthy_since is None:
+            self._healthy_since = now
+        if now - self._healthy_since >= self.recover_after:
+            self._log.info(
+                "connector recovered",
+                connector=self.name,
+                job=what,
+                failed_attempts=self._outage["failed_calls"],
+                outage_s=round(self._healthy_since - self._outage["since"], 1),
+            )
+            self._outage = None
+            self._healthy_since = None
 
     def resume(self) -> None:
         """After a config reload: try again at once, credentials included."""

@@ -64,12 +64,12 @@ async def test_logs_once_when_failing_and_once_on_recovery() -> None:
         for _ in range(5):
             await coord.run(job)
             clock.now = coord.not_before
-    events = [(e["log_level"], e["event"]) for e in logs]
-    assert events == [
+    shown = [e for e in logs if e["log_level"] != "debug"]  # each retry is a debug line only
+    assert [(e["log_level"], e["event"]) for e in shown] == [
         ("warning", "connector failing; backing off"),
         ("info", "connector recovered"),
     ]
-    assert logs[0]["connector"] == "znuny-main" and logs[1]["failed_attempts"] == 4
+    assert shown[0]["connector"] == "znuny-main" and shown[1]["failed_attempts"] == 4
 
 
 async def test_retry_after_is_honoured() -> None:
@@ -93,3 +93,56 @@ async def test_auth_failure_stops_polling_until_resumed() -> None:
     assert [e["log_level"] for e in logs] == ["error"]
     coord.resume()
     assert coord.ready and await coord.run(job) == "ok"
+
+
+class Script:
+    """Fails or succeeds as scripted (True = success); counts calls."""
+
+    def __init__(self, outcomes: list[bool]) -> None:
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if not self.outcomes.pop(0):
+            raise TransientError("HTTP 502")
+        return "ok"
+
+
+async def test_a_flapping_connector_is_one_outage_until_healthy_for_recover_after() -> None:
+    clock = Clock()
+    coord = Coordinator("flaky", base_delay=10, max_delay=40, recover_after=60, clock=clock)
+    # fail, ok, fail, fail, ok, ok, fail: every success is followed by a failure within 60 s
+    flapping = [False, True, False, False, True, True, False]
+    job = Script([*flapping, *([True] * 8)])
+    with capture_logs() as logs:
+        results = []
+        for _ in range(len(flapping) + 8):
+            clock.now = max(clock.now + 10, coord.not_before)
+            results.append(await coord.run(job))
+    assert job.calls == len(flapping) + 8  # every try went out once its backoff had passed
+    levels = [(e["log_level"], e["event"]) for e in logs]
+    assert levels.count(("warning", "connector failing; backing off")) == 1
+    assert levels.count(("debug", "connector still failing")) == 3
+    recovered = [e for e in logs if e["event"] == "connector recovered"]
+    assert len(recovered) == 1 and recovered[0]["failed_attempts"] == 4
+    # the 7th success is the first with 60 s of success behind it (10 s apart from the first)
+    assert [e["event"] for e in logs][-1] == "connector recovered"
+    assert results[-1] == "ok" and results.count("ok") == 3 + 8
+    assert coord.state == "ok" and coord.failures == 0
+
+
+async def test_debug_lines_show_each_retry_backing_off_within_the_cap() -> None:
+    clock = Clock()
+    coord = Coordinator("down", base_delay=5, max_delay=30, recover_after=0, clock=clock)
+    job = Script([False] * 6 + [True])
+    with capture_logs() as logs:
+        for _ in range(7):
+            clock.now = coord.not_before
+            await coord.run(job)
+    retries = [e["retry_in"] for e in logs if "retry_in" in e]
+    assert retries == [5, 10, 20, 30, 30, 30]
+    assert [e["event"] for e in logs if e["log_level"] != "debug"] == [
+        "connector failing; backing off",
+        "connector recovered",
+    ]

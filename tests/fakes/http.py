@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +16,10 @@ class Handles(Protocol):
 
 @contextmanager
 def serve(fake: Handles) -> Iterator[str]:
-    """Yield the base URL of a threaded HTTP server that answers through `fake.handle` (one call at a time)."""
+    """Yield the base URL of a threaded HTTP server that answers through `fake.handle` (one call at a time).
+
+    An answer with a `delay` attribute is sent that many seconds late, without holding up other calls.
+    """
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -27,18 +31,22 @@ def serve(fake: Handles) -> Iterator[str]:
             path, _, query = self.path.partition("?")
             with lock:
                 result = fake.handle(self.command, path, query, dict(self.headers.items()), body)
-            status = getattr(result, "status", None)
-            if status is None:  # a dropped answer: raw bytes without a status line, or nothing
-                if getattr(result, "raw", b""):
-                    self.wfile.write(result.raw)
-                self.close_connection = True
-                return
-            self.send_response_only(status)
-            for name, value in result.headers:
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(result.body)
             self.close_connection = True
+            if getattr(result, "delay", 0):  # a hung server (tests.fakes.faults); the others go on meanwhile
+                time.sleep(result.delay)
+            status = getattr(result, "status", None)
+            try:
+                if status is None:  # a dropped answer: raw bytes without a status line, or nothing
+                    if getattr(result, "raw", b""):
+                        self.wfile.write(result.raw)
+                    return
+                self.send_response_only(status)
+                for name, value in result.headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(result.body)
+            except OSError:  # the client gave up first (its timeout): nothing left to answer
+                pass
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
 
