@@ -308,6 +308,8 @@ def retrain(
     csv_path = workdir / f"retrain-{stamp}.csv"
     log_path = workdir / f"retrain-{stamp}.log"
     _write_csv(train_rows, labels, csv_path)
+    if swept := store.sweep_staging():
+        log.info("retrain_swept_leftovers", staging=swept)
     staging = store.staging_dir()
     model_dir = staging / "model"
     cmd = [sys.executable, "-m", "daemon", "train", str(csv_path), "--out", str(model_dir)]

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,6 +102,19 @@ class ModelStore:
         """A fresh directory on the store's filesystem to build a model in before `add`."""
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.versions_dir))
+
+    def sweep_staging(self, older_than: float = 24 * 3600) -> list[str]:
+        """Remove staging directories a killed trainer left behind; a live one is touched far more often."""
+        if not self.versions_dir.is_dir():
+            return []
+        cutoff = time.time() - older_than
+        swept = []
+        for path in self.versions_dir.glob(".incoming-*"):
+            newest = max((p.lstat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
+            if newest < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+                swept.append(path.name)
+        return sorted(swept)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:

@@ -91,3 +91,21 @@ def test_current_is_never_missing_while_switching(tmp_path: Path) -> None:
     thread.join()
     assert failures == []
     assert seen == {"a", "b"}
+
+
+def test_sweep_removes_only_stale_staging_left_by_a_killed_trainer(tmp_path: Path) -> None:
+    import os
+    import time
+
+    store = ModelStore(tmp_path / "store")
+    stale, live = store.staging_dir(), store.staging_dir()
+    (stale / "model").mkdir()
+    (stale / "model" / "weights.onnx").write_bytes(b"half written")
+    (live / "model").mkdir()
+    day_ago = time.time() - 25 * 3600
+    for path in (stale / "model" / "weights.onnx", stale / "model", stale):
+        os.utime(path, (day_ago, day_ago))
+    (store.versions_dir / "v1").mkdir()
+    os.utime(store.versions_dir / "v1", (day_ago, day_ago))
+    assert store.sweep_staging() == [stale.name]
+    assert not stale.exists() and live.is_dir() and (store.versions_dir / "v1").is_dir()
