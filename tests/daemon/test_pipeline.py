@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from connectors.base import TicketUpdate
 from connectors.znuny import ZnunyConnector
+from daemon.errors import ModelError
 from daemon.pipeline import LabelRule, Pipeline
 from daemon.report import build_report
 from daemon.state import LedgerEntry, State, TrainingRow
@@ -43,6 +47,7 @@ class KeywordModel:
         return {"queue": queue, "priority": priority}
 
 
+FACTORIES: dict[str, Any] = {"entry_factory": LedgerEntry, "row_factory": TrainingRow}
 RULES = {
     "queue": LabelRule(map={"billing": "Billing", "hardware": "Hardware", "misc": "Misc"}, threshold=0.6),
     "priority": LabelRule(map={"high": "4 high", "normal": "3 normal"}, threshold=0.5),
@@ -209,3 +214,74 @@ async def test_mailbox_harvest_ignores_what_ticketd_filed_itself(tmp_path: Path)
     finally:
         state.close()
         await h.aclose()
+
+
+class RecordingModel(KeywordModel):
+    """KeywordModel that notes which subjects it classified and can fail on one of them."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.started: dict[str, threading.Event] = {}
+        self.fail_on = fail_on
+
+    def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]:
+        self.started.setdefault(str(subject), threading.Event()).set()
+        if subject == self.fail_on:
+            raise ModelError("the model broke on this ticket")
+        return super().classify(text, subject=subject)
+
+
+async def test_the_next_ticket_is_classified_while_the_current_one_is_written_back(world: World) -> None:
+    first = world.fake.add_customer_ticket("Invoice one", "invoice", queue="Raw")
+    second = world.fake.add_customer_ticket("Invoice two", "invoice", queue="Raw")
+    model = RecordingModel()
+    pipe = Pipeline("znuny-test", world.pipeline().connector, world.state, lambda: model, RULES, **FACTORIES)
+    apply = pipe.connector.apply
+    overlapped: list[bool] = []
+
+    async def slow_apply(update: TicketUpdate) -> Any:
+        if update.ticket_id == str(first):  # the write-back of the first waits until the second is being classified
+            event = model.started.setdefault("Invoice two", threading.Event())
+            overlapped.append(await anyio.to_thread.run_sync(event.wait, 10))
+        return await apply(update)
+
+    pipe.connector.apply = slow_apply  # type: ignore[method-assign]
+    assert await pipe.poll() == 2
+    assert overlapped == [True]
+    assert [e.ticket_id for e in world.state.ledger_entries()] == [str(first), str(second)]
+    assert {e.state for e in world.state.ledger_entries()} == {"applied"}
+
+
+async def test_stopping_mid_page_drops_the_look_ahead_and_routes_it_once_later(world: World) -> None:
+    ids = [world.fake.add_customer_ticket(f"Invoice {i}", "invoice", queue="Raw") for i in range(3)]
+    stop = False
+    pipe = world.pipeline(stopping=lambda: stop)
+    apply = pipe.connector.apply
+
+    async def apply_then_stop(update: TicketUpdate) -> Any:
+        nonlocal stop
+        stop = True  # SIGTERM arrives while the first ticket is written back (the second is classified meanwhile)
+        return await apply(update)
+
+    pipe.connector.apply = apply_then_stop  # type: ignore[method-assign]
+    assert await pipe.poll() == 1
+    assert [e.ticket_id for e in world.state.ledger_entries()] == [str(ids[0])]
+    assert world.fake.queue_name(ids[1]) == "Raw" and world.fake.writes(ids[1]) == 0
+    assert world.state.cursor_get("znuny-test", "new") is None  # the page comes again
+    assert await world.pipeline().poll() == 2
+    assert all(world.fake.queue_name(t) == "Billing" for t in ids)
+    assert [world.fake.writes(t) for t in ids] == [2, 2, 2]  # one queue move + one note each, none twice
+
+
+async def test_a_model_error_surfaces_at_its_own_ticket_and_leaves_the_rest_for_later(world: World) -> None:
+    ok = world.fake.add_customer_ticket("Invoice fine", "invoice", queue="Raw")
+    bad = world.fake.add_customer_ticket("Invoice boom", "invoice", queue="Raw")
+    model = RecordingModel(fail_on="Invoice boom")
+    pipe = Pipeline("znuny-test", world.pipeline().connector, world.state, lambda: model, RULES, **FACTORIES)
+    with pytest.raises(ModelError, match="broke"):  # the error itself, not wrapped in a group
+        await pipe.poll()
+    assert [e.ticket_id for e in world.state.ledger_entries()] == [str(ok)]  # the one before it is done
+    assert world.fake.writes(bad) == 0
+    assert world.state.cursor_get("znuny-test", "new") is None
+    assert await world.pipeline().poll() == 1  # a working model routes the rest, the first is not touched again
+    assert world.fake.queue_name(bad) == "Billing"
+    assert world.fake.writes(ok) == 2

@@ -91,6 +91,18 @@ def test_ledger_begin_twice_returns_false_and_changes_nothing(state: State) -> N
     assert state.ledger_begin(entry("42", connector="mail")) is True
 
 
+def test_ledger_known_lists_the_ids_in_the_ledger_for_one_connector(state: State) -> None:
+    assert state.ledger_known("helpdesk", []) == set()
+    state.ledger_begin(entry("1"))
+    state.ledger_begin(entry("3", state="shadow", mode="shadow"))
+    state.ledger_begin(entry("2", connector="mail"))
+    assert state.ledger_known("helpdesk", ["1", "2", "3", "4", "1"]) == {"1", "3"}
+    assert state.ledger_known("mail", ["1", "2"]) == {"2"}
+    # More ids than one IN (...) chunk holds.
+    many = [str(i) for i in range(1200)]
+    assert state.ledger_known("helpdesk", many) == {"1", "3"}
+
+
 def test_ledger_finish(state: State) -> None:
     state.ledger_begin(entry("7"))
     state.ledger_finish("helpdesk", "7", "failed", "connector timeout")
