@@ -15,6 +15,14 @@ from daemon.ml.store import ModelStore
 
 log = get_logger(__name__)
 
+# ONNX Runtime intra-op threads per head when the config leaves `model.threads` unset. The daemon overlaps one
+# ticket's classification with the previous ticket's write-back (daemon.pipeline), so one thread per head keeps a
+# core free for the event loop (HTTP, ledger, API). With more, each of the two heads' sessions keeps a pool of
+# threads that spin-wait after every run; on a 2-core host they starved the write-back and each other:
+# bench/daemon.py measured 45-48 daemon tickets/s with the classifier's default (2 threads here) against 74-93
+# with 1, and the bare model itself ran faster with 1 while other processes shared the cores.
+DEFAULT_THREADS = 1
+
 
 class LoadedModel:
     """One loaded version; the pipeline holds it for a whole ticket, so a swap never mixes versions."""
@@ -38,7 +46,7 @@ class ModelHolder:
 
     def __init__(self, store_root: Path, *, threads: int | None = None) -> None:
         self.store = ModelStore(store_root)
-        self.threads = threads
+        self.threads = threads or DEFAULT_THREADS
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
 
