@@ -33,6 +33,15 @@ _BUSY_TIMEOUT_MS = 30_000
 _CHUNK = 500  # keys per IN (...) lookup, far below any backend's bound-parameter limit
 _PG_MIGRATION_LOCK = 0x7469636B  # "tick": serialises concurrent State.open migrations on one PostgreSQL database
 
+# The two writes every routed ticket makes, built once with bound parameters: SQLAlchemy then reuses their cache
+# key and compiled form instead of rebuilding both from literal values per call (half their CPU time).
+_LEDGER_INSERT = sa.insert(ledger)
+_LEDGER_FINISH = (
+    sa.update(ledger)
+    .where(ledger.c.connector == sa.bindparam("key_connector"), ledger.c.ticket_id == sa.bindparam("key_ticket_id"))
+    .values(state=sa.bindparam("state"), detail=sa.bindparam("detail"), updated_at=sa.bindparam("updated_at"))
+)
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
@@ -349,7 +358,7 @@ class State:
         }
         try:
             with self._write() as conn:
-                conn.execute(sa.insert(ledger).values(**values))
+                conn.execute(_LEDGER_INSERT, values)
         except exc.IntegrityError:
             # Only the unique (connector, ticket_id) key makes this insert fail; anything else is a real bug.
             if self.ledger_get(entry.connector, entry.ticket_id) is None:
@@ -360,13 +369,15 @@ class State:
     def ledger_finish(self, connector: str, ticket_id: str, state: str, detail: str | None = None) -> None:
         """Record how routing ended (state and detail replace the previous ones); the entry must exist."""
         _check_state(state)
-        update = (
-            sa.update(ledger)
-            .where(ledger.c.connector == connector, ledger.c.ticket_id == ticket_id)
-            .values(state=state, detail=detail, updated_at=_now())
-        )
+        params = {
+            "key_connector": connector,
+            "key_ticket_id": ticket_id,
+            "state": state,
+            "detail": detail,
+            "updated_at": _now(),
+        }
         with self._write() as conn:
-            matched = conn.execute(update).rowcount
+            matched = conn.execute(_LEDGER_FINISH, params).rowcount
         if matched == 0:
             raise KeyError(f"no ledger entry for connector {connector!r} ticket {ticket_id!r}")
 
