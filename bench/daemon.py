@@ -13,6 +13,11 @@ tickets before it; the per-ticket service time is the gap between consecutive ro
 (classify + write back + ledger for one ticket). Peak RSS is the
 subprocess's VmHWM, read from /proc/self/status at exit.
 
+Timings swing with whatever else runs on the machine, so CPU time per ticket is printed too: the
+model's (this process, all threads), the daemon's (its /proc/PID/stat, from its first TicketSearch to
+its last TicketUpdate) and the fake helpdesk's (this process while it serves the daemon; a real
+helpdesk would spend it on another host, here it competes for the same cores).
+
     python bench/daemon.py [--model STORE] [--n 300]
 
 Prints a table, then one JSON line.
@@ -75,10 +80,20 @@ class TimedZnuny(FakeZnuny):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stamps: list[tuple[float, str, str]] = []
+        self.pid: int | None = None  # the daemon's, for its CPU time
+        self.cpu: list[tuple[float, float]] = []  # (daemon, this process) CPU seconds at each search and update
 
     def handle(self, method: str, path: str, query: str, headers: Any, body: bytes) -> Any:
         self.stamps.append((time.time(), method, path))
+        if self.pid is not None and (is_search(method, path) or method == "PATCH"):
+            self.cpu.append((process_cpu(self.pid), time.process_time()))
         return super().handle(method, path, query, headers, body)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ticket(i: int) -> tuple[str, str]:
@@ -95,12 +110,13 @@ def ensure_model(store: Path) -> Path:
     return store
 
 
-def bench_model(model: LoadedModel, texts: list[tuple[str, str]]) -> float:
+def bench_model(model: LoadedModel, texts: list[tuple[str, str]]) -> tuple[float, float]:
+    """Tickets/s and CPU ms per ticket."""
     model.classify(texts[0][1], subject=texts[0][0])  # warm-up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for subject, body in texts:
         model.classify(body, subject=subject)
-    return len(texts) / (time.perf_counter() - start)
+    return len(texts) / (time.perf_counter() - start), (time.process_time() - cpu) * 1000 / len(texts)
 
 
 def write_config(tmp: Path, url: str, store: Path, n: int) -> Path:
@@ -165,16 +181,17 @@ def bench_daemon(store: Path, texts: list[tuple[str, str]]) -> dict[str, Any]:
         log = tmp / "daemon.log"
         env = {**os.environ, "BENCH_ZNUNY_PASSWORD": PASSWORD}
         with open(log, "wb") as out:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [sys.executable, "-c", WRAPPER, "run", "--config", str(config), "--once"],
                 cwd=ROOT,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                timeout=1800,
             )
+            znuny.pid = proc.pid  # before its first request: loading the model takes the daemon a second or more
+            returncode = proc.wait(timeout=1800)
         lines = log.read_text(encoding="utf-8").splitlines()
-        if proc.returncode != 0:
+        if returncode != 0:
             raise SystemExit("daemon failed:\n" + "\n".join(lines[-30:]))
     events = [json.loads(line) for line in lines if line.startswith("{")]
     routed = [e for e in events if e.get("event") == "ticket routed"]
@@ -185,6 +202,7 @@ def bench_daemon(store: Path, texts: list[tuple[str, str]]) -> dict[str, Any]:
     latencies = [t - first_poll for t in done]  # poll start -> this ticket written back and in the ledger
     service = [b - a for a, b in zip([first_poll, *done], done, strict=False)]  # one ticket's own cost
     hwm = next(e["kib"] for e in events if e.get("event") == "bench vmhwm")
+    (daemon_cpu0, fake_cpu0), (daemon_cpu1, fake_cpu1) = znuny.cpu[0], znuny.cpu[-1]
     return {
         "routed": len(routed),
         "left_unrouted": len(left),
@@ -194,6 +212,8 @@ def bench_daemon(store: Path, texts: list[tuple[str, str]]) -> dict[str, Any]:
         "service_p50_ms": percentile(service, 0.5) * 1000,
         "service_p99_ms": percentile(service, 0.99) * 1000,
         "peak_rss_mib": hwm / 1024,
+        "cpu_ms": (daemon_cpu1 - daemon_cpu0) * 1000 / len(routed),
+        "fake_cpu_ms": (fake_cpu1 - fake_cpu0) * 1000 / len(routed),
         "requests": len(znuny.stamps),
     }
 
@@ -207,9 +227,9 @@ def main() -> None:
     texts = [ticket(i) for i in range(args.n)]
     holder = ModelHolder(store)  # the bench config leaves model.threads unset, as the daemon below sees it
     holder.load()
-    served_tps = bench_model(holder.get(), texts)
+    served_tps, served_cpu = bench_model(holder.get(), texts)
     del holder
-    default_tps = bench_model(LoadedModel(Classifier.load(store / "current"), None), texts)
+    default_tps, default_cpu = bench_model(LoadedModel(Classifier.load(store / "current"), None), texts)
     model_tps = max(served_tps, default_tps)
     d = bench_daemon(store, texts)
     ratio = d["tickets_per_s"] / model_tps
@@ -224,6 +244,10 @@ def main() -> None:
     print(f"{'poll-to-write-back latency p99 (ms)':<48} {d['latency_p99_ms']:>12.1f}")
     print(f"{'per-ticket service time p50 (ms)':<48} {d['service_p50_ms']:>12.1f}")
     print(f"{'per-ticket service time p99 (ms)':<48} {d['service_p99_ms']:>12.1f}")
+    print(f"{'model CPU ms/ticket, as the daemon loads it':<48} {served_cpu:>12.1f}")
+    print(f"{'model CPU ms/ticket, classifier default threads':<48} {default_cpu:>12.1f}")
+    print(f"{'daemon CPU ms/ticket (all threads)':<48} {d['cpu_ms']:>12.1f}")
+    print(f"{'fake helpdesk CPU ms/ticket (same machine)':<48} {d['fake_cpu_ms']:>12.1f}")
     print(f"{'daemon peak RSS (MiB)':<48} {d['peak_rss_mib']:>12.1f}")
     print(f"{'routed / left unrouted':<48} {d['routed']:>6} / {d['left_unrouted']:<4}")
     print(f"{'requests to the fake':<48} {d['requests']:>12}")
@@ -241,6 +265,10 @@ def main() -> None:
                 "service_p50_ms": round(d["service_p50_ms"], 1),
                 "service_p99_ms": round(d["service_p99_ms"], 1),
                 "daemon_peak_rss_mib": round(d["peak_rss_mib"], 1),
+                "model_served_cpu_ms_per_ticket": round(served_cpu, 2),
+                "model_default_threads_cpu_ms_per_ticket": round(default_cpu, 2),
+                "daemon_cpu_ms_per_ticket": round(d["cpu_ms"], 2),
+                "fake_helpdesk_cpu_ms_per_ticket": round(d["fake_cpu_ms"], 2),
                 "routed": d["routed"],
                 "left_unrouted": d["left_unrouted"],
                 "requests": d["requests"],
