@@ -1,7 +1,7 @@
 """Fault injection for the served fakes: a seeded share of calls fails the way helpdesks and their proxies fail.
 
 `Faulty(fake, flavour=...)` answers through `serve()` like the wrapped fake, except that `rate` of
-the calls (chosen by a seeded RNG) get one of:
+the calls (chosen by a seeded RNG; the kinds dealt from a shuffled deck, so all of them come up) get one of:
 
 - ``502`` / ``503``: the reverse proxy's HTML error page; the helpdesk never saw the call.
 - ``reset``: the connection closes without an answer before the call reaches the helpdesk.
@@ -89,6 +89,7 @@ class Faulty:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._deck: list[str] = []
         self._lock = threading.Lock()
 
     def handle(self, method: str, path: str, query: str, headers: Any, body: bytes) -> Any:
@@ -96,7 +97,9 @@ class Faulty:
             self.calls += 1
             kind = "ok"
             if self.active and self._rng.random() < self.rate:
-                kind = self._rng.choice(self.kinds)
+                if not self._deck:  # a shuffled deck of kinds: every kind within each len(kinds) faults
+                    self._deck = self._rng.sample(self.kinds, len(self.kinds))
+                kind = self._deck.pop()
                 self.injected[kind] += 1
             self.log.append((time.time(), method, path, kind))
             return self._answer(kind, method, path, query, headers, body)

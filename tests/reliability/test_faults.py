@@ -10,6 +10,7 @@ says once that the connector is failing; once the faults stop, it says once that
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -17,10 +18,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from tests.daemon.test_run import SUBJECTS, events
+from daemon.app import Daemon
+from daemon.config import load_config
+from tests.daemon.test_run import PASSWORD, SUBJECTS, events
 from tests.fakes.faults import KINDS, Faulty
-from tests.reliability.helpdesks import FLAVOURS, Helpdesk, start_daemon
+from tests.reliability.helpdesks import FLAVOURS, TOKEN, Helpdesk, start_daemon
 
 pytestmark = pytest.mark.slow
 TICKETS = int(os.environ.get("TICKETD_FAULT_TICKETS", "24"))
@@ -107,3 +111,44 @@ def test_thirty_percent_failing_calls_still_route_every_ticket_once(tmp_path: Pa
             continue
         early = [at for at in calls if failed_at + 0.25 < at < failed_at + wait - 0.25]
         assert early == [], f"{len(early)} calls within the {wait} s backoff after {e['error']}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("flavour", FLAVOURS)
+async def test_rejected_credentials_pause_polling_until_sighup_with_fixed_ones(
+    tmp_path: Path, flavour: str, store: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    desk = Helpdesk(flavour)
+    tid = desk.add_ticket(*SUBJECTS[0])
+    variable = "TEST_ZNUNY_PASSWORD" if flavour == "znuny" else "TEST_ZAMMAD_TOKEN"
+    monkeypatch.setenv(variable, "wrong-credentials")
+    with desk.served() as url:
+        path = desk.config(tmp_path, url, store)
+        daemon = Daemon(load_config(path), config_path=path)
+        await daemon.start()
+        with capture_logs() as logs:
+            task = asyncio.create_task(daemon.serve())
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                if not daemon.ready:
+                    break
+            ready_with_bad_credentials = daemon.ready
+            before = len(desk.fake.requests)
+            await asyncio.sleep(2.0)  # ten poll intervals: polling is paused, no request storm
+            during_pause = len(desk.fake.requests) - before
+            monkeypatch.setenv(variable, TOKEN if flavour == "zammad" else PASSWORD)
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(150):
+                await asyncio.sleep(0.1)
+                if desk.queue_of(tid) != desk.inbound:
+                    break
+            ready_after_reload = daemon.ready
+            daemon.request_stop("test")
+            await asyncio.wait_for(task, 30)
+    assert not ready_with_bad_credentials and during_pause == 0
+    assert ready_after_reload and desk.queue_of(tid) != desk.inbound and desk.notes(tid) == 1
+    events_seen = [e["event"] for e in logs]
+    rejected = "connector credentials rejected; polling stopped until the config is fixed and reloaded"
+    assert events_seen.count(rejected) == 1, events_seen
+    assert "config reloaded" in events_seen and "ticket routed" in events_seen
