@@ -132,6 +132,9 @@ class Connector(abc.ABC):
     # False where "closed" only means "filed in a queue folder" (IMAP, Maildir): there ticketd's own
     # moves look like closed tickets, and the daemon must not learn from its own predictions.
     closed_means_confirmed: ClassVar[bool] = True
+    # True where two `apply` calls for different tickets may run at the same time (a stateless HTTP API).
+    # False where the connector holds one conversation at a time (an IMAP connection), or nobody checked.
+    concurrent_apply: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod

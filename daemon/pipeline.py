@@ -5,9 +5,11 @@ only once every ticket of the page is in the ledger. So after any crash a ticket
 the ledger (fetched again, routed once) or pending (re-applied; `apply` is idempotent).
 
 Within a page the next ticket is classified (in a worker thread) while the current one is written
-back, so the model and the helpdesk round trips overlap instead of adding up. That changes no
-promise above: a ticket that is classified but not yet claimed is not in the ledger, so a crash or
-SIGTERM at that point only means it is fetched and classified again.
+back, so the model and the helpdesk round trips overlap instead of adding up; where the connector
+allows it (`concurrent_apply`), the write-backs of two consecutive tickets overlap too. That changes
+no promise above: every ticket still goes pending -> apply -> finished on its own, a ticket that is
+classified but not yet claimed is not in the ledger (a crash or SIGTERM then only means it is
+fetched and classified again), and SIGTERM lets the write-backs in flight finish.
 """
 
 from __future__ import annotations
@@ -185,28 +187,47 @@ class Pipeline:
         """Route a page in order, classifying ticket k+1 while ticket k is written back.
 
         Returns the tickets recorded and whether the whole page was gone through (False: stopping).
-        At most one classification runs ahead, so memory and model threads stay as for one ticket.
+        At most one classification runs ahead, so memory and model threads stay as for one ticket, and
+        at most two write-backs are in flight (one unless the connector declares `concurrent_apply`).
         """
         done = 0
         # Tickets already in the ledger are skipped unclassified. The lookup is a snapshot: a ticket another
         # process claims meanwhile is classified for nothing, but ledger_begin still refuses the second claim.
         known = self.state.ledger_known(self.name, [t.id for t in tickets]) if tickets else set()
         fresh = [t for t in tickets if t.id not in known]
+        overlap_writes = self.connector.concurrent_apply
+        # The daemon runs on asyncio: these tasks wait for the model's worker thread and the helpdesk.
         ahead: asyncio.Task[_Classified] | None = None
+        writing: asyncio.Task[int] | None = None  # the previous ticket's write-back, still in flight
+        previous: asyncio.Task[int] | None = None
+        finished = True
         try:
             for i, ticket in enumerate(fresh):
                 if self._stopping():
-                    return done, False
+                    finished = False
+                    break
                 classified = await ahead if ahead is not None else await self._classify(ticket)
                 ahead = None
+                if self._stopping():  # asked to stop meanwhile: this ticket is not claimed, it comes again
+                    finished = False
+                    break
                 if i + 1 < len(fresh):
-                    # The daemon runs on asyncio; the task only waits for the model's worker thread.
                     ahead = asyncio.create_task(self._classify(fresh[i + 1]))
-                done += await self._record(ticket, classified)
-            return done, True
+                if not overlap_writes:
+                    done += await self._record(ticket, classified)
+                    continue
+                previous, writing = writing, asyncio.create_task(self._record(ticket, classified))
+                if previous is not None:
+                    done += await previous
+            if writing is not None:  # the last write-back in flight finishes, also when stopping
+                previous, writing = writing, None
+                done += await previous
+            return done, finished
         finally:
             if ahead is not None:
                 await _discard(ahead)
+            if writing is not None:  # an earlier write-back failed: let this one end (applied, or left pending)
+                await _settle(writing)
 
     async def process(self, ticket: Ticket) -> int:
         """Route one ticket exactly once; returns 1 if it was new to the ledger."""
@@ -373,6 +394,12 @@ async def _discard(task: asyncio.Task[Any]) -> None:
     worker thread is finished and an error it may hold is not reported as never retrieved.
     """
     task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    """Wait for a write-back in flight while another error propagates; its own outcome is in the ledger."""
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
 

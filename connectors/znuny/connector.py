@@ -26,6 +26,9 @@ class ZnunyConnector(Connector):
 
     type_name = "znuny"
     config_model = ZnunyConfig
+    # Each request stands alone (the server closes every connection); the only shared state is the SessionID,
+    # and two calls that both find it expired each log in once and go on with a valid session.
+    concurrent_apply = True
 
     def __init__(self, config: ZnunyConfig, client: httpx.AsyncClient) -> None:
         self.config = config

@@ -285,3 +285,69 @@ async def test_a_model_error_surfaces_at_its_own_ticket_and_leaves_the_rest_for_
     assert await world.pipeline().poll() == 1  # a working model routes the rest, the first is not touched again
     assert world.fake.queue_name(bad) == "Billing"
     assert world.fake.writes(ok) == 2
+
+
+def _gated_apply(pipe: Pipeline, first: int, second: int, timeout: float) -> list[bool]:
+    """Make the first ticket's write-back wait (up to `timeout`) for the second's to start; returns what it saw."""
+    apply = pipe.connector.apply
+    second_started = threading.Event()
+    saw: list[bool] = []
+
+    async def gated(update: TicketUpdate) -> Any:
+        if update.ticket_id == str(second):
+            second_started.set()
+        if update.ticket_id == str(first):
+            saw.append(await anyio.to_thread.run_sync(second_started.wait, timeout))
+        return await apply(update)
+
+    pipe.connector.apply = gated  # type: ignore[method-assign]
+    return saw
+
+
+async def test_znuny_write_backs_of_two_tickets_overlap(world: World) -> None:
+    first = world.fake.add_customer_ticket("Invoice one", "invoice", queue="Raw")
+    second = world.fake.add_customer_ticket("Invoice two", "invoice", queue="Raw")
+    pipe = world.pipeline()
+    assert pipe.connector.concurrent_apply
+    saw = _gated_apply(pipe, first, second, timeout=10)
+    assert await pipe.poll() == 2
+    assert saw == [True]
+    assert [world.fake.writes(t) for t in (first, second)] == [2, 2]
+    assert {e.state for e in world.state.ledger_entries()} == {"applied"}
+
+
+async def test_a_connector_without_concurrent_apply_gets_one_write_back_at_a_time(world: World) -> None:
+    first = world.fake.add_customer_ticket("Invoice one", "invoice", queue="Raw")
+    second = world.fake.add_customer_ticket("Invoice two", "invoice", queue="Raw")
+    pipe = world.pipeline()
+    pipe.connector.concurrent_apply = False  # type: ignore[misc]  # as IMAP and Maildir declare it
+    saw = _gated_apply(pipe, first, second, timeout=0.3)
+    assert await pipe.poll() == 2
+    assert saw == [False]  # the second write-back only started after the first had ended
+
+
+async def test_a_failed_write_back_lets_the_one_in_flight_end_and_both_are_applied_once(world: World) -> None:
+    from connectors.errors import TransientError
+
+    first = world.fake.add_customer_ticket("Invoice one", "invoice", queue="Raw")
+    second = world.fake.add_customer_ticket("Invoice two", "invoice", queue="Raw")
+    pipe = world.pipeline()
+    apply = pipe.connector.apply
+    second_started = threading.Event()
+
+    async def first_fails(update: TicketUpdate) -> Any:
+        if update.ticket_id == str(second):
+            second_started.set()
+            return await apply(update)
+        assert await anyio.to_thread.run_sync(second_started.wait, 10)
+        raise TransientError("the helpdesk went away")
+
+    pipe.connector.apply = first_fails  # type: ignore[method-assign]
+    with pytest.raises(TransientError):
+        await pipe.poll()
+    states = {e.ticket_id: e.state for e in world.state.ledger_entries()}
+    assert states == {str(first): "pending", str(second): "applied"}
+    assert world.state.cursor_get("znuny-test", "new") is None
+    assert await world.pipeline().poll() == 0  # the pending one is re-applied; nothing is new
+    assert [world.fake.writes(t) for t in (first, second)] == [2, 2]
+    assert {e.state for e in world.state.ledger_entries()} == {"applied"}

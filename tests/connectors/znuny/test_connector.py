@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -198,6 +199,40 @@ async def test_apply_is_one_patch_and_idempotent(fake: FakeZnuny, connect: Conne
         0,
         3,
     )
+
+
+async def test_concurrent_applies_each_write_once_even_across_an_expired_session(fake: FakeZnuny) -> None:
+    """`concurrent_apply`: the daemon may write two tickets back at once; the session is the only shared state."""
+    assert ZnunyConnector.concurrent_apply
+
+    class Interleaving(httpx.AsyncBaseTransport):
+        """The fake answers synchronously; yield first, so the calls really are in flight together."""
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await anyio.sleep(0)
+            return await inner.handle_async_request(request)
+
+    inner = fake.transport()
+    ids = [fake.add_customer_ticket(f"VPN {i}", "down") for i in range(6)]
+    client = httpx.AsyncClient(transport=Interleaving())
+    conn = ZnunyConnector.from_config(make_config(), client)
+    await conn.check()
+    fake.expire_session(next(iter(fake.sessions)))  # every call in flight finds the session gone
+    outcomes: dict[int, object] = {}
+
+    async def one(tid: int) -> None:
+        outcomes[tid] = await conn.apply(TicketUpdate(str(tid), "Raw", queue="Billing", note="ticketd: routed"))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for tid in ids:
+                tg.start_soon(one, tid)
+    finally:
+        await client.aclose()
+    assert outcomes == {tid: Applied(str(tid), ("queue", "note")) for tid in ids}
+    assert [fake.writes(t) for t in ids] == [2] * len(ids)
+    # More than one call found the session expired at once (they overlapped), and each renewed it at most once.
+    assert 3 <= _ops(fake).count("POST /Session") <= 1 + len(ids)
 
 
 async def test_note_only_update_is_written_once(fake: FakeZnuny, connect: Connect) -> None:
