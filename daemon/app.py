@@ -122,6 +122,13 @@ class Daemon:
             client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
             connector = connector_class(entry.type).from_config(entry.connection, client)
             mode = "shadow" if self.dry_run else entry.routing.mode
+            routing = entry.routing
+            coordinator = Coordinator(
+                entry.name,
+                base_delay=max(routing.poll_interval, 1.0),
+                max_delay=routing.max_backoff,
+                recover_after=routing.recover_after,
+            )
             pipeline = Pipeline(
                 entry.name,
                 connector,
@@ -135,14 +142,8 @@ class Daemon:
                 entry_factory=LedgerEntry,
                 row_factory=TrainingRow,
                 stopping=lambda: self._stopping,
+                degraded=coordinator.failing,
                 metrics=self.metrics,
-            )
-            routing = entry.routing
-            coordinator = Coordinator(
-                entry.name,
-                base_delay=max(routing.poll_interval, 1.0),
-                max_delay=routing.max_backoff,
-                recover_after=routing.recover_after,
             )
             self.workers[entry.name] = Worker(entry, connector, coordinator, pipeline, client)
 

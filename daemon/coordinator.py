@@ -52,6 +52,10 @@ class Coordinator:
         """False once credentials were rejected: the daemon is not ready until they are fixed."""
         return self.state != "stopped"
 
+    def failing(self) -> bool:
+        """The last call failed: the pipeline takes small steps until one succeeds."""
+        return self.state == "failing"
+
     def due(self) -> bool:
         """Whether a call may go out now (not stopped, backoff elapsed)."""
         return self.state != "stopped" and self._clock() >= self.not_before

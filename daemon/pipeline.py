@@ -69,7 +69,12 @@ def decide(
             continue
         confidence = float(prediction["confidence"])
         target = rule.map.get(str(prediction["label"]), str(prediction["label"]))
-        if confidence < rule.threshold:
+        if confidence <= 0.0:  # the classifier's verdict on a ticket without text: no evidence at any threshold
+            chosen[label] = rule.fallback
+            reasons[label] = "no text to classify: " + (
+                f"fallback {rule.fallback!r}" if rule.fallback else "left as is"
+            )
+        elif confidence < rule.threshold:
             chosen[label] = rule.fallback
             reasons[label] = f"confidence {confidence:.2f} below {rule.threshold:.2f}: " + (
                 f"fallback {rule.fallback!r}" if rule.fallback else "left as is"
@@ -137,6 +142,7 @@ class Pipeline:
         entry_factory: Callable[..., Any],
         row_factory: Callable[..., Any],
         stopping: Callable[[], bool] = lambda: False,
+        degraded: Callable[[], bool] = lambda: False,
         metrics: Any = None,
     ) -> None:
         self.name = name
@@ -151,6 +157,7 @@ class Pipeline:
         self._entry = entry_factory
         self._row = row_factory
         self._stopping = stopping
+        self._degraded = degraded
         self.metrics = metrics
         self.live: dict[str, set[str]] = {}
         self.counters = Counters(connector=name, metrics=metrics)
@@ -171,7 +178,9 @@ class Pipeline:
         done = 0
         cursor = self.state.cursor_get(self.name, "new")
         while not self._stopping():
-            page = await self.connector.fetch_new(cursor, self.batch_limit)
+            # While the helpdesk fails now and then, one ticket per page: a page needs all its calls to
+            # succeed (Zammad reads each ticket's articles), so a full page might never get through.
+            page = await self.connector.fetch_new(cursor, 1 if self._degraded() else self.batch_limit)
             routed, finished = await self._route_page(page.tickets)
             done += routed
             if not finished:

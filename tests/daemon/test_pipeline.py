@@ -351,3 +351,42 @@ async def test_a_failed_write_back_lets_the_one_in_flight_end_and_both_are_appli
     assert await world.pipeline().poll() == 0  # the pending one is re-applied; nothing is new
     assert [world.fake.writes(t) for t in (first, second)] == [2, 2]
     assert {e.state for e in world.state.ledger_entries()} == {"applied"}
+
+
+def test_a_ticket_without_text_is_never_routed_on_the_models_prior() -> None:
+    from daemon.pipeline import decide
+
+    empty = {"queue": {"label": "billing", "confidence": 0.0}, "priority": {"label": "high", "confidence": 0.0}}
+    rules = {
+        "queue": LabelRule(map={"billing": "Billing"}, threshold=0.0, fallback="Postmaster"),
+        "priority": LabelRule(map={"high": "4 high"}, threshold=0.0),
+    }
+    decision = decide(empty, rules, {})
+    assert (decision.queue, decision.priority) == ("Postmaster", None)
+    assert decision.reasons == {
+        "queue": "no text to classify: fallback 'Postmaster'",
+        "priority": "no text to classify: left as is",
+    }
+    placed = {"queue": {"label": "billing", "confidence": 0.01}, "priority": {"label": "high", "confidence": 0.01}}
+    assert decide(placed, rules, {}).queue == "Billing"  # threshold 0 routes any real prediction
+
+
+async def test_while_the_helpdesk_fails_pages_shrink_to_one_ticket(world: World) -> None:
+    ids = [world.fake.add_customer_ticket(f"Invoice {i}", "invoice", queue="Raw") for i in range(3)]
+    failing = [True]
+    pipe = world.pipeline(batch_limit=10, degraded=lambda: failing[0])
+    limits: list[int] = []
+    fetch = pipe.connector.fetch_new
+
+    async def spy(cursor: str | None, limit: int) -> Any:
+        limits.append(limit)
+        return await fetch(cursor, limit)
+
+    pipe.connector.fetch_new = spy  # type: ignore[method-assign]
+    assert await pipe.poll() == 3
+    assert limits == [1, 1, 1]  # one ticket per page, each page's cursor saved before the next
+    assert all(world.fake.queue_name(t) == "Billing" for t in ids)
+    failing[0] = False
+    world.fake.add_customer_ticket("Invoice 4", "invoice", queue="Raw")
+    limits.clear()
+    assert await pipe.poll() == 1 and limits == [10]
