@@ -730,8 +730,8 @@ def run_ticket(case: Case, tmp_path: Path, fast_model: Path, **_: Any) -> None:
         assert all(p["confidence"] == 0.0 for p in entry.predictions.values())
         assert entry.detail == "below threshold everywhere: left as is"
         assert entry.decision["reasons"] == {
-            "queue": "confidence 0.00 below 0.50: left as is",
-            "priority": "confidence 0.00 below 0.99: left as is",
+            "queue": "no text to classify: left as is",
+            "priority": "no text to classify: left as is",
         }
         assert any(e["event"] == "ticket left as is" and e["ticket_id"] == entry.ticket_id for e in logs)
     else:
