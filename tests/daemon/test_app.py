@@ -1,11 +1,11 @@
-"""The daemon in-process: no secret in any log event, SIGHUP recovers from fixed credentials, hot reload."""
+"""The daemon in-process: no secret in any log event, hot reload, the API inside the daemon.
+
+SIGHUP after rejected credentials: tests/reliability/test_faults.py, for Znuny and Zammad.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import shutil
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,40 +59,6 @@ async def test_no_log_event_carries_a_secret_or_ticket_text(
     assert {"ticketd started", "ticket routed", "ticketd stopped"} <= {e["event"] for e in logs}
     leaked = [e for e in logs if PASSWORD in _values(e) or any(b[:20] in _values(e) for _, b in SUBJECTS)]
     assert leaked == []
-
-
-async def test_rejected_credentials_pause_polling_until_sighup_with_fixed_config(
-    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    znuny, url = fake
-    tid = znuny.add_customer_ticket(*SUBJECTS[0])
-    monkeypatch.setenv("TEST_ZNUNY_PASSWORD", "wrong-password")
-    path = write_config(tmp_path, url, store)
-    daemon = Daemon(load_config(path), config_path=path)
-    await daemon.start()
-    with capture_logs() as logs:
-        task = asyncio.create_task(daemon.serve())
-        for _ in range(50):
-            await asyncio.sleep(0.1)
-            if not daemon.ready:
-                break
-        assert not daemon.ready
-        requests = len(znuny.requests)
-        await asyncio.sleep(1.5)  # several poll intervals: polling is paused, no request storm
-        assert len(znuny.requests) - requests <= 1
-        monkeypatch.setenv("TEST_ZNUNY_PASSWORD", PASSWORD)
-        os.kill(os.getpid(), signal.SIGHUP)
-        for _ in range(100):
-            await asyncio.sleep(0.1)
-            if znuny.queue_name(tid) != "Raw":
-                break
-        assert daemon.ready
-        assert znuny.queue_name(tid) != "Raw"
-        daemon.request_stop("test")
-        await asyncio.wait_for(task, 30)
-    events = [e["event"] for e in logs]
-    assert events.count("connector credentials rejected; polling stopped until the config is fixed and reloaded") == 1
-    assert "config reloaded" in events and "ticketd stopped" in events
 
 
 async def test_promotion_is_hot_reloaded(tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path) -> None:

@@ -26,6 +26,7 @@ from tests.fakes.znuny import FakeZnuny
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-agent-password"
+ZAMMAD_TOKEN = "zammad-reliability-token"
 SUBJECTS = [
     ("Invoice charged twice", "We were billed twice for March, please refund."),
     ("VPN keeps dropping", "The VPN disconnects every few minutes since the update."),
@@ -86,7 +87,7 @@ def write_config(tmp_path: Path, url: str, store: Path, **routing: Any) -> Path:
 
 
 def daemon(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TEST_ZNUNY_PASSWORD": PASSWORD, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "TEST_ZNUNY_PASSWORD": PASSWORD, "TEST_ZAMMAD_TOKEN": ZAMMAD_TOKEN, "HF_HUB_OFFLINE": "1"}
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "daemon", "run", "--config", str(config), *args],

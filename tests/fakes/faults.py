@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import httpx
 
+from tests.fakes.znuny import Response
+
 KINDS = ("502", "503", "reset", "reset_after", "timeout", "timeout_after", "truncated", "not_json", "app_error")
 APACHE_502 = (
     b'<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>502 Proxy Error</title>\n'
@@ -46,21 +48,10 @@ PORTAL = b"<!DOCTYPE html><html><head><title>Sign in to the network</title></hea
 
 
 @dataclass(frozen=True)
-class Reply:
-    """A complete answer, sent `delay` seconds late."""
+class Reply(Response):
+    """A complete answer (the server's three headers), sent `delay` seconds late."""
 
-    status: int
-    content_type: str
-    body: bytes
     delay: float = 0.0
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        return [
-            ("Content-Type", self.content_type),
-            ("Content-Length", str(len(self.body))),
-            ("Connection", "close"),
-        ]
 
 
 @dataclass(frozen=True)

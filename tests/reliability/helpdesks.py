@@ -7,9 +7,6 @@ the inbound queue, writes the daemon's config for it and reads back what the dae
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,14 +14,16 @@ from typing import Any
 
 import yaml
 
-from tests.daemon.test_run import PASSWORD, ROOT, events
+from tests.daemon.test_run import PASSWORD, ZAMMAD_TOKEN, events
+from tests.daemon.test_run import daemon as start_daemon
 from tests.fakes.faults import Faulty
 from tests.fakes.http import serve
 from tests.fakes.zammad import FakeZammad
 from tests.fakes.znuny import FakeZnuny
 
 FLAVOURS = ("znuny", "zammad")
-TOKEN = "zammad-reliability-token"
+TOKEN = ZAMMAD_TOKEN
+__all__ = ["FLAVOURS", "TOKEN", "Helpdesk", "routed_count", "start_daemon"]
 
 
 class Helpdesk:
@@ -118,19 +117,6 @@ class Helpdesk:
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path
-
-
-def start_daemon(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
-    """`ticketd run` in its own process, appending JSON log lines to `log`."""
-    env = {**os.environ, "TEST_ZNUNY_PASSWORD": PASSWORD, "TEST_ZAMMAD_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(config), *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def routed_count(log: Path) -> int:
