@@ -69,21 +69,16 @@ def decide(
             continue
         confidence = float(prediction["confidence"])
         target = rule.map.get(str(prediction["label"]), str(prediction["label"]))
+        why = None
         if confidence <= 0.0:  # the classifier's verdict on a ticket without text: no evidence at any threshold
-            chosen[label] = rule.fallback
-            reasons[label] = "no text to classify: " + (
-                f"fallback {rule.fallback!r}" if rule.fallback else "left as is"
-            )
+            why = "no text to classify"
         elif confidence < rule.threshold:
-            chosen[label] = rule.fallback
-            reasons[label] = f"confidence {confidence:.2f} below {rule.threshold:.2f}: " + (
-                f"fallback {rule.fallback!r}" if rule.fallback else "left as is"
-            )
+            why = f"confidence {confidence:.2f} below {rule.threshold:.2f}"
         elif label in live and target not in live[label]:
+            why = f"{target!r} does not exist in the helpdesk"
+        if why is not None:
             chosen[label] = rule.fallback
-            reasons[label] = f"{target!r} does not exist in the helpdesk: " + (
-                f"fallback {rule.fallback!r}" if rule.fallback else "left as is"
-            )
+            reasons[label] = f"{why}: " + (f"fallback {rule.fallback!r}" if rule.fallback else "left as is")
         else:
             chosen[label], reasons[label] = target, f"confidence {confidence:.2f}"
     return Decision(chosen["queue"], chosen["priority"], reasons)
