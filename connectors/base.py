@@ -135,6 +135,9 @@ class Connector(abc.ABC):
     # True where two `apply` calls for different tickets may run at the same time (a stateless HTTP API).
     # False where the connector holds one conversation at a time (an IMAP connection), or nobody checked.
     concurrent_apply: ClassVar[bool] = False
+    # Labels whose live names the helpdesk cannot list, so they come from this key of the connector's config
+    # (Znuny: `queues`, `priorities`): `ticketd check` then names that key, not the label map, when one is missing.
+    names_from_config: ClassVar[dict[str, str]] = {}
 
     @classmethod
     @abc.abstractmethod
@@ -142,8 +145,9 @@ class Connector(abc.ABC):
         """Build from a validated config; `client` carries timeouts, TLS and proxies chosen by the daemon."""
 
     @abc.abstractmethod
-    async def check(self) -> None:
-        """Raise AuthError or TransientError unless the helpdesk accepts our credentials now."""
+    async def check(self) -> str | None:
+        """Raise AuthError, ConfigError or TransientError unless the helpdesk accepts us now; return what
+        `ticketd check` should print about what was found (e.g. a web-service layout), or None."""
 
     @abc.abstractmethod
     async def list_queues(self) -> list[Named]:

@@ -147,6 +147,14 @@ class Daemon:
             )
             self.workers[entry.name] = Worker(entry, connector, coordinator, pipeline, client)
 
+    def stopped(self) -> dict[str, tuple[str, str]]:
+        """Connectors that stopped (rejected credentials, configuration error): name -> (reason, error)."""
+        return {
+            name: (w.coordinator.stop_reason or "stopped", w.coordinator.last_error or "")
+            for name, w in self.workers.items()
+            if w.coordinator.state == "stopped"
+        }
+
     async def run_once(self) -> dict[str, int]:
         """One poll and one harvest per connector, then return (tests, demos, cron-style use)."""
         done: dict[str, int] = {}

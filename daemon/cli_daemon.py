@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.config is None:
         _seed_demo(config)
     daemon = Daemon(config, config_path=args.config, dry_run=args.dry_run)
+    stopped: dict[str, tuple[str, str]] = {}
 
     async def main() -> None:
         await daemon.start()
@@ -57,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.once:
             try:
                 done = await daemon.run_once()
+                stopped.update(daemon.stopped())
                 log.info("one cycle done", tickets=done)
             finally:
                 await daemon.shutdown()
@@ -64,7 +67,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             await daemon.serve()
 
     asyncio.run(main())
-    return 0
+    for name, (reason, error) in stopped.items():
+        print(f"ticketd run --once: connector {name!r} stopped: {reason}: {error}", file=sys.stderr)
+    return 1 if stopped else 0
 
 
 def _seed_demo(config: Any) -> None:
@@ -133,9 +138,10 @@ async def _check(config: Any) -> list[str]:
         problems.append(f"model: {exc}")
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
         for entry in config.connectors:
-            connector = connector_class(entry.type).from_config(entry.connection, client)
+            kind = connector_class(entry.type)
+            connector = kind.from_config(entry.connection, client)
             try:
-                await connector.check()
+                found = await connector.check()
                 live = {
                     "queue": {q.name for q in await connector.list_queues()},
                     "priority": {p.name for p in await connector.list_priorities()},
@@ -146,6 +152,8 @@ async def _check(config: Any) -> list[str]:
             finally:
                 await connector.aclose()
             print(f"{entry.name}: reachable ({len(live['queue'])} queues, {len(live['priority'])} priorities)")
+            if found:
+                print(f"{entry.name}: {found}")
             rules = label_rules(entry)
             for label, emitted in labels.items():
                 if label not in live or label not in rules:
@@ -155,12 +163,25 @@ async def _check(config: Any) -> list[str]:
                     target = rule.map.get(name, name)
                     if target not in live[label]:
                         problems.append(
-                            f"{entry.name}: model {label} label {name!r} maps to {target!r}, "
-                            f"which the helpdesk does not have (add routing.labels.{label}.map)"
+                            f"{entry.name}: model {label} label {name!r} maps to {target!r}, which the helpdesk "
+                            f"does not have ({_fix_for(entry.name, kind.names_from_config, label, name, rule.map)})"
                         )
                 if rule.fallback is not None and rule.fallback not in live[label]:
                     problems.append(f"{entry.name}: {label} fallback {rule.fallback!r} does not exist in the helpdesk")
     return problems
+
+
+def _fix_for(connector: str, from_config: dict[str, str], label: str, name: str, mapping: Any) -> str:
+    """The key that actually needs changing: the connector's own name list, the map entry, or a new map entry."""
+    key = f"routing.labels.{label}.map"
+    if label in from_config:
+        own = f"connectors[{connector}].{from_config[label]}"
+        if name in mapping:
+            return f"add it to {own} if the helpdesk has it, or change {name!r} in {key}"
+        return f"add it to {own} if the helpdesk has it, or map {name!r} in {key}"
+    if name in mapping:
+        return f"change {name!r} in {key}, or create it in the helpdesk"
+    return f"map {name!r} to a helpdesk name in {key}"
 
 
 def _endpoint(connection: Any) -> str:
@@ -181,22 +202,30 @@ def _endpoint(connection: Any) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     """Agreement of recorded predictions with the final labels of tickets that have since closed."""
     from daemon.app import label_rules
-    from daemon.report import build_report, format_report
+    from daemon.report import build_report, format_missing, format_report, missing_targets
     from daemon.state import State
 
     config = _config(args.config)
     state = State.open(config.state.url)
     try:
         rules = {entry.name: label_rules(entry) for entry in config.connectors}
-        reports = build_report(state.ledger_entries(), state.training_rows(), rules)
+        entries = state.ledger_entries()
+        reports = build_report(entries, state.training_rows(), rules)
+        missing = missing_targets(entries)
         counts = state.ledger_counts()
     finally:
         state.close()
     if args.json:
         ledger = {f"{c}:{s}": n for (c, s), n in counts.items()}
-        print(json.dumps({"labels": [r.__dict__ for r in reports], "ledger": ledger}))
+        print(
+            json.dumps(
+                {"labels": [r.__dict__ for r in reports], "ledger": ledger, "missing": [m.__dict__ for m in missing]}
+            )
+        )
         return 0
     print(format_report(reports))
+    if missing:
+        print(format_missing(missing))
     print("ledger: " + (", ".join(f"{c} {s}={n}" for (c, s), n in sorted(counts.items())) or "empty"))
     return 0
 

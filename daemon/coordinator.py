@@ -1,4 +1,4 @@
-"""Polling policy for one connector: back off on TransientError, stop on AuthError, log state changes once.
+"""Polling policy for one connector: back off on TransientError, stop on AuthError and ConfigError, log once.
 
 Connectors never sleep or retry; the coordinator decides when the next call may go out, so a flaky
 helpdesk costs one log line when it starts failing and one when it recovers, not one per poll. A
@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from connectors.errors import AuthError, TransientError
+from connectors.errors import AuthError, ConfigError, TransientError
 from daemon.logging import get_logger
 
 T = TypeVar("T")
@@ -44,12 +44,13 @@ class Coordinator:
         self.not_before = 0.0
         self.last_success: datetime | None = None
         self.last_error: str | None = None
+        self.stop_reason: str | None = None  # "credentials rejected" or "configuration error", while stopped
         self._outage: dict[str, Any] | None = None  # announced and not yet over: since, failed calls
         self._healthy_since: float | None = None
 
     @property
     def ready(self) -> bool:
-        """False once credentials were rejected: the daemon is not ready until they are fixed."""
+        """False once credentials or configuration were rejected: not ready until they are fixed."""
         return self.state != "stopped"
 
     def failing(self) -> bool:
@@ -71,23 +72,29 @@ class Coordinator:
         try:
             result = await job()
         except AuthError as exc:
-            already = self.state == "stopped"  # a concurrent job of the same connector got there first
-            self.state = "stopped"
-            self.last_error = str(exc)
-            if already:
-                return None
-            self._log.error(
-                "connector credentials rejected; polling stopped until the config is fixed and reloaded",
-                connector=self.name,
-                job=what,
-                error=str(exc),
-            )
+            self._stop("credentials rejected", exc, what)
+            return None
+        except ConfigError as exc:  # the same call would fail the same way until the config changes
+            self._stop("configuration error", exc, what)
             return None
         except TransientError as exc:
             self._failed(exc, what)
             return None
         self._succeeded(what)
         return result
+
+    def _stop(self, reason: str, exc: Exception, what: str) -> None:
+        already = self.state == "stopped"  # a concurrent job of the same connector got there first
+        self.state = "stopped"
+        self.stop_reason = reason
+        self.last_error = str(exc)
+        if not already:
+            self._log.error(
+                f"connector {reason}; polling stopped until the config is fixed and reloaded",
+                connector=self.name,
+                job=what,
+                error=str(exc),
+            )
 
     def _failed(self, exc: TransientError, what: str) -> None:
         now = self._clock()
@@ -134,5 +141,6 @@ class Coordinator:
         if self.state == "stopped":
             self._log.info("connector polling resumed", connector=self.name)
         self.state = "ok"
+        self.stop_reason = None
         self.failures = 0
         self.not_before = 0.0

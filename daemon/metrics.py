@@ -43,6 +43,12 @@ class Metrics:
             ["connector", "label"],
             registry=r,
         )
+        self.missing_targets = Counter(
+            "ticketd_missing_target",
+            "Decisions whose mapped queue or priority the helpdesk does not have (field left as is)",
+            ["connector", "label", "target"],
+            registry=r,
+        )
         self.retrains = Counter("ticketd_retrain_runs", "Retrain runs by outcome", ["outcome"], registry=r)
 
     def ticket(self, connector: str, decision: str) -> None:
@@ -54,6 +60,10 @@ class Metrics:
         self.classify_seconds.observe(seconds)
         for label, prediction in predictions.items():
             self.confidence.labels(label).observe(float(prediction["confidence"]))
+
+    def missing_target(self, connector: str, label: str, target: str) -> None:
+        """A decision could not write `label` because the helpdesk has no `target`."""
+        self.missing_targets.labels(connector, label, target).inc()
 
     def model_version(self, version: str | None) -> None:
         """The version now served."""

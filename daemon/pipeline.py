@@ -47,6 +47,7 @@ class Decision:
     queue: str | None
     priority: str | None
     reasons: dict[str, str]
+    missing: dict[str, str] = field(default_factory=dict)  # label -> mapped target the helpdesk lacks
 
     @property
     def writes(self) -> bool:
@@ -62,6 +63,7 @@ def decide(
     """Threshold, then mapping, then a check that the target exists in the live helpdesk."""
     chosen: dict[str, str | None] = {}
     reasons: dict[str, str] = {}
+    missing: dict[str, str] = {}
     for label in WRITABLE:
         prediction, rule = predictions.get(label), rules.get(label)
         if prediction is None or rule is None:
@@ -76,12 +78,13 @@ def decide(
             why = f"confidence {confidence:.2f} below {rule.threshold:.2f}"
         elif label in live and target not in live[label]:
             why = f"{target!r} does not exist in the helpdesk"
+            missing[label] = target
         if why is not None:
             chosen[label] = rule.fallback
             reasons[label] = f"{why}: " + (f"fallback {rule.fallback!r}" if rule.fallback else "left as is")
         else:
             chosen[label], reasons[label] = target, f"confidence {confidence:.2f}"
-    return Decision(chosen["queue"], chosen["priority"], reasons)
+    return Decision(chosen["queue"], chosen["priority"], reasons, missing)
 
 
 class Predictor(Protocol):
@@ -155,6 +158,7 @@ class Pipeline:
         self._degraded = degraded
         self.metrics = metrics
         self.live: dict[str, set[str]] = {}
+        self._warned: set[tuple[str, str]] = set()  # (label, target) already warned about; a reload starts afresh
         self.counters = Counters(connector=name, metrics=metrics)
         self.log = get_logger(__name__).bind(connector=name)
 
@@ -257,6 +261,7 @@ class Pipeline:
         """Decide, claim the ledger row (pending), write back, finish the row; returns 1 if newly claimed."""
         model, predictions = classified.model, classified.predictions
         decision = decide(predictions, self.rules, self.live)
+        self._missing_targets(decision, predictions)
         note = self._note(model.version, predictions) if self.note and decision.writes else None
         shadow = self.mode == "shadow"
         now = datetime.now(UTC)
@@ -271,6 +276,7 @@ class Pipeline:
                 "note": note,
                 "expected_queue": ticket.queue,
                 "reasons": decision.reasons,
+                **({"missing": decision.missing} if decision.missing else {}),
             },
             mode=self.mode,
             state="shadow" if shadow else "pending",
@@ -291,6 +297,22 @@ class Pipeline:
             return 1
         await self._apply(entry)
         return 1
+
+    def _missing_targets(self, decision: Decision, predictions: Mapping[str, Mapping[str, Any]]) -> None:
+        """A label mapped to a name the helpdesk lacks: counted every time, warned about once per target."""
+        for label, target in decision.missing.items():
+            if self.metrics is not None:
+                self.metrics.missing_target(self.name, label, target)
+            if (label, target) in self._warned:
+                continue
+            self._warned.add((label, target))
+            self.log.warning(
+                "model label maps to a name the helpdesk does not have; that field is left as is",
+                label=label,
+                model_label=str(predictions[label]["label"]),
+                target=target,
+                hint=f"run `ticketd check`; fix routing.labels.{label}.map or the connector's {label} names",
+            )
 
     async def replay_pending(self) -> int:
         """Re-apply entries a crash or an outage left pending; apply is idempotent."""

@@ -57,6 +57,35 @@ def build_report(
     return out
 
 
+@dataclass(frozen=True)
+class MissingTarget:
+    """A mapped queue or priority the helpdesk lacked when a ticket was decided: that field was left as is."""
+
+    connector: str
+    label: str
+    target: str
+    tickets: int
+
+
+def missing_targets(entries: Iterable[Any]) -> list[MissingTarget]:
+    """Per connector, label and target: how many decided tickets could not get it."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for entry in entries:
+        for label, target in (entry.decision or {}).get("missing", {}).items():
+            key = (entry.connector, label, target)
+            counts[key] = counts.get(key, 0) + 1
+    return [MissingTarget(*key, n) for key, n in sorted(counts.items())]
+
+
+def format_missing(missing: list[MissingTarget]) -> str:
+    """Lines for the terminal; empty when every mapped target existed."""
+    return "\n".join(
+        f"missing in the helpdesk: {m.connector} {m.label} {m.target!r} ({m.tickets} tickets left as is; "
+        f"fix routing.labels.{m.label}.map or the connector's {m.label} names, see `ticketd check`)"
+        for m in missing
+    )
+
+
 def format_report(reports: list[LabelReport]) -> str:
     """A table a person can read in a terminal."""
     if not reports:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.servers import unavailable
+from tests.servers.znuny import ZnunyServer, missing_reason, start_znuny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -14,6 +20,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 SAMPLE_200 = SHARED / "datasets" / "softoft-tickets" / "sample-200.csv"
 STARTER = ROOT / "daemon" / "ml" / "data" / "starter-tickets.csv"
+ZNUNY_WEBSERVICES = {
+    "GenericTicketConnectorREST": SHARED / "znuny" / "GenericTicketConnectorREST.development.yml",
+    "GenericTicketConnectorREST-Release": SHARED / "znuny" / "GenericTicketConnectorREST.release-example.yml",
+    "ticketd": ROOT / "deploy" / "znuny" / "ticketd-webservice.yml",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the real Znuny carries the `znuny` marker, so `-m "not znuny"` leaves it out."""
+    for item in items:
+        if "znuny_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.znuny)
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +49,22 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Pa
     # Weights below 1.0 only, so every head ships a transformer and the ONNX path is exercised.
     train(sample_csv, out, TrainOptions(epochs=1, max_length=48, batch_size=16, seed=3, tfidf_weights=(0.0, 0.5)))
     return out
+
+
+@pytest.fixture(scope="session")
+def znuny_server() -> Iterator[ZnunyServer]:
+    """One real Znuny 7.1.7 per test session (about 15 s to start), with the dev, release and ticketd web services."""
+    reason = missing_reason()
+    if reason:
+        unavailable(f"no real Znuny: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="ticketd-znuny-"))
+    try:
+        server = start_znuny(root, ZNUNY_WEBSERVICES)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

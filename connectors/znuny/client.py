@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from connectors.base import secret
 from connectors.errors import AuthError, ConfigError, TransientError
+from connectors.znuny.routes import Route
 
 Params = Sequence[tuple[str, str]]
 _AUTH_CODES = ("AuthFail", "SessionInvalid")
@@ -36,6 +37,14 @@ class FaultError(Exception):
     """An operation failure reported as HTTP 500 with a JSON `faultstring` (e.g. a forbidden queue move)."""
 
 
+class NoRoute(ConfigError):
+    """No operation at this method and path: HTTP 500 `HTTP::REST Error while determine Operation`."""
+
+
+class NoAnswer(TransientError):
+    """The server closed the connection without a byte: a dying proxy, or Znuny's answer to an unknown web service."""
+
+
 class ZnunyClient:
     """One web service; keeps a SessionID and renews it once when the server no longer accepts it."""
 
@@ -55,6 +64,7 @@ class ZnunyClient:
         self._user = user
         self._password = password
         self._session = secret(session_id) or None
+        self.session_route = Route("POST", "/Session")
 
     @property
     def _can_login(self) -> bool:
@@ -67,7 +77,7 @@ class ZnunyClient:
         self._session = None
         body = {"UserLogin": self._user, "Password": secret(self._password)}
         try:
-            data = await self._send("POST", "/Session", (), body)
+            data = await self._send(self.session_route, self.session_route.path, (), body)
         except ApiError as exc:
             if exc.kind in _AUTH_CODES or exc.kind == "MissingParameter":
                 raise AuthError(f"{self._label}: SessionCreate rejected the login of {self._user!r}") from None
@@ -77,22 +87,25 @@ class ZnunyClient:
             raise TransientError(f"{self._label}: SessionCreate answered without a SessionID")
         self._session = session
 
-    async def get(self, route: str, params: Params = ()) -> dict[str, Any]:
-        """GET with auth and parameters in the query string: the server ignores GET bodies."""
-        return await self._call("GET", route, params, None)
+    async def call(
+        self, route: Route, *, ticket_id: str | None = None, params: Params = (), body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One authenticated operation: GET carries everything in the query string (the server ignores GET
+        bodies), any other method a JSON body (`params` become its keys, repeated keys a list)."""
+        path = route.url(ticket_id)
+        if route.method != "GET" and params:
+            body = {**_as_body(params), **(body or {})}
+            params = ()
+        return await self._call(route, path, params, body)
 
-    async def patch(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
-        """PATCH with auth inside the JSON body."""
-        return await self._call("PATCH", route, (), body)
-
-    async def _call(self, method: str, route: str, params: Params, body: dict[str, Any] | None) -> dict[str, Any]:
+    async def _call(self, route: Route, path: str, params: Params, body: dict[str, Any] | None) -> dict[str, Any]:
         fresh = False
         if self._session is None:
             await self.login()
             fresh = True
         for attempt in (1, 2):
             try:
-                return await self._send(method, route, params, body, authenticated=True)
+                return await self._send(route, path, params, body, authenticated=True)
             except ApiError as exc:
                 if exc.kind not in _AUTH_CODES:
                     raise
@@ -105,14 +118,15 @@ class ZnunyClient:
 
     async def _send(
         self,
-        method: str,
-        route: str,
+        route: Route,
+        path: str,
         params: Params,
         body: dict[str, Any] | None,
         *,
         authenticated: bool = False,
     ) -> dict[str, Any]:
-        operation = f"{method} {route.split('/')[1] if '/' in route else route}"
+        method = route.method
+        operation = str(route)
         query: list[tuple[str, str | int | float | bool | None]] = list(params)
         payload = dict(body) if body is not None else None
         if authenticated and self._session is not None:
@@ -121,10 +135,12 @@ class ZnunyClient:
             else:
                 payload = {"SessionID": self._session, **(payload or {})}
         try:
-            response = await self._http.request(method, self._base + route, params=query or None, json=payload)
+            response = await self._http.request(method, self._base + path, params=query or None, json=payload)
         except httpx.TimeoutException as exc:
             raise TransientError(f"{self._label}: {operation} timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
+            if isinstance(exc, httpx.RemoteProtocolError) and str(exc).startswith("Server disconnected without"):
+                raise NoAnswer(f"{self._label}: {operation}: the server closed the connection, no answer") from None
             raise TransientError(
                 f"{self._label}: {operation} failed: {type(exc).__name__}: {self._scrub(exc)}"
             ) from None
@@ -152,7 +168,7 @@ class ZnunyClient:
             if isinstance(fault, dict) and isinstance(fault.get("faultstring"), str):
                 raise FaultError(fault["faultstring"])
         if status == 500 and text.startswith(_ROUTE_ERROR):
-            raise ConfigError(f"{self._label}: the web service has no route for {operation}: {text[:200]}")
+            raise NoRoute(f"{self._label}: the web service has no operation at {operation}: {text[:200]}")
         if status in (401, 403):
             raise AuthError(f"{self._label}: {operation} answered HTTP {status} (a proxy in front of the helpdesk?)")
         if status == 404:
@@ -168,6 +184,18 @@ class ZnunyClient:
             if value:
                 text = text.replace(value, "***")
         return text
+
+
+def _as_body(params: Params) -> dict[str, Any]:
+    """Query-style pairs as JSON keys: a repeated key (`Queues`, `StateType`) becomes a list."""
+    out: dict[str, Any] = {}
+    for key, value in params:
+        if key in out:
+            prev = out[key]
+            out[key] = [*(prev if isinstance(prev, list) else [prev]), value]
+        else:
+            out[key] = value
+    return out
 
 
 def _retry_after(value: str | None) -> float | None:

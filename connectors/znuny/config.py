@@ -6,11 +6,45 @@ from typing import Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connectors.base import ConnectorConfig
+from connectors.znuny.routes import DEFAULTS, Route, Routes
 
 STOCK_PRIORITIES = ["1 very low", "2 low", "3 normal", "4 high", "5 very high"]
+
+
+class RoutesConfig(BaseModel):
+    """Routes of a web service whose layout is neither stock one; unnamed operations keep the stock routes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticket_search: str
+    session_create: str = str(DEFAULTS["session_create"])
+    ticket_get: str = str(DEFAULTS["ticket_get"])
+    ticket_update: str = str(DEFAULTS["ticket_update"])
+
+    @field_validator("ticket_search", "session_create", "ticket_get", "ticket_update")
+    @classmethod
+    def _route(cls, value: str) -> str:
+        return str(Route.parse(value))
+
+    @field_validator("ticket_get", "ticket_update")
+    @classmethod
+    def _per_ticket(cls, value: str) -> str:
+        if ":TicketID" not in value:
+            raise ValueError(f"{value!r} must contain :TicketID where the ticket id goes")
+        return value
+
+    def resolve(self) -> Routes:
+        """The configured routes, labelled as such for `ticketd check`."""
+        return Routes(
+            Route.parse(self.session_create),
+            Route.parse(self.ticket_search),
+            Route.parse(self.ticket_get),
+            Route.parse(self.ticket_update),
+            "routes from the config",
+        )
 
 
 class ZnunyConfig(ConnectorConfig):
@@ -30,6 +64,7 @@ class ZnunyConfig(ConnectorConfig):
     priorities: list[str] = Field(default_factory=lambda: list(STOCK_PRIORITIES))
     timezone: str = "UTC"
     note_subject: str = "ticketd"
+    routes: RoutesConfig | None = None  # None: probe the web service for a stock layout
 
     @field_validator("url")
     @classmethod

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Skipped, Ticket, TicketUpdate
-from connectors.errors import ConfigError, TicketError, TransientError
-from connectors.znuny.client import ApiError, FaultError, ZnunyClient
+from connectors.errors import AuthError, ConfigError, TicketError, TransientError
+from connectors.znuny.client import ApiError, FaultError, NoAnswer, NoRoute, ZnunyClient
 from connectors.znuny.config import ZnunyConfig
 from connectors.znuny.mapping import TIME_FORMAT, Cursor, shift, to_ticket
+from connectors.znuny.routes import HOW_TO_ADD, LAYOUTS, Route, Routes
 
 GET_BATCH = 50  # ids per TicketGet, to keep the URL short
 SEARCH_CAP = 500  # GenericInterface TicketSearch SearchLimit in a stock installation
 MAX_SPLITS = 40  # halvings of a close-time window before settling for a one-second window
 FLOOR = "2000-01-01 00:00:00"
 _TICKET_CODES = ("AccessDenied", "InvalidParameter", "MissingParameter")
+NO_ANSWER_TRIES = 3  # empty replies in a row before the web service name, not the network, is to blame
+PROBE_ID = "0"  # a TicketID no ticket has: TicketGet and TicketUpdate answer their own error for it
 
 
 class ZnunyConnector(Connector):
@@ -29,6 +32,7 @@ class ZnunyConnector(Connector):
     # Each request stands alone (the server closes every connection); the only shared state is the SessionID,
     # and two calls that both find it expired each log in once and go on with a valid session.
     concurrent_apply = True
+    names_from_config: ClassVar[dict[str, str]] = {"queue": "queues", "priority": "priorities"}
 
     def __init__(self, config: ZnunyConfig, client: httpx.AsyncClient) -> None:
         self.config = config
@@ -41,6 +45,15 @@ class ZnunyConnector(Connector):
             password=config.password,
             session_id=config.session_id,
         )
+        configured = config.routes.resolve() if config.routes is not None else None
+        self._routes: Routes = configured or LAYOUTS[0]  # SessionCreate, TicketGet, TicketUpdate: as configured
+        self._api.session_route = self._routes.session_create
+        # TicketSearch is where the stock layouts differ: tried in order on first use, then kept.
+        self._search_candidates: tuple[Route, ...] = (
+            (configured.ticket_search,) if configured else tuple(r.ticket_search for r in LAYOUTS)
+        )
+        self._search_route: Route | None = None
+        self._contacted = False
 
     @classmethod
     def from_config(cls, config: ConnectorConfig, client: httpx.AsyncClient) -> ZnunyConnector:
@@ -48,10 +61,119 @@ class ZnunyConnector(Connector):
             raise ConfigError(f"{config.type}: expected a ZnunyConfig, got {type(config).__name__}")
         return cls(config, client)
 
-    async def check(self) -> None:
-        """A fresh login (when we have a password) and one tiny search with the session it gave."""
-        await self._api.login()
-        await self._search([("Queues", self.config.inbound_queues[0]), ("Limit", "1")])
+    async def check(self) -> str:
+        """A fresh login, every route ticketd uses probed anew, and every configured name checked by search."""
+        self._contacted = False
+        self._search_route = None
+        await self._first_contact()
+        routes = self._routes
+        for candidate in self._search_candidates:
+            if await self._answers_as(candidate, "TicketSearch", params=[("Limit", "1")]):
+                self._search_route = candidate
+                break
+        else:
+            raise self._missing("TicketSearch", ", ".join(map(str, self._search_candidates)))
+        if not await self._answers_as(routes.ticket_get, "TicketGet", ticket_id=PROBE_ID):
+            raise self._missing("TicketGet", str(routes.ticket_get))
+        if not await self._answers_as(routes.ticket_update, "TicketUpdate", ticket_id=PROBE_ID, body={}):
+            raise self._missing("TicketUpdate", str(routes.ticket_update))
+        names = await self._verify_names()
+        return f"web service {self.config.webservice!r}: {self.layout()}; {names}"
+
+    def layout(self) -> str:
+        """The routes in use, as `ticketd check` prints them (TicketSearch may still be unprobed)."""
+        if self._search_route is None:
+            return "layout not probed yet"
+        layout = next((r for r in LAYOUTS if r.ticket_search == self._search_route), None)
+        name = "routes from the config" if self.config.routes is not None or layout is None else layout.layout
+        r = self._routes
+        return (
+            f"{name} (SessionCreate {r.session_create}, TicketSearch {self._search_route}, "
+            f"TicketGet {r.ticket_get}, TicketUpdate {r.ticket_update})"
+        )
+
+    async def _first_contact(self) -> None:
+        """Login (or a search with the configured session); Znuny answers an unknown web service with nothing."""
+        if self._contacted:
+            return
+        for attempt in range(1, NO_ANSWER_TRIES + 1):
+            try:
+                if self.config.user and self.config.password is not None:
+                    await self._api.login()
+                else:
+                    await self._api.call(self._search_candidates[0], params=[("Limit", "1")])
+                break
+            except NoAnswer:
+                if attempt == NO_ANSWER_TRIES:
+                    raise ConfigError(
+                        f"{self._label}: webservice {self.config.webservice!r}: {self.config.base_url} sent no "
+                        f"answer at all, {NO_ANSWER_TRIES} times in a row; Znuny does that for a web service name "
+                        "it does not have: check 'webservice' (Admin -> Web Services lists the names)"
+                    ) from None
+            except NoRoute as exc:
+                if self.config.user and self.config.password is not None:
+                    raise self._missing("SessionCreate", str(self._routes.session_create)) from exc
+                break  # a session-only config: the search layout is found on first use
+            except (ApiError, AuthError):
+                self._contacted = True  # the web service answered; the caller meets the error itself
+                raise
+        self._contacted = True
+
+    async def _answers_as(
+        self,
+        route: Route,
+        operation: str,
+        *,
+        ticket_id: str | None = None,
+        params: Sequence[tuple[str, str]] = (),
+        body: dict[str, Any] | None = None,
+    ) -> bool:
+        """Whether `route` reaches `operation`: an answer, or an error object that operation raised."""
+        try:
+            await self._api.call(route, ticket_id=ticket_id, params=params, body=body)
+        except NoRoute:
+            return False
+        except ApiError as exc:
+            return exc.code.startswith(f"{operation}.")  # another operation behind this route: not ours
+        except FaultError:
+            return True
+        return True
+
+    def _missing(self, operation: str, tried: str) -> ConfigError:
+        return ConfigError(
+            f"{self._label}: web service {self.config.webservice!r} at {self.config.base_url} has no {operation} "
+            f"operation (tried {tried}); {HOW_TO_ADD}"
+        )
+
+    async def _verify_names(self) -> str:
+        """Znuny has no queue list, but a search naming an unknown queue or priority finds nothing at all.
+
+        So each configured name is searched together with the queue (priority) of a ticket that exists:
+        a known name finds at least that ticket, an unknown one makes the whole search come back empty.
+        """
+        ids = await self._search([("Limit", "1")])
+        if not ids:
+            return "queue and priority names unverified: the agent sees no ticket to compare against"
+        sample = (await self._get_many(ids[:1], articles=False))[0]
+        checks = [
+            ("Queues", "queue", "inbound_queues", self.config.inbound_queues, str(sample.get("Queue"))),
+            ("Queues", "queue", "queues", self.config.queues, str(sample.get("Queue"))),
+            ("Priorities", "priority", "priorities", self.config.priorities, str(sample.get("Priority"))),
+        ]
+        unknown: list[str] = []
+        verified = 0
+        for param, kind, key, names, anchor in checks:
+            for name in dict.fromkeys(names):
+                if name != anchor and not await self._search([(param, name), (param, anchor), ("Limit", "1")]):
+                    unknown.append(f"{kind} {name!r} (in {key!r})")
+                else:
+                    verified += 1
+        if unknown:
+            raise ConfigError(
+                f"{self._label}: the helpdesk has no {', '.join(unknown)}: TicketSearch does not know these names; "
+                "correct them in the connector's config (names are case-sensitive)"
+            )
+        return f"{verified} queue and priority names verified by search"
 
     async def list_queues(self) -> list[Named]:
         """Inbound plus configured `queues`: the stock web service cannot list queues."""
@@ -167,7 +289,7 @@ class ZnunyConnector(Connector):
                 "ContentType": "text/plain; charset=utf8",
             }
         try:
-            await self._api.patch(f"/Ticket/{tid}", body)
+            await self._call(self._routes.ticket_update, ticket_id=tid, body=body)
         except ApiError as exc:
             raise self._ticket_error(exc, tid) from None
         except FaultError as exc:
@@ -181,15 +303,44 @@ class ZnunyConnector(Connector):
     def _ticket(self, raw: dict[str, Any]) -> Ticket:
         return to_ticket(raw, self.config.zone)
 
+    async def _call(
+        self,
+        route: Route,
+        *,
+        ticket_id: str | None = None,
+        params: Sequence[tuple[str, str]] = (),
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        await self._first_contact()
+        return await self._api.call(route, ticket_id=ticket_id, params=params, body=body)
+
     async def _search(self, params: Sequence[tuple[str, str]]) -> list[str]:
         try:
-            data = await self._api.get("/Ticket", params)
+            data = await self._find_search(params)
         except ApiError as exc:
             raise TransientError(f"{self._label}: TicketSearch failed: {exc.code}: {exc.message}") from None
         ids = data.get("TicketID", [])  # an empty search is `{}`, a single hit still a list
         if not isinstance(ids, list):
             ids = [ids]
         return [str(i) for i in ids]
+
+    async def _find_search(self, params: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """TicketSearch at its known route, or at the first candidate route that answers as TicketSearch."""
+        if self._search_route is not None:
+            return await self._call(self._search_route, params=params)
+        for route in self._search_candidates:
+            try:
+                data = await self._call(route, params=params)
+            except NoRoute:
+                continue
+            except ApiError as exc:
+                if not exc.code.startswith("TicketSearch."):
+                    continue  # another operation lives at this route
+                self._search_route = route
+                raise
+            self._search_route = route
+            return data
+        raise self._missing("TicketSearch", ", ".join(map(str, self._search_candidates)))
 
     async def _get_many(
         self, ids: Sequence[str], *, articles: bool = True, extended: bool = False, strict: bool = False
@@ -220,7 +371,7 @@ class ZnunyConnector(Connector):
         return out
 
     async def _ticket_get(self, ids: list[str], params: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        data = await self._api.get(f"/Ticket/{','.join(ids)}", params)
+        data = await self._call(self._routes.ticket_get, ticket_id=",".join(ids), params=params)
         tickets = data.get("Ticket")
         if not isinstance(tickets, list) or not all(isinstance(t, dict) for t in tickets):
             raise TransientError(f"{self._label}: TicketGet answered without a Ticket list")

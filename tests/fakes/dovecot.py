@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 
+from tests.servers import unavailable
+
 TEMPLATE = Path(__file__).with_name("dovecot.conf.template")
 PASSWORD = "s3cret"
 
@@ -170,7 +172,7 @@ def shared_dovecot() -> Dovecot:
     global _shared
     reason = missing_reason()
     if reason:
-        pytest.skip(f"no real Dovecot: {reason}")
+        unavailable(f"no real Dovecot: {reason}")
     with _shared_lock:
         if _shared is None:
             root = Path(tempfile.mkdtemp(prefix="ticketd-dovecot-"))

@@ -95,6 +95,26 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/Ticket", "TicketSearch"),
     ("PATCH", "/Ticket/:TicketID", "TicketUpdate"),
 ]
+# The web services of ../shared/znuny: the development sample (above, what the 7.0.19 recordings show), the
+# example in the release tree (var/webservices/examples/) and ticketd's own deploy/znuny/ticketd-webservice.yml.
+LAYOUTS: dict[str, list[tuple[str, str, str]]] = {
+    "development": ROUTES,
+    "release": [
+        ("POST", "/Session", "SessionCreate"),
+        ("GET", "/Session/:SessionID", "SessionGet"),
+        ("POST", "/Ticket", "TicketCreate"),
+        ("GET", "/Ticket/:TicketID", "TicketGet"),
+        ("GET", "/Ticket/History/:TicketID", "TicketHistoryGet"),
+        ("POST", "/Ticket/Search", "TicketSearch"),
+        ("PATCH", "/Ticket/:TicketID", "TicketUpdate"),
+    ],
+    "ticketd": [
+        ("POST", "/Session", "SessionCreate"),
+        ("GET", "/Ticket/:TicketID", "TicketGet"),
+        ("POST", "/Ticket/Search", "TicketSearch"),
+        ("PATCH", "/Ticket/:TicketID", "TicketUpdate"),
+    ],
+}
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
@@ -285,6 +305,7 @@ class FakeZnuny:
         *,
         prefix: str = "znuny",
         webservice: str = WEBSERVICE,
+        layout: str = "development",
         passwords: Mapping[str, str] | None = None,
         now: str | datetime | float = START,
         server_timezone: str = "UTC",
@@ -292,6 +313,7 @@ class FakeZnuny:
     ) -> None:
         self.prefix = prefix.strip("/")
         self.webservice = webservice
+        self.routes = LAYOUTS[layout]
         self.tz = ZoneInfo(server_timezone)
         self._now = 0.0
         self.set_time(now)
@@ -465,7 +487,7 @@ class FakeZnuny:
         if unquote(name) != self.webservice:
             return Drop("empty")
         route = slash + rest
-        matched = self._route(method, route)
+        matched = self._route(self.routes, method, route)
         if matched is None:
             msg = f"HTTP::REST Error while determine Operation for request URI '{route}'."
             return Response(500, TEXT_TYPE, msg.encode())
@@ -506,9 +528,9 @@ class FakeZnuny:
         return Response(200, JSON_TYPE, dumps(result))
 
     @staticmethod
-    def _route(method: str, route: str) -> tuple[str, dict[str, str]] | None:
+    def _route(routes: list[tuple[str, str, str]], method: str, route: str) -> tuple[str, dict[str, str]] | None:
         parts = route.split("/")
-        for m, pattern, operation in ROUTES:
+        for m, pattern, operation in routes:
             want = pattern.split("/")
             if m != method or len(want) != len(parts):
                 continue

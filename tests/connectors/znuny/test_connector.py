@@ -301,7 +301,7 @@ ERRORS: list[tuple[str, dict[str, str], str, type[Exception]]] = [
     ("411 HTTP 500 faultstring", {"PATCH /Ticket/4": "411"}, "apply", TicketError),
     ("412 TicketUpdate.AccessDenied", {"PATCH /Ticket/4": "412"}, "apply", TicketError),
     ("413 plain-text 500", {"PATCH /Ticket/4": "413"}, "apply", TransientError),
-    ("600 route error", {"GET /Ticket": "600"}, "fetch_new", ConfigError),
+    ("600 route error", {"GET /Ticket": "600", "POST /Ticket/Search": "600"}, "fetch_new", ConfigError),
     ("605 no status line", {"GET /Ticket": "605"}, "fetch_new", TransientError),
     ("606 zero bytes", {"GET /Ticket": "606"}, "fetch_closed", TransientError),
 ]

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from daemon.state import State
+from tests.servers import unavailable
 
 _PG_USER = "ticketd"
 
@@ -65,17 +66,17 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip("PostgreSQL test needs the psycopg driver (pip install 'psycopg[binary]')")
+        unavailable("PostgreSQL test needs the psycopg driver (pip install 'psycopg[binary]')")
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql to run this test")
+        unavailable("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql to run this test")
     prefix: list[str] = []
     owner: int | None = None
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres (or nobody) account
         runuser = shutil.which("runuser")
         account = next((name for name in ("postgres", "nobody") if _has_user(name)), None)
         if runuser is None or account is None:
-            pytest.skip("running as root without runuser or a postgres/nobody account to start PostgreSQL as")
+            unavailable("running as root without runuser or a postgres/nobody account to start PostgreSQL as")
         prefix = [runuser, "-u", account, "--"]
         owner = pwd.getpwnam(account).pw_uid
     root = Path(tempfile.mkdtemp(prefix="ticketd-pg-"))
@@ -92,7 +93,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         with contextlib.suppress(OSError):
             detail += log.read_text()
         shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"could not start a local PostgreSQL server: {error}; {detail.strip()[-500:]}")
+        unavailable(f"could not start a local PostgreSQL server: {error}; {detail.strip()[-500:]}")
     server = PostgresServer(port)
     try:
         yield server
