@@ -1,7 +1,8 @@
 """The `harness` fixture, parametrized over every connector backend.
 
-Each backend module in `tests/connectors/backends/` exposes `async def make_harness(tmp_path)`
-returning a started `Harness`; a backend whose server cannot start here is skipped, never faked.
+Each backend module in `tests/connectors/backends/` exposes `async def make_harness(tmp_path, request)`
+returning a started `Harness`; a backend whose server cannot start here is skipped (in CI: fails), never
+faked. The `znuny_live_*` backends are the real Znuny the suite starts, one per imported web service.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ import pytest
 
 from tests.connectors.harness import Harness
 
-BACKENDS = ["znuny", "zammad", "zammad_es", "imap", "maildir"]
+BACKENDS = [
+    "znuny",
+    "znuny_release",
+    "zammad",
+    "zammad_es",
+    "imap",
+    "maildir",
+    "znuny_live_development",
+    "znuny_live_release",
+    "znuny_live_ticketd",
+]
 
 
 @pytest.fixture
@@ -25,7 +36,7 @@ def anyio_backend() -> str:
 @pytest.fixture(params=BACKENDS)
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     module = importlib.import_module(f"tests.connectors.backends.{request.param}")
-    h: Harness = await module.make_harness(tmp_path)
+    h: Harness = await module.make_harness(tmp_path, request)
     try:
         yield h
     finally:

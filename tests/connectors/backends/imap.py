@@ -17,6 +17,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+import pytest
+
 from connectors.imap import ImapConfig, ImapConnector
 from tests.fakes.dovecot import PASSWORD, Dovecot, FlakyProxy, connected, shared_dovecot
 
@@ -141,5 +143,5 @@ class ImapHarness:
         self.proxy.close()
 
 
-async def make_harness(tmp_path: Path) -> ImapHarness:
+async def make_harness(tmp_path: Path, request: pytest.FixtureRequest) -> ImapHarness:
     return ImapHarness(shared_dovecot())

@@ -211,5 +211,5 @@ class MaildirHarness:
         pass
 
 
-async def make_harness(tmp_path: Path) -> MaildirHarness:
+async def make_harness(tmp_path: Path, request: pytest.FixtureRequest) -> MaildirHarness:
     return MaildirHarness(tmp_path)

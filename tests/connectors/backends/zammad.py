@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from connectors.base import Connector
 from connectors.registry import connector_class, parse_config
@@ -58,5 +59,5 @@ class ZammadHarness:
             await client.aclose()
 
 
-async def make_harness(tmp_path: Path) -> ZammadHarness:
+async def make_harness(tmp_path: Path, request: pytest.FixtureRequest) -> ZammadHarness:
     return ZammadHarness(es=False)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.connectors.backends.zammad import ZammadHarness
 
 
-async def make_harness(tmp_path: Path) -> ZammadHarness:
+async def make_harness(tmp_path: Path, request: pytest.FixtureRequest) -> ZammadHarness:
     return ZammadHarness(es=True)

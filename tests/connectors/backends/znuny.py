@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from connectors.base import Connector
 from connectors.znuny import ZnunyConfig, ZnunyConnector
@@ -71,5 +72,5 @@ class ZnunyHarness:
             await client.aclose()
 
 
-async def make_harness(tmp_path: Path) -> ZnunyHarness:
+async def make_harness(tmp_path: Path, request: pytest.FixtureRequest) -> ZnunyHarness:
     return ZnunyHarness(FakeZnuny(passwords={"agent1": PASSWORD}))
