@@ -45,7 +45,9 @@ def fake() -> Iterator[tuple[FakeZnuny, str]]:
         yield znuny, url
 
 
-def write_config(tmp_path: Path, url: str, store: Path, **routing: Any) -> Path:
+def write_config(
+    tmp_path: Path, url: str, store: Path, *, connection: dict[str, Any] | None = None, **routing: Any
+) -> Path:
     """Every model label routed (threshold 0) into the fake's queues, so each ticket gets exactly one write."""
     queues = json.loads((store / "current" / "queue" / "labels.json").read_text())
     priorities = json.loads((store / "current" / "priority" / "labels.json").read_text())
@@ -78,6 +80,7 @@ def write_config(tmp_path: Path, url: str, store: Path, **routing: Any) -> Path:
                     },
                     **routing,
                 },
+                **(connection or {}),
             }
         ],
     }
