@@ -20,13 +20,27 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Dovecot for the IMAP connector tests (they start their own throwaway server and skip without it).
+# Debian packages of the real servers the tests start on loopback: Dovecot (IMAP), PostgreSQL (state,
+# Znuny's database) and Znuny 7.1.7 from ../shared/znuny on Apache + mod_perl with the Perl modules it needs.
+# With CI set, a test whose server cannot start fails; elsewhere it is skipped with one line saying why.
+SYSTEM_PACKAGES := dovecot-imapd postgresql apache2 libapache2-mod-perl2 libdbd-pg-perl libarchive-zip-perl \
+  libdatetime-perl libdatetime-timezone-perl libtimedate-perl libjson-xs-perl libyaml-libyaml-perl \
+  libxml-libxml-perl libxml-libxslt-perl libxml-parser-perl libtemplate-perl libnet-dns-perl \
+  libmail-imapclient-perl libauthen-sasl-perl libcrypt-eksblowfish-perl libtext-csv-xs-perl libdbi-perl \
+  libmoo-perl libhash-merge-perl libical-parser-perl libjavascript-minifier-xs-perl libcss-minifier-xs-perl \
+  libencode-hanextra-perl libspreadsheet-xlsx-perl libio-socket-ssl-perl libnet-ldap-perl libapache-dbi-perl \
+  libdigest-sha-perl libcrypt-jwt-perl libdata-uuid-perl libsoap-lite-perl libnet-ssleay-perl libjson-perl
+
 system-deps:
-	@command -v dovecot >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd >/dev/null \
-	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd >/dev/null; }; \
-	  else echo "dovecot not installed and no root apt-get: the IMAP tests will be skipped"; fi; }
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian packages for the test servers:" $$missing; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    $$missing >/dev/null || exit 1; \
+	  apache2ctl -k stop >/dev/null 2>&1 || true; \
+	else echo "missing Debian packages, so the tests needing them will be skipped:" $$missing; fi
 
 # The daemon on embedded defaults: a starter model (trained once on the bundled demo tickets) routes
 # example mails in a local Maildir (.ticketd/demo-maildir) into Queues/<queue>. Ctrl-C stops it.

@@ -8,7 +8,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from connectors.errors import AuthError, TransientError
+from connectors.errors import AuthError, ConfigError, TransientError
 from daemon.coordinator import Coordinator
 
 pytestmark = pytest.mark.anyio
@@ -105,6 +105,23 @@ async def test_auth_failure_stops_polling_until_resumed() -> None:
     assert [e["log_level"] for e in logs] == ["error"]
     coord.resume()
     assert coord.ready and await coord.run(job) == "ok"
+
+
+async def test_a_configuration_error_at_run_time_stops_polling_and_says_why() -> None:
+    clock = Clock()
+    coord = Coordinator("znuny", clock=clock)
+    job = Flaky(1, ConfigError("webservice 'Nope': no answer"))
+    with capture_logs() as logs:
+        for _ in range(5):
+            assert await coord.run(job) is None
+            clock.now += 10_000
+    assert job.calls == 1 and not coord.ready
+    assert (coord.stop_reason, coord.last_error) == ("configuration error", "webservice 'Nope': no answer")
+    assert [(e["log_level"], e["event"]) for e in logs] == [
+        ("error", "connector configuration error; polling stopped until the config is fixed and reloaded")
+    ]
+    coord.resume()
+    assert coord.ready and coord.stop_reason is None and await coord.run(job) == "ok"
 
 
 class Script:

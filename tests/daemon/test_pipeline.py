@@ -131,6 +131,22 @@ async def test_label_that_maps_to_a_missing_queue_falls_back(world: World) -> No
     assert world.fake.queue_name(tid) == "Misc"
 
 
+async def test_a_missing_target_is_warned_once_counted_every_time_and_recorded(world: World) -> None:
+    from daemon.metrics import Metrics
+
+    ids = [world.fake.add_customer_ticket("Invoice", f"invoice {i}", queue="Raw") for i in range(3)]
+    rules = {"queue": LabelRule(map={"billing": "Accounting"}, threshold=0.5)}
+    metrics = Metrics()
+    with capture_logs() as logs:
+        await world.pipeline(rules=rules, metrics=metrics).poll()
+    warned = [e for e in logs if e["log_level"] == "warning"]
+    assert [(e["label"], e["model_label"], e["target"]) for e in warned] == [("queue", "billing", "Accounting")]
+    assert metrics.missing_targets.labels("znuny-test", "queue", "Accounting")._value.get() == 3
+    entries = [world.state.ledger_get("znuny-test", str(t)) for t in ids]
+    assert all(e is not None and e.decision["missing"] == {"queue": "Accounting"} for e in entries)
+    assert all(world.fake.queue_name(t) == "Raw" for t in ids)
+
+
 async def test_shadow_mode_writes_nothing_and_reports_agreement(world: World) -> None:
     ids = [
         world.fake.add_customer_ticket("Invoice", "invoice wrong", queue="Raw"),
@@ -191,11 +207,13 @@ async def test_harvest_stores_final_labels_and_text(world: World) -> None:
     assert row.text.startswith("Refund. Please refund order 99")
 
 
-async def test_mailbox_harvest_ignores_what_ticketd_filed_itself(tmp_path: Path) -> None:
+async def test_mailbox_harvest_ignores_what_ticketd_filed_itself(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """In a Maildir "closed" means "filed": ticketd's own filing is no training evidence, a human's is."""
     from tests.connectors.backends.maildir import make_harness
 
-    h = await make_harness(tmp_path)
+    h = await make_harness(tmp_path, request)
     state = State.open(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         tid = h.add_ticket("Invoice wrong", "The invoice is wrong.")

@@ -665,12 +665,18 @@ class FakeZnuny:
         return {"TicketID": [str(t.id) for t in hits]} if hits else {}
 
     def _matches(self, t: Ticket, data: Mapping[str, Any]) -> bool:
-        """One ticket against the search filters; a filter that names nothing known matches nothing."""
+        """One ticket against the search filters; one unknown name empties the whole search (ValueError).
+
+        As the real 7.1.7 answers: Queues ["NoSuchQueue", "Raw"] and Priorities ["9 nope", "3 normal"] are `{}`,
+        and names are case-sensitive ("raw" is unknown).
+        """
 
         def names(key: str, table: Mapping[int, str]) -> set[int] | None:
             if key not in data:
                 return None
             wanted = set(_list(data[key]))
+            if wanted - set(table.values()):
+                raise ValueError(f"unknown {key}")
             return {i for i, n in table.items() if n in wanted}
 
         def ids(key: str) -> set[int] | None:
