@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 
-from tests.servers import unavailable
+from tests.servers import free_port, unavailable
 
 TEMPLATE = Path(__file__).with_name("dovecot.conf.template")
 PASSWORD = "s3cret"
@@ -48,12 +48,6 @@ def missing_reason() -> str | None:
         if _tool(tool) is None:
             return f"{tool!r} is not installed (apt-get install -y dovecot-imapd)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for_greeting(port: int, deadline: float) -> None:
@@ -74,7 +68,7 @@ class Dovecot:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.conf = root / "dovecot.conf"
         self.users = root / "users"
         self._names = itertools.count(1)

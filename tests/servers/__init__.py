@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
+import shutil
+import socket
 from typing import NoReturn
 
 import pytest
@@ -13,3 +17,25 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"a real server the tests need cannot be started in CI: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def pg_bin(name: str) -> str | None:
+    """Debian keeps initdb/pg_ctl in /usr/lib/postgresql/<version>/bin, off PATH: the newest version there."""
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else shutil.which(name)
+
+
+def has_user(name: str) -> bool:
+    """Whether a system account exists (servers run as postgres or www-data, never as root)."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

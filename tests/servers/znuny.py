@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import glob
 import os
-import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.servers import free_port, has_user, pg_bin
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "znuny"
 TARBALL = SHARED / "znuny-7.1.7.tar.xz"
@@ -54,20 +53,6 @@ _APACHE_MODULES = (
 )
 
 
-def _pg_bin(name: str) -> str | None:
-    """Debian keeps initdb/pg_ctl in /usr/lib/postgresql/<version>/bin, off PATH."""
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else shutil.which(name)
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
 def missing_reason() -> str | None:
     """Why a real Znuny cannot be started here (one line naming the Debian package), or None when it can."""
     if os.geteuid() != 0:
@@ -78,22 +63,16 @@ def missing_reason() -> str | None:
         return f"{APACHE} is missing (apt-get install -y apache2)"
     if not (MODULES / "mod_perl.so").is_file():
         return f"{MODULES / 'mod_perl.so'} is missing (apt-get install -y libapache2-mod-perl2)"
-    if _pg_bin("initdb") is None or _pg_bin("pg_ctl") is None:
+    if pg_bin("initdb") is None or pg_bin("pg_ctl") is None:
         return "PostgreSQL's initdb/pg_ctl are missing (apt-get install -y postgresql-15)"
     if shutil.which("psql") is None:
         return "psql is missing (apt-get install -y postgresql-client-15)"
     if shutil.which("runuser") is None:
         return "runuser is missing (apt-get install -y util-linux)"
     for account, package in ((ZNUNY_USER, "base-passwd"), (PG_ACCOUNT, "postgresql-15")):
-        if not _has_user(account):
+        if not has_user(account):
             return f"the {account!r} account is missing (apt-get install -y {package})"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
@@ -178,7 +157,7 @@ class ZnunyServer:
             self._pg_started = False
             data = str(self.root / "pg" / "data")
             subprocess.run(
-                [*_AS_PG, _pg_bin("pg_ctl") or "pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "30", "stop"],
+                [*_AS_PG, pg_bin("pg_ctl") or "pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "30", "stop"],
                 capture_output=True,
                 timeout=60,
                 check=False,
@@ -299,8 +278,8 @@ def start_znuny(root: Path, webservices: dict[str, Path]) -> ZnunyServer:
     _traversable(root)
     server = ZnunyServer(
         root=root,
-        http_port=_free_port(),
-        pg_port=_free_port(),
+        http_port=free_port(),
+        pg_port=free_port(),
         password=secrets.token_urlsafe(12),
         db_password=secrets.token_hex(12),
         webservices=dict(webservices),
@@ -370,7 +349,7 @@ def _start_postgres(server: ZnunyServer) -> None:
     shutil.chown(sock, PG_ACCOUNT, PG_ACCOUNT)
     shutil.chown(pwfile, PG_ACCOUNT, PG_ACCOUNT)
     pwfile.chmod(0o600)
-    initdb = [_pg_bin("initdb") or "initdb", "-D", str(data), "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"]
+    initdb = [pg_bin("initdb") or "initdb", "-D", str(data), "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"]
     auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}", "--no-sync", "--no-instructions"]
     _run([*_AS_PG, *initdb, *auth], cwd=pg)
     pwfile.unlink()
@@ -380,7 +359,7 @@ def _start_postgres(server: ZnunyServer) -> None:
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     )
     server._pg_started = True
-    pg_ctl = [_pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-l", str(pg / "server.log"), "-o", options]
+    pg_ctl = [pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-l", str(pg / "server.log"), "-o", options]
     _run([*_AS_PG, *pg_ctl, "-w", "-t", "60", "start"], cwd=pg)
     create_user = f"CREATE USER znuny WITH PASSWORD '{server.db_password}'"
     _psql(server.pg_port, "postgres", admin_password, "-c", create_user, cwd=pg)

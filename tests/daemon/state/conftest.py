@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -18,25 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from daemon.state import State
-from tests.servers import unavailable
+from tests.servers import free_port, has_user, pg_bin, unavailable
 
 _PG_USER = "ticketd"
-
-
-def _pg_bin(name: str) -> str | None:
-    """Debian keeps initdb/pg_ctl in /usr/lib/postgresql/<version>/bin, off PATH."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PostgresServer:
@@ -67,14 +49,14 @@ def postgres_server() -> Iterator[PostgresServer]:
         import psycopg  # noqa: F401
     except ImportError:
         unavailable("PostgreSQL test needs the psycopg driver (pip install 'psycopg[binary]')")
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         unavailable("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql to run this test")
     prefix: list[str] = []
     owner: int | None = None
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres (or nobody) account
         runuser = shutil.which("runuser")
-        account = next((name for name in ("postgres", "nobody") if _has_user(name)), None)
+        account = next((name for name in ("postgres", "nobody") if has_user(name)), None)
         if runuser is None or account is None:
             unavailable("running as root without runuser or a postgres/nobody account to start PostgreSQL as")
         prefix = [runuser, "-u", account, "--"]
@@ -83,7 +65,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     data, log = root / "data", root / "server.log"
     if owner is not None:
         os.chown(root, owner, -1)
-    port = _free_port()
+    port = free_port()
     try:
         _run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", _PG_USER, "-E", "UTF8", "--no-sync"], root)
         options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -110,14 +92,6 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 def _run(command: list[str], cwd: Path) -> None:
     subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True, timeout=120)
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
