@@ -29,8 +29,8 @@ class ZnunyConnector(Connector):
 
     type_name = "znuny"
     config_model = ZnunyConfig
-    # Each request stands alone (the server closes every connection); the only shared state is the SessionID,
-    # and two calls that both find it expired each log in once and go on with a valid session.
+    # Each request stands alone (KeepAlive or not, the pool gives concurrent calls their own connections); the only
+    # shared state is the SessionID, and two calls that both find it expired each log in once and go on.
     concurrent_apply = True
     names_from_config: ClassVar[dict[str, str]] = {"queue": "queues", "priority": "priorities"}
 

@@ -15,7 +15,7 @@ import random
 import re
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
@@ -115,6 +115,9 @@ LAYOUTS: dict[str, list[tuple[str, str, str]]] = {
         ("PATCH", "/Ticket/:TicketID", "TicketUpdate"),
     ],
 }
+# The HTTP::REST transport's KeepAlive setting in each layout's YAML (the development sample has it off).
+KEEP_ALIVE = {"development": False, "release": True, "ticketd": True}
+VERSIONS = ("7.0.19", "7.1.7")
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
@@ -126,13 +129,14 @@ class Response:
     status: int
     content_type: str
     body: bytes
+    connection: str = "close"  # "Keep-Alive" from a web service whose HTTP::REST transport has KeepAlive on
 
     @property
     def headers(self) -> list[tuple[str, str]]:
         return [
             ("Content-Type", self.content_type),
             ("Content-Length", str(len(self.body))),
-            ("Connection", "close"),
+            ("Connection", self.connection),
         ]
 
     @property
@@ -306,14 +310,25 @@ class FakeZnuny:
         prefix: str = "znuny",
         webservice: str = WEBSERVICE,
         layout: str = "development",
+        webservices: Mapping[str, str] | None = None,
         passwords: Mapping[str, str] | None = None,
         now: str | datetime | float = START,
         server_timezone: str = "UTC",
         seed: int = 0,
+        version: str = "7.0.19",
+        seeded_at: str | None = None,
     ) -> None:
+        """`webservices` (name -> layout) serves several web services over one database, as one Znuny does;
+        without it the fake serves `webservice` in `layout`. `version` "7.1.7" answers like the 7.1.7
+        recordings (tests/connectors/znuny/fixtures/znuny-7.1.7): a fresh installation whose only ticket is
+        the installer's ticket 1, created at `seeded_at` (the server's set-up time; default: `now`)."""
+        if version not in VERSIONS:
+            raise ValueError(f"version {version!r}: one of {VERSIONS}")
         self.prefix = prefix.strip("/")
         self.webservice = webservice
-        self.routes = LAYOUTS[layout]
+        self.webservices = dict(webservices) if webservices else {webservice: layout}
+        self.routes = LAYOUTS[self.webservices.get(webservice, layout)]
+        self.version = version
         self.tz = ZoneInfo(server_timezone)
         self._now = 0.0
         self.set_time(now)
@@ -330,7 +345,10 @@ class FakeZnuny:
         self._next_counter = 1
         self._fail = 0
         self._fail_toggle = False
-        self._seed_tickets()
+        if version == "7.0.19":
+            self._seed_tickets()
+        else:
+            self._seed_fresh(seeded_at)
 
     # -- clock -------------------------------------------------------------------------------
 
@@ -484,10 +502,25 @@ class FakeZnuny:
         if not path.startswith(base):
             return Response(404, "text/html; charset=iso-8859-1", b"<h1>Not Found</h1>")
         name, slash, rest = path[len(base) :].partition("/")
-        if unquote(name) != self.webservice:
+        layout = self.webservices.get(unquote(name))
+        if layout is None:
             return Drop("empty")
-        route = slash + rest
-        matched = self._route(self.routes, method, route)
+        routes = self.routes if unquote(name) == self.webservice else LAYOUTS[layout]
+        result = self._serve(routes, method, slash + rest, query, headers, body)
+        if isinstance(result, Response) and KEEP_ALIVE[layout]:
+            return replace(result, connection="Keep-Alive")
+        return result
+
+    def _serve(
+        self,
+        routes: list[tuple[str, str, str]],
+        method: str,
+        route: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Response | Drop:
+        matched = self._route(routes, method, route)
         if matched is None:
             msg = f"HTTP::REST Error while determine Operation for request URI '{route}'."
             return Response(500, TEXT_TYPE, msg.encode())
@@ -733,6 +766,11 @@ class FakeZnuny:
         raw_ids = [p.strip() for v in _list(data.get("TicketID")) for p in str(v).split(",") if p.strip()]
         if not raw_ids:
             raise OperationError("TicketGet.MissingParameter", "TicketGet: TicketID parameter is missing!")
+        if self.version != "7.0.19":
+            if not all(raw.isdigit() for raw in raw_ids):
+                raise OperationError("TicketGet.WrongStructure", "TicketGet: Invalid ticket ID parameter(s) found!")
+            if not any(int(raw) for raw in raw_ids):
+                raise OperationError("TicketGet.MissingParameter", "TicketGet: TicketID parameter is missing!")
         tickets = []
         for raw in raw_ids:
             ticket = self.tickets.get(int(raw)) if raw.isdigit() else None
@@ -800,9 +838,11 @@ class FakeZnuny:
             out["Article"] = [self._article_json(a, opts) for a in articles]
         return out
 
-    @staticmethod
-    def _article_json(a: Article, opts: Mapping[str, Any]) -> dict[str, Any]:
+    def _article_json(self, a: Article, opts: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(a.fields)
+        if self.version != "7.0.19":  # 7.1.7 names the channel next to its id
+            channel_id = out["CommunicationChannelID"]
+            out["CommunicationChannel"] = next(n for n, i in CHANNELS.items() if i == channel_id)
         if _true(opts.get("Attachments")):
             shown = [x for x in a.attachments if not x.html_body or _true(opts.get("HTMLBodyAsAttachment"))]
             with_content = str(_first(opts.get("GetAttachmentContents")) or "1") != "0"
@@ -898,6 +938,8 @@ class FakeZnuny:
     def _op_TicketUpdate(self, data: dict[str, Any], user_agent: str) -> Any:
         user = self._auth_write(data, "TicketUpdate")
         raw = str(data.get("TicketID") or "")
+        if self.version != "7.0.19" and raw in ("", "0") and not data.get("TicketNumber"):
+            raise OperationError("TicketUpdate.MissingParameter", "TicketUpdate: TicketID or TicketNumber is required!")
         ticket = self.tickets.get(int(raw)) if raw.isdigit() else None
         if ticket is None or QUEUES[ticket.queue_id][1] not in user.groups:
             raise OperationError("TicketUpdate.AccessDenied", "TicketUpdate: User does not have access to the ticket!")
@@ -1124,14 +1166,18 @@ class FakeZnuny:
 
     # -- the installation's data before the recording (README section 3) -------------------------
 
-    def _seed_tickets(self) -> None:
+    def _seed_fresh(self, seeded_at: str | None) -> None:
+        """A fresh installation (the 7.1.7 recordings): the installer's ticket 1 only, made at set-up time."""
         saved = self._now
-        root, agent = self.users[1], self.users[2]
+        if seeded_at is not None:
+            self.set_time(seeded_at)
+        for user in self.users.values():
+            user.created = self.fmt(self.now)
+        self._seed_ticket_1()
+        self._now = saved
 
-        def at(text: str) -> None:
-            self.set_time(datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC))
-
-        at("2026-11-22 08:15:35")
+    def _seed_ticket_1(self) -> Ticket:
+        root = self.users[1]
         t1 = Ticket(1, "2021012710123456", "Znuny says hi!", 2, 3, 1, None, None, 1, 1, 1, 1, self.now, self.now)
         self.tickets[1] = t1
         t1.articles.append(
@@ -1169,6 +1215,17 @@ class FakeZnuny:
         )
         self._history(t1, root, "NewTicket", "%%2021012710123456%%Raw%%3 normal%%new%%1", 1)
         self._next_article = 2
+        return t1
+
+    def _seed_tickets(self) -> None:
+        saved = self._now
+        agent = self.users[2]
+
+        def at(text: str) -> None:
+            self.set_time(datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC))
+
+        at("2026-11-22 08:15:35")
+        t1 = self._seed_ticket_1()
         at("2026-11-22 08:16:46")
         self.add_customer_ticket(
             "Printer jammed on floor 3",
