@@ -82,26 +82,7 @@ def _replay() -> dict[str, list[str]]:
                 problems.append(f"expected a dropped answer ({want_kind}), got {got!r:.200}")
             results[name] = problems
             continue
-        if isinstance(got, Drop):
-            results[name] = [f"expected HTTP {resp['status']}, got a dropped connection"]
-            continue
-        if got.status != resp["status"]:
-            problems.append(f"status {got.status} != {resp['status']}")
-        got_headers = dict(got.headers)
-        if list(got_headers) != list(resp["headers"]) or got_headers["Content-Type"] != resp["headers"]["Content-Type"]:
-            problems.append(f"headers {got_headers} != {resp['headers']}")
-        want_text = resp["body_text"]
-        if resp["body_json"] is not None and got.content_type.startswith("application/json"):
-            got_json = got.json()
-            for key, value in resp["body_json"].items() if isinstance(resp["body_json"], dict) else []:
-                if isinstance(value, str) and _PLACEHOLDER.fullmatch(value):
-                    sessions[value] = got_json.get(key, "")
-            want_text = fill(want_text)
-            problems += _diff(json.loads(want_text), got_json, "$")
-        elif got.text != want_text:
-            problems.append(f"body {got.text!r:.300} != {want_text!r:.300}")
-        if got.text == fill(want_text) and int(got_headers["Content-Length"]) != int(resp["headers"]["Content-Length"]):
-            problems.append(f"Content-Length {got_headers['Content-Length']} != {resp['headers']['Content-Length']}")
+        problems += _compare(got, resp, fill, sessions)
         results[name] = problems
         if name.startswith("025-"):
             fake.expire_session(sessions["<SESSION_ID_EXPIRED>"])  # done in the database by the recorder
