@@ -66,18 +66,13 @@ class ZnunyConnector(Connector):
         self._contacted = False
         self._search_route = None
         await self._first_contact()
+        ids = await self._search([("Limit", "1")])  # finds TicketSearch's route as on first use
         routes = self._routes
-        for candidate in self._search_candidates:
-            if await self._answers_as(candidate, "TicketSearch", params=[("Limit", "1")]):
-                self._search_route = candidate
-                break
-        else:
-            raise self._missing("TicketSearch", ", ".join(map(str, self._search_candidates)))
         if not await self._answers_as(routes.ticket_get, "TicketGet", ticket_id=PROBE_ID):
             raise self._missing("TicketGet", str(routes.ticket_get))
         if not await self._answers_as(routes.ticket_update, "TicketUpdate", ticket_id=PROBE_ID, body={}):
             raise self._missing("TicketUpdate", str(routes.ticket_update))
-        names = await self._verify_names()
+        names = await self._verify_names(ids)
         return f"web service {self.config.webservice!r}: {self.layout()}; {names}"
 
     def layout(self) -> str:
@@ -124,13 +119,12 @@ class ZnunyConnector(Connector):
         route: Route,
         operation: str,
         *,
-        ticket_id: str | None = None,
-        params: Sequence[tuple[str, str]] = (),
+        ticket_id: str,
         body: dict[str, Any] | None = None,
     ) -> bool:
         """Whether `route` reaches `operation`: an answer, or an error object that operation raised."""
         try:
-            await self._api.call(route, ticket_id=ticket_id, params=params, body=body)
+            await self._api.call(route, ticket_id=ticket_id, body=body)
         except NoRoute:
             return False
         except ApiError as exc:
@@ -145,16 +139,15 @@ class ZnunyConnector(Connector):
             f"operation (tried {tried}); {HOW_TO_ADD}"
         )
 
-    async def _verify_names(self) -> str:
+    async def _verify_names(self, ids: Sequence[str]) -> str:
         """Znuny has no queue list, but a search naming an unknown queue or priority finds nothing at all.
 
-        So each configured name is searched together with the queue (priority) of a ticket that exists:
-        a known name finds at least that ticket, an unknown one makes the whole search come back empty.
+        So each configured name is searched together with the queue (priority) of a ticket that exists
+        (one of `ids`): a known name finds at least that ticket, an unknown one empties the whole search.
         """
-        ids = await self._search([("Limit", "1")])
         if not ids:
             return "queue and priority names unverified: the agent sees no ticket to compare against"
-        sample = (await self._get_many(ids[:1], articles=False))[0]
+        sample = (await self._get_many([ids[0]], articles=False))[0]
         checks = [
             ("Queues", "queue", "inbound_queues", self.config.inbound_queues, str(sample.get("Queue"))),
             ("Queues", "queue", "queues", self.config.queues, str(sample.get("Queue"))),

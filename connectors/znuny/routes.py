@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-METHODS = ("GET", "POST", "PATCH", "PUT")
 _ROUTE = re.compile(r"^(GET|POST|PATCH|PUT) (/\S*)$")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.znuny import Drop, FakeZnuny
+from tests.fakes.znuny import Drop, FakeZnuny, Response
 
 FIXTURES = Path(__file__).parents[3].parent / "shared" / "fixtures" / "znuny-7.0.19"
 NAMES = sorted(p.name for p in FIXTURES.glob("*.json")) if FIXTURES.is_dir() else []
@@ -56,6 +56,15 @@ def _diff(want: Any, got: Any, path: str, key: str | None = None) -> list[str]:
     return [f"{path}: expected {want!r}, got {got!r}"]
 
 
+def _send(fake: FakeZnuny, rec: dict[str, Any], fill: Callable[[str], str]) -> Response | Drop:
+    """One recorded request to the fake, at the recording's time, with placeholders filled in."""
+    req = rec["request"]
+    fake.set_time(rec["recorded_at_utc"])
+    headers = {k: fill(v) for k, v in req["headers"].items()}
+    body = fill(req["body_text"]).encode() if req["body_text"] is not None else b""
+    return fake.handle(req["method"], fill(req["path"]), fill(req["query_string"]), headers, body)
+
+
 @cache
 def _replay() -> dict[str, list[str]]:
     """All recordings through one fake; per recording the list of differences (empty = identical)."""
@@ -71,10 +80,7 @@ def _replay() -> dict[str, list[str]]:
             text = text.replace("<PASSWORD>", PASSWORDS[user])
             return _PLACEHOLDER.sub(lambda m: sessions.get(m.group(0), m.group(0)), text)
 
-        fake.set_time(rec["recorded_at_utc"])
-        headers = {k: fill(v) for k, v in req["headers"].items()}
-        body = fill(req["body_text"]).encode() if req["body_text"] is not None else b""
-        got = fake.handle(req["method"], fill(req["path"]), fill(req["query_string"]), headers, body)
+        got = _send(fake, rec, fill)
         problems: list[str] = []
         if resp["status"] is None:
             want_kind = "empty" if resp["body_text"] == "" else "no_status_line"
@@ -147,17 +153,13 @@ def _replay_717() -> dict[str, list[str]]:
     results: dict[str, list[str]] = {}
     for name in NAMES_717:
         rec = json.loads((FIXTURES_717 / name).read_text(encoding="utf-8"))
-        req, resp = rec["request"], rec["response"]
+        resp = rec["response"]
 
         def fill(text: str) -> str:
             text = text.replace("<PASSWORD>", PASSWORD_717)
             return _PLACEHOLDER.sub(lambda m: sessions.get(m.group(0), m.group(0)), text)
 
-        fake.set_time(rec["recorded_at_utc"])
-        headers = {k: fill(v) for k, v in req["headers"].items()}
-        body = fill(req["body_text"]).encode() if req["body_text"] is not None else b""
-        got = fake.handle(req["method"], fill(req["path"]), fill(req["query_string"]), headers, body)
-        results[name] = _compare(got, resp, fill, sessions)
+        results[name] = _compare(_send(fake, rec, fill), resp, fill, sessions)
     return results
 
 
