@@ -38,6 +38,18 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--keep-torch", action="store_true", help="also keep the PyTorch weights (for bench/)")
     p.add_argument("--tfidf-only", action="store_true", help="skip the transformer (fast, for tiny datasets)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        metavar="MINUTES",
+        help="fit the whole training into about this many minutes: epochs and ticket length shrink to fit",
+    )
+    p.add_argument(
+        "--min-examples",
+        type=int,
+        metavar="N",
+        help="leave out classes with fewer than N tickets (and say which) instead of stopping",
+    )
 
 
 def _add_classify(sub: Any) -> None:
@@ -117,7 +129,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         freeze_embeddings=not args.train_embeddings,
         tfidf_weights=(1.0,) if args.tfidf_only else DEFAULT_TFIDF_WEIGHTS,
         columns=Columns.parse(args.column),
+        budget_minutes=args.budget,
+        min_examples=args.min_examples,
     )
+    if args.budget is not None and args.budget <= 0:
+        raise TrainingError(f"--budget {args.budget:g}: must be a positive number of minutes")
+    if args.min_examples is not None and args.min_examples < 1:
+        raise TrainingError(f"--min-examples {args.min_examples}: must be at least 1")
     if args.store:
         from daemon.ml.store import ModelStore
 
@@ -132,14 +150,57 @@ def _cmd_train(args: argparse.Namespace) -> int:
         metadata = train(args.data, args.out, opts)
         where = args.out
     print(f"model written to {where} in {metadata['training_seconds']:.0f}s")
+    print(training_summary(metadata))
+    return 0
+
+
+def training_summary(metadata: dict[str, Any]) -> str:
+    """What an admin needs after `train`: what was left out, the language fit, each head's choice and what it cost."""
+    data = metadata["data"]
+    lines = []
+    left = data.get("left_out") or {}
+    for name, classes in (left.get("classes") or {}).items():
+        listed = ", ".join(f"{v!r} ({n})" for v, n in sorted(classes.items(), key=lambda kv: kv[1]))
+        lines.append(
+            f"  left out {sum(classes.values())} tickets of {len(classes)} {name} classes with fewer than "
+            f"{left['min_examples']} examples: {listed}"
+        )
+    mix = data.get("languages") or {}
+    total = sum(mix.values()) or 1
+    if mix:
+        shares = ", ".join(f"{lang} {n / total:.0%}" for lang, n in list(mix.items())[:6])
+        lines.append(f"  languages ({data.get('languages_from', 'column')}): {shares}")
+    if metadata.get("language_warning"):
+        lines.append(f"  warning: {metadata['language_warning']}")
     for label, head in metadata["heads"].items():
         val = head["validation"]
         precision = head["export"].get("serving_precision", "n/a")
-        print(
+        lines.append(
             f"  {label}: {head['chosen']} (tfidf weight {head['tfidf_weight']}), validation accuracy "
-            f"{val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}, ECE {val['ece']:.3f}, serving {precision}"
+            f"{val['accuracy']:.3f} ± {val.get('accuracy_se', 0):.3f}, macro-F1 {val['macro_f1']:.3f} ± "
+            f"{val.get('macro_f1_se', 0):.3f}, ECE {val['ece']:.3f}, serving {precision}"
         )
-    return 0
+        tf = head.get("tfidf", {})
+        if "cross_validation" in tf:
+            lines.append(f"    tfidf: {tf['features']} C={tf['C']:g} ({tf['cross_validation']['reason']})")
+        added = head.get("transformer_added")
+        fine = head.get("fine_tune") or {}
+        if added:
+            minutes = (added.get("fine_tune_seconds") or 0) / 60
+            lines.append(
+                f"    transformer ({minutes:.1f} min, {fine.get('epochs')} epochs at {fine.get('max_length')} tokens) "
+                f"added accuracy {added['accuracy']:+.3f} ± {added['accuracy_se']:.3f}, macro-F1 "
+                f"{added['macro_f1']:+.3f} ± {added['macro_f1_se']:.3f} ({added['best_with_transformer']}); "
+                + ("kept" if added["kept"] else "not kept")
+            )
+        elif "skipped" in fine:
+            lines.append(f"    transformer skipped: {fine['skipped']}")
+        for lang, scores in (head.get("per_language") or {}).items():
+            chosen = scores["chosen"]
+            lines.append(
+                f"    {lang:<8} n={scores['n']:<5} accuracy {chosen['accuracy']:.3f}, macro-F1 {chosen['macro_f1']:.3f}"
+            )
+    return "\n".join(lines)
 
 
 def _jsonl_inputs(stream: TextIO) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
@@ -235,7 +296,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_split(args: argparse.Namespace) -> int:
     from daemon.ml.dataset import Columns, load_dataset, stratified_split, write_csv
 
-    ds = load_dataset(args.data, columns=Columns.parse(args.column))
+    ds = load_dataset(args.data, columns=Columns.parse(args.column), min_examples=1)  # the split keeps rare ones
     train, test = stratified_split(ds, test_size=args.test_size, seed=args.seed)
     write_csv(train, args.train_out)
     write_csv(test, args.test_out)

@@ -121,14 +121,11 @@ def _dedup(rows: Sequence[TrainingRowLike]) -> list[TrainingRowLike]:
 
 
 def _drop_rare(rows: list[TrainingRowLike], labels: Sequence[str]) -> tuple[list[TrainingRowLike], int]:
-    """Training needs two examples of every class; rows of rarer classes are left out (repeat until stable)."""
-    kept = rows
-    while True:
-        rare = {name: {v for v, n in Counter(_label_value(r, name) for r in kept).items() if n < 2} for name in labels}
-        next_kept = [r for r in kept if not any(_label_value(r, name) in rare[name] for name in labels)]
-        if len(next_kept) == len(kept):
-            return kept, len(rows) - len(kept)
-        kept = next_kept
+    """Training needs two examples of every class: `ticketd train --min-examples 2`'s rule, applied here."""
+    from daemon.ml.dataset import keep_common
+
+    kept, _ = keep_common(rows, labels, _label_value, 2)
+    return kept, len(rows) - len(kept)
 
 
 def _write_csv(rows: Sequence[TrainingRowLike], labels: Sequence[str], path: Path) -> None:

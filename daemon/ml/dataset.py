@@ -10,11 +10,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from daemon.errors import DatasetError
 from daemon.ml.text import MAX_TEXT_CHARS, compose
 
+T = TypeVar("T")
 DEFAULT_LABELS: tuple[str, ...] = ("queue", "priority")
 LABEL_ALIASES: dict[str, tuple[str, ...]] = {"queue": ("queue", "label"), "priority": ("priority",)}
 
@@ -291,12 +292,42 @@ def load_dataset(
                 line = next(e.line for e in examples if e.labels[name] == value)
                 raise DatasetError(
                     f"{name} label {value!r} has {n} example(s); at least {min_examples} are needed "
-                    "to train and validate it (merge it into another label or add tickets)",
+                    "to train and validate it (merge it into another label, add tickets, or leave such "
+                    "classes out with --min-examples N)",
                     file=str(path),
                     line=line,
                     column=col,
                 )
     return Dataset(str(path), digest, tuple(label_cols), tuple(examples), label_cols)
+
+
+def keep_common(
+    items: Sequence[T], labels: Sequence[str], value: Any, min_examples: int
+) -> tuple[list[T], dict[str, dict[str, int]]]:
+    """Leave out items of classes rarer than `min_examples`, until stable: one rule for train and retrain.
+
+    `value(item, label)` reads a label; returns the kept items and, per label, the classes left out with their counts.
+    """
+    kept = list(items)
+    dropped: dict[str, dict[str, int]] = {name: {} for name in labels}
+    while True:
+        rare = {
+            name: {v: n for v, n in Counter(value(i, name) for i in kept).items() if n < min_examples}
+            for name in labels
+        }
+        if not any(rare.values()):
+            return kept, {name: classes for name, classes in dropped.items() if classes}
+        for name, classes in rare.items():
+            for v, n in classes.items():
+                dropped[name][v] = dropped[name].get(v, 0) + n
+        kept = [i for i in kept if not any(value(i, name) in rare[name] for name in labels)]
+
+
+def drop_rare(dataset: Dataset, min_examples: int) -> tuple[Dataset, dict[str, dict[str, int]]]:
+    """The dataset without classes rarer than `min_examples` (see `keep_common`)."""
+    index = {id(e): i for i, e in enumerate(dataset.examples)}
+    kept, dropped = keep_common(dataset.examples, dataset.label_names, lambda e, name: e.labels[name], min_examples)
+    return dataset.subset([index[id(e)] for e in kept]), dropped
 
 
 def require_classes(dataset: Dataset) -> None:
@@ -325,17 +356,18 @@ def stratified_split(
     key = stratify or dataset.label_names[0]
     y = dataset.labels(key)
     counts = Counter(y)
-    strat = [v if counts[v] >= 2 else "__rare__" for v in y]
+    rare = [i for i, v in enumerate(y) if counts[v] < 2]  # one ticket cannot be on both sides: it trains
+    common = [i for i, v in enumerate(y) if counts[v] >= 2]
     n_test = max(1, round(len(y) * test_size))
-    if n_test < len(set(strat)) or len(y) - n_test < len(set(strat)):
+    n_classes = len({y[i] for i in common})
+    if n_test < n_classes or len(common) - n_test < n_classes:
         raise DatasetError(
             f"{len(y)} tickets are too few to split {test_size:.0%} off while keeping all "
-            f"{len(set(strat))} {key} labels on both sides",
+            f"{n_classes} {key} labels on both sides",
             file=dataset.path,
         )
-    idx = list(range(len(y)))
-    train_idx, test_idx = train_test_split(idx, test_size=n_test, random_state=seed, stratify=strat)
-    return dataset.subset(sorted(train_idx)), dataset.subset(sorted(test_idx))
+    train_idx, test_idx = train_test_split(common, test_size=n_test, random_state=seed, stratify=[y[i] for i in common])
+    return dataset.subset(sorted(train_idx + rare)), dataset.subset(sorted(test_idx))
 
 
 def write_csv(dataset: Dataset, path: str | Path) -> None:

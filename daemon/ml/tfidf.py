@@ -148,3 +148,79 @@ def baseline_tfidf_lr(texts: Sequence[str], labels: Sequence[str], *, seed: int)
     )
     pipe.fit(list(texts), list(labels))
     return pipe
+
+
+def _fold_probs(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    classes: Sequence[str],
+    train_idx: npt.NDArray[np.int64],
+    test_idx: npt.NDArray[np.int64],
+    features: Sequence[str],
+    cs: Sequence[float],
+    seed: int,
+) -> dict[tuple[str, float], FloatArray]:
+    """One fold: per feature set, vectorise once, then fit each C warm-started from the previous one."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    out: dict[tuple[str, float], FloatArray] = {}
+    y = [labels[i] for i in train_idx]
+    for feature_set in features:
+        chars = feature_set == "word+char"
+        vec = TfidfVectorizer(
+            analyzer=functools.partial(analyze, chars=chars),
+            sublinear_tf=True,
+            min_df=2 if chars else 1,
+            dtype=np.float32,
+        )
+        x_train = vec.fit_transform([texts[i] for i in train_idx])
+        x_test = vec.transform([texts[i] for i in test_idx])
+        clf = LogisticRegression(max_iter=3000, class_weight="balanced", random_state=seed, warm_start=True)
+        for c in sorted(cs):
+            clf.set_params(C=c)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(x_train, y)
+            proba = clf.predict_proba(x_test)
+            aligned = np.zeros((len(test_idx), len(classes)), dtype=np.float32)
+            for j, name in enumerate(clf.classes_):
+                aligned[:, list(classes).index(name)] = proba[:, j]
+            out[(feature_set, c)] = aligned
+    return out
+
+
+def cross_validated_probs(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    classes: Sequence[str],
+    *,
+    features: Sequence[str] = FEATURE_SETS,
+    cs: Sequence[float] = (3.0, 10.0, 30.0),
+    folds: int = 4,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> dict[tuple[str, float], FloatArray]:
+    """Out-of-fold probabilities of every (feature set, C): each row is scored by a model that never saw it."""
+    import warnings
+
+    from joblib import Parallel, delayed
+    from sklearn.model_selection import StratifiedKFold
+
+    k = max(2, min(folds, len(labels) // 2))
+    with warnings.catch_warnings():
+        # Classes with fewer members than folds still land in every training fold but one; that is fine here.
+        warnings.simplefilter("ignore", UserWarning)
+        splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(texts, labels))
+    jobs = Parallel(n_jobs=min(n_jobs, k))(
+        delayed(_fold_probs)(list(texts), list(labels), list(classes), tr, te, tuple(features), tuple(cs), seed)
+        for tr, te in splits
+    )
+    out = {key: np.zeros((len(texts), len(classes)), dtype=np.float32) for key in jobs[0]}
+    for (_, test_idx), fold in zip(splits, jobs, strict=True):
+        for key, probs in fold.items():
+            out[key][test_idx] = probs
+    return out

@@ -25,11 +25,16 @@ from daemon.errors import TrainingError
 from daemon.logging import get_logger
 from daemon.ml.calibration import calibrated, combine, expected_calibration_error, fit_temperature
 from daemon.ml.classifier import HEAD_FILE, LABELS_FILE, TFIDF_DIR
-from daemon.ml.dataset import Columns, Dataset, load_dataset, require_classes, stratified_split
+from daemon.ml.dataset import Columns, Dataset, drop_rare, load_dataset, require_classes, stratified_split
+from daemon.ml.selection import choose
 
 log = get_logger(__name__)
 
 DEFAULT_TFIDF_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+DEFAULT_TFIDF_CS = (3.0, 10.0, 30.0)
+REFERENCE_TFIDF = ("word", 10.0)  # the baseline's own setting: word 1-2-grams, C=10, balanced
+PLAN_LENGTHS = (256, 192, 128, 96, 64)  # --budget shortens tickets to these token counts, longest first
+MIN_LANGUAGE_VALIDATION = 30  # per-language scores and weights need this many validation tickets
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,10 @@ class TrainOptions:
     bf16: str = "auto"  # auto | on | off: bf16 autocast for training steps (weights stay fp32)
     validation_size: float = 0.15
     seed: int = 13
-    tfidf_c: float = 10.0
+    tfidf_cs: tuple[float, ...] = DEFAULT_TFIDF_CS
+    cv_folds: int = 4
+    budget_minutes: float | None = None
+    min_examples: int | None = None
     tfidf_weights: tuple[float, ...] = DEFAULT_TFIDF_WEIGHTS
     min_agreement: float = 0.99
     keep_torch: bool = False
@@ -145,6 +153,78 @@ def _fp32_logits(model: Any, tokenizer: Any, texts: list[str], max_length: int) 
     return np.concatenate(out).astype(np.float32)
 
 
+def _slots(lengths: npt.NDArray[np.int64], max_length: int, batch_size: int, seed: int) -> float:
+    """Padded token slots of one pass in random batches: each batch is as long as its longest ticket."""
+    clipped = np.random.default_rng(seed).permutation(np.minimum(lengths, max_length))
+    return float(
+        sum(chunk.max() * len(chunk) for chunk in np.array_split(clipped, max(1, -(-len(clipped) // batch_size))))
+    )
+
+
+def _plan(
+    model: Any,
+    tokenizer: Any,
+    train_texts: list[str],
+    val_texts: list[str],
+    opts: TrainOptions,
+    bf16: bool,
+    seconds: float,
+) -> dict[str, Any]:
+    """Epochs and ticket length that fit `seconds`: time a few training steps, then count the token slots.
+
+    Of the plans that fit (fine-tuning, per-epoch evaluation and the ONNX export with its parity runs),
+    the one that shows the model the most tokens wins; fewer epochs before shorter tickets is not
+    assumed, the count decides. Nothing fits: epochs 0, and the head stays TF-IDF only.
+    """
+    import torch
+
+    probe_len = min(128, opts.max_length)
+    batch = train_texts[: opts.batch_size]
+    enc = tokenizer(batch, truncation=True, max_length=probe_len, padding="max_length", return_tensors="pt")
+    target = torch.zeros(len(batch), dtype=torch.long)
+    model.train()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**enc, labels=target).loss
+        loss.backward()
+        times.append(time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    # +20%: the optimiser step, collation and the scheduler are not in the probe.
+    per_slot = min(times[1:]) * 1.2 / enc["input_ids"].numel()
+    limit = max(opts.max_length, 8)
+    train_len = np.array([len(ids) for ids in tokenizer(train_texts, truncation=True, max_length=limit)["input_ids"]])
+    val_len = np.array([len(ids) for ids in tokenizer(val_texts, truncation=True, max_length=limit)["input_ids"]])
+    lengths = [opts.max_length] + [n for n in PLAN_LENGTHS if n < opts.max_length]
+    best: dict[str, Any] | None = None
+    for epochs in range(opts.epochs, 0, -1):
+        for length in lengths:
+            train_s = epochs * _slots(train_len, length, opts.batch_size, opts.seed) * per_slot
+            # Forward passes cost about a third of a training step: evaluation each epoch, the final
+            # validation logits, and the export's fp32 run plus up to three int8 attempts (one ticket each).
+            forward_s = (
+                per_slot
+                / 3
+                * ((epochs + 1) * _slots(val_len, length, 64, opts.seed) + 4 * np.minimum(val_len, length).sum())
+            )
+            estimate = train_s + forward_s + 20.0
+            seen = epochs * float(np.minimum(train_len, length).sum())
+            if estimate <= seconds and (best is None or seen > best["tokens_seen"]):
+                best = {"epochs": epochs, "max_length": length, "estimate_s": round(estimate, 1), "tokens_seen": seen}
+    common = {"seconds": round(seconds, 1), "seconds_per_token": round(per_slot, 7)}
+    if best is None:
+        cheapest = lengths[-1]
+        need = _slots(train_len, cheapest, opts.batch_size, opts.seed) * per_slot
+        return {
+            "epochs": 0,
+            "reason": f"one epoch at {cheapest} tokens needs about {need / 60:.1f} min; "
+            f"{seconds / 60:.1f} min of the budget were left for this head",
+            **common,
+        }
+    return {**best, **common}
+
+
 def _fine_tune(
     base: str,
     train: Dataset,
@@ -153,8 +233,12 @@ def _fine_tune(
     classes: list[str],
     opts: TrainOptions,
     work: Path,
-) -> tuple[Path, npt.NDArray[np.float32], dict[str, Any]]:
-    """Fine-tune one sequence-classification model; returns its directory and validation logits."""
+    seconds: float | None = None,
+) -> tuple[Path | None, npt.NDArray[np.float32] | None, dict[str, Any]]:
+    """Fine-tune one sequence-classification model within `seconds` (None: no limit).
+
+    Returns its directory and validation logits, or (None, None, why) when no plan fits the time.
+    """
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -162,6 +246,7 @@ def _fine_tune(
         DataCollatorWithPadding,
         EarlyStoppingCallback,
         Trainer,
+        TrainerCallback,
         TrainingArguments,
         set_seed,
     )
@@ -184,9 +269,35 @@ def _fine_tune(
         for p in model.base_model.embeddings.parameters():
             p.requires_grad = False
 
+    started = time.monotonic()
+    use_bf16 = _use_bf16(opts.bf16)
+    epochs, max_length, plan = opts.epochs, opts.max_length, None
+    if seconds is not None:
+        plan = _plan(model, tokenizer, train.texts(), val.texts(), opts, use_bf16, seconds)
+        set_seed(opts.seed)  # the probe drew dropout masks; training starts from the same state either way
+        if plan["epochs"] == 0:
+            return None, None, {"skipped": plan["reason"], "plan": plan}
+        epochs, max_length = plan["epochs"], plan["max_length"]
+    deadline = started + seconds if seconds is not None else None
+
+    class _Deadline(TrainerCallback):
+        """Stop at the head's share of --budget (evaluating and saving once more) if the estimate was short."""
+
+        hit = False
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if deadline is not None and time.monotonic() >= deadline:
+                self.hit = True
+                control.should_training_stop = True
+                control.should_evaluate = True
+                control.should_save = True
+            return control
+
+    stopper = _Deadline()
+
     class _Encoded(torch.utils.data.Dataset[dict[str, Any]]):
         def __init__(self, ds: Dataset) -> None:
-            self.enc = tokenizer(ds.texts(), truncation=True, max_length=opts.max_length)
+            self.enc = tokenizer(ds.texts(), truncation=True, max_length=max_length)
             self.y = [index[v] for v in ds.labels(label)]
 
         def __len__(self) -> int:
@@ -217,7 +328,7 @@ def _fine_tune(
 
     args = TrainingArguments(
         output_dir=str(work / f"checkpoints-{label}"),
-        num_train_epochs=opts.epochs,
+        num_train_epochs=epochs,
         per_device_train_batch_size=opts.batch_size,
         per_device_eval_batch_size=64,
         learning_rate=opts.learning_rate,
@@ -235,7 +346,7 @@ def _fine_tune(
         data_seed=opts.seed,
         report_to=[],
         use_cpu=True,
-        bf16=_use_bf16(opts.bf16),
+        bf16=use_bf16,
         dataloader_num_workers=0,
         # Not group_by_length: it cut fine-tuning from 8.4 to 5.8 min per head, but the priority
         # transformer's validation macro-F1 fell from 0.418 to 0.386 and the head lost to the baseline.
@@ -248,9 +359,8 @@ def _fine_tune(
         eval_dataset=val_set,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=1)],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=1), stopper],
     )
-    started = time.monotonic()
     result = trainer.train()
     out = work / f"model-{label}"
     trainer.save_model(str(out))
@@ -258,9 +368,9 @@ def _fine_tune(
     # Reload from disk: accelerate leaves the trained module's forward wrapped in bf16 autocast, and
     # the reference for candidate choice and ONNX parity must be the plain fp32 model that is exported.
     saved = AutoModelForSequenceClassification.from_pretrained(out)
-    logits = _fp32_logits(saved, tokenizer, val.texts(), opts.max_length)
+    logits = _fp32_logits(saved, tokenizer, val.texts(), max_length)
     shutil.rmtree(work / f"checkpoints-{label}", ignore_errors=True)
-    epochs_run = float(result.metrics.get("epoch", opts.epochs))
+    epochs_run = float(result.metrics.get("epoch", epochs))
     info = {
         "seconds": round(time.monotonic() - started, 1),
         "epochs_run": epochs_run,
@@ -268,73 +378,191 @@ def _fine_tune(
         "class_weights": opts.class_weights,
         "bf16": args.bf16,
         "learning_rate": opts.learning_rate,
-        "max_length": opts.max_length,
+        "epochs": epochs,
+        "max_length": max_length,
     }
+    if plan is not None:
+        info["plan"] = plan
+        info["stopped_at_budget"] = stopper.hit
     return out, logits, info
 
 
+def _fmt_c(c: float) -> str:
+    return f"{c:g}"
+
+
+def _tfidf_phase(all_texts: list[str], all_labels: list[str], classes: list[str], opts: TrainOptions) -> dict[str, Any]:
+    """Choose the TF-IDF feature set and C by k-fold cross-validation over every row, then fit it on all rows.
+
+    The out-of-fold probabilities also serve the ensemble-weight search: each validation ticket's
+    TF-IDF score comes from a model that did not see it, like the transformer's.
+    """
+    from daemon.ml.tfidf import FEATURE_SETS, cross_validated_probs, fit_tfidf
+
+    started = time.monotonic()
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] for v in all_labels])
+    configs = sorted(
+        ((f, c) for f in FEATURE_SETS for c in opts.tfidf_cs),
+        key=lambda fc: (FEATURE_SETS.index(fc[0]), fc != REFERENCE_TFIDF, abs(np.log(fc[1] / REFERENCE_TFIDF[1]))),
+    )
+    jobs = 1 if len(all_texts) < 1000 else (opts.threads or os.cpu_count() or 1)
+    oof = cross_validated_probs(
+        all_texts,
+        all_labels,
+        classes,
+        features=FEATURE_SETS,
+        cs=opts.tfidf_cs,
+        folds=opts.cv_folds,
+        seed=opts.seed,
+        n_jobs=jobs,
+    )
+    names = [f"{f} C={_fmt_c(c)}" for f, c in configs]
+    verdict = choose(names, [oof[k].argmax(axis=1) for k in configs], y, len(classes), seed=opts.seed)
+    features, c = configs[names.index(verdict["chosen"])]
+    cv_seconds = time.monotonic() - started
+    scorer, _ = fit_tfidf(all_texts, all_labels, classes, c=c, balanced=True, seed=opts.seed, features=features)
+    return {
+        "features": features,
+        "C": c,
+        "oof": oof[(features, c)],
+        "scorer": scorer,
+        "info": {
+            "features": features,
+            "C": c,
+            "class_weight": "balanced",
+            "vocabulary": len(scorer.vocab),
+            "cross_validation": {"folds": opts.cv_folds, **verdict},
+            "refit_rows": len(all_texts),
+            "cv_seconds": round(cv_seconds, 1),
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    }
+
+
+def _candidate_name(w: float) -> str:
+    return "transformer" if w == 0.0 else "tfidf" if w == 1.0 else f"ensemble w={w:g}"
+
+
+def _kind(w: float) -> str:
+    return "transformer" if w == 0.0 else "tfidf" if w == 1.0 else "ensemble"
+
+
+def _language_scores(
+    y: npt.NDArray[Any], preds: dict[str, npt.NDArray[Any]], langs: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Validation scores per language with enough tickets, for the chosen candidate and the TF-IDF alone."""
+    out: dict[str, dict[str, Any]] = {}
+    for lang, n in Counter(langs).most_common():
+        if n < MIN_LANGUAGE_VALIDATION:
+            continue
+        idx = np.array([i for i, v in enumerate(langs) if v == lang])
+        out[lang] = {"n": n, **{name: _scores(y[idx].tolist(), p[idx].tolist()) for name, p in preds.items()}}
+    return out
+
+
+def _per_language_weights(
+    y: npt.NDArray[Any],
+    logits: npt.NDArray[Any],
+    tfidf: npt.NDArray[Any],
+    langs: list[str],
+    weights: Sequence[float],
+    global_w: float,
+    n_classes: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    """Would one ensemble weight per language beat one weight per head? Cross-fitted on two halves, so no optimism."""
+    counts = Counter(langs)
+    big = [lang for lang, n in counts.items() if n >= 2 * MIN_LANGUAGE_VALIDATION]
+    if len(big) < 2:
+        return None
+    preds = {w: combine(logits, tfidf, w).argmax(axis=1) for w in weights}
+    mixed = preds[global_w].copy()
+    rng = np.random.default_rng(seed)
+    chosen: dict[str, float] = {}
+    for lang in big:
+        idx = rng.permutation([i for i, v in enumerate(langs) if v == lang])
+        halves = (idx[: len(idx) // 2], idx[len(idx) // 2 :])
+        for fit, apply in (halves, halves[::-1]):
+            w = max(weights, key=lambda w: sum(_scores(y[fit].tolist(), preds[w][fit].tolist()).values()))
+            mixed[apply] = preds[w][apply]
+        chosen[lang] = max(weights, key=lambda w: sum(_scores(y[idx].tolist(), preds[w][idx].tolist()).values()))
+    verdict = choose(["one weight", "per-language weights"], [preds[global_w], mixed], y, n_classes, seed=seed)
+    gain = verdict["candidates"][1]["vs_reference"]
+    helps = gain["accuracy"] > gain["accuracy_se"] and gain["macro_f1"] > gain["macro_f1_se"]
+    return {
+        "languages": chosen,
+        "vs_one_weight": gain,
+        "kept": False,
+        "reason": (
+            "cross-fitted per-language weights beat one weight beyond one standard error on both metrics, "
+            "but serving applies one weight per head"
+            if helps
+            else "no measurable gain over one weight per head (cross-fitted on halves of the validation split)"
+        ),
+    }
+
+
 def _train_label(
-    base: str, train: Dataset, val: Dataset, label: str, opts: TrainOptions, head_dir: Path, work: Path
+    base: str,
+    train: Dataset,
+    val: Dataset,
+    label: str,
+    opts: TrainOptions,
+    head_dir: Path,
+    work: Path,
+    tfidf: dict[str, Any],
+    val_langs: list[str],
+    seconds: float | None,
 ) -> dict[str, Any]:
     from daemon.ml.export import export_head
-    from daemon.ml.tfidf import FEATURE_SETS, fit_tfidf
 
-    classes = sorted(set(train.labels(label)) | set(val.labels(label)))
+    started = time.monotonic()
+    classes = tfidf["classes"]
     index = {c: i for i, c in enumerate(classes)}
     y_val = np.array([index[v] for v in val.labels(label)])
-    started = time.monotonic()
-
-    tfidf_options: list[dict[str, Any]] = []
-    tfidf_probs: dict[str, npt.NDArray[np.float32]] = {}
-    for features in FEATURE_SETS:
-        scorer, _ = fit_tfidf(
-            train.texts(),
-            train.labels(label),
-            classes,
-            c=opts.tfidf_c,
-            balanced=True,
-            seed=opts.seed,
-            features=features,
-        )
-        tfidf_probs[features] = scorer.predict_proba(val.texts())
-        option_scores = _scores(y_val.tolist(), tfidf_probs[features].argmax(axis=1).tolist())
-        tfidf_options.append({"features": features, "vocabulary": len(scorer.vocab), **option_scores})
-    tfidf_features = max(tfidf_options, key=lambda o: (o["macro_f1"], o["accuracy"]))["features"]
-    tfidf_val = tfidf_probs[tfidf_features]
-    tfidf_seconds = round(time.monotonic() - started, 1)
-    log.info("tfidf fitted", label=label, features=tfidf_features, seconds=tfidf_seconds)
+    tfidf_val = tfidf["oof"][len(train) :]
 
     needs_transformer = any(w < 1.0 for w in opts.tfidf_weights)
     model_dir: Path | None = None
     logits_val: npt.NDArray[np.float32] | None = None
     fine_tune: dict[str, Any] = {}
     if needs_transformer:
-        model_dir, logits_val, fine_tune = _fine_tune(base, train, val, label, classes, opts, work)
+        model_dir, logits_val, fine_tune = _fine_tune(base, train, val, label, classes, opts, work, seconds)
+        if logits_val is None:
+            log.warning("transformer skipped", label=label, reason=fine_tune["skipped"])
 
-    candidates: list[dict[str, Any]] = []
-    for w in opts.tfidf_weights:
-        if w < 1.0 and logits_val is None:
-            continue
-        kind = "transformer" if w == 0.0 else "tfidf" if w == 1.0 else "ensemble"
-        scores = combine(logits_val, tfidf_val, w)
-        metrics = _scores(y_val.tolist(), scores.argmax(axis=1).tolist())
-        candidates.append({"candidate": kind, "tfidf_weight": w, **metrics})
-    best = max(candidates, key=lambda c: (c["macro_f1"], c["accuracy"], -abs(c["tfidf_weight"] - 0.5)))
+    weights = sorted((w for w in opts.tfidf_weights if w >= 1.0 or logits_val is not None), reverse=True)
+    if not weights:
+        raise TrainingError(f"{label}: {fine_tune.get('skipped', 'no candidate')}, and --tfidf-weights has no 1.0")
+    preds = [combine(logits_val, tfidf_val, w).argmax(axis=1) for w in weights]
+    verdict = choose([_candidate_name(w) for w in weights], preds, y_val, len(classes), seed=opts.seed)
+    candidates = [
+        {"candidate": _kind(w), "tfidf_weight": w, **{k: v for k, v in s.items() if k != "name"}}
+        for w, s in zip(weights, verdict["candidates"], strict=True)
+    ]
+    best = candidates[[_candidate_name(w) for w in weights].index(verdict["chosen"])]
     weight = float(best["tfidf_weight"])
+
+    transformer_added: dict[str, Any] | None = None
+    if logits_val is not None and weights[0] == 1.0 and len(weights) > 1:
+        top = max(candidates[1:], key=lambda c: c["accuracy"] + c["macro_f1"])
+        transformer_added = {
+            "best_with_transformer": _candidate_name(top["tfidf_weight"]),
+            **top["vs_reference"],
+            "kept": weight < 1.0,
+            "fine_tune_seconds": fine_tune.get("seconds"),
+        }
+
+    if weight >= 1.0:
+        # TF-IDF alone: calibrate on the out-of-fold scores of every row, not just the validation split.
+        all_y = np.array([index[v] for v in train.labels(label) + val.labels(label)])
+        temperature = fit_temperature(combine(None, tfidf["oof"], 1.0), all_y)
+    else:
+        temperature = fit_temperature(combine(logits_val, tfidf_val, weight), y_val)
     scores = combine(logits_val, tfidf_val, weight)
-    temperature = fit_temperature(scores, y_val)
     ece_before = expected_calibration_error(calibrated(scores, 1.0), y_val)
     ece_after = expected_calibration_error(calibrated(scores, temperature), y_val)
-    runner_up = sorted(candidates, key=lambda c: (c["macro_f1"], c["accuracy"]))[-2] if len(candidates) > 1 else None
-    reason = (
-        f"highest validation macro-F1 ({best['macro_f1']:.4f}, accuracy {best['accuracy']:.4f}) of "
-        f"{len(candidates)} candidates"
-        + (
-            f"; runner-up {runner_up['candidate']} w={runner_up['tfidf_weight']} at {runner_up['macro_f1']:.4f}"
-            if runner_up
-            else ""
-        )
-    )
     log.info(
         "candidate chosen",
         label=label,
@@ -343,13 +571,31 @@ def _train_label(
         temperature=round(temperature, 3),
     )
 
+    by_language: dict[str, npt.NDArray[Any]] = {"chosen": scores.argmax(axis=1)}
+    if weight < 1.0 and 1.0 in weights:
+        by_language["tfidf"] = tfidf_val.argmax(axis=1)
+    per_language = _language_scores(y_val, by_language, val_langs)
+    language_weights = None
+    if logits_val is not None and 0.0 < weight < 1.0:
+        language_weights = _per_language_weights(
+            y_val,
+            logits_val,
+            tfidf_val,
+            val_langs,
+            [w for w in weights if 0.0 < w < 1.0],
+            weight,
+            len(classes),
+            opts.seed,
+        )
+
     head_dir.mkdir(parents=True, exist_ok=True)
     (head_dir / LABELS_FILE).write_text(json.dumps(classes, ensure_ascii=False), encoding="utf-8")
+    max_length = int(fine_tune.get("max_length", opts.max_length))
     spec: dict[str, Any] = {
         "label": label,
         "tfidf_weight": weight,
         "temperature": temperature,
-        "max_length": opts.max_length,
+        "max_length": max_length,
     }
     export: dict[str, Any] = {}
     if weight < 1.0:
@@ -365,7 +611,7 @@ def _train_label(
             head_dir,
             texts=val.texts(),
             torch_logits=logits_val,
-            max_length=opts.max_length,
+            max_length=max_length,
             min_agreement=opts.min_agreement,
             decide=decide,
         )
@@ -375,48 +621,38 @@ def _train_label(
             # For benchmarks against the PyTorch pipeline and for continued fine-tuning; serving ignores it.
             shutil.copytree(model_dir, head_dir / "torch")
     if weight > 0.0:
-        # Weight and temperature are settled on validation; the shipped TF-IDF then learns from all rows.
-        both = train.texts() + val.texts()
-        tfidf, _ = fit_tfidf(
-            both,
-            train.labels(label) + val.labels(label),
-            classes,
-            c=opts.tfidf_c,
-            balanced=True,
-            seed=opts.seed,
-            features=tfidf_features,
-        )
-        tfidf.save(head_dir / TFIDF_DIR)
+        tfidf["scorer"].save(head_dir / TFIDF_DIR)  # chosen by cross-validation, fitted on every row
     (head_dir / HEAD_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
     return {
         "classes": classes,
         "class_counts_train": dict(Counter(train.labels(label))),
         "chosen": best["candidate"],
         "tfidf_weight": weight,
-        "reason": reason,
+        "reason": verdict["reason"],
+        "rule": verdict["rule"],
         "temperature": round(temperature, 4),
         "validation": {
-            **{k: best[k] for k in ("accuracy", "macro_f1")},
+            **{k: best[k] for k in ("accuracy", "accuracy_se", "macro_f1", "macro_f1_se")},
             "ece_uncalibrated": round(ece_before, 4),
             "ece": round(ece_after, 4),
+            "rows": len(y_val),
         },
         "candidates": candidates,
+        "transformer_added": transformer_added,
+        "per_language": per_language,
+        "per_language_weights": language_weights,
         "fine_tune": fine_tune,
-        "tfidf": {
-            "features": tfidf_features,
-            "options": tfidf_options,
-            "refit_rows": len(train) + len(val),
-            "C": opts.tfidf_c,
-            "class_weight": "balanced",
-            "seconds": tfidf_seconds,
-        },
+        "tfidf": tfidf["info"],
         "export": export,
-        "seconds": round(time.monotonic() - started, 1),
+        "seconds": round(time.monotonic() - started + tfidf["info"]["seconds"], 1),
     }
 
 
 def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, Any]:
     """Train every head into `out` (which must not exist yet) and write metadata.json last."""
+    from daemon.ml import language
+
+    started = time.monotonic()
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise TrainingError(f"--out {out}: directory exists and is not empty")
@@ -424,27 +660,71 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
     base = resolve_base(opts.base, opts.allow_download)
-    dataset = load_dataset(data, labels=opts.labels, columns=opts.columns)
+    if opts.min_examples is not None:
+        loaded = load_dataset(data, labels=opts.labels, columns=opts.columns, min_examples=1)
+        dataset, dropped = drop_rare(loaded, opts.min_examples)
+        if dropped:
+            log.warning(
+                "rare classes left out",
+                min_examples=opts.min_examples,
+                tickets=len(loaded) - len(dataset),
+                classes={name: len(v) for name, v in dropped.items()},
+            )
+    else:
+        dataset, dropped = load_dataset(data, labels=opts.labels, columns=opts.columns), {}
     require_classes(dataset)
     train_part, val_part = stratified_split(dataset, test_size=opts.validation_size, seed=opts.seed)
+    langs, lang_source = language.languages(
+        train_part.languages() + val_part.languages(), train_part.texts() + val_part.texts()
+    )
+    lang_mix = language.mix(langs)
+    base_langs = language.base_languages(base)
+    lang_warning = language.fit_warning(lang_mix, base_langs)
+    if lang_warning:
+        log.warning("language fit", detail=lang_warning)
 
     import torch
 
     torch.set_num_threads(opts.threads or torch.get_num_threads())
-    started = time.monotonic()
+    deadline = started + opts.budget_minutes * 60 if opts.budget_minutes is not None else None
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     # Build next to `out` and rename at the end, so a crash never leaves a half model in place.
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        # The cheap candidates first: every label's TF-IDF is chosen and fitted before any fine-tuning.
+        all_texts = train_part.texts() + val_part.texts()
+        tfidf: dict[str, dict[str, Any]] = {}
+        for label in dataset.label_names:
+            classes = sorted(set(dataset.labels(label)))
+            tfidf[label] = {
+                "classes": classes,
+                **_tfidf_phase(all_texts, train_part.labels(label) + val_part.labels(label), classes, opts),
+            }
+            log.info("tfidf chosen", label=label, features=tfidf[label]["features"], C=tfidf[label]["C"])
         heads = {}
         with tempfile.TemporaryDirectory(prefix="ticketd-train-") as work:
-            for label in dataset.label_names:
-                heads[label] = _train_label(base, train_part, val_part, label, opts, staging / label, Path(work))
+            for i, label in enumerate(dataset.label_names):
+                seconds = None
+                if deadline is not None:
+                    seconds = max(0.0, (deadline - time.monotonic()) / (len(dataset.label_names) - i))
+                heads[label] = _train_label(
+                    base,
+                    train_part,
+                    val_part,
+                    label,
+                    opts,
+                    staging / label,
+                    Path(work),
+                    tfidf[label],
+                    langs[len(train_part) :],
+                    seconds,
+                )
         metadata = {
             "format": 1,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "base_model": base,
+            "base_model_languages": base_langs,
             "label_names": list(dataset.label_names),
             "data": {
                 "path": str(Path(data).resolve()),
@@ -452,8 +732,15 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
                 "rows": len(dataset),
                 "train_rows": len(train_part),
                 "validation_rows": len(val_part),
-                "languages": dict(Counter(dataset.languages())),
+                "languages": lang_mix,
+                "languages_from": lang_source,
+                "left_out": {
+                    "min_examples": opts.min_examples,
+                    "tickets": sum(sum(v.values()) for v in dropped.values()),
+                    "classes": dropped,
+                },
             },
+            "language_warning": lang_warning,
             "options": {k: v for k, v in asdict(opts).items() if k != "columns"},
             "heads": heads,
             "training_seconds": round(time.monotonic() - started, 1),

@@ -33,8 +33,15 @@ def test_metadata_records_provenance_and_choices(tiny_model: Path, sample_csv: P
         head = meta["heads"][label]
         assert head["classes"] == sorted(set(ds.labels(label)))
         assert head["chosen"] in {"transformer", "ensemble"}
-        assert head["reason"].startswith("highest validation macro-F1")
+        assert head["reason"].startswith(f"{head['chosen']}") or " chosen over " in head["reason"]
+        assert "1 SE" in head["rule"]
         assert len(head["candidates"]) == 2
+        for c in head["candidates"]:  # every candidate's score comes with its uncertainty
+            assert 0 < c["accuracy_se"] < 0.5 and c["macro_f1_se"] > 0 and "vs_reference" in c
+        cv = head["tfidf"]["cross_validation"]
+        assert cv["rows"] == meta["data"]["rows"] and len(cv["candidates"]) == 6 and cv["chosen"] == (
+            f"{head['tfidf']['features']} C={head['tfidf']['C']:g}"
+        )
         assert head["temperature"] > 0
         assert head["export"]["fp32_agreement"] == 1.0
         assert head["export"]["fp32_max_abs_logit_diff"] < 1e-3  # the fp32 export is the PyTorch model
@@ -159,7 +166,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr.strip() == (
         f"ticketd: error: {bad}:4 column 'queue': queue label 'Y' has 1 example(s); at least 2 are needed "
-        "to train and validate it (merge it into another label or add tickets)"
+        "to train and validate it (merge it into another label, add tickets, or leave such classes out with "
+        "--min-examples N)"
     )
     assert "Traceback" not in res.stderr
     res = subprocess.run(
