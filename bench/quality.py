@@ -120,7 +120,8 @@ def main() -> int:
             rows = [s["labels"][label] for s in splits]
             acc, bacc = [r["accuracy"] for r in rows], [r["baseline_accuracy"] for r in rows]
             f1, bf1 = [r["macro_f1"] for r in rows], [r["baseline_macro_f1"] for r in rows]
-            worst = min(min(a - b for a, b in zip(acc, bacc)), min(a - b for a, b in zip(f1, bf1)))
+            deltas = [a - b for a, b in zip(acc, bacc, strict=True)] + [a - b for a, b in zip(f1, bf1, strict=True)]
+            worst = min(deltas)
             ece = statistics.mean(r["ece"] for r in rows)
             meets = (
                 statistics.mean(acc) >= statistics.mean(bacc)
@@ -152,7 +153,7 @@ def main() -> int:
     print("\nwhat the transformer added on validation (best candidate with it, against TF-IDF alone)")
     for name, splits in runs.items():
         for label in splits[0]["labels"]:
-            for seed, s in zip(seeds, splits):
+            for seed, s in zip(seeds, splits, strict=True):
                 r = s["labels"][label]
                 added, fine = r["transformer_added"], r["fine_tune"]
                 if added:

@@ -39,8 +39,10 @@ def test_metadata_records_provenance_and_choices(tiny_model: Path, sample_csv: P
         for c in head["candidates"]:  # every candidate's score comes with its uncertainty
             assert 0 < c["accuracy_se"] < 0.5 and c["macro_f1_se"] > 0 and "vs_reference" in c
         cv = head["tfidf"]["cross_validation"]
-        assert cv["rows"] == meta["data"]["rows"] and len(cv["candidates"]) == 6 and cv["chosen"] == (
-            f"{head['tfidf']['features']} C={head['tfidf']['C']:g}"
+        assert (
+            cv["rows"] == meta["data"]["rows"]
+            and len(cv["candidates"]) == 6
+            and cv["chosen"] == (f"{head['tfidf']['features']} C={head['tfidf']['C']:g}")
         )
         assert head["temperature"] > 0
         assert head["export"]["fp32_agreement"] == 1.0
