@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench/daemon.py must not shadow the daemon package
 DATASETS = ROOT.parent / "shared" / "datasets"
 NAMES = ("softoft-tickets", "softoft-german-normalized", "endava-it-tickets", "itsm-assignment-groups")
 WORST_ALLOWED = -0.01
@@ -83,7 +84,10 @@ def _run(name: str, seed: int, out: Path, minutes_per_1k: float) -> dict[str, An
             "baseline_coverage_at_90": base["coverage_at_90"],
             "transformer_added": head.get("transformer_added"),
             "fine_tune": {k: head["fine_tune"].get(k) for k in ("epochs", "max_length", "seconds", "skipped")},
+            "per_language_weights": head.get("per_language_weights"),
+            "per_language": {lang: r["accuracy"] for lang, r in m.get("per_language", {}).items()},
         }
+    shutil.copy(model / "metadata.json", work / "metadata.json")
     shutil.rmtree(model, ignore_errors=True)  # ~100 MB per model; the report and metadata say what it was
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -344,7 +345,8 @@ class Daemon:
 
     async def retrain_now(self, *, force: bool = False) -> Any:
         """Train a challenger from the training store; promote and hot-reload only if it is better."""
-        from daemon.retrain import RetrainPolicy, retrain
+        from daemon.api.services import policy_from_config
+        from daemon.retrain import retrain
 
         assert self.state is not None
         if self.api is not None and self.api.services.jobs.active() is not None:
@@ -354,14 +356,8 @@ class Daemon:
         last = self.state.retrain_last()
         since = datetime.fromisoformat(str(last["finished_at"])) if last else None
         new = self.state.training_count_since(since)
-        policy = RetrainPolicy(
-            min_new_examples=0 if force else section.min_new_examples,
-            holdout_share=section.holdout_share,
-            tolerance=section.tolerance,
-            keep_versions=section.keep_versions,
-            labels=tuple(self.config.model.labels),
-            epochs=section.epochs,
-            max_length=section.max_length,
+        policy = dataclasses.replace(
+            policy_from_config(self.config), min_new_examples=0 if force else section.min_new_examples
         )
         rows = self.state.training_rows()
         started = datetime.now(UTC)

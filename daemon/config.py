@@ -168,6 +168,8 @@ class RetrainSection(_Section):
     holdout_share: float = Field(default=0.2, gt=0, lt=1)
     epochs: int = Field(default=3, ge=1)
     max_length: int = Field(default=256, ge=8)
+    # `ticketd train --budget`: epochs and ticket length shrink so a retrain fits; None trains without a limit.
+    budget_minutes: float | None = Field(default=90.0, gt=0)
 
     @field_validator("cron")
     @classmethod

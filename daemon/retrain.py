@@ -66,6 +66,7 @@ class RetrainPolicy:
     labels: tuple[str, ...] = ("queue", "priority")
     epochs: int = 3
     max_length: int = 256
+    budget_minutes: float | None = None  # passed as `train --budget`: epochs and ticket length shrink to fit
     train_args: tuple[str, ...] = ()
     timeout_s: float | None = 6 * 3600.0  # a hung training must not block every later retrain
 
@@ -310,6 +311,8 @@ def retrain(
     model_dir = staging / "model"
     cmd = [sys.executable, "-m", "daemon", "train", str(csv_path), "--out", str(model_dir)]
     cmd += ["--epochs", str(policy.epochs), "--max-length", str(policy.max_length)]
+    if policy.budget_minutes is not None:
+        cmd += ["--budget", f"{policy.budget_minutes:g}"]
     for name in labels:
         cmd += ["--label", name]
     cmd += list(policy.train_args)

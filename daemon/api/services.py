@@ -39,6 +39,7 @@ def policy_from_config(config: Config) -> RetrainPolicy:
         labels=tuple(config.model.labels),
         epochs=section.epochs,
         max_length=section.max_length,
+        budget_minutes=section.budget_minutes,
     )
 
 

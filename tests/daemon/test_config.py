@@ -463,3 +463,15 @@ def test_secrets_never_appear_in_repr_or_errors(tmp_path: Path, monkeypatch: pyt
     message = error(tmp_path, bad)
     assert message.count("\n") >= 3  # several problems were reported ...
     assert not [s for s in secrets if s in message]  # ... none of them with a secret
+
+
+def test_retrain_budget_reaches_the_retrain_policy(tmp_path: Path) -> None:
+    from daemon.api.services import policy_from_config
+
+    assert policy_from_config(load_config(write(tmp_path, ZAMMAD))).budget_minutes == 90.0
+    budget = load_config(write(tmp_path, ZAMMAD + "retrain:\n  budget_minutes: 12.5\n"))
+    assert policy_from_config(budget).budget_minutes == 12.5
+    unlimited = load_config(write(tmp_path, ZAMMAD + "retrain:\n  budget_minutes: null\n"))
+    assert policy_from_config(unlimited).budget_minutes is None
+    with pytest.raises(ConfigError, match="budget_minutes"):
+        load_config(write(tmp_path, ZAMMAD + "retrain:\n  budget_minutes: 0\n"))

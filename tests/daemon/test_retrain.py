@@ -111,7 +111,8 @@ def test_no_champion_promotes_a_transformer_and_never_imports_torch(tmp_path: Pa
         raw = json.loads(Path({str(data)!r}).read_text())
         rows = [SimpleNamespace(**{{**r, "closed_at": datetime.fromisoformat(r["closed_at"])}}) for r in raw]
         policy = RetrainPolicy(
-            min_new_examples=100, labels=("queue",), epochs=1, max_length=48, train_args=("--seed", "3")
+            min_new_examples=100, labels=("queue",), epochs=1, max_length=48, budget_minutes=30,
+            train_args=("--seed", "3"),
         )
         res = retrain(rows, ModelStore({str(tmp_path / "store")!r}), policy, new_since_last=len(rows),
                       workdir=Path({str(tmp_path / "work")!r}))
@@ -135,6 +136,9 @@ def test_no_champion_promotes_a_transformer_and_never_imports_torch(tmp_path: Pa
     assert store.current() == "v1" and leftovers(store) == []
     meta = json.loads((store.versions_dir / "v1" / "metadata.json").read_text())
     assert {c["candidate"] for c in meta["heads"]["queue"]["candidates"]} > {"tfidf"}  # a transformer was trained
+    assert meta["options"]["budget_minutes"] == 30  # the retrain trains under the configured budget
+    plan = meta["heads"]["queue"]["fine_tune"]["plan"]
+    assert (plan["epochs"], plan["max_length"]) == (1, 48) and plan["estimate_s"] < plan["seconds"]
     assert "model written to" in Path(result["log_path"]).read_text()
     assert not list((tmp_path / "work").glob("*.csv"))  # the training CSV (ticket text) is not left behind
 
@@ -269,3 +273,23 @@ def test_rows_are_deduplicated_and_rare_training_classes_left_out(tmp_path: Path
     lonely = replace(rows[1], ticket_id="lonely", queue="Only Once")
     kept, dropped = _drop_rare([*rows[:10], lonely], ["queue"])
     assert lonely not in kept and dropped >= 1
+
+
+def test_the_configured_budget_reaches_the_training_command(
+    tmp_path: Path, rows: list[Row], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import daemon.retrain as retrain_module
+
+    policy = replace(FAST, budget_minutes=12.5)
+    seen: list[list[str]] = []
+
+    def fake_training(cmd: list[str], *args: object) -> str:
+        seen.append(cmd)
+        return "stopped by the test"
+
+    monkeypatch.setattr(retrain_module, "_run_training", fake_training)
+    res = retrain(rows, ModelStore(tmp_path / "store"), policy, new_since_last=len(rows), workdir=tmp_path / "w")
+    assert res.outcome == "failed" and "stopped by the test" in res.reason
+    assert seen[0][seen[0].index("--budget") + 1] == "12.5"
+    retrain(rows, ModelStore(tmp_path / "store"), FAST, new_since_last=len(rows), workdir=tmp_path / "w")
+    assert "--budget" not in seen[1]  # no budget: train as many epochs and tokens as configured

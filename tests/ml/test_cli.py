@@ -58,3 +58,56 @@ def test_classify_needs_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     capsys.readouterr()
     assert main(["classify", "--model", str(tmp_path / "m")]) == 2
     assert "classify needs TEXT" in capsys.readouterr().err
+
+
+def _with_a_lonely_queue(tmp_path: Path) -> Path:
+    path = tmp_path / "lonely.csv"
+    text = STARTER.read_text(encoding="utf-8").rstrip("\n")
+    path.write_text(text + '\nlonely-1,Fax machine,"The fax in room 4 is jammed again.",Facilities,low,en\n')
+    return path
+
+
+def test_min_examples_leaves_rare_classes_out_and_says_which(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _with_a_lonely_queue(tmp_path)
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), "--tfidf-only"]) == 2
+    err = capsys.readouterr().err
+    assert "queue label 'Facilities' has 1 example(s)" in err and "--min-examples N" in err
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), "--tfidf-only", "--min-examples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "left out 1 tickets of 1 queue classes with fewer than 2 examples: 'Facilities' (1)" in out
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert meta["data"]["left_out"] == {"min_examples": 2, "tickets": 1, "classes": {"queue": {"Facilities": 1}}}
+    assert "Facilities" not in meta["heads"]["queue"]["classes"] and meta["data"]["rows"] == 120
+    assert main(["train", str(data), "--out", str(tmp_path / "n"), "--min-examples", "0"]) == 2
+    assert "--min-examples 0: must be at least 1" in capsys.readouterr().err
+
+
+def test_training_summary_shows_languages_and_the_tfidf_choice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", str(STARTER), "--out", str(tmp_path / "m"), "--tfidf-only"]) == 0
+    out = capsys.readouterr().out
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert meta["data"]["languages_from"] == "column" and set(meta["data"]["languages"]) == {"en", "de"}
+    assert f"languages (column): en {meta['data']['languages']['en'] / 120:.0%}" in out
+    assert meta["base_model_languages"] == ["en"] and meta["language_warning"] is None  # most tickets are English
+    cv = meta["heads"]["queue"]["tfidf"]["cross_validation"]
+    assert cv["reference"] == "word C=10" and cv["folds"] == 4 and cv["rows"] == 120
+    assert f"tfidf: {meta['heads']['queue']['tfidf']['features']} C=" in out
+
+
+def test_a_budget_too_small_for_the_transformer_trains_tfidf_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", str(STARTER), "--out", str(tmp_path / "m"), "--label", "queue", "--budget", "0.05"]) == 0
+    out = capsys.readouterr().out
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    head = meta["heads"]["queue"]
+    assert head["chosen"] == "tfidf" and head["fine_tune"]["plan"]["epochs"] == 0
+    assert "min of the budget were left for this head" in head["fine_tune"]["skipped"]
+    assert "transformer skipped: one epoch at 64 tokens needs about" in out
+    assert not list((tmp_path / "m").rglob("*.onnx"))
+    assert main(["train", str(STARTER), "--out", str(tmp_path / "n"), "--budget", "-1"]) == 2
+    assert "--budget -1: must be a positive number of minutes" in capsys.readouterr().err

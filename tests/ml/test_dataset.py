@@ -212,3 +212,32 @@ def test_write_csv_round_trip(tmp_path: Path, sample_csv: Path) -> None:
     assert back.texts() == ds.texts()
     assert back.labels("priority") == ds.labels("priority")
     assert back.languages() == ds.languages()
+
+
+def test_rare_classes_are_left_out_until_stable_and_reported(tmp_path: Path) -> None:
+    from daemon.ml.dataset import drop_rare
+
+    rows = ["id,text,queue,priority"]
+    rows += [f"a{i},text {i},A,low" for i in range(4)] + [f"e{i},text e{i},E,high" for i in range(2)]
+    rows += ["b0,text b,B,low", "d0,text d,B,urgent", "c0,text c,C,low"]
+    path = tmp_path / "rare.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    ds = load_dataset(path, min_examples=1)
+    kept, dropped = drop_rare(ds, 2)  # C and 'urgent' go; that leaves B with one ticket, so it goes next
+    assert dropped == {"queue": {"C": 1, "B": 1}, "priority": {"urgent": 1}}
+    assert sorted(e.id for e in kept.examples) == ["a0", "a1", "a2", "a3", "e0", "e1"]
+    kept3, dropped3 = drop_rare(ds, 3)
+    assert {e.labels["queue"] for e in kept3.examples} == {"A"} and dropped3["priority"] == {"high": 2, "urgent": 1}
+    assert drop_rare(ds, 1) == (ds, {})
+
+
+def test_split_keeps_a_single_ticket_class_on_the_training_side(tmp_path: Path) -> None:
+    from daemon.ml.dataset import stratified_split
+
+    rows = ["id,text,queue"] + [f"a{i},alpha {i},A" for i in range(10)] + [f"b{i},beta {i},B" for i in range(10)]
+    rows.append("z0,zeta,Z")
+    path = tmp_path / "one.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    train, test = stratified_split(load_dataset(path, min_examples=1), test_size=0.2, seed=1)
+    assert "Z" in train.labels("queue") and "Z" not in test.labels("queue")
+    assert Counter(test.labels("queue")) == {"A": 2, "B": 2} and len(train) == 17

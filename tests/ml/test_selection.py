@@ -1,0 +1,83 @@
+"""The near-tie rule: a costlier candidate has to be ahead by more than the noise of the split."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from daemon.ml.selection import _macro_f1, choose
+
+
+def _flip(y: np.ndarray, share: float, n_classes: int, seed: int) -> np.ndarray:
+    """Predictions that are wrong on `share` of the rows."""
+    rng = np.random.default_rng(seed)
+    pred = y.copy()
+    wrong = rng.random(len(y)) < share
+    pred[wrong] = (y[wrong] + 1 + rng.integers(0, n_classes - 1, wrong.sum())) % n_classes
+    return pred
+
+
+def test_macro_f1_matches_scikit_learn_on_present_classes() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 6, size=(5, 300))
+    pred = np.where(rng.random((5, 300)) < 0.6, y, rng.integers(0, 6, size=(5, 300)))
+    y[:, y[0] == 5] = 4  # class 5 absent from truth in some rows, as on small splits
+    got = _macro_f1(y, pred, 6)
+    want = [f1_score(t, p, labels=sorted(set(t) | set(p)), average="macro") for t, p in zip(y, pred, strict=True)]
+    assert np.allclose(got, want)
+
+
+def _swap(y: np.ndarray, pred: np.ndarray, fixed: int, broken: int, n_classes: int) -> np.ndarray:
+    """`pred` with `fixed` wrong rows made right and `broken` right ones made wrong: another model, barely better."""
+    out = pred.copy()
+    wrong, right = np.flatnonzero(pred != y), np.flatnonzero(pred == y)
+    out[wrong[:fixed]] = y[wrong[:fixed]]
+    out[right[:broken]] = (y[right[:broken]] + 1) % n_classes
+    return out
+
+
+def test_a_near_tie_goes_to_the_simpler_candidate() -> None:
+    y = np.random.default_rng(0).integers(0, 4, 700)
+    simple = _flip(y, 0.40, 4, seed=1)
+    costly = _swap(y, simple, fixed=32, broken=28, n_classes=4)  # 60 tickets differ, net +4 of 700: noise
+    verdict = choose(["tfidf", "ensemble"], [simple, costly], y, 4)
+    assert verdict["chosen"] == "tfidf"
+    assert verdict["candidates"][1]["accuracy"] >= verdict["candidates"][0]["accuracy"]
+    assert "within one standard error" in verdict["reason"]
+
+
+def test_a_clear_gain_wins_even_with_a_slightly_lower_macro_f1() -> None:
+    """The softoft case: 2 points more accuracy and 0.2 less macro-F1 is a better model, not a tie."""
+    y = np.random.default_rng(0).integers(0, 4, 3000)
+    simple = _flip(y, 0.45, 4, seed=1)
+    better = _flip(y, 0.35, 4, seed=2)
+    verdict = choose(["tfidf", "ensemble w=0.5"], [simple, better], y, 4)
+    assert verdict["chosen"] == "ensemble w=0.5"
+    gain = verdict["candidates"][1]["vs_reference"]
+    assert gain["accuracy"] > 2 * gain["accuracy_se"] > 0
+    assert verdict["candidates"][1]["admissible"]
+
+
+def test_worse_beyond_one_standard_error_on_one_metric_is_not_admissible() -> None:
+    y = np.repeat([0, 1, 2], [900, 900, 200])  # a small class
+    simple = _flip(y, 0.3, 3, seed=1)
+    costly = y.copy()  # right on every ticket of the big classes...
+    costly[y == 2] = 0  # ...and never on the small one: more accurate, lower macro-F1
+    verdict = choose(["tfidf", "transformer"], [simple, costly], y, 3, seed=3)
+    cand = verdict["candidates"][1]
+    gain = cand["vs_reference"]
+    assert gain["accuracy"] > 0 and gain["macro_f1"] < -gain["macro_f1_se"]
+    assert not cand["admissible"] and verdict["chosen"] == "tfidf"
+    assert "transformer worse than tfidf beyond one standard error" in verdict["reason"]
+
+
+def test_the_simplest_within_one_standard_error_of_the_best_is_chosen() -> None:
+    y = np.random.default_rng(0).integers(0, 3, 3000)
+    names = ["tfidf", "ensemble w=0.8", "ensemble w=0.5"]
+    base = _flip(y, 0.40, 3, seed=1)
+    mid = _flip(y, 0.30, 3, seed=2)
+    top = _swap(y, mid, fixed=40, broken=35, n_classes=3)  # a hair better than the middle one
+    verdict = choose(names, [base, mid, top], y, 3)
+    assert verdict["chosen"] == "ensemble w=0.8"
+    assert verdict["candidates"][2]["within_1se_of_best"] and not verdict["candidates"][0]["within_1se_of_best"]
+    assert "of the best (ensemble w=0.5)" in verdict["reason"]
