@@ -89,6 +89,16 @@ class TfidfScorer:
         return cls(vocab, idf.astype(np.float32), coef.astype(np.float32), intercept.astype(np.float32), features)
 
 
+def _vectorizer(features: str) -> Any:
+    """The vectorizer of a feature set; character n-grams are numerous, so those seen once are dropped."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    chars = features == "word+char"
+    return TfidfVectorizer(
+        analyzer=functools.partial(analyze, chars=chars), sublinear_tf=True, min_df=2 if chars else 1, dtype=np.float32
+    )
+
+
 def fit_tfidf(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -100,15 +110,10 @@ def fit_tfidf(
     features: str = "word+char",
 ) -> tuple[TfidfScorer, Any]:
     """Fit the vectorizer and classifier; returns the serving scorer and the sklearn pipeline."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    chars = features == "word+char"
-    # Character n-grams are numerous: drop those seen once. Word features keep everything.
-    vec = TfidfVectorizer(
-        analyzer=functools.partial(analyze, chars=chars), sublinear_tf=True, min_df=2 if chars else 1, dtype=np.float32
-    )
+    vec = _vectorizer(features)
     clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None, random_state=seed)
     pipe = make_pipeline(vec, clf)
     pipe.fit(list(texts), list(labels))
@@ -164,19 +169,12 @@ def _fold_probs(
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     out: dict[tuple[str, float], FloatArray] = {}
     y = [labels[i] for i in train_idx]
     for feature_set in features:
-        chars = feature_set == "word+char"
-        vec = TfidfVectorizer(
-            analyzer=functools.partial(analyze, chars=chars),
-            sublinear_tf=True,
-            min_df=2 if chars else 1,
-            dtype=np.float32,
-        )
+        vec = _vectorizer(feature_set)
         x_train = vec.fit_transform([texts[i] for i in train_idx])
         x_test = vec.transform([texts[i] for i in test_idx])
         clf = LogisticRegression(max_iter=3000, class_weight="balanced", random_state=seed, warm_start=True)
