@@ -56,28 +56,55 @@ def choose(
     *,
     seed: int = 0,
     rounds: int = BOOTSTRAP_ROUNDS,
+    folds: npt.NDArray[Any] | None = None,
 ) -> dict[str, Any]:
-    """Apply the rule to candidates listed simplest first; returns each one's scores and the verdict."""
+    """Apply the rule to candidates listed simplest first; returns each one's scores and the verdict.
+
+    With `folds` (each row's cross-validation fold), standard errors come from the spread of the
+    per-fold scores, corrected for the overlap of the folds' training sets (Nadeau & Bengio 2003).
+    That spread includes how much each model changes with its training rows, which a bootstrap
+    over fixed predictions misses. Without `folds`, it is a paired bootstrap over the rows.
+    """
     y_arr = np.asarray(y, dtype=np.int64)
     preds = [np.asarray(p, dtype=np.int64) for p in predictions]
-    rng = np.random.default_rng(seed)
-    sample = rng.integers(0, len(y_arr), size=(rounds, len(y_arr)))
-    y_boot = y_arr[sample]
     points = [_metrics(y_arr[None, :], p[None, :], n_classes) for p in preds]
-    boots = [_metrics(y_boot, p[sample], n_classes) for p in preds]
+    if folds is None:
+        sample = np.random.default_rng(seed).integers(0, len(y_arr), size=(rounds, len(y_arr)))
+        boots = [_metrics(y_arr[sample], p[sample], n_classes) for p in preds]
+        method = f"paired bootstrap over {len(y_arr)} rows, {rounds} rounds"
+
+        def se(values: npt.NDArray[np.float64]) -> float:
+            return float(values.std())
+    else:
+        fold_ids = np.unique(folds)
+        k = len(fold_ids)
+        factor = float(np.sqrt(1 / k + 1 / (k - 1)))
+        rows = [np.flatnonzero(folds == f) for f in fold_ids]
+        boots = [
+            (
+                np.array([(y_arr[r] == p[r]).mean() for r in rows]),
+                np.array([_macro_f1(y_arr[r][None, :], p[r][None, :], n_classes)[0] for r in rows]),
+            )
+            for p in preds
+        ]
+        method = f"{k} cross-validation folds, corrected for overlapping training sets (Nadeau & Bengio 2003)"
+
+        def se(values: npt.NDArray[np.float64]) -> float:
+            return float(values.std(ddof=1) * factor)
+
     scored: list[dict[str, Any]] = []
     for i, name in enumerate(names):
         d_acc, d_f1 = boots[i][0] - boots[0][0], boots[i][1] - boots[0][1]
         point_d_acc = float(points[i][0][0] - points[0][0][0])
         point_d_f1 = float(points[i][1][0] - points[0][1][0])
-        se_d_acc, se_d_f1 = float(d_acc.std()), float(d_f1.std())
+        se_d_acc, se_d_f1 = se(d_acc), se(d_f1)
         scored.append(
             {
                 "name": name,
                 "accuracy": round(float(points[i][0][0]), 4),
-                "accuracy_se": round(float(boots[i][0].std()), 4),
+                "accuracy_se": round(se(boots[i][0]), 4),
                 "macro_f1": round(float(points[i][1][0]), 4),
-                "macro_f1_se": round(float(boots[i][1].std()), 4),
+                "macro_f1_se": round(se(boots[i][1]), 4),
                 "vs_reference": {
                     "accuracy": round(point_d_acc, 4),
                     "accuracy_se": round(se_d_acc, 4),
@@ -93,8 +120,8 @@ def choose(
     best = max(admissible, key=lambda i: (score[i], -i))
     chosen = best
     for i in admissible:  # simplest first
-        se = float((boot_score[best] - boot_score[i]).std())
-        scored[i]["within_1se_of_best"] = bool(score[i] >= score[best] - se)
+        gap_se = se(boot_score[best] - boot_score[i])
+        scored[i]["within_1se_of_best"] = bool(score[i] >= score[best] - gap_se)
         if i < chosen and scored[i]["within_1se_of_best"]:
             chosen = i
     winner, top = scored[chosen], scored[best]
@@ -118,6 +145,7 @@ def choose(
     return {
         "rule": "admissible: not worse than the simplest beyond 1 SE on accuracy or macro-F1; "
         "of those, the simplest within 1 SE of the best mean of accuracy and macro-F1",
+        "standard_errors": method,
         "reference": scored[0]["name"],
         "chosen": winner["name"],
         "reason": why,

@@ -165,7 +165,7 @@ def _fold_probs(
     cs: Sequence[float],
     seed: int,
 ) -> dict[tuple[str, float], FloatArray]:
-    """One fold: per feature set, vectorise once, then fit each C warm-started from the previous one."""
+    """One fold: per feature set, vectorise once, then fit each C."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -177,9 +177,9 @@ def _fold_probs(
         vec = _vectorizer(feature_set)
         x_train = vec.fit_transform([texts[i] for i in train_idx])
         x_test = vec.transform([texts[i] for i in test_idx])
-        clf = LogisticRegression(max_iter=3000, class_weight="balanced", random_state=seed, warm_start=True)
         for c in sorted(cs):
-            clf.set_params(C=c)
+            # A fresh fit per C: warm-started lbfgs stopped at once and returned the previous C's model.
+            clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced", random_state=seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 clf.fit(x_train, y)
@@ -201,8 +201,8 @@ def cross_validated_probs(
     folds: int = 4,
     seed: int = 0,
     n_jobs: int = 1,
-) -> dict[tuple[str, float], FloatArray]:
-    """Out-of-fold probabilities of every (feature set, C): each row is scored by a model that never saw it."""
+) -> tuple[dict[tuple[str, float], FloatArray], npt.NDArray[np.int64]]:
+    """Out-of-fold probabilities of every (feature set, C) and each row's fold: no model scores a row it saw."""
     import warnings
 
     from joblib import Parallel, delayed
@@ -218,7 +218,9 @@ def cross_validated_probs(
         for tr, te in splits
     )
     out = {key: np.zeros((len(texts), len(classes)), dtype=np.float32) for key in jobs[0]}
-    for (_, test_idx), fold in zip(splits, jobs, strict=True):
+    fold_of = np.zeros(len(texts), dtype=np.int64)
+    for f, ((_, test_idx), fold) in enumerate(zip(splits, jobs, strict=True)):
+        fold_of[test_idx] = f
         for key, probs in fold.items():
             out[key][test_idx] = probs
-    return out
+    return out, fold_of

@@ -407,7 +407,7 @@ def _tfidf_phase(all_texts: list[str], all_labels: list[str], classes: list[str]
         key=lambda fc: (FEATURE_SETS.index(fc[0]), fc != REFERENCE_TFIDF, abs(np.log(fc[1] / REFERENCE_TFIDF[1]))),
     )
     jobs = 1 if len(all_texts) < 1000 else (opts.threads or os.cpu_count() or 1)
-    oof = cross_validated_probs(
+    oof, folds = cross_validated_probs(
         all_texts,
         all_labels,
         classes,
@@ -418,7 +418,7 @@ def _tfidf_phase(all_texts: list[str], all_labels: list[str], classes: list[str]
         n_jobs=jobs,
     )
     names = [f"{f} C={_fmt_c(c)}" for f, c in configs]
-    verdict = choose(names, [oof[k].argmax(axis=1) for k in configs], y, len(classes), seed=opts.seed)
+    verdict = choose(names, [oof[k].argmax(axis=1) for k in configs], y, len(classes), seed=opts.seed, folds=folds)
     features, c = configs[names.index(verdict["chosen"])]
     cv_seconds = time.monotonic() - started
     scorer, _ = fit_tfidf(all_texts, all_labels, classes, c=c, balanced=True, seed=opts.seed, features=features)
