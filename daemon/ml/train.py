@@ -197,29 +197,27 @@ def _plan(
     train_len = np.array([len(ids) for ids in tokenizer(train_texts, truncation=True, max_length=limit)["input_ids"]])
     val_len = np.array([len(ids) for ids in tokenizer(val_texts, truncation=True, max_length=limit)["input_ids"]])
     lengths = [opts.max_length] + [n for n in PLAN_LENGTHS if n < opts.max_length]
+
+    def cost(epochs: int, length: int) -> float:
+        train_s = epochs * _slots(train_len, length, opts.batch_size, opts.seed) * per_slot
+        # Forward passes cost about a third of a training step: evaluation each epoch, the final
+        # validation logits, and the export's fp32 run plus up to three int8 attempts (one ticket each).
+        val_slots = (epochs + 1) * _slots(val_len, length, 64, opts.seed) + 4 * np.minimum(val_len, length).sum()
+        return float(train_s + per_slot / 3 * val_slots + 20.0)
+
     best: dict[str, Any] | None = None
     for epochs in range(opts.epochs, 0, -1):
         for length in lengths:
-            train_s = epochs * _slots(train_len, length, opts.batch_size, opts.seed) * per_slot
-            # Forward passes cost about a third of a training step: evaluation each epoch, the final
-            # validation logits, and the export's fp32 run plus up to three int8 attempts (one ticket each).
-            forward_s = (
-                per_slot
-                / 3
-                * ((epochs + 1) * _slots(val_len, length, 64, opts.seed) + 4 * np.minimum(val_len, length).sum())
-            )
-            estimate = train_s + forward_s + 20.0
+            estimate = cost(epochs, length)
             seen = epochs * float(np.minimum(train_len, length).sum())
             if estimate <= seconds and (best is None or seen > best["tokens_seen"]):
                 best = {"epochs": epochs, "max_length": length, "estimate_s": round(estimate, 1), "tokens_seen": seen}
     common = {"seconds": round(seconds, 1), "seconds_per_token": round(per_slot, 7)}
     if best is None:
-        cheapest = lengths[-1]
-        need = _slots(train_len, cheapest, opts.batch_size, opts.seed) * per_slot
         return {
             "epochs": 0,
-            "reason": f"one epoch at {cheapest} tokens needs about {need / 60:.1f} min; "
-            f"{seconds / 60:.1f} min of the budget were left for this head",
+            "reason": f"one epoch at {lengths[-1]} tokens with its evaluation and export needs about "
+            f"{cost(1, lengths[-1]) / 60:.1f} min; {seconds / 60:.1f} min of the budget were left for this head",
             **common,
         }
     return {**best, **common}
@@ -406,7 +404,7 @@ def _tfidf_phase(all_texts: list[str], all_labels: list[str], classes: list[str]
         ((f, c) for f in FEATURE_SETS for c in opts.tfidf_cs),
         key=lambda fc: (FEATURE_SETS.index(fc[0]), fc != REFERENCE_TFIDF, abs(np.log(fc[1] / REFERENCE_TFIDF[1]))),
     )
-    jobs = 1 if len(all_texts) < 1000 else (opts.threads or os.cpu_count() or 1)
+    jobs = 1 if len(all_texts) < 1000 else (opts.threads or len(os.sched_getaffinity(0)))  # a container's CPUs
     oof, folds = cross_validated_probs(
         all_texts,
         all_labels,

@@ -107,7 +107,7 @@ def test_a_budget_too_small_for_the_transformer_trains_tfidf_only(
     head = meta["heads"]["queue"]
     assert head["chosen"] == "tfidf" and head["fine_tune"]["plan"]["epochs"] == 0
     assert "min of the budget were left for this head" in head["fine_tune"]["skipped"]
-    assert "transformer skipped: one epoch at 64 tokens needs about" in out
+    assert "transformer skipped: one epoch at 64 tokens with its evaluation and export needs about" in out
     assert not list((tmp_path / "m").rglob("*.onnx"))
     assert main(["train", str(STARTER), "--out", str(tmp_path / "n"), "--budget", "-1"]) == 2
     assert "--budget -1: must be a positive number of minutes" in capsys.readouterr().err

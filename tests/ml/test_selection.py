@@ -81,3 +81,20 @@ def test_the_simplest_within_one_standard_error_of_the_best_is_chosen() -> None:
     assert verdict["chosen"] == "ensemble w=0.8"
     assert verdict["candidates"][2]["within_1se_of_best"] and not verdict["candidates"][0]["within_1se_of_best"]
     assert "of the best (ensemble w=0.5)" in verdict["reason"]
+
+
+def test_fold_standard_errors_see_a_gain_that_only_some_folds_show() -> None:
+    """Cross-validated choices take their SE from the folds: a gain on two folds and a loss on two is no gain."""
+    y = np.random.default_rng(0).integers(0, 4, 4000)
+    folds = np.repeat([0, 1, 2, 3], 1000)
+    simple = _flip(y, 0.40, 4, seed=1)
+    costly = simple.copy()
+    for f, (fixed, broken) in enumerate([(60, 0), (60, 0), (0, 40), (0, 40)]):
+        rows = slice(f * 1000, (f + 1) * 1000)
+        costly[rows] = _swap(y[rows], simple[rows], fixed=fixed, broken=broken, n_classes=4)
+    pooled = choose(["word C=10", "word+char C=10"], [simple, costly], y, 4)
+    by_fold = choose(["word C=10", "word+char C=10"], [simple, costly], y, 4, folds=folds)
+    assert pooled["chosen"] == "word+char C=10"  # +1 point on 4000 fixed predictions looks certain...
+    assert by_fold["chosen"] == "word C=10"  # ...but the folds disagree about it
+    d = by_fold["candidates"][1]["vs_reference"]
+    assert d["accuracy"] == 0.01 and d["accuracy_se"] > 0.03 and "Nadeau" in by_fold["standard_errors"]
