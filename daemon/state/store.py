@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -158,6 +160,23 @@ def _prepare_sqlite(url: URL, shown: str) -> None:
         raise StateError(f"state database {shown}: cannot create its directory: {error.strerror or error}") from error
 
 
+def _wal(cursor: Any) -> None:
+    """Switch a new database to WAL; the switch needs an exclusive lock and SQLite does not wait for it.
+
+    WAL is persistent, so only the first opens of a new file race for it: they retry within the busy timeout.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _install_sqlite_hooks(engine: Engine) -> None:
     """WAL, busy timeout and our own BEGIN, so writers queue up instead of failing with 'database is locked'."""
 
@@ -167,7 +186,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _wal(cursor)
             # With WAL, NORMAL only risks the last commits on power loss (never corruption); FULL fsyncs every commit.
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
