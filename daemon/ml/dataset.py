@@ -325,9 +325,11 @@ def keep_common(
 
 def drop_rare(dataset: Dataset, min_examples: int) -> tuple[Dataset, dict[str, dict[str, int]]]:
     """The dataset without classes rarer than `min_examples` (see `keep_common`)."""
-    index = {id(e): i for i, e in enumerate(dataset.examples)}
-    kept, dropped = keep_common(dataset.examples, dataset.label_names, lambda e, name: e.labels[name], min_examples)
-    return dataset.subset([index[id(e)] for e in kept]), dropped
+    rows = range(len(dataset))
+    kept, dropped = keep_common(
+        rows, dataset.label_names, lambda i, name: dataset.examples[i].labels[name], min_examples
+    )
+    return dataset.subset(kept), dropped
 
 
 def require_classes(dataset: Dataset) -> None:

@@ -172,6 +172,7 @@ def _fold_probs(
     from sklearn.linear_model import LogisticRegression
 
     out: dict[tuple[str, float], FloatArray] = {}
+    column = {name: i for i, name in enumerate(classes)}
     y = [labels[i] for i in train_idx]
     for feature_set in features:
         vec = _vectorizer(feature_set)
@@ -186,7 +187,7 @@ def _fold_probs(
             proba = clf.predict_proba(x_test)
             aligned = np.zeros((len(test_idx), len(classes)), dtype=np.float32)
             for j, name in enumerate(clf.classes_):
-                aligned[:, list(classes).index(name)] = proba[:, j]
+                aligned[:, column[name]] = proba[:, j]
             out[(feature_set, c)] = aligned
     return out
 
