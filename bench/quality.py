@@ -1,7 +1,7 @@
 """Quality on unseen tickets: every dev dataset, two seeds, ticketd against the TF-IDF + LR baseline of the same split.
 
     python bench/quality.py [--datasets softoft-tickets,endava-it-tickets] [--seeds 13,29]
-                            [--minutes-per-1k 1.7] [--out DIR]
+                            [--minutes-per-1k 2.2] [--out DIR]
 
 For each dataset in ../shared/datasets and each seed: a stratified 80/20 split, `ticketd train
 --budget M --min-examples 1` on the 80 (M scales with training rows x labels, so the whole run stays
@@ -96,7 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=",".join(NAMES))
     parser.add_argument("--seeds", default="13,29")
-    parser.add_argument("--minutes-per-1k", type=float, default=1.7, help="training budget per 1,000 rows x labels")
+    parser.add_argument("--minutes-per-1k", type=float, default=2.2, help="training budget per 1,000 rows x labels")
     parser.add_argument("--out", type=Path, default=ROOT / ".ticketd" / "quality")
     args = parser.parse_args()
     names = [n for n in args.datasets.split(",") if n]

@@ -180,6 +180,10 @@ def training_summary(metadata: dict[str, Any]) -> str:
             f"{val['accuracy']:.3f} ± {val.get('accuracy_se', 0):.3f}, macro-F1 {val['macro_f1']:.3f} ± "
             f"{val.get('macro_f1_se', 0):.3f}, ECE {val['ece']:.3f}, serving {precision}"
         )
+        cmap = head.get("confidence_map") or {}
+        if cmap:
+            kept = "kept" if cmap["kept"] else "not kept"
+            lines.append(f"    confidence map {kept}: {cmap['reason']}")
         tf = head.get("tfidf", {})
         if "cross_validation" in tf:
             lines.append(f"    tfidf: {tf['features']} C={tf['C']:g} ({tf['cross_validation']['reason']})")

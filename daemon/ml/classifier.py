@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from daemon.errors import ModelError
-from daemon.ml.calibration import calibrated, combine
+from daemon.ml.calibration import ConfidenceMap, apply_confidence_map, calibrated, combine
 from daemon.ml.store import resolve_model_dir
 from daemon.ml.text import compose
 from daemon.ml.tfidf import FloatArray, TfidfScorer
@@ -96,11 +96,21 @@ class Head:
     transformer: TransformerHead | None
     tfidf: TfidfScorer | None
 
+    confidence_map: ConfidenceMap | None = None
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = 1) -> FloatArray:
-        """Calibrated class probabilities for already-normalised texts."""
+        """Temperature-scaled class probabilities for already-normalised texts."""
         logits = self.transformer.logits(texts, batch_size) if self.transformer is not None else None
         tfidf = self.tfidf.predict_proba(texts) if self.tfidf is not None else None
         return calibrated(combine(logits, tfidf, self.tfidf_weight), self.temperature).astype(np.float32)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 1) -> tuple[FloatArray, FloatArray]:
+        """Probabilities and the served top-1 confidence: the probability, through the confidence map if trained."""
+        probs = self.predict_proba(texts, batch_size)
+        top = probs.max(axis=1)
+        if self.confidence_map is not None:
+            top = apply_confidence_map(top, self.confidence_map)
+        return probs, top.astype(np.float32)
 
     @classmethod
     def load(cls, directory: Path, *, precision: str | None = None, threads: int | None = None) -> Head:
@@ -121,7 +131,10 @@ class Head:
                 directory / chosen, directory / TOKENIZER_FILE, int(spec["max_length"]), threads
             )
         tfidf = TfidfScorer.load(directory / TFIDF_DIR) if weight > 0.0 else None
-        return cls(directory.name, list(classes), weight, float(spec["temperature"]), transformer, tfidf)
+        mapping = spec.get("confidence_map")
+        confidence_map = (list(mapping["x"]), list(mapping["y"])) if mapping else None
+        temperature = float(spec["temperature"])
+        return cls(directory.name, list(classes), weight, temperature, transformer, tfidf, confidence_map)
 
 
 class Classifier:
@@ -155,10 +168,10 @@ class Classifier:
         if not texts:
             return results
         for name, head in self.heads.items():
-            probs = head.predict_proba(texts, batch_size)
+            probs, top = head.predict(texts, batch_size)
             best = probs.argmax(axis=1)
             for i, k in enumerate(best):
-                confidence = round(float(probs[i, k]), 4) if texts[i].strip() else 0.0
+                confidence = round(float(top[i]), 4) if texts[i].strip() else 0.0
                 results[i][name] = {"label": head.classes[int(k)], "confidence": confidence}
         return results
 

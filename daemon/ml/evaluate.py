@@ -19,9 +19,13 @@ MIN_LANGUAGE_ROWS = 1
 
 
 def label_metrics(
-    y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str], probs: npt.NDArray[Any] | None
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    classes: Sequence[str],
+    probs: npt.NDArray[Any] | None,
+    confidence: npt.NDArray[Any] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, F1s, per-class scores and confusion; ECE and coverage when probabilities exist."""
+    """Accuracy, F1s, per-class scores and confusion; ECE and coverage of the served confidence when known."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     present = sorted(set(y_true) | set(y_pred))  # a class absent from both sides is not a zero-F1 class
@@ -34,8 +38,8 @@ def label_metrics(
     if probs is not None:
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index.get(v, -1) for v in y_true])
-        coverage, threshold = coverage_at(probs, y, 0.9)
-        out["ece"] = round(expected_calibration_error(probs, y, 15), 4)
+        coverage, threshold = coverage_at(probs, y, 0.9, confidence=confidence)
+        out["ece"] = round(expected_calibration_error(probs, y, 15, confidence=confidence), 4)
         out["coverage_at_90"] = round(coverage, 4)
         out["threshold_at_90"] = None if threshold is None else round(threshold, 4)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(classes), zero_division=0)
@@ -161,15 +165,17 @@ def evaluate(
         unknown = sorted(set(y_true) - set(head.classes))
         if unknown:
             raise DatasetError(f"{name} labels the model never saw: {', '.join(unknown)}", file=str(data))
-        probs = head.predict_proba(texts)
+        probs, top = head.predict(texts)
         preds = [head.classes[i] for i in probs.argmax(axis=1)]
-        metrics = label_metrics(y_true, preds, head.classes, probs)
+        metrics = label_metrics(y_true, preds, head.classes, probs, top)
         if any(languages):
             per_lang = {}
             for lang in sorted(set(languages)):
                 idx = [i for i, v in enumerate(languages) if v == lang]
                 if len(idx) >= MIN_LANGUAGE_ROWS:
-                    sub = label_metrics([y_true[i] for i in idx], [preds[i] for i in idx], head.classes, probs[idx])
+                    sub = label_metrics(
+                        [y_true[i] for i in idx], [preds[i] for i in idx], head.classes, probs[idx], top[idx]
+                    )
                     per_lang[lang or "unknown"] = _headline(sub) | {"n": len(idx)}
             metrics["per_language"] = per_lang
         metrics["baselines"] = _baselines(train.texts(), train.labels(name), texts, y_true, head.classes)

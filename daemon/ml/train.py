@@ -23,7 +23,13 @@ import numpy.typing as npt
 
 from daemon.errors import TrainingError
 from daemon.logging import get_logger
-from daemon.ml.calibration import calibrated, combine, expected_calibration_error, fit_temperature
+from daemon.ml.calibration import (
+    calibrated,
+    choose_confidence_map,
+    combine,
+    expected_calibration_error,
+    fit_temperature,
+)
 from daemon.ml.classifier import HEAD_FILE, LABELS_FILE, TFIDF_DIR
 from daemon.ml.dataset import Columns, Dataset, drop_rare, load_dataset, require_classes, stratified_split
 from daemon.ml.selection import choose
@@ -554,19 +560,25 @@ def _train_label(
 
     if weight >= 1.0:
         # TF-IDF alone: calibrate on the out-of-fold scores of every row, not just the validation split.
-        all_y = np.array([index[v] for v in train.labels(label) + val.labels(label)])
-        temperature = fit_temperature(combine(None, tfidf["oof"], 1.0), all_y)
+        cal_y = np.array([index[v] for v in train.labels(label) + val.labels(label)])
+        cal_scores = combine(None, tfidf["oof"], 1.0)
+        is_val = np.arange(len(cal_y)) >= len(train)
     else:
-        temperature = fit_temperature(combine(logits_val, tfidf_val, weight), y_val)
+        cal_y, cal_scores = y_val, combine(logits_val, tfidf_val, weight)
+        is_val = np.ones(len(y_val), dtype=bool)
+    temperature = fit_temperature(cal_scores, cal_y)
+    confidence_map = choose_confidence_map(calibrated(cal_scores, temperature), cal_y, opts.seed, report=is_val)
     scores = combine(logits_val, tfidf_val, weight)
     ece_before = expected_calibration_error(calibrated(scores, 1.0), y_val)
     ece_after = expected_calibration_error(calibrated(scores, temperature), y_val)
+    ece_served = confidence_map["ece_mapped"] if confidence_map["kept"] else ece_after
     log.info(
         "candidate chosen",
         label=label,
         candidate=best["candidate"],
         tfidf_weight=weight,
         temperature=round(temperature, 3),
+        confidence_map=confidence_map["kept"],
     )
 
     by_language: dict[str, npt.NDArray[Any]] = {"chosen": scores.argmax(axis=1)}
@@ -595,6 +607,8 @@ def _train_label(
         "temperature": temperature,
         "max_length": max_length,
     }
+    if confidence_map["kept"]:
+        spec["confidence_map"] = confidence_map["map"]
     export: dict[str, Any] = {}
     if weight < 1.0:
         assert model_dir is not None and logits_val is not None
@@ -632,9 +646,11 @@ def _train_label(
         "validation": {
             **{k: best[k] for k in ("accuracy", "accuracy_se", "macro_f1", "macro_f1_se")},
             "ece_uncalibrated": round(ece_before, 4),
-            "ece": round(ece_after, 4),
+            "ece_temperature": round(ece_after, 4),
+            "ece": round(ece_served, 4),
             "rows": len(y_val),
         },
+        "confidence_map": {k: v for k, v in confidence_map.items() if k != "map"},
         "candidates": candidates,
         "transformer_added": transformer_added,
         "per_language": per_language,

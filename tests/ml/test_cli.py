@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from daemon.cli import main
@@ -111,3 +113,66 @@ def test_a_budget_too_small_for_the_transformer_trains_tfidf_only(
     assert not list((tmp_path / "m").rglob("*.onnx"))
     assert main(["train", str(STARTER), "--out", str(tmp_path / "n"), "--budget", "-1"]) == 2
     assert "--budget -1: must be a positive number of minutes" in capsys.readouterr().err
+
+
+def test_a_trained_confidence_map_is_what_classify_and_evaluate_serve(tmp_path: Path) -> None:
+    from daemon.ml.calibration import apply_confidence_map
+    from daemon.ml.dataset import load_dataset
+    from daemon.ml.evaluate import evaluate
+
+    model = tmp_path / "m"
+    assert main(["train", str(STARTER), "--out", str(model), "--tfidf-only"]) == 0
+    meta = json.loads((model / "metadata.json").read_text())
+    verdict = meta["heads"]["queue"]["confidence_map"]
+    assert not verdict["kept"] and "calibration rows" in verdict["reason"]  # 120 tickets: too few for a map
+    assert "confidence_map" not in json.loads((model / "queue" / "head.json").read_text())
+    texts = load_dataset(STARTER).texts()
+    raw = Classifier.load(model).predict_texts(texts)
+    before = evaluate(model, STARTER, report_path=tmp_path / "before.json")["labels"]["queue"]
+
+    # A map that says the model is much less sure than its probabilities: every output must go through it.
+    mapping = ([0.2, 0.6, 1.0], [0.05, 0.3, 0.5])
+    spec_path = model / "queue" / "head.json"
+    spec = json.loads(spec_path.read_text())
+    spec_path.write_text(json.dumps({**spec, "confidence_map": {"x": mapping[0], "y": mapping[1]}}))
+    served = Classifier.load(model).predict_texts(texts)
+    for r, s in zip(raw, served, strict=True):
+        assert s["queue"]["label"] == r["queue"]["label"]  # a map changes confidence, never the label
+        expected = float(apply_confidence_map(np.array([r["queue"]["confidence"]]), mapping)[0])
+        assert abs(s["queue"]["confidence"] - expected) < 2e-3
+        assert s["priority"] == r["priority"]  # the other head has no map
+    after = evaluate(model, STARTER, report_path=tmp_path / "after.json")["labels"]["queue"]
+    assert after["accuracy"] == before["accuracy"]
+    assert after["ece"] > before["ece"] + 0.3
+    # Coverage depends on the ranking only, which a monotone map keeps; the threshold is a served confidence.
+    assert after["coverage_at_90"] == before["coverage_at_90"]
+    assert after["threshold_at_90"] <= 0.5 < before["threshold_at_90"]
+
+
+def test_training_writes_a_kept_confidence_map_into_the_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import daemon.ml.train as train_module
+    from daemon.ml import calibration
+
+    seen: list[int] = []
+
+    def keep_always(probs: Any, y: Any, seed: int, *, report: Any = None) -> dict[str, Any]:
+        # The real decision on these rows, then overruled: 120 demo tickets never earn a map of their own.
+        verdict = calibration.choose_confidence_map(probs, y, seed, report=report)
+        seen.append(len(y))
+        return {**verdict, "kept": True, "ece_mapped": 0.0123, "map": {"x": [0.3, 0.9], "y": [0.1, 0.6]}}
+
+    monkeypatch.setattr(train_module, "choose_confidence_map", keep_always)
+    model = tmp_path / "m"
+    assert main(["train", str(STARTER), "--out", str(model), "--tfidf-only"]) == 0
+    meta = json.loads((model / "metadata.json").read_text())
+    assert seen == [meta["data"]["rows"]] * 2  # TF-IDF alone calibrates on every out-of-fold row
+    for label in ("queue", "priority"):
+        head = meta["heads"][label]
+        assert head["validation"]["ece"] == 0.0123 and head["confidence_map"]["kept"]
+        assert "map" not in head["confidence_map"]  # the points live in head.json, once
+        assert json.loads((model / label / "head.json").read_text())["confidence_map"] == {
+            "x": [0.3, 0.9],
+            "y": [0.1, 0.6],
+        }
+    result = Classifier.load(model).classify("We were charged twice for the subscription", subject="Invoice")
+    assert all(0.1 <= r["confidence"] <= 0.6 for r in result.values())
