@@ -14,7 +14,7 @@ from email.parser import BytesHeaderParser
 from importlib.resources import files
 from pathlib import Path
 
-from connectors.imap.mapping import normalize_message_id
+from connectors._mail.message import normalize_message_id
 from connectors.maildir import folders, store
 from daemon.logging import get_logger
 
