@@ -327,6 +327,12 @@ def _command(name: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors print one clear line and exit 2, never a traceback."""
+    from daemon import conflicts
+
+    found = conflicts.conflicts()
+    if found:
+        print(f"ticketd: error: {conflicts.message(found)}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     configure(args.log_level)
     try:

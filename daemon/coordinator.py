@@ -135,12 +135,3 @@ class Coordinator:
             )
             self._outage = None
             self._healthy_since = None
-
-    def resume(self) -> None:
-        """After a config reload: try again at once, credentials included."""
-        if self.state == "stopped":
-            self._log.info("connector polling resumed", connector=self.name)
-        self.state = "ok"
-        self.stop_reason = None
-        self.failures = 0
-        self.not_before = 0.0
