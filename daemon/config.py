@@ -1,8 +1,9 @@
 """The daemon's configuration: one YAML file, validated at start, every error naming file, line and YAML path.
 
-Each `connectors:` entry holds its connector's own keys (validated by that connector's model, which also
-resolves their `${ENV}` and `<key>_file` secrets) plus a `routing:` block that belongs to the daemon. The
-daemon's own sections resolve `${ENV}` inside any string value, and `state.url_file` / `api.tokens_file`.
+Each `connectors:` entry holds its connector's own keys (validated by that connector's model) plus a
+`routing:` block that belongs to the daemon. Secrets follow one rule everywhere (`connectors.secrets`):
+`${ENV}` inside any string value, and `<key>_file` for a connector's secret keys, `state.url_file` and
+`api.tokens_file`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from connectors import secrets
 from connectors.base import ConnectorConfig
 from connectors.errors import ConfigError as ConnectorConfigError
 from connectors.registry import connector_class
@@ -30,7 +32,6 @@ Loc = tuple[str | int, ...]
 # The labels the daemon can write back (TicketUpdate has a queue and a priority).
 LABELS: tuple[str, ...] = ("queue", "priority")
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 # The daemon's own secrets that may come from a file instead: section -> (key, one value per line?).
 _SECRET_FILES: dict[str, tuple[str, bool]] = {"state": ("url", False), "api": ("tokens", True)}
@@ -334,52 +335,17 @@ def _build(data: dict[Any, Any], source: str, root: yaml.Node | None, problems: 
 
 
 def _resolve_env(value: Any, loc: Loc, problems: list[_Problem]) -> Any:
-    """`${NAME}` anywhere in a string becomes the variable's value; a missing variable is a problem at `loc`."""
-    if isinstance(value, str):
-        missing = [name for name in _ENV_REF.findall(value) if name not in os.environ]
-        if missing:
-            problems.append(_Problem(loc, f"environment variable {missing[0]} is not set"))
-            return value
-        return _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)
-    if isinstance(value, dict):
-        return {k: _resolve_env(v, (*loc, k), problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env(v, (*loc, i), problems) for i, v in enumerate(value)]
-    return value
+    """`${NAME}` anywhere in a string becomes the variable's value (`connectors.secrets`, one rule for all)."""
+    resolved, found = secrets.substitute_env(value, loc)
+    problems.extend(_Problem(p.loc, p.message) for p in found)
+    return resolved
 
 
 def _resolve_section(section: str, raw: dict[Any, Any], problems: list[_Problem]) -> dict[Any, Any]:
-    """Environment references first (so a `*_file` path may use `${CREDENTIALS_DIRECTORY}`), then secret files."""
-    resolved: dict[Any, Any] = _resolve_env(raw, (section,), problems)
-    if section not in _SECRET_FILES:
-        return resolved
-    key, per_line = _SECRET_FILES[section]
-    file_key = f"{key}_file"
-    if file_key not in resolved:
-        return resolved
-    filename = resolved.pop(file_key)
-    loc: Loc = (section, file_key)
-    if key in resolved:
-        problems.append(_Problem(loc, f"give either {key!r} or {file_key!r}, not both"))
-        return resolved
-    if not isinstance(filename, str) or not filename:
-        problems.append(_Problem(loc, "expected a file path"))
-        return resolved
-    try:
-        text = Path(filename).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        problems.append(_Problem(loc, f"cannot read secret file {filename!r}: {reason}"))
-        return resolved
-    if per_line:
-        values = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-        if not values:
-            problems.append(_Problem(loc, f"secret file {filename!r} holds no {key} (one per line)"))
-        resolved[key] = values
-    elif not text.strip():
-        problems.append(_Problem(loc, f"secret file {filename!r} is empty"))
-    else:
-        resolved[key] = text.strip()
+    """A daemon section's `${ENV}` references and secret files, by the resolver connectors use too."""
+    key, per_line = _SECRET_FILES.get(section, (None, False))
+    resolved, found = secrets.resolve(raw, {key: per_line} if key else {}, (section,))
+    problems.extend(_Problem(p.loc, p.message) for p in found)
     return resolved
 
 
