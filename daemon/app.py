@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from daemon.coordinator import Coordinator
 from daemon.errors import ConfigError, TicketdError
 from daemon.logging import configure, get_logger
 from daemon.metrics import Metrics
-from daemon.pipeline import LabelRule, Pipeline
+from daemon.pipeline import Pipeline
+from daemon.routing import label_rules
 from daemon.serving import ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
 
@@ -38,14 +38,6 @@ class Worker:
     coordinator: Coordinator
     pipeline: Pipeline
     client: httpx.AsyncClient  # its own timeouts; closed with the connector
-
-
-def label_rules(entry: ConnectorEntry) -> dict[str, LabelRule]:
-    """The config's per-label routing as the pipeline's rules."""
-    return {
-        label: LabelRule(map=dict(routing.map), threshold=routing.threshold, fallback=routing.fallback_name)
-        for label, routing in entry.routing.labels.items()
-    }
 
 
 class Daemon:
@@ -345,8 +337,7 @@ class Daemon:
 
     async def retrain_now(self, *, force: bool = False) -> Any:
         """Train a challenger from the training store; promote and hot-reload only if it is better."""
-        from daemon.api.services import policy_from_config
-        from daemon.retrain import retrain
+        from daemon.retrain import policy_from_config, retrain
 
         assert self.state is not None
         if self.api is not None and self.api.services.jobs.active() is not None:
@@ -356,9 +347,7 @@ class Daemon:
         last = self.state.retrain_last()
         since = datetime.fromisoformat(str(last["finished_at"])) if last else None
         new = self.state.training_count_since(since)
-        policy = dataclasses.replace(
-            policy_from_config(self.config), min_new_examples=0 if force else section.min_new_examples
-        )
+        policy = policy_from_config(self.config, min_new_examples=0 if force else section.min_new_examples)
         rows = self.state.training_rows()
         started = datetime.now(UTC)
         workdir = Path(self.config.model.store) / "retrain"

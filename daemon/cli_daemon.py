@@ -124,7 +124,7 @@ async def _check(config: Any) -> list[str]:
 
     from connectors.errors import ConnectorError
     from connectors.registry import connector_class
-    from daemon.app import label_rules
+    from daemon.routing import label_rules
     from daemon.serving import ModelHolder
 
     problems: list[str] = []
@@ -160,7 +160,7 @@ async def _check(config: Any) -> list[str]:
                     continue
                 rule = rules[label]
                 for name in emitted:
-                    target = rule.map.get(name, name)
+                    target = rule.target(name)
                     if target not in live[label]:
                         problems.append(
                             f"{entry.name}: model {label} label {name!r} maps to {target!r}, which the helpdesk "
@@ -201,8 +201,8 @@ def _endpoint(connection: Any) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Agreement of recorded predictions with the final labels of tickets that have since closed."""
-    from daemon.app import label_rules
     from daemon.report import build_report, format_missing, format_report, missing_targets
+    from daemon.routing import label_rules
     from daemon.state import State
 
     config = _config(args.config)

@@ -27,10 +27,9 @@ from connectors.base import ConnectorConfig
 from connectors.errors import ConfigError as ConnectorConfigError
 from connectors.registry import connector_class
 from daemon.errors import ConfigError
+from daemon.routing import WRITABLE
 
 Loc = tuple[str | int, ...]
-# The labels the daemon can write back (TicketUpdate has a queue and a priority).
-LABELS: tuple[str, ...] = ("queue", "priority")
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 # The daemon's own secrets that may come from a file instead: section -> (key, one value per line?).
@@ -69,13 +68,9 @@ class LabelRouting(_Section):
             return value
         if isinstance(value, dict) and len(value) == 1:
             ((key, name),) = value.items()
-            if key in ("queue", "priority") and isinstance(name, str) and name.strip():
+            if key in WRITABLE and isinstance(name, str) and name.strip():
                 return value
         raise ValueError("fallback must be 'leave', {queue: NAME} or {priority: NAME}")
-
-    def target(self, label: str) -> str:
-        """The helpdesk name for a model label (identity unless `map` says otherwise)."""
-        return self.map.get(label, label)
 
     @property
     def fallback_name(self) -> str | None:
@@ -84,7 +79,7 @@ class LabelRouting(_Section):
 
 
 def _default_labels() -> dict[str, LabelRouting]:
-    return {"queue": LabelRouting(), "priority": LabelRouting()}
+    return {label: LabelRouting() for label in WRITABLE}
 
 
 class RoutingSection(_Section):
@@ -105,8 +100,8 @@ class RoutingSection(_Section):
     @classmethod
     def _fallback_fits_label(cls, labels: dict[str, LabelRouting]) -> dict[str, LabelRouting]:
         for label, rule in labels.items():
-            if label not in LABELS:
-                raise _at((label,), f"unknown label; the daemon routes {' and '.join(LABELS)}")
+            if label not in WRITABLE:
+                raise _at((label,), f"unknown label; the daemon routes {' and '.join(WRITABLE)}")
             if isinstance(rule.fallback, dict) and label not in rule.fallback:
                 raise _at((label, "fallback"), f"the {label} label's fallback must be 'leave' or {{{label}: NAME}}")
         return labels
@@ -126,15 +121,15 @@ class ModelSection(_Section):
 
     store: Path = Field(default_factory=lambda: state_dir() / "models")
     base: str | None = None
-    labels: list[str] = Field(default_factory=lambda: list(LABELS), min_length=1)
+    labels: list[str] = Field(default_factory=lambda: [str(label) for label in WRITABLE], min_length=1)
     threads: int | None = Field(default=None, ge=1)
 
     @field_validator("labels")
     @classmethod
     def _known_and_unique(cls, labels: list[str]) -> list[str]:
-        unknown = [label for label in labels if label not in LABELS]
+        unknown = [label for label in labels if label not in WRITABLE]
         if unknown:
-            raise ValueError(f"unknown label {unknown[0]!r}; the daemon routes {' and '.join(LABELS)}")
+            raise ValueError(f"unknown label {unknown[0]!r}; the daemon routes {' and '.join(WRITABLE)}")
         if len(set(labels)) != len(labels):
             raise ValueError("labels must not repeat")
         return labels

@@ -20,12 +20,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from daemon.errors import TicketdError
 from daemon.logging import get_logger
 from daemon.ml.store import ModelStore
 from daemon.ml.text import compose
+from daemon.routing import WRITABLE
+
+if TYPE_CHECKING:
+    from daemon.config import Config
 
 log = get_logger(__name__)
 
@@ -63,7 +67,7 @@ class RetrainPolicy:
     holdout_share: float = 0.2
     tolerance: float = 0.0
     keep_versions: int = 5
-    labels: tuple[str, ...] = ("queue", "priority")
+    labels: tuple[str, ...] = WRITABLE
     epochs: int = 3
     max_length: int = 256
     budget_minutes: float | None = None  # passed as `train --budget`: epochs and ticket length shrink to fit
@@ -77,6 +81,21 @@ class RetrainPolicy:
             raise ValueError(f"keep_versions must be at least 1, got {self.keep_versions}")
         if not self.labels:
             raise ValueError("labels must name at least one label")
+
+
+def policy_from_config(config: Config, *, min_new_examples: int = 0) -> RetrainPolicy:
+    """The config's retrain settings as a policy; 0 new examples by default, since asking to train is explicit."""
+    section = config.retrain
+    return RetrainPolicy(
+        min_new_examples=min_new_examples,
+        holdout_share=section.holdout_share,
+        tolerance=section.tolerance,
+        keep_versions=section.keep_versions,
+        labels=tuple(config.model.labels),
+        epochs=section.epochs,
+        max_length=section.max_length,
+        budget_minutes=section.budget_minutes,
+    )
 
 
 @dataclass(frozen=True)

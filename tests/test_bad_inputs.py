@@ -45,7 +45,8 @@ from daemon.ml.classifier import Classifier
 from daemon.ml.dataset import load_dataset
 from daemon.ml.store import ModelStore
 from daemon.ml.text import MAX_TEXT_CHARS
-from daemon.pipeline import LabelRule, Pipeline
+from daemon.pipeline import Pipeline
+from daemon.routing import LabelRule
 from daemon.serving import LoadedModel, ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
 from tests.api.conftest import AUTH, FAST_POLICY, TOKEN, linked_store

@@ -59,8 +59,8 @@ async def test_transport_failures_are_transient_and_scrubbed(raised: Exception, 
     def handler(request: httpx.Request) -> httpx.Response:
         raise raised
 
+    scrub = lambda text: text.replace("abc123", "***")  # noqa: E731
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        with pytest.raises(TransientError) as info:
-            with transport_errors("znuny GET /Ticket", lambda text: text.replace("abc123", "***")):
-                await http.get("http://127.0.0.1:9/Ticket")
+        with pytest.raises(TransientError) as info, transport_errors("znuny GET /Ticket", scrub):
+            await http.get("http://127.0.0.1:9/Ticket")
     assert str(info.value) == f"znuny GET /Ticket {said}"
