@@ -87,3 +87,19 @@ def resolve(data: Mapping[Any, Any], files: Mapping[str, bool], loc: Loc = ()) -
         else:
             resolved[key] = text.strip()
     return resolved, problems
+
+
+def redact_url(url: str) -> str:
+    """A URL for messages and logs: the password masked, the query and fragment (which may carry a token) cut."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
+    head = rest[:cut]
+    at = head.rfind("@")  # a password may hold "/" (unencoded); the host part never holds "@"
+    slash = head.find("/", at + 1)
+    netloc, path = (head, "") if slash == -1 else (head[:slash], head[slash:])
+    if at != -1:
+        user, colon, _ = netloc[:at].partition(":")
+        netloc = f"{user}{':***' if colon else ''}@{netloc[at + 1 :]}"
+    return f"{scheme}{sep}{netloc}{path}"

@@ -188,10 +188,9 @@ def _endpoint(connection: Any) -> str:
     """Where a connector points, without credentials, so `check` names the helpdesk it could not reach."""
     url = getattr(connection, "url", None)
     if isinstance(url, str):
-        scheme, sep, rest = url.partition("://")
-        netloc, slash, path = rest.partition("/")
-        path = path.split("?")[0].split("#")[0]  # a query may carry a token
-        return f" ({scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path})"
+        from connectors.secrets import redact_url
+
+        return f" ({redact_url(url)})"
     host = getattr(connection, "host", None)
     if isinstance(host, str):
         port = getattr(connection, "port", None)
@@ -240,7 +239,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     async def main() -> Any:
         await daemon.start(load_model=False)
         try:
-            for name, worker in daemon.workers.items():
+            for name, worker in daemon.stacks.items():
                 rows = await worker.pipeline.harvest()
                 print(f"{name}: {rows} closed tickets harvested")
             return await daemon.retrain_now(force=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,7 +149,7 @@ class StateSection(_Section):
     @property
     def safe_url(self) -> str:
         """The URL with any password masked, for logs and `check-config` output."""
-        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", self.url)
+        return secrets.redact_url(self.url)
 
 
 class RetrainSection(_Section):

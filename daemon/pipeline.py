@@ -27,11 +27,12 @@ import anyio.to_thread
 from connectors.base import Applied, Connector, Ticket, TicketUpdate
 from connectors.errors import TicketError
 from daemon.logging import get_logger
+from daemon.metrics import Metrics
 from daemon.routing import Decision, LabelRule, decide
 
 
 class Predictor(Protocol):
-    """The loaded model as the pipeline needs it (see daemon.app.ModelHolder)."""
+    """The loaded model as the pipeline needs it (daemon.serving.LoadedModel, held by ModelHolder)."""
 
     version: str | None
 
@@ -53,11 +54,11 @@ class LedgerState(Protocol):
 
 @dataclass
 class Counters:
-    """What one pipeline did since start; feeds logs, `report` and metrics."""
+    """Tickets per ledger state since start, forwarded to the Prometheus counter (`report` reads the ledger)."""
 
     by_state: dict[str, int] = field(default_factory=dict)
     connector: str = ""
-    metrics: Any = None
+    metrics: Metrics | None = None
 
     def add(self, state: str) -> None:
         self.by_state[state] = self.by_state.get(state, 0) + 1
@@ -84,7 +85,7 @@ class Pipeline:
         row_factory: Callable[..., Any],
         stopping: Callable[[], bool] = lambda: False,
         degraded: Callable[[], bool] = lambda: False,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.name = name
         self.connector = connector

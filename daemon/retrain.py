@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from daemon.errors import TicketdError
 from daemon.logging import get_logger
-from daemon.ml.store import ModelStore
 from daemon.ml.text import compose
+from daemon.ml.versions import ModelStore
 from daemon.routing import WRITABLE
 
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ class TrainingRowLike(Protocol):
     def language(self) -> str | None: ...
     @property
     def closed_at(self) -> datetime: ...
+
+
+Outcome = Literal["promoted", "rejected", "skipped", "failed"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def policy_from_config(config: Config, *, min_new_examples: int = 0) -> RetrainP
 class RetrainResult:
     """What one retrain did and why, with both models' holdout scores (per label: macro_f1, accuracy, n)."""
 
-    outcome: str  # "promoted" | "rejected" | "skipped" | "failed"
+    outcome: Outcome
     version: str | None  # the promoted version; None unless promoted
     champion: str | None  # the version that was current when retrain started
     challenger_metrics: dict[str, dict[str, Any]]
@@ -294,7 +297,7 @@ def retrain(
     """
     champion = store.current()
 
-    def result(outcome: str, reason: str, **kw: Any) -> RetrainResult:
+    def result(outcome: Outcome, reason: str, **kw: Any) -> RetrainResult:
         kw.setdefault("challenger_metrics", {})
         kw.setdefault("champion_metrics", {})
         res = RetrainResult(outcome=outcome, version=kw.pop("version", None), champion=champion, reason=reason, **kw)

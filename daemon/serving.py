@@ -11,7 +11,7 @@ import anyio.to_thread
 from daemon.errors import ModelError
 from daemon.logging import get_logger
 from daemon.ml.classifier import Classifier
-from daemon.ml.store import ModelStore
+from daemon.ml.versions import ModelStore
 
 log = get_logger(__name__)
 

@@ -44,9 +44,9 @@ from connectors._mail.tickets import mail_ticket, one_per_mail
 from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Ticket, TicketUpdate
 from connectors.errors import ConfigError, ConnectorError, TicketError, TransientError
 from connectors.maildir import cursor as cursors
-from connectors.maildir import folders, keywords, store
+from connectors.maildir import files, folders, keywords
 from connectors.maildir.config import MaildirConfig
-from connectors.maildir.store import Entry
+from connectors.maildir.files import Entry
 
 log = structlog.get_logger(__name__)
 
@@ -101,9 +101,9 @@ class MaildirConnector(Connector):
         return self._folders.inbound_queue
 
     def _inbound_path(self) -> Path:
-        store.require_root(self.root)
+        files.require_root(self.root)
         path = folders.folder_path(self.root, self._inbound)
-        if not store.is_folder(path):
+        if not files.is_folder(path):
             if not path.exists():
                 raise ConfigError(f"maildir inbound_folder {self._inbound!r}: no folder {path.name!r} in {self.root}")
             (path / "new").stat()  # exists but unreadable: the OSError says why (transient)
@@ -112,9 +112,9 @@ class MaildirConnector(Connector):
 
     def _queues(self) -> list[tuple[str, str]]:
         """(queue name, folder) of every existing queue folder, plus configured ones that may be created."""
-        store.require_root(self.root)
+        files.require_root(self.root)
         found: dict[str, str] = {}
-        for name, folder in self._folders.queues(store.list_folders(self.root)):
+        for name, folder in self._folders.queues(files.list_folders(self.root)):
             found.setdefault(name, folder)
         if self.config.create_folders:
             for name, folder in self._folders.mapped.items():
@@ -124,7 +124,7 @@ class MaildirConnector(Connector):
     async def check(self) -> None:
         def probe() -> None:
             path = self._inbound_path()
-            store.scan(path)
+            files.scan(path)
 
         await self._run(probe)
 
@@ -138,7 +138,7 @@ class MaildirConnector(Connector):
     # -------------------------------------------------------------------------------- reading
 
     def _ticket(self, entry: Entry, table: dict[int, str], queue: str, closed: bool) -> Ticket | None:
-        raw = store.read(entry)
+        raw = files.read(entry)
         if raw is None:
             return None  # moved away since the scan; it will be seen where it went
         parsed = parse_mail(raw)
@@ -159,7 +159,7 @@ class MaildirConnector(Connector):
     def _page(
         self, path: Path, mark: cursors.Mark, limit: int, queue: str, closed: bool
     ) -> tuple[list[Ticket], cursors.Mark, bool]:
-        pending = mark.pending(store.scan(path))
+        pending = mark.pending(files.scan(path))
         taken, rest = pending[:limit], pending[limit:]
         table = keywords.read(path)
         tickets = one_per_mail(self._ticket(entry, table, queue, closed) for entry in taken)
@@ -180,8 +180,8 @@ class MaildirConnector(Connector):
         return await self._run(partial(self._fetch_closed, marks, max(1, limit)))
 
     def _fetch_closed(self, marks: dict[str, cursors.Mark], limit: int) -> Page:
-        store.require_root(self.root)
-        existing = store.list_folders(self.root)
+        files.require_root(self.root)
+        existing = files.list_folders(self.root)
         tickets: list[Ticket] = []
         new_marks: dict[str, cursors.Mark] = {}
         more = False
@@ -192,7 +192,7 @@ class MaildirConnector(Connector):
             room = limit - len(tickets)
             if room <= 0:
                 new_marks[folder] = mark
-                more = more or bool(mark.pending(store.scan(existing[folder])))
+                more = more or bool(mark.pending(files.scan(existing[folder])))
                 continue
             page, new_marks[folder], rest = self._page(existing[folder], mark, room, queue, closed=True)
             tickets.extend(page)
@@ -209,15 +209,15 @@ class MaildirConnector(Connector):
     def _message_id(self, entry: Entry) -> str | None:
         if entry.key in self._message_ids:
             return self._message_ids[entry.key]
-        message_id = store.message_id(entry)
+        message_id = files.message_id(entry)
         self._remember(entry.key, message_id)
         return message_id
 
     def _find(self, path: Path, ticket_id: str) -> list[Entry]:
         if ticket_id.startswith(KEY_PREFIX):
             key = ticket_id[len(KEY_PREFIX) :]
-            return [e for e in store.scan(path) if e.key == key]
-        return [e for e in store.scan(path) if self._message_id(e) == ticket_id]
+            return [e for e in files.scan(path) if e.key == key]
+        return [e for e in files.scan(path) if self._message_id(e) == ticket_id]
 
     # -------------------------------------------------------------------------------- writing
 
@@ -235,8 +235,8 @@ class MaildirConnector(Connector):
     def _apply(
         self, update: TicketUpdate, tid: str, priority: str | None, expected: str, target: str | None
     ) -> Outcome:
-        store.require_root(self.root)
-        existing = store.list_folders(self.root)
+        files.require_root(self.root)
+        existing = files.list_folders(self.root)
         if target is not None and target not in existing and not self.config.create_folders:
             raise TicketError(f"queue {update.queue!r} has no folder {target!r}", ticket_id=update.ticket_id)
 
@@ -277,7 +277,7 @@ class MaildirConnector(Connector):
     ) -> Applied:
         source = found[0].folder
         if target is not None and target not in existing:
-            existing[target] = store.create_folder(self.root, target)
+            existing[target] = files.create_folder(self.root, target)
             log.info("maildir queue folder created", folder=target)
         dest = existing[target] if target is not None else source
         source_table = keywords.read(source)
@@ -295,10 +295,10 @@ class MaildirConnector(Connector):
                 changed.add("note")
             flags = keywords.system_flags(entry.flags) + "".join(letters.values())
             if dest != source:
-                store.move(entry, dest, flags, update.ticket_id)
+                files.move(entry, dest, flags, update.ticket_id)
                 changed.add("queue")
             elif set(flags) != set(entry.flags):
-                store.move(entry, dest, flags, update.ticket_id)  # new flags: renamed in place
+                files.move(entry, dest, flags, update.ticket_id)  # new flags: renamed in place
         order = ("priority", "note", "queue")
         return Applied(update.ticket_id, tuple(c for c in order if c in changed))
 

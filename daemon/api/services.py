@@ -11,7 +11,7 @@ from daemon.api.datasets import DatasetStore
 from daemon.api.jobs import TrainingJobs
 from daemon.config import ApiSection, Config
 from daemon.metrics import Metrics
-from daemon.ml.store import ModelStore
+from daemon.ml.versions import ModelStore
 from daemon.retrain import RetrainPolicy, policy_from_config
 from daemon.serving import ModelHolder
 

@@ -13,9 +13,9 @@ import numpy as np
 
 from daemon.errors import ModelError
 from daemon.ml.calibration import ConfidenceMap, apply_confidence_map, calibrated, combine
-from daemon.ml.store import resolve_model_dir
 from daemon.ml.text import compose
 from daemon.ml.tfidf import FloatArray, TfidfScorer
+from daemon.ml.versions import resolve_model_dir
 
 HEAD_FILE = "head.json"
 LABELS_FILE = "labels.json"

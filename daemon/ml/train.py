@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +43,9 @@ PLAN_LENGTHS = (256, 192, 128, 96, 64)  # --budget shortens tickets to these tok
 MIN_LANGUAGE_VALIDATION = 30  # per-language scores and weights need this many validation tickets
 
 
+ClassWeights = Literal["none", "sqrt", "balanced"]
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """Everything that shapes a training run; recorded verbatim in metadata.json."""
@@ -54,7 +57,7 @@ class TrainOptions:
     max_length: int = 256
     learning_rate: float = 1.5e-4
     batch_size: int = 16
-    class_weights: str = "sqrt"  # none | sqrt | balanced
+    class_weights: ClassWeights = "sqrt"
     freeze_embeddings: bool = True
     bf16: str = "auto"  # auto | on | off: bf16 autocast for training steps (weights stay fp32)
     validation_size: float = 0.15

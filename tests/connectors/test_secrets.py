@@ -49,3 +49,17 @@ def test_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert [str(p) for p in problems] == ["url_file: give either 'url' or 'url_file', not both"]
     _, problems = secrets.resolve({"url_file": str(tmp_path / "nope")}, {"url": False})
     assert "url_file: cannot read secret file" in str(problems[0]) and "No such file" in str(problems[0])
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://ticketd:pw/x@db:5432/ticketd", "postgresql+psycopg://ticketd:***@db:5432/ticketd"),
+        ("https://agent:s3cret@127.0.0.1/otrs?SessionID=abc#top", "https://agent:***@127.0.0.1/otrs"),
+        ("https://token@127.0.0.1:8443", "https://token@127.0.0.1:8443"),
+        ("https://127.0.0.1/otrs", "https://127.0.0.1/otrs"),
+        ("sqlite:////var/lib/ticketd/state.db", "sqlite:////var/lib/ticketd/state.db"),
+    ],
+)
+def test_one_url_redactor(url: str, shown: str) -> None:
+    assert secrets.redact_url(url) == shown

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from daemon.app import Daemon
 from daemon.config import load_config
-from daemon.ml.store import ModelStore
+from daemon.ml.versions import ModelStore
 from tests.daemon.test_run import SUBJECTS, write_config
 from tests.fakes.http import serve
 from tests.fakes.znuny import FakeZnuny
