@@ -1,7 +1,9 @@
 """Quality on unseen tickets: every dev dataset, two seeds, ticketd against the TF-IDF + LR baseline of the same split.
 
     python bench/quality.py [--datasets softoft-tickets,endava-it-tickets] [--seeds 13,29]
-                            [--minutes-per-1k 2.2] [--out DIR]
+                            [--minutes-per-1k 2.2] [--out DIR] [--rows N] [--tfidf-only]
+
+`--rows N --tfidf-only` is the smoke mode the test suite runs (the first N tickets, seconds).
 
 For each dataset in ../shared/datasets and each seed: a stratified 80/20 split, `ticketd train
 --budget M --min-examples 1` on the 80 (M scales with training rows x labels, so the whole run stays
@@ -30,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # bench/daemon.py must not shadow the daemon package
+sys.path.insert(0, str(ROOT))  # runs from a checkout too
 DATASETS = ROOT.parent / "shared" / "datasets"
 NAMES = ("softoft-tickets", "softoft-german-normalized", "endava-it-tickets", "itsm-assignment-groups")
 WORST_ALLOWED = -0.01
@@ -42,7 +44,9 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f}±{sd:.3f}"
 
 
-def _run(name: str, seed: int, out: Path, minutes_per_1k: float) -> dict[str, Any]:
+def _run(
+    name: str, seed: int, out: Path, minutes_per_1k: float, rows: int | None = None, tfidf_only: bool = False
+) -> dict[str, Any]:
     """One split: train and evaluate; returns per label ticketd's and the baseline's held-out scores."""
     from daemon.cli import main as cli
     from daemon.ml.dataset import load_dataset
@@ -51,6 +55,13 @@ def _run(name: str, seed: int, out: Path, minutes_per_1k: float) -> dict[str, An
     work = out / f"{name}-{seed}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    if rows is not None:
+        import csv
+        import itertools
+
+        with data.open(newline="", encoding="utf-8") as src, (work / "head.csv").open("w", newline="") as dst:
+            csv.writer(dst).writerows(itertools.islice(csv.reader(src), rows + 1))  # the header, then N tickets
+        data = work / "head.csv"
     train_csv, test_csv, model = work / "train.csv", work / "test.csv", work / "model"
     split = ["split", str(data), "--test-size", "0.2", "--seed", str(seed)]
     if cli([*split, "--train-out", str(train_csv), "--test-out", str(test_csv)]) != 0:
@@ -59,7 +70,7 @@ def _run(name: str, seed: int, out: Path, minutes_per_1k: float) -> dict[str, An
     budget = max(3.0, minutes_per_1k * len(train) * len(train.label_names) / 1000)
     started = time.monotonic()
     args = ["train", str(train_csv), "--out", str(model), "--seed", str(seed), "--budget", f"{budget:.1f}"]
-    if cli([*args, "--min-examples", "1"]) != 0:
+    if cli([*args, "--min-examples", "1", *(["--tfidf-only"] if tfidf_only else [])]) != 0:
         raise SystemExit(f"{name}: training failed")
     minutes = (time.monotonic() - started) / 60
     report_path = work / "report.json"
@@ -98,6 +109,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="13,29")
     parser.add_argument("--minutes-per-1k", type=float, default=2.2, help="training budget per 1,000 rows x labels")
     parser.add_argument("--out", type=Path, default=ROOT / ".ticketd" / "quality")
+    parser.add_argument("--rows", type=int, help="only the first N tickets of each dataset (smoke mode)")
+    parser.add_argument("--tfidf-only", action="store_true", help="skip the transformer (smoke mode)")
     args = parser.parse_args()
     names = [n for n in args.datasets.split(",") if n]
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -110,7 +123,9 @@ def main() -> int:
     for name in names:
         for seed in seeds:
             print(f"\n=== {name}, seed {seed}", flush=True)
-            runs.setdefault(name, []).append(_run(name, seed, args.out, args.minutes_per_1k))
+            runs.setdefault(name, []).append(
+                _run(name, seed, args.out, args.minutes_per_1k, args.rows, args.tfidf_only)
+            )
 
     header = (
         f"{'dataset':<26}{'label':<9}{'ticketd acc':>13}{'base acc':>13}{'ticketd F1':>13}{'base F1':>13}"

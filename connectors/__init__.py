@@ -2,3 +2,5 @@
 
 Imports flow one way: `daemon` imports `connectors`, never the reverse.
 """
+
+__ticketd__ = True  # tells ticketd's own package from another distribution's (daemon.conflicts)

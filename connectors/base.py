@@ -7,20 +7,16 @@ belongs to the daemon's coordinator, which reacts to the error classes in `conne
 from __future__ import annotations
 
 import abc
-import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
+from connectors import secrets
 from connectors.errors import ConfigError
-
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,7 @@ Outcome = Applied | Skipped
 
 
 class ConnectorConfig(BaseModel):
-    """Base for connector configs: unknown keys rejected, secrets from `${ENV}` or `<key>_file`."""
+    """Base for connector configs: unknown keys rejected, secrets resolved by `connectors.secrets`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,24 +94,10 @@ class ConnectorConfig(BaseModel):
     def _resolve_secrets(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        resolved = dict(data)
-        secret_fields = {name for name, info in cls.model_fields.items() if "SecretStr" in str(info.annotation)}
-        for key in list(resolved):
-            value = resolved[key]
-            if key.endswith("_file") and key[: -len("_file")] in secret_fields:
-                target = key[: -len("_file")]
-                if resolved.get(target) is not None:
-                    raise ValueError(f"give either {target!r} or {key!r}, not both")
-                try:
-                    resolved[target] = Path(str(value)).read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise ValueError(f"{key}: cannot read secret file {value!r}: {exc.strerror}") from exc
-                del resolved[key]
-            elif isinstance(value, str) and (match := _ENV_REF.match(value)):
-                env = os.environ.get(match.group(1))
-                if env is None:
-                    raise ValueError(f"{key}: environment variable {match.group(1)} is not set")
-                resolved[key] = env
+        files = {name: False for name, info in cls.model_fields.items() if "SecretStr" in str(info.annotation)}
+        resolved, problems = secrets.resolve(data, files)
+        if problems:
+            raise ValueError(str(problems[0]))
         return resolved
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from daemon.coordinator import Coordinator
 from daemon.errors import ConfigError, TicketdError
 from daemon.logging import configure, get_logger
 from daemon.metrics import Metrics
-from daemon.pipeline import LabelRule, Pipeline
+from daemon.pipeline import Pipeline
+from daemon.routing import label_rules
 from daemon.serving import ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
 
@@ -30,22 +30,14 @@ log = get_logger(__name__)
 
 
 @dataclass
-class Worker:
-    """Everything that belongs to one configured connector."""
+class ConnectorStack:
+    """One configured connector and what runs it: its HTTP client, coordinator (polling policy) and pipeline."""
 
     entry: ConnectorEntry
     connector: Connector
     coordinator: Coordinator
     pipeline: Pipeline
     client: httpx.AsyncClient  # its own timeouts; closed with the connector
-
-
-def label_rules(entry: ConnectorEntry) -> dict[str, LabelRule]:
-    """The config's per-label routing as the pipeline's rules."""
-    return {
-        label: LabelRule(map=dict(routing.map), threshold=routing.threshold, fallback=routing.fallback_name)
-        for label, routing in entry.routing.labels.items()
-    }
 
 
 class Daemon:
@@ -59,7 +51,7 @@ class Daemon:
         self.model = ModelHolder(config.model.store, threads=config.model.threads)
         self.metrics = Metrics()
         self.api: Any = None
-        self.workers: dict[str, Worker] = {}
+        self.stacks: dict[str, ConnectorStack] = {}
         self._scheduler: Any = None
         self._stop = asyncio.Event()
         self._stopping = False
@@ -71,7 +63,7 @@ class Daemon:
     @property
     def ready(self) -> bool:
         """A model is loaded and no connector is stopped on rejected credentials."""
-        return self.model.loaded and all(w.coordinator.ready for w in self.workers.values())
+        return self.model.loaded and all(w.coordinator.ready for w in self.stacks.values())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """`/readyz`: the verdict and, per part, why."""
@@ -81,7 +73,7 @@ class Daemon:
                 "last_success": w.coordinator.last_success.isoformat() if w.coordinator.last_success else None,
                 "last_error": w.coordinator.last_error if w.coordinator.state != "ok" else None,
             }
-            for name, w in self.workers.items()
+            for name, w in self.stacks.items()
         }
         model = {"loaded": self.model.loaded, "version": self.model.get().version if self.model.loaded else None}
         return self.ready, {"model": model, "connectors": connectors}
@@ -107,17 +99,17 @@ class Daemon:
         if load_model:
             await self.model.reload()
             self.metrics.model_version(self.model.get().version)
-        self._build_workers(self.config)
+        self._build_stacks(self.config)
         log.info(
             "ticketd started",
-            connectors=list(self.workers),
+            connectors=list(self.stacks),
             model_version=self.model.get().version if self.model.loaded else None,
             dry_run=self.dry_run,
         )
 
-    def _build_workers(self, config: Config) -> None:
+    def _build_stacks(self, config: Config) -> None:
         assert self.state is not None
-        self.workers = {}
+        self.stacks = {}
         for entry in config.connectors:
             timeout = entry.routing.timeout
             client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
@@ -146,20 +138,20 @@ class Daemon:
                 degraded=coordinator.failing,
                 metrics=self.metrics,
             )
-            self.workers[entry.name] = Worker(entry, connector, coordinator, pipeline, client)
+            self.stacks[entry.name] = ConnectorStack(entry, connector, coordinator, pipeline, client)
 
     def stopped(self) -> dict[str, tuple[str, str]]:
         """Connectors that stopped (rejected credentials, configuration error): name -> (reason, error)."""
         return {
             name: (w.coordinator.stop_reason or "stopped", w.coordinator.last_error or "")
-            for name, w in self.workers.items()
+            for name, w in self.stacks.items()
             if w.coordinator.state == "stopped"
         }
 
     async def run_once(self) -> dict[str, int]:
         """One poll and one harvest per connector, then return (tests, demos, cron-style use)."""
         done: dict[str, int] = {}
-        for name, worker in self.workers.items():
+        for name, worker in self.stacks.items():
             routed = await worker.coordinator.run(worker.pipeline.poll, "poll")
             if routed is not None:
                 self.metrics.poll_succeeded(name)
@@ -206,7 +198,7 @@ class Daemon:
         """systemd (Type=notify): the model is loaded and the API is up; a no-op outside a unit."""
         version = self.model.get().version if self.model.loaded else None
         api = f"api on {self.config.api.host}:{self.api.port}" if self.api is not None else "no api"
-        systemd.notify("READY=1", f"STATUS=model {version}, {len(self.workers)} connector(s), {api}")
+        systemd.notify("READY=1", f"STATUS=model {version}, {len(self.stacks)} connector(s), {api}")
 
     def request_stop(self, why: str = "stop") -> None:
         """Finish the ticket in flight, then exit; new tickets are not started."""
@@ -227,14 +219,14 @@ class Daemon:
             await self.api.stop()
             self.api = None
         await self._stop_scheduler()
-        await self._close_workers()
+        await self._close_stacks()
         if self.state is not None:
             self.state.close()
             self.state = None
         log.info("ticketd stopped")
 
-    async def _close_workers(self) -> None:
-        for worker in self.workers.values():
+    async def _close_stacks(self) -> None:
+        for worker in self.stacks.values():
             await worker.connector.aclose()
             await worker.client.aclose()
 
@@ -263,14 +255,14 @@ class Daemon:
         log.info("reloading config", path=str(self.config_path))
         self._stopping = True
         await self._stop_scheduler()
-        await self._close_workers()
+        await self._close_stacks()
         self._stopping = False
         if config.log != self.config.log:
             configure(config.log.level, json=config.log.json)
         self.config = config
-        self._build_workers(config)
+        self._build_stacks(config)
         self._start_scheduler()
-        log.info("config reloaded", connectors=list(self.workers))
+        log.info("config reloaded", connectors=list(self.stacks))
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -281,7 +273,7 @@ class Daemon:
 
         scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
-        for name, worker in self.workers.items():
+        for name, worker in self.stacks.items():
             routing = worker.entry.routing
             for what, seconds in (("poll", routing.poll_interval), ("harvest", routing.harvest_interval)):
                 scheduler.add_job(
@@ -305,7 +297,7 @@ class Daemon:
         self._scheduler = scheduler
 
     async def _job(self, name: str, what: str) -> None:
-        worker = self.workers.get(name)
+        worker = self.stacks.get(name)
         if worker is None or self._stopping:
             return
         job = worker.pipeline.poll if what == "poll" else worker.pipeline.harvest
@@ -320,7 +312,7 @@ class Daemon:
         from daemon.report import build_report
 
         assert self.state is not None
-        rules = {name: w.pipeline.rules for name, w in self.workers.items()}
+        rules = {name: w.pipeline.rules for name, w in self.stacks.items()}
         for r in build_report(self.state.ledger_entries(), self.state.training_rows(), rules):
             if r.agreement is not None:
                 self.metrics.agreement(r.connector, r.label, r.agreement)
@@ -345,8 +337,7 @@ class Daemon:
 
     async def retrain_now(self, *, force: bool = False) -> Any:
         """Train a challenger from the training store; promote and hot-reload only if it is better."""
-        from daemon.api.services import policy_from_config
-        from daemon.retrain import retrain
+        from daemon.retrain import policy_from_config, retrain
 
         assert self.state is not None
         if self.api is not None and self.api.services.jobs.active() is not None:
@@ -356,9 +347,7 @@ class Daemon:
         last = self.state.retrain_last()
         since = datetime.fromisoformat(str(last["finished_at"])) if last else None
         new = self.state.training_count_since(since)
-        policy = dataclasses.replace(
-            policy_from_config(self.config), min_new_examples=0 if force else section.min_new_examples
-        )
+        policy = policy_from_config(self.config, min_new_examples=0 if force else section.min_new_examples)
         rows = self.state.training_rows()
         started = datetime.now(UTC)
         workdir = Path(self.config.model.store) / "retrain"

@@ -137,7 +137,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.min_examples is not None and args.min_examples < 1:
         raise TrainingError(f"--min-examples {args.min_examples}: must be at least 1")
     if args.store:
-        from daemon.ml.store import ModelStore
+        from daemon.ml.versions import ModelStore
 
         store = ModelStore(args.store)
         with store.staging() as staging:  # a failed run leaves no version and no directories behind
@@ -277,7 +277,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from daemon.ml.store import ModelStore
+    from daemon.ml.versions import ModelStore
 
     store = ModelStore(args.root)
     if args.models_command == "list":
@@ -327,6 +327,12 @@ def _command(name: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors print one clear line and exit 2, never a traceback."""
+    from daemon import conflicts
+
+    found = conflicts.conflicts()
+    if found:
+        print(f"ticketd: error: {conflicts.message(found)}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     configure(args.log_level)
     try:

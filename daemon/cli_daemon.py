@@ -124,7 +124,7 @@ async def _check(config: Any) -> list[str]:
 
     from connectors.errors import ConnectorError
     from connectors.registry import connector_class
-    from daemon.app import label_rules
+    from daemon.routing import label_rules
     from daemon.serving import ModelHolder
 
     problems: list[str] = []
@@ -160,7 +160,7 @@ async def _check(config: Any) -> list[str]:
                     continue
                 rule = rules[label]
                 for name in emitted:
-                    target = rule.map.get(name, name)
+                    target = rule.target(name)
                     if target not in live[label]:
                         problems.append(
                             f"{entry.name}: model {label} label {name!r} maps to {target!r}, which the helpdesk "
@@ -188,10 +188,9 @@ def _endpoint(connection: Any) -> str:
     """Where a connector points, without credentials, so `check` names the helpdesk it could not reach."""
     url = getattr(connection, "url", None)
     if isinstance(url, str):
-        scheme, sep, rest = url.partition("://")
-        netloc, slash, path = rest.partition("/")
-        path = path.split("?")[0].split("#")[0]  # a query may carry a token
-        return f" ({scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path})"
+        from connectors.secrets import redact_url
+
+        return f" ({redact_url(url)})"
     host = getattr(connection, "host", None)
     if isinstance(host, str):
         port = getattr(connection, "port", None)
@@ -201,8 +200,8 @@ def _endpoint(connection: Any) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Agreement of recorded predictions with the final labels of tickets that have since closed."""
-    from daemon.app import label_rules
     from daemon.report import build_report, format_missing, format_report, missing_targets
+    from daemon.routing import label_rules
     from daemon.state import State
 
     config = _config(args.config)
@@ -240,7 +239,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     async def main() -> Any:
         await daemon.start(load_model=False)
         try:
-            for name, worker in daemon.workers.items():
+            for name, worker in daemon.stacks.items():
                 rows = await worker.pipeline.harvest()
                 print(f"{name}: {rows} closed tickets harvested")
             return await daemon.retrain_now(force=True)

@@ -17,7 +17,8 @@ from connectors.errors import AuthError, ConfigError, TransientError
 from daemon.logging import get_logger
 
 T = TypeVar("T")
-State = Literal["ok", "failing", "stopped"]
+Health = Literal["ok", "failing", "stopped"]
+StopReason = Literal["credentials rejected", "configuration error"]
 
 
 class Coordinator:
@@ -39,12 +40,12 @@ class Coordinator:
         self.recover_after = recover_after
         self._clock = clock
         self._log = log if log is not None else get_logger(__name__)
-        self.state: State = "ok"
+        self.state: Health = "ok"
         self.failures = 0  # consecutive: drives the backoff
         self.not_before = 0.0
         self.last_success: datetime | None = None
         self.last_error: str | None = None
-        self.stop_reason: str | None = None  # "credentials rejected" or "configuration error", while stopped
+        self.stop_reason: StopReason | None = None  # while stopped
         self._outage: dict[str, Any] | None = None  # announced and not yet over: since, failed calls
         self._healthy_since: float | None = None
 
@@ -83,7 +84,7 @@ class Coordinator:
         self._succeeded(what)
         return result
 
-    def _stop(self, reason: str, exc: Exception, what: str) -> None:
+    def _stop(self, reason: StopReason, exc: Exception, what: str) -> None:
         already = self.state == "stopped"  # a concurrent job of the same connector got there first
         self.state = "stopped"
         self.stop_reason = reason
@@ -135,12 +136,3 @@ class Coordinator:
             )
             self._outage = None
             self._healthy_since = None
-
-    def resume(self) -> None:
-        """After a config reload: try again at once, credentials included."""
-        if self.state == "stopped":
-            self._log.info("connector polling resumed", connector=self.name)
-        self.state = "ok"
-        self.stop_reason = None
-        self.failures = 0
-        self.not_before = 0.0

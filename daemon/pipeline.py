@@ -27,68 +27,12 @@ import anyio.to_thread
 from connectors.base import Applied, Connector, Ticket, TicketUpdate
 from connectors.errors import TicketError
 from daemon.logging import get_logger
-
-WRITABLE = ("queue", "priority")  # model labels a connector can write back
-
-
-@dataclass(frozen=True)
-class LabelRule:
-    """How one label's prediction becomes a helpdesk value; `fallback` None means leave the field alone."""
-
-    map: Mapping[str, str] = field(default_factory=dict)
-    threshold: float = 0.6
-    fallback: str | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to write, and per label why."""
-
-    queue: str | None
-    priority: str | None
-    reasons: dict[str, str]
-    missing: dict[str, str] = field(default_factory=dict)  # label -> mapped target the helpdesk lacks
-
-    @property
-    def writes(self) -> bool:
-        """Whether anything would change in the helpdesk."""
-        return self.queue is not None or self.priority is not None
-
-
-def decide(
-    predictions: Mapping[str, Mapping[str, Any]],
-    rules: Mapping[str, LabelRule],
-    live: Mapping[str, set[str]],
-) -> Decision:
-    """Threshold, then mapping, then a check that the target exists in the live helpdesk."""
-    chosen: dict[str, str | None] = {}
-    reasons: dict[str, str] = {}
-    missing: dict[str, str] = {}
-    for label in WRITABLE:
-        prediction, rule = predictions.get(label), rules.get(label)
-        if prediction is None or rule is None:
-            chosen[label], reasons[label] = None, "not routed"
-            continue
-        confidence = float(prediction["confidence"])
-        target = rule.map.get(str(prediction["label"]), str(prediction["label"]))
-        why = None
-        if confidence <= 0.0:  # the classifier's verdict on a ticket without text: no evidence at any threshold
-            why = "no text to classify"
-        elif confidence < rule.threshold:
-            why = f"confidence {confidence:.2f} below {rule.threshold:.2f}"
-        elif label in live and target not in live[label]:
-            why = f"{target!r} does not exist in the helpdesk"
-            missing[label] = target
-        if why is not None:
-            chosen[label] = rule.fallback
-            reasons[label] = f"{why}: " + (f"fallback {rule.fallback!r}" if rule.fallback else "left as is")
-        else:
-            chosen[label], reasons[label] = target, f"confidence {confidence:.2f}"
-    return Decision(chosen["queue"], chosen["priority"], reasons, missing)
+from daemon.metrics import Metrics
+from daemon.routing import Decision, LabelRule, decide
 
 
 class Predictor(Protocol):
-    """The loaded model as the pipeline needs it (see daemon.app.ModelHolder)."""
+    """The loaded model as the pipeline needs it (daemon.serving.LoadedModel, held by ModelHolder)."""
 
     version: str | None
 
@@ -110,11 +54,11 @@ class LedgerState(Protocol):
 
 @dataclass
 class Counters:
-    """What one pipeline did since start; feeds logs, `report` and metrics."""
+    """Tickets per ledger state since start, forwarded to the Prometheus counter (`report` reads the ledger)."""
 
     by_state: dict[str, int] = field(default_factory=dict)
     connector: str = ""
-    metrics: Any = None
+    metrics: Metrics | None = None
 
     def add(self, state: str) -> None:
         self.by_state[state] = self.by_state.get(state, 0) + 1
@@ -141,7 +85,7 @@ class Pipeline:
         row_factory: Callable[..., Any],
         stopping: Callable[[], bool] = lambda: False,
         degraded: Callable[[], bool] = lambda: False,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.name = name
         self.connector = connector

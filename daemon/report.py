@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.pipeline import WRITABLE, LabelRule
+from daemon.routing import WRITABLE, LabelRule
 
 
 @dataclass(frozen=True)
@@ -37,17 +37,17 @@ def build_report(
             if prediction is None or truth is None:
                 continue
             rule = rules.get(entry.connector, {}).get(label, LabelRule())
-            mapped = rule.map.get(str(prediction["label"]), str(prediction["label"]))
+            mapped = rule.target(str(prediction["label"]))
             confident = float(prediction["confidence"]) >= rule.threshold
             cells.setdefault((entry.connector, label), []).append((mapped == truth, confident))
     out = []
-    for (connector, label), pairs in sorted(cells.items()):
+    for (connector, name), pairs in sorted(cells.items()):
         n = len(pairs)
         above = [ok for ok, confident in pairs if confident]
         out.append(
             LabelReport(
                 connector,
-                label,
+                name,
                 n,
                 sum(ok for ok, _ in pairs) / n if n else None,
                 len(above) / n if n else None,

@@ -20,12 +20,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from daemon.errors import TicketdError
 from daemon.logging import get_logger
-from daemon.ml.store import ModelStore
 from daemon.ml.text import compose
+from daemon.ml.versions import ModelStore
+from daemon.routing import WRITABLE
+
+if TYPE_CHECKING:
+    from daemon.config import Config
 
 log = get_logger(__name__)
 
@@ -55,6 +59,9 @@ class TrainingRowLike(Protocol):
     def closed_at(self) -> datetime: ...
 
 
+Outcome = Literal["promoted", "rejected", "skipped", "failed"]
+
+
 @dataclass(frozen=True)
 class RetrainPolicy:
     """When to retrain, how hard to train, and what it takes to replace the current model."""
@@ -63,7 +70,7 @@ class RetrainPolicy:
     holdout_share: float = 0.2
     tolerance: float = 0.0
     keep_versions: int = 5
-    labels: tuple[str, ...] = ("queue", "priority")
+    labels: tuple[str, ...] = WRITABLE
     epochs: int = 3
     max_length: int = 256
     budget_minutes: float | None = None  # passed as `train --budget`: epochs and ticket length shrink to fit
@@ -79,11 +86,26 @@ class RetrainPolicy:
             raise ValueError("labels must name at least one label")
 
 
+def policy_from_config(config: Config, *, min_new_examples: int = 0) -> RetrainPolicy:
+    """The config's retrain settings as a policy; 0 new examples by default, since asking to train is explicit."""
+    section = config.retrain
+    return RetrainPolicy(
+        min_new_examples=min_new_examples,
+        holdout_share=section.holdout_share,
+        tolerance=section.tolerance,
+        keep_versions=section.keep_versions,
+        labels=tuple(config.model.labels),
+        epochs=section.epochs,
+        max_length=section.max_length,
+        budget_minutes=section.budget_minutes,
+    )
+
+
 @dataclass(frozen=True)
 class RetrainResult:
     """What one retrain did and why, with both models' holdout scores (per label: macro_f1, accuracy, n)."""
 
-    outcome: str  # "promoted" | "rejected" | "skipped" | "failed"
+    outcome: Outcome
     version: str | None  # the promoted version; None unless promoted
     champion: str | None  # the version that was current when retrain started
     challenger_metrics: dict[str, dict[str, Any]]
@@ -275,7 +297,7 @@ def retrain(
     """
     champion = store.current()
 
-    def result(outcome: str, reason: str, **kw: Any) -> RetrainResult:
+    def result(outcome: Outcome, reason: str, **kw: Any) -> RetrainResult:
         kw.setdefault("challenger_metrics", {})
         kw.setdefault("champion_metrics", {})
         res = RetrainResult(outcome=outcome, version=kw.pop("version", None), champion=champion, reason=reason, **kw)

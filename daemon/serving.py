@@ -11,7 +11,7 @@ import anyio.to_thread
 from daemon.errors import ModelError
 from daemon.logging import get_logger
 from daemon.ml.classifier import Classifier
-from daemon.ml.store import ModelStore
+from daemon.ml.versions import ModelStore
 
 log = get_logger(__name__)
 
@@ -19,7 +19,7 @@ log = get_logger(__name__)
 # ticket's classification with the previous ticket's write-back (daemon.pipeline), so one thread per head keeps a
 # core free for the event loop (HTTP, ledger, API). With more, each of the two heads' sessions keeps a pool of
 # threads that spin-wait after every run; on a 2-core host they starved the write-back and each other:
-# bench/daemon.py measured 45-48 daemon tickets/s with the classifier's default (2 threads here) against 74-93
+# bench/end_to_end.py measured 45-48 daemon tickets/s with the classifier's default (2 threads here) against 74-93
 # with 1, and the bare model itself ran faster with 1 while other processes shared the cores.
 DEFAULT_THREADS = 1
 

@@ -47,7 +47,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Pa
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     # Weights below 1.0 only, so every head ships a transformer and the ONNX path is exercised.
-    train(sample_csv, out, TrainOptions(epochs=1, max_length=48, batch_size=16, seed=3, tfidf_weights=(0.0, 0.5)))
+    opts = TrainOptions(epochs=1, max_length=48, batch_size=16, seed=3, tfidf_weights=(0.0, 0.5), keep_torch=True)
+    train(sample_csv, out, opts)  # PyTorch weights kept for bench/classify.py's smoke run
     return out
 
 

@@ -35,7 +35,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from connectors.maildir import MaildirConfig, MaildirConnector
-from connectors.maildir import store as maildir_store
+from connectors.maildir import files as maildir_files
 from connectors.znuny.mapping import to_ticket
 from daemon.api import Services, create_app
 from daemon.config import ApiSection, load_config
@@ -43,9 +43,10 @@ from daemon.errors import ConfigError, DatasetError
 from daemon.metrics import Metrics
 from daemon.ml.classifier import Classifier
 from daemon.ml.dataset import load_dataset
-from daemon.ml.store import ModelStore
 from daemon.ml.text import MAX_TEXT_CHARS
-from daemon.pipeline import LabelRule, Pipeline
+from daemon.ml.versions import ModelStore
+from daemon.pipeline import Pipeline
+from daemon.routing import LabelRule
 from daemon.serving import LoadedModel, ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
 from tests.api.conftest import AUTH, FAST_POLICY, TOKEN, linked_store
@@ -698,7 +699,7 @@ def run_ticket(case: Case, tmp_path: Path, fast_model: Path, **_: Any) -> None:
     root = tmp_path / "Maildir"
     mailbox.Maildir(str(root), create=True).add(case.data)
     for queue in ("Billing", "HR", "IT Support", "Sales"):  # the model's queues exist as folders
-        maildir_store.create_folder(root, f"Queues/{queue}")
+        maildir_files.create_folder(root, f"Queues/{queue}")
     model = RecordingModel(Classifier.load(fast_model))
     state = State.open(f"sqlite:///{tmp_path / 'state.db'}")
     rules = {"queue": LabelRule(threshold=0.5), "priority": LabelRule(threshold=0.99)}

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import pytest
 
@@ -16,10 +18,13 @@ def test_ticket_text_and_secrets_are_redacted(capsys: pytest.CaptureFixture[str]
     assert "hunter2" not in json.dumps(line)
 
 
-def test_logger_follows_a_replaced_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+def test_logger_follows_a_replaced_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
     configure("info", json=True)
     log = get_logger("t")
+    before, after = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", before)
     log.info("first")
-    capsys.readouterr()
+    monkeypatch.setattr(sys, "stderr", after)  # swapped after configure() and after the logger wrote once
     log.info("second")
-    assert "second" in capsys.readouterr().err
+    assert "first" in before.getvalue() and "second" not in before.getvalue()
+    assert "second" in after.getvalue()

@@ -30,13 +30,28 @@ from functools import partial
 import httpx
 import structlog
 
-from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Skipped, Ticket, TicketUpdate
+from connectors._mail import cursors
+from connectors._mail.apply import locate_and_apply
+from connectors._mail.message import parse_mail
+from connectors._mail.priorities import (
+    NOTE_KEYWORD,
+    PRIORITY_PREFIX,
+    keyword_changes,
+    priority_keyword,
+    priority_names,
+    requested_priority,
+)
+from connectors._mail.queues import QueueFolders
+from connectors._mail.tickets import mail_ticket, one_per_mail
+from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Ticket, TicketUpdate
 from connectors.errors import ConfigError, TicketError
 from connectors.imap import mapping
 from connectors.imap.client import DELETED, Fetched, Folder, FolderMissing, Selected, Session, in_session
 from connectors.imap.config import ImapConfig
 
 log = structlog.get_logger(__name__)
+
+Found = tuple[Selected, list[int]]
 
 
 class ImapConnector(Connector):
@@ -58,6 +73,11 @@ class ImapConnector(Connector):
 
     # ------------------------------------------------------------------------------ taxonomy
 
+    def _folders(self, delimiter: str = "/") -> QueueFolders:
+        """The queue mapping with the server's hierarchy delimiter (known only once connected)."""
+        c = self.config
+        return QueueFolders.build(c.inbound_folder, c.queue_folders, c.queue_root, delimiter, _canonical)
+
     @property
     def _inbound(self) -> str:
         return _canonical(self.config.inbound_folder)
@@ -65,28 +85,7 @@ class ImapConnector(Connector):
     @property
     def inbound_queue(self) -> str:
         """The queue name of the inbound folder: its queue_folders name if it has one, else the folder."""
-        for name, folder in self.config.queue_folders.items():
-            if _canonical(folder) == self._inbound:
-                return name
-        return self._inbound
-
-    def _queue_name(self, folder: str, delimiter: str) -> str | None:
-        for name, mapped in self.config.queue_folders.items():
-            if _canonical(mapped) == folder:
-                return name
-        if folder == self._inbound:
-            return self.inbound_queue
-        prefix = self.config.queue_root + delimiter
-        if folder.startswith(prefix) and len(folder) > len(prefix):
-            return folder[len(prefix) :]
-        return None
-
-    def _folder_for(self, queue: str, delimiter: str) -> str:
-        if queue in self.config.queue_folders:
-            return _canonical(self.config.queue_folders[queue])
-        if queue == self.inbound_queue:
-            return self._inbound
-        return f"{self.config.queue_root}{delimiter}{queue}"
+        return self._folders().inbound_queue
 
     def _delimiter(self, folders: list[Folder]) -> str:
         by_name = {f.name: f for f in folders}
@@ -99,12 +98,7 @@ class ImapConnector(Connector):
     def _queues(self, session: Session) -> list[tuple[str, str]]:
         """(queue name, folder) for every selectable folder that is a queue; the inbound first."""
         folders = session.folders()
-        delimiter = self._delimiter(folders)
-        found = []
-        for folder in folders:
-            if folder.selectable and (name := self._queue_name(folder.name, delimiter)) is not None:
-                found.append((name, folder.name))
-        return sorted(found, key=lambda nf: (nf[1] != self._inbound, nf[0]))
+        return self._folders(self._delimiter(folders)).queues(f.name for f in folders if f.selectable)
 
     async def check(self) -> None:
         await in_session(self.config, self._select_inbound)
@@ -114,7 +108,7 @@ class ImapConnector(Connector):
         return [Named(id=folder, name=name) for name, folder in queues]
 
     async def list_priorities(self) -> list[Named]:
-        return [Named(id=mapping.priority_keyword(p), name=p) for p in self.config.priorities]
+        return priority_names(self.config.priorities)
 
     # -------------------------------------------------------------------------------- reading
 
@@ -140,40 +134,27 @@ class ImapConnector(Connector):
         return last
 
     def _ticket(self, fetched: Fetched, selected: Selected, queue: str) -> Ticket:
-        parsed = mapping.parse_mail(fetched.raw)
-        tid = mapping.ticket_id(parsed.message_id, selected.name, selected.uidvalidity, fetched.uid)
-        if parsed.defects:
-            log.warning(
-                "imap mail partly unreadable; delivered with what could be read",
-                ticket_id=tid,
-                folder=selected.name,
-                defects=", ".join(parsed.defects),
-            )
+        parsed = parse_mail(fetched.raw)
         created = fetched.internaldate or parsed.date or datetime.now(UTC)
         if created.tzinfo is None:
             created = created.replace(tzinfo=UTC)
-        priority = mapping.priority_from_flags(fetched.flags, self.config.priorities)
-        if priority is None and parsed.message is not None:
-            priority = mapping.priority_from_headers(parsed.message, self.config.priorities)
-        return Ticket(
-            id=tid,
+        return mail_ticket(
+            parsed,
+            source="imap",
+            ticket_id=mapping.ticket_id(parsed.message_id, selected.name, selected.uidvalidity, fetched.uid),
             number=str(fetched.uid),
-            subject=parsed.subject,
-            body=parsed.body,
-            created_at=created,
+            folder=selected.name,
             queue=queue,
-            priority=priority,
+            created_at=created,
+            keywords=fetched.flags,
+            priorities=self.config.priorities,
         )
 
     def _tickets(self, session: Session, selected: Selected, uids: list[int], queue: str) -> list[Ticket]:
-        tickets: dict[str, Ticket] = {}
-        for fetched in session.fetch(uids):
-            ticket = self._ticket(fetched, selected, queue)
-            tickets.setdefault(ticket.id, ticket)  # the same mail delivered twice is one ticket
-        return list(tickets.values())
+        return one_per_mail(self._ticket(fetched, selected, queue) for fetched in session.fetch(uids))
 
     async def fetch_new(self, cursor: str | None, limit: int) -> Page:
-        state = _decode(cursor)
+        state = cursors.read("imap", mapping.decode_cursor, cursor)
         return await in_session(self.config, partial(self._fetch_new, state, max(1, limit)))
 
     def _fetch_new(self, state: dict[str, tuple[int, int]], limit: int, session: Session) -> Page:
@@ -186,7 +167,7 @@ class ImapConnector(Connector):
         return Page(tickets=tickets, cursor=cursor, more=len(uids) > limit)
 
     async def fetch_closed(self, since: str | None, limit: int) -> Page:
-        state = _decode(since)
+        state = cursors.read("imap", mapping.decode_cursor, since)
         return await in_session(self.config, partial(self._fetch_closed, state, max(1, limit)))
 
     def _fetch_closed(self, state: dict[str, tuple[int, int]], limit: int, session: Session) -> Page:
@@ -214,47 +195,39 @@ class ImapConnector(Connector):
         ref = mapping.parse_ticket_id(update.ticket_id)
         if ref is None:
             raise TicketError("not an IMAP ticket id (<message-id> or uid:...)", ticket_id=update.ticket_id)
-        priority = None
-        if update.priority is not None:
-            known = {p.lower(): p for p in self.config.priorities}
-            if update.priority.lower() not in known:
-                raise TicketError(f"unknown priority {update.priority!r}", ticket_id=update.ticket_id)
-            priority = known[update.priority.lower()]
+        priority = requested_priority(update, self.config.priorities)
         return await in_session(self.config, partial(self._apply, update, ref, priority))
 
     def _apply(self, update: TicketUpdate, ref: mapping.MessageRef, priority: str | None, session: Session) -> Outcome:
         folders = [f for f in session.folders() if f.selectable]
         names = {f.name for f in folders}
-        delimiter = self._delimiter(folders)
-        expected = self._folder_for(update.expected_queue, delimiter)
-        target = self._folder_for(update.queue, delimiter) if update.queue is not None else None
+        queues = self._folders(self._delimiter(folders))
+        expected = queues.folder_of(update.expected_queue)
+        target = queues.folder_of(update.queue) if update.queue is not None else None
         if target is not None and target not in names:
             raise TicketError(f"queue {update.queue!r} has no folder {target!r}", ticket_id=update.ticket_id)
 
-        if expected in names:
-            selected = session.select(expected, readonly=False)
+        def find(folder: str) -> Found | None:
+            # Read-write even to look, because EXAMINE reports no PERMANENTFLAGS.
+            selected = session.select(folder, readonly=False)
             uids = self._find(session, selected, ref)
-            if uids:
-                return self._write(session, selected, uids, update, priority, target)
+            return (selected, uids) if uids else None
 
-        if target is not None and target != expected:
-            # Read-write, because EXAMINE reports no PERMANENTFLAGS: nothing is written here.
-            selected = session.select(target, readonly=False)
-            uids = self._find(session, selected, ref)
-            if uids:
-                if self._needs_keywords(session, selected, uids, update, priority):
-                    return Skipped(
-                        update.ticket_id,
-                        f"already in queue {update.queue!r}, put there by someone else; left as it is",
-                    )
-                return Applied(update.ticket_id, ())
+        def needs_keywords(folder: str, found: Found) -> bool:
+            add, remove = self._keyword_plan(found[0], session.flags(found[1]), update, priority)
+            return bool(add or remove)
 
-        where = self._where(session, ref, folders, skip={expected, target}, delimiter=delimiter)
-        if where is None:
-            reason = f"no longer in queue {update.expected_queue!r} and not found in any folder (deleted?)"
-        else:
-            reason = f"no longer in queue {update.expected_queue!r}: someone moved it to {where}"
-        return Skipped(update.ticket_id, reason)
+        return locate_and_apply(
+            update,
+            queues=queues,
+            expected=expected,
+            target=target,
+            folders=names,
+            find=find,
+            write=lambda folder, found: self._write(session, found[0], found[1], update, priority, target),
+            needs_keywords=needs_keywords,
+            search=lambda skip: self._where(session, ref, folders, skip),
+        )
 
     def _find(self, session: Session, selected: Selected, ref: mapping.MessageRef) -> list[int]:
         if ref.message_id is not None:
@@ -267,31 +240,21 @@ class ImapConnector(Connector):
     def _keyword_plan(
         self, selected: Selected, flags: dict[int, tuple[str, ...]], update: TicketUpdate, priority: str | None
     ) -> tuple[set[str], set[str]]:
-        """(keywords to add, keywords to remove) so the mail carries what the update asks for."""
+        """(keywords to add, keywords to remove) over all copies, for what the folder can store."""
+        own = None
+        if priority is not None:
+            own = priority_keyword(priority)
+            if not selected.may_store(own):
+                log.warning("imap folder does not allow keywords: priority not stored", folder=selected.name)
+                own = None
+        note = bool(update.note) and selected.may_store(NOTE_KEYWORD)
         add: set[str] = set()
         remove: set[str] = set()
-        wanted: list[str] = []
-        if priority is not None:
-            keyword = mapping.priority_keyword(priority)
-            if selected.may_store(keyword):
-                wanted.append(keyword)
-                prefix, own = mapping.PRIORITY_PREFIX.lower(), keyword.lower()
-                for message_flags in flags.values():
-                    remove |= {f for f in message_flags if f.lower().startswith(prefix) and f.lower() != own}
-            else:
-                log.warning("imap folder does not allow keywords: priority not stored", folder=selected.name)
-        if update.note and selected.may_store(mapping.NOTE_KEYWORD):
-            wanted.append(mapping.NOTE_KEYWORD)
         for message_flags in flags.values():
-            have = {f.lower() for f in message_flags}
-            add |= {k for k in wanted if k.lower() not in have}
+            more, fewer = keyword_changes(message_flags, own, note)
+            add |= more
+            remove |= fewer
         return add, remove
-
-    def _needs_keywords(
-        self, session: Session, selected: Selected, uids: list[int], update: TicketUpdate, priority: str | None
-    ) -> bool:
-        add, remove = self._keyword_plan(selected, session.flags(uids), update, priority)
-        return bool(add or remove)
 
     def _write(
         self,
@@ -306,9 +269,9 @@ class ImapConnector(Connector):
         changed = []
         session.remove_keywords(uids, sorted(remove))
         session.add_keywords(uids, sorted(add))
-        if remove or any(k.startswith(mapping.PRIORITY_PREFIX) for k in add):
+        if remove or any(k.startswith(PRIORITY_PREFIX) for k in add):
             changed.append("priority")
-        if mapping.NOTE_KEYWORD in add:
+        if NOTE_KEYWORD in add:
             changed.append("note")
         if target is not None and target != selected.name:
             session.move(uids, target)  # keywords first: a mail we moved always carries them
@@ -316,31 +279,23 @@ class ImapConnector(Connector):
         return Applied(update.ticket_id, tuple(changed))
 
     def _where(
-        self, session: Session, ref: mapping.MessageRef, folders: list[Folder], skip: set[str | None], delimiter: str
+        self, session: Session, ref: mapping.MessageRef, folders: list[Folder], skip: set[str | None]
     ) -> str | None:
-        """Where a person put the mail, for the Skipped reason; None when it is nowhere."""
+        """The folder a person put the mail in, for the Skipped reason; None when it is nowhere."""
         if ref.message_id is None:
             return None
         for folder in folders:
             if folder.name in skip:
                 continue
             try:
-                selected = session.select(folder.name, readonly=True)
+                session.select(folder.name, readonly=True)
             except FolderMissing:
                 continue
             if session.find_message_id(ref.message_id):
-                queue = self._queue_name(selected.name, delimiter)
-                return f"queue {queue!r} (folder {folder.name!r})" if queue else f"folder {folder.name!r}"
+                return folder.name
         return None
 
 
 def _canonical(folder: str) -> str:
     """INBOX is case-insensitive in IMAP; every other name is taken as written."""
     return "INBOX" if folder.upper() == "INBOX" else folder
-
-
-def _decode(cursor: str | None) -> dict[str, tuple[int, int]]:
-    try:
-        return mapping.decode_cursor(cursor)
-    except ValueError as exc:
-        raise ConfigError(f"imap: cursor rejected ({exc}); was it written by another connector?") from None

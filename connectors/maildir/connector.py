@@ -28,13 +28,25 @@ import anyio.to_thread
 import httpx
 import structlog
 
-from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Skipped, Ticket, TicketUpdate
+from connectors._mail import cursors as mail_cursors
+from connectors._mail.apply import locate_and_apply
+from connectors._mail.message import parse_mail
+from connectors._mail.priorities import (
+    NOTE_KEYWORD,
+    PRIORITY_PREFIX,
+    keyword_changes,
+    priority_keyword,
+    priority_names,
+    requested_priority,
+)
+from connectors._mail.queues import QueueFolders
+from connectors._mail.tickets import mail_ticket, one_per_mail
+from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Ticket, TicketUpdate
 from connectors.errors import ConfigError, ConnectorError, TicketError, TransientError
-from connectors.imap import mapping
 from connectors.maildir import cursor as cursors
-from connectors.maildir import folders, keywords, store
+from connectors.maildir import files, folders, keywords
 from connectors.maildir.config import MaildirConfig
-from connectors.maildir.store import Entry
+from connectors.maildir.files import Entry
 
 log = structlog.get_logger(__name__)
 
@@ -56,11 +68,13 @@ class MaildirConnector(Connector):
         self.root = Path(config.path).expanduser()
         self._message_ids: dict[str, str | None] = {}  # unique key -> Message-ID; a mail's content never changes
         try:
-            self._inbound = folders.canonical(config.inbound_folder)
-            self._mapped = {name: folders.canonical(f) for name, f in config.queue_folders.items()}
-            self._queue_root = folders.canonical(config.queue_root)
+            root = folders.canonical(config.queue_root)
+            self._folders = QueueFolders.build(
+                config.inbound_folder, config.queue_folders, root, "/", folders.canonical
+            )
         except ValueError as exc:
             raise ConfigError(f"maildir: {exc}") from None
+        self._inbound = self._folders.inbound
 
     @classmethod
     def from_config(cls, config: ConnectorConfig, client: httpx.AsyncClient) -> MaildirConnector:
@@ -84,36 +98,12 @@ class MaildirConnector(Connector):
     @property
     def inbound_queue(self) -> str:
         """The queue name of the inbound folder: its queue_folders name if it has one, else the folder."""
-        for name, folder in self._mapped.items():
-            if folder == self._inbound:
-                return name
-        return self._inbound
-
-    def _queue_name(self, folder: str) -> str | None:
-        for name, mapped in self._mapped.items():
-            if mapped == folder:
-                return name
-        if folder == self._inbound:
-            return self.inbound_queue
-        prefix = self._queue_root + "/"
-        if folder.startswith(prefix) and len(folder) > len(prefix):
-            return folder[len(prefix) :]
-        return None
-
-    def _folder_for(self, queue: str) -> str:
-        if queue in self._mapped:
-            return self._mapped[queue]
-        if queue == self.inbound_queue:
-            return self._inbound
-        try:
-            return folders.canonical(f"{self._queue_root}/{queue}")
-        except ValueError as exc:
-            raise TicketError(f"queue {queue!r} cannot be a folder name: {exc}") from None
+        return self._folders.inbound_queue
 
     def _inbound_path(self) -> Path:
-        store.require_root(self.root)
+        files.require_root(self.root)
         path = folders.folder_path(self.root, self._inbound)
-        if not store.is_folder(path):
+        if not files.is_folder(path):
             if not path.exists():
                 raise ConfigError(f"maildir inbound_folder {self._inbound!r}: no folder {path.name!r} in {self.root}")
             (path / "new").stat()  # exists but unreadable: the OSError says why (transient)
@@ -122,21 +112,19 @@ class MaildirConnector(Connector):
 
     def _queues(self) -> list[tuple[str, str]]:
         """(queue name, folder) of every existing queue folder, plus configured ones that may be created."""
-        store.require_root(self.root)
+        files.require_root(self.root)
         found: dict[str, str] = {}
-        for folder in store.list_folders(self.root):
-            name = self._queue_name(folder)
-            if name is not None:
-                found.setdefault(name, folder)
+        for name, folder in self._folders.queues(files.list_folders(self.root)):
+            found.setdefault(name, folder)
         if self.config.create_folders:
-            for name, folder in self._mapped.items():
+            for name, folder in self._folders.mapped.items():
                 found.setdefault(name, folder)
         return sorted(found.items(), key=lambda nf: (nf[1] != self._inbound, nf[0]))
 
     async def check(self) -> None:
         def probe() -> None:
             path = self._inbound_path()
-            store.scan(path)
+            files.scan(path)
 
         await self._run(probe)
 
@@ -145,53 +133,40 @@ class MaildirConnector(Connector):
         return [Named(id=folder, name=name) for name, folder in queues]
 
     async def list_priorities(self) -> list[Named]:
-        return [Named(id=mapping.priority_keyword(p), name=p) for p in self.config.priorities]
+        return priority_names(self.config.priorities)
 
     # -------------------------------------------------------------------------------- reading
 
     def _ticket(self, entry: Entry, table: dict[int, str], queue: str, closed: bool) -> Ticket | None:
-        raw = store.read(entry)
+        raw = files.read(entry)
         if raw is None:
             return None  # moved away since the scan; it will be seen where it went
-        parsed = mapping.parse_mail(raw)
+        parsed = parse_mail(raw)
         self._remember(entry.key, parsed.message_id)
-        tid = parsed.message_id or KEY_PREFIX + entry.key
-        if parsed.defects:
-            log.warning(
-                "maildir mail partly unreadable; delivered with what could be read",
-                ticket_id=tid,
-                folder=entry.folder.name or folders.INBOX,
-                defects=", ".join(parsed.defects),
-            )
-        priority = mapping.priority_from_flags(tuple(keywords.names_of(entry.flags, table)), self.config.priorities)
-        if priority is None and parsed.message is not None:
-            priority = mapping.priority_from_headers(parsed.message, self.config.priorities)
-        return Ticket(
-            id=tid,
+        return mail_ticket(
+            parsed,
+            source="maildir",
+            ticket_id=parsed.message_id or KEY_PREFIX + entry.key,
             number=entry.key,
-            subject=parsed.subject,
-            body=parsed.body,
-            created_at=entry.arrived,
+            folder=entry.folder.name or folders.INBOX,
             queue=queue,
-            priority=priority,
+            created_at=entry.arrived,
+            keywords=keywords.names_of(entry.flags, table),
+            priorities=self.config.priorities,
             closed_at=entry.filed if closed else None,
         )
 
     def _page(
         self, path: Path, mark: cursors.Mark, limit: int, queue: str, closed: bool
     ) -> tuple[list[Ticket], cursors.Mark, bool]:
-        pending = mark.pending(store.scan(path))
+        pending = mark.pending(files.scan(path))
         taken, rest = pending[:limit], pending[limit:]
         table = keywords.read(path)
-        tickets: dict[str, Ticket] = {}
-        for entry in taken:
-            ticket = self._ticket(entry, table, queue, closed)
-            if ticket is not None:
-                tickets.setdefault(ticket.id, ticket)  # the same mail delivered twice is one ticket
-        return list(tickets.values()), mark.advance(taken, rest), bool(rest)
+        tickets = one_per_mail(self._ticket(entry, table, queue, closed) for entry in taken)
+        return tickets, mark.advance(taken, rest), bool(rest)
 
     async def fetch_new(self, cursor: str | None, limit: int) -> Page:
-        marks = _decode(cursor)
+        marks = mail_cursors.read("maildir", cursors.decode, cursor)
         return await self._run(partial(self._fetch_new, marks, max(1, limit)))
 
     def _fetch_new(self, marks: dict[str, cursors.Mark], limit: int) -> Page:
@@ -201,12 +176,12 @@ class MaildirConnector(Connector):
         return Page(tickets=tickets, cursor=cursors.encode({self._inbound: mark}), more=more)
 
     async def fetch_closed(self, since: str | None, limit: int) -> Page:
-        marks = _decode(since)
+        marks = mail_cursors.read("maildir", cursors.decode, since)
         return await self._run(partial(self._fetch_closed, marks, max(1, limit)))
 
     def _fetch_closed(self, marks: dict[str, cursors.Mark], limit: int) -> Page:
-        store.require_root(self.root)
-        existing = store.list_folders(self.root)
+        files.require_root(self.root)
+        existing = files.list_folders(self.root)
         tickets: list[Ticket] = []
         new_marks: dict[str, cursors.Mark] = {}
         more = False
@@ -217,7 +192,7 @@ class MaildirConnector(Connector):
             room = limit - len(tickets)
             if room <= 0:
                 new_marks[folder] = mark
-                more = more or bool(mark.pending(store.scan(existing[folder])))
+                more = more or bool(mark.pending(files.scan(existing[folder])))
                 continue
             page, new_marks[folder], rest = self._page(existing[folder], mark, room, queue, closed=True)
             tickets.extend(page)
@@ -234,15 +209,15 @@ class MaildirConnector(Connector):
     def _message_id(self, entry: Entry) -> str | None:
         if entry.key in self._message_ids:
             return self._message_ids[entry.key]
-        message_id = store.message_id(entry)
+        message_id = files.message_id(entry)
         self._remember(entry.key, message_id)
         return message_id
 
     def _find(self, path: Path, ticket_id: str) -> list[Entry]:
         if ticket_id.startswith(KEY_PREFIX):
             key = ticket_id[len(KEY_PREFIX) :]
-            return [e for e in store.scan(path) if e.key == key]
-        return [e for e in store.scan(path) if self._message_id(e) == ticket_id]
+            return [e for e in files.scan(path) if e.key == key]
+        return [e for e in files.scan(path) if self._message_id(e) == ticket_id]
 
     # -------------------------------------------------------------------------------- writing
 
@@ -252,64 +227,45 @@ class MaildirConnector(Connector):
             len(tid) > 2 and tid.startswith("<") and tid.endswith(">")
         ):
             raise TicketError("not a maildir ticket id (<message-id> or maildir:<key>)", ticket_id=update.ticket_id)
-        priority = None
-        if update.priority is not None:
-            known = {p.lower(): p for p in self.config.priorities}
-            if update.priority.lower() not in known:
-                raise TicketError(f"unknown priority {update.priority!r}", ticket_id=update.ticket_id)
-            priority = known[update.priority.lower()]
-        expected = self._folder_for(update.expected_queue)
-        target = self._folder_for(update.queue) if update.queue is not None else None
+        priority = requested_priority(update, self.config.priorities)
+        expected = self._folders.folder_of(update.expected_queue)
+        target = self._folders.folder_of(update.queue) if update.queue is not None else None
         return await self._run(partial(self._apply, update, tid, priority, expected, target))
 
     def _apply(
         self, update: TicketUpdate, tid: str, priority: str | None, expected: str, target: str | None
     ) -> Outcome:
-        store.require_root(self.root)
-        existing = store.list_folders(self.root)
+        files.require_root(self.root)
+        existing = files.list_folders(self.root)
         if target is not None and target not in existing and not self.config.create_folders:
             raise TicketError(f"queue {update.queue!r} has no folder {target!r}", ticket_id=update.ticket_id)
 
-        if expected in existing:
-            found = self._find(existing[expected], tid)
-            if found:
-                return self._write(update, found, priority, target, existing)
+        def needs_keywords(folder: str, found: list[Entry]) -> bool:
+            table = keywords.read(existing[folder])
+            return any(self._wanted(keywords.names_of(e.flags, table), update, priority) for e in found)
 
-        if target is not None and target != expected and target in existing:
-            found = self._find(existing[target], tid)
-            if found:
-                table = keywords.read(existing[target])
-                if any(self._wanted(keywords.names_of(e.flags, table), update, priority) for e in found):
-                    return Skipped(
-                        update.ticket_id,
-                        f"already in queue {update.queue!r}, put there by someone else; left as it is",
-                    )
-                return Applied(update.ticket_id, ())
+        def search(skip: set[str | None]) -> str | None:
+            return next((f for f, path in existing.items() if f not in skip and self._find(path, tid)), None)
 
-        for folder, path in existing.items():
-            if folder in (expected, target) or not self._find(path, tid):
-                continue
-            queue = self._queue_name(folder)
-            where = f"queue {queue!r} (folder {folder!r})" if queue else f"folder {folder!r}"
-            reason = f"no longer in queue {update.expected_queue!r}: someone moved it to {where}"
-            return Skipped(update.ticket_id, reason)
-        return Skipped(
-            update.ticket_id, f"no longer in queue {update.expected_queue!r} and not found in any folder (deleted?)"
+        return locate_and_apply(
+            update,
+            queues=self._folders,
+            expected=expected,
+            target=target,
+            folders=existing,
+            find=lambda folder: self._find(existing[folder], tid),
+            write=lambda folder, found: self._write(update, found, priority, target, existing),
+            needs_keywords=needs_keywords,
+            search=search,
         )
 
     def _wanted(self, have: list[str], update: TicketUpdate, priority: str | None) -> list[str] | None:
         """The mail's keyword names after the update, or None when they would not change."""
-        lower = {n.lower() for n in have}
-        names = list(have)
-        if priority is not None:
-            own = mapping.priority_keyword(priority)
-            prefix = mapping.PRIORITY_PREFIX.lower()
-            names = [n for n in names if not n.lower().startswith(prefix) or n.lower() == own.lower()]
-            if own.lower() not in lower:
-                names.append(own)
-        if update.note and mapping.NOTE_KEYWORD.lower() not in lower:
-            names.append(mapping.NOTE_KEYWORD)
-        return names if names != have else None
+        add, remove = keyword_changes(have, priority_keyword(priority) if priority else None, bool(update.note))
+        if not add and not remove:
+            return None
+        own = priority_keyword(priority) if priority else None
+        return [n for n in have if n not in remove] + [k for k in (own, NOTE_KEYWORD) if k in add]
 
     def _write(
         self,
@@ -321,7 +277,7 @@ class MaildirConnector(Connector):
     ) -> Applied:
         source = found[0].folder
         if target is not None and target not in existing:
-            existing[target] = store.create_folder(self.root, target)
+            existing[target] = files.create_folder(self.root, target)
             log.info("maildir queue folder created", folder=target)
         dest = existing[target] if target is not None else source
         source_table = keywords.read(source)
@@ -331,18 +287,18 @@ class MaildirConnector(Connector):
             names = self._wanted(have, update, priority) or have
             letters = self._letters(dest, names)
             stored = set(letters)
-            if {n.lower() for n in have if n.lower().startswith(mapping.PRIORITY_PREFIX.lower())} != {
-                n.lower() for n in stored if n.lower().startswith(mapping.PRIORITY_PREFIX.lower())
+            if {n.lower() for n in have if n.lower().startswith(PRIORITY_PREFIX.lower())} != {
+                n.lower() for n in stored if n.lower().startswith(PRIORITY_PREFIX.lower())
             }:
                 changed.add("priority")
-            if mapping.NOTE_KEYWORD in stored and mapping.NOTE_KEYWORD.lower() not in {n.lower() for n in have}:
+            if NOTE_KEYWORD in stored and NOTE_KEYWORD.lower() not in {n.lower() for n in have}:
                 changed.add("note")
             flags = keywords.system_flags(entry.flags) + "".join(letters.values())
             if dest != source:
-                store.move(entry, dest, flags, update.ticket_id)
+                files.move(entry, dest, flags, update.ticket_id)
                 changed.add("queue")
             elif set(flags) != set(entry.flags):
-                store.move(entry, dest, flags, update.ticket_id)  # new flags: renamed in place
+                files.move(entry, dest, flags, update.ticket_id)  # new flags: renamed in place
         order = ("priority", "note", "queue")
         return Applied(update.ticket_id, tuple(c for c in order if c in changed))
 
@@ -355,10 +311,3 @@ class MaildirConnector(Connector):
         if lost:
             log.warning("maildir folder has no room for more keywords: not stored", folder=folder.name, keywords=lost)
         return {name: keywords.letter(i) for name, i in indexes.items()}
-
-
-def _decode(cursor: str | None) -> dict[str, cursors.Mark]:
-    try:
-        return cursors.decode(cursor)
-    except ValueError as exc:
-        raise ConfigError(f"maildir: cursor rejected ({exc}); was it written by another connector?") from None

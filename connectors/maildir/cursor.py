@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.maildir.store import Entry
+from connectors.maildir.files import Entry
 
 PREFIX = "maildir1:"
 MARGIN_NS = 5_000_000_000

@@ -1,24 +1,22 @@
-"""Thin async client for Zammad's REST API v1: one place that turns HTTP outcomes into connector errors.
+"""Thin async client for Zammad's REST API v1.
 
-Status mapping (Zammad renders errors as `{"error": ..., "error_human": ...}`):
-401/403 -> AuthError; 404 -> TicketError for a ticket, ConfigError otherwise (wrong base URL);
-422 "No lookup value found for ..." -> ConfigError (the group/priority name is unknown to this
-Zammad, so every ticket routed there would fail the same way); other 422 -> TicketError for a ticket,
-ConfigError otherwise; 429 -> TransientError with `retry_after`; 5xx, connection errors, timeouts
-and bodies that are not JSON -> TransientError.
+HTTP failures map through `connectors._http` (401/403 auth; 429 and 5xx transient, with Retry-After;
+404/422 a ticket's problem for a ticket call, else the config's). Zammad adds: errors rendered as
+`{"error": ..., "error_human": ...}`, shown in the message; 422 "No lookup value found for ..." is a
+ConfigError (the group/priority name is unknown to this Zammad, so every ticket routed there would
+fail the same way); a body that is not JSON is transient.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from connectors._http import error_for_status, transport_errors
 from connectors.base import secret
-from connectors.errors import AuthError, ConfigError, TicketError, TransientError
+from connectors.errors import ConfigError, ConnectorError, TransientError
 from connectors.zammad.config import ZammadConfig
 
 API = "/api/v1"
@@ -58,12 +56,8 @@ class ZammadClient:
             kwargs["json"] = body
         if self._auth is not None:
             kwargs["auth"] = self._auth
-        try:
+        with transport_errors(call):
             response = await self._http.request(method, self._base + path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"{call}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"{call}: connection failed ({type(exc).__name__})") from None
         if response.status_code >= 400:
             raise _error(call, response, ticket_id)
         try:
@@ -72,23 +66,15 @@ class ZammadClient:
             raise TransientError(f"{call}: HTTP {response.status_code} with a body that is not JSON") from None
 
 
-def _error(call: str, response: httpx.Response, ticket_id: str | None) -> Exception:
+def _error(call: str, response: httpx.Response, ticket_id: str | None) -> ConnectorError:
     status = response.status_code
     detail = _server_message(response)
     message = f"{call}: HTTP {status}" + (f": {detail}" if detail else "")
-    if status in (401, 403):
-        return AuthError(message)
-    if status == 429:
-        return TransientError(message, retry_after=_retry_after(response.headers.get("Retry-After")))
-    if status >= 500:
-        return TransientError(message)
     if status == 422 and detail.startswith("No lookup value found"):
-        return ConfigError(message)
-    if ticket_id is not None:
-        return TicketError(message, ticket_id=ticket_id)
-    if status in (404, 422):
-        return ConfigError(message)
-    return TransientError(message)
+        return ConfigError(message)  # a queue, group or priority name the config maps to does not exist
+    return error_for_status(
+        status, message, retry_after_header=response.headers.get("Retry-After"), ticket_id=ticket_id
+    )
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -101,21 +87,3 @@ def _server_message(response: httpx.Response) -> str:
         return ""
     text = data.get("error_human") or data.get("error") or ""
     return str(text)[:300]
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from connectors._http import error_for_status, transport_errors
 from connectors.base import secret
 from connectors.errors import AuthError, ConfigError, TransientError
 from connectors.znuny.routes import Route
@@ -17,6 +16,11 @@ from connectors.znuny.routes import Route
 Params = Sequence[tuple[str, str]]
 _AUTH_CODES = ("AuthFail", "SessionInvalid")
 _ROUTE_ERROR = "HTTP::REST Error while determine Operation"
+_STATUS_HINTS = {
+    401: " (a proxy in front of the helpdesk?)",
+    403: " (a proxy in front of the helpdesk?)",
+    404: "; check 'url' and 'path_prefix'",
+}
 
 
 class ApiError(Exception):
@@ -134,16 +138,13 @@ class ZnunyClient:
                 query.insert(0, ("SessionID", self._session))
             else:
                 payload = {"SessionID": self._session, **(payload or {})}
-        try:
-            response = await self._http.request(method, self._base + path, params=query or None, json=payload)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"{self._label}: {operation} timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            if isinstance(exc, httpx.RemoteProtocolError) and str(exc).startswith("Server disconnected without"):
-                raise NoAnswer(f"{self._label}: {operation}: the server closed the connection, no answer") from None
-            raise TransientError(
-                f"{self._label}: {operation} failed: {type(exc).__name__}: {self._scrub(exc)}"
-            ) from None
+        with transport_errors(f"{self._label}: {operation}", self._scrub):
+            try:
+                response = await self._http.request(method, self._base + path, params=query or None, json=payload)
+            except httpx.RemoteProtocolError as exc:
+                if str(exc).startswith("Server disconnected without"):
+                    raise NoAnswer(f"{self._label}: {operation}: the server closed the connection, no answer") from None
+                raise
         return self._decode(operation, response)
 
     def _decode(self, operation: str, response: httpx.Response) -> dict[str, Any]:
@@ -169,17 +170,12 @@ class ZnunyClient:
                 raise FaultError(fault["faultstring"])
         if status == 500 and text.startswith(_ROUTE_ERROR):
             raise NoRoute(f"{self._label}: the web service has no operation at {operation}: {text[:200]}")
-        if status in (401, 403):
-            raise AuthError(f"{self._label}: {operation} answered HTTP {status} (a proxy in front of the helpdesk?)")
-        if status == 404:
-            raise ConfigError(f"{self._label}: {operation} answered HTTP 404; check 'url' and 'path_prefix'")
-        retry_after = _retry_after(response.headers.get("Retry-After"))
-        raise TransientError(
-            f"{self._label}: {operation} answered HTTP {status}: {text[:200]}", retry_after=retry_after
-        )
+        # Znuny itself answers 200 or 500; any other status comes from something in front of it.
+        hint = _STATUS_HINTS.get(status, f": {text[:200]}")
+        message = f"{self._label}: {operation} answered HTTP {status}{hint}"
+        raise error_for_status(status, message, retry_after_header=response.headers.get("Retry-After"))
 
-    def _scrub(self, exc: Exception) -> str:
-        text = str(exc)
+    def _scrub(self, text: str) -> str:
         for value in (self._session, secret(self._password)):
             if value:
                 text = text.replace(value, "***")
@@ -196,16 +192,3 @@ def _as_body(params: Params) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None

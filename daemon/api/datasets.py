@@ -18,7 +18,7 @@ from typing import Any
 
 from daemon.errors import DatasetError
 from daemon.ml.dataset import Columns, Dataset, load_dataset, write_csv
-from daemon.ml.store import file_lock, write_json_atomic
+from daemon.ml.versions import file_lock, write_json_atomic
 
 _VERSION = re.compile(r"^v(\d+)\.json$")
 

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from daemon.routing import Label
+
 MAX_BATCH = 100  # tickets per /classify/batch request; more is a 422 (the schema's maxItems)
 VERSION_PATTERN = r"^v[0-9]+$"  # model and dataset versions; also keeps path segments out of the store
 
@@ -90,7 +92,7 @@ class TrainRequest(_Strict):
     """All optional: the newest dataset, the configured labels and epochs, and the daemon's promotion rule."""
 
     dataset_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
-    labels: list[Literal["queue", "priority"]] | None = Field(default=None, min_length=1, max_length=2)
+    labels: list[Label] | None = Field(default=None, min_length=1, max_length=2)
     epochs: int | None = Field(default=None, ge=1, le=100)
     promote: Literal["rule", "always"] = "rule"
 

@@ -11,8 +11,8 @@ from daemon.api.datasets import DatasetStore
 from daemon.api.jobs import TrainingJobs
 from daemon.config import ApiSection, Config
 from daemon.metrics import Metrics
-from daemon.ml.store import ModelStore
-from daemon.retrain import RetrainPolicy
+from daemon.ml.versions import ModelStore
+from daemon.retrain import RetrainPolicy, policy_from_config
 from daemon.serving import ModelHolder
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
@@ -26,21 +26,6 @@ def model_readiness(model: ModelHolder) -> Readiness:
         return model.loaded, {"model": {"loaded": model.loaded, "version": version}}
 
     return check
-
-
-def policy_from_config(config: Config) -> RetrainPolicy:
-    """The daemon's retrain settings; min_new_examples is 0 because an API request is an explicit ask to train."""
-    section = config.retrain
-    return RetrainPolicy(
-        min_new_examples=0,
-        holdout_share=section.holdout_share,
-        tolerance=section.tolerance,
-        keep_versions=section.keep_versions,
-        labels=tuple(config.model.labels),
-        epochs=section.epochs,
-        max_length=section.max_length,
-        budget_minutes=section.budget_minutes,
-    )
 
 
 @dataclass

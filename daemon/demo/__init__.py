@@ -11,11 +11,11 @@ from __future__ import annotations
 import mailbox
 from email import policy
 from email.parser import BytesHeaderParser
-from importlib.resources import files
+from importlib import resources
 from pathlib import Path
 
-from connectors.imap.mapping import normalize_message_id
-from connectors.maildir import folders, store
+from connectors._mail.message import normalize_message_id
+from connectors.maildir import files, folders
 from daemon.logging import get_logger
 
 log = get_logger(__name__)
@@ -25,7 +25,7 @@ QUEUES = ("IT Support", "Billing", "Sales", "HR")
 
 def mails() -> list[bytes]:
     """The example mails, in file-name order."""
-    folder = files("daemon.demo").joinpath("mails")
+    folder = resources.files("daemon.demo").joinpath("mails")
     entries = sorted((e for e in folder.iterdir() if e.name.endswith(".eml")), key=lambda e: e.name)
     return [entry.read_bytes() for entry in entries]
 
@@ -44,10 +44,10 @@ def seed(path: Path, *, inbound_folder: str = "", queue_root: str = "Queues") ->
     root = Path(path).expanduser()
     root.parent.mkdir(parents=True, exist_ok=True)
     mailbox.Maildir(str(root), factory=None, create=True)
-    inbound = store.create_folder(root, inbound_folder) if folders.levels(inbound_folder) else root
+    inbound = files.create_folder(root, inbound_folder) if folders.levels(inbound_folder) else root
     for queue in QUEUES:
-        store.create_folder(root, f"{queue_root}/{queue}")
-    present = {store.message_id(entry) for folder in store.list_folders(root).values() for entry in store.scan(folder)}
+        files.create_folder(root, f"{queue_root}/{queue}")
+    present = {files.message_id(entry) for folder in files.list_folders(root).values() for entry in files.scan(folder)}
     box = mailbox.Maildir(str(inbound), factory=None, create=False)
     added = 0
     for raw in mails():

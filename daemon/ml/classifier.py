@@ -7,21 +7,43 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
 from daemon.errors import ModelError
 from daemon.ml.calibration import ConfidenceMap, apply_confidence_map, calibrated, combine
-from daemon.ml.store import resolve_model_dir
 from daemon.ml.text import compose
 from daemon.ml.tfidf import FloatArray, TfidfScorer
+from daemon.ml.versions import resolve_model_dir
 
-HEAD_FILE = "head.json"
-LABELS_FILE = "labels.json"
-TOKENIZER_FILE = "tokenizer.json"
-TFIDF_DIR = "tfidf"
+# A head's directory, written by `write_head` (training) and read by `Head.load` (serving):
+HEAD_FILE = "head.json"  # HeadSpec: mixing weight, temperature, max length, ONNX files, confidence map
+LABELS_FILE = "labels.json"  # the classes, in the order of the model's outputs
+TOKENIZER_FILE = "tokenizer.json"  # beside the ONNX files (export.py writes both)
+TFIDF_DIR = "tfidf"  # TfidfScorer.save / load
 _CHUNK = 64  # tickets tokenised and length-sorted together
+
+
+class HeadSpec(TypedDict):
+    """head.json: how a head's parts combine into one served prediction."""
+
+    label: str
+    tfidf_weight: float  # 1.0: TF-IDF alone; 0.0: transformer alone
+    temperature: float
+    max_length: int
+    serving_precision: NotRequired[str]  # with a transformer: "fp32" or "int8"
+    onnx_files: NotRequired[dict[str, str]]
+    confidence_map: NotRequired[dict[str, list[float]]]  # {"x": [...], "y": [...]}, when training kept one
+
+
+def write_head(directory: Path, classes: Sequence[str], spec: HeadSpec, tfidf: TfidfScorer | None) -> None:
+    """Lay out a head the way `Head.load` reads it; head.json last, since it names the other files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / LABELS_FILE).write_text(json.dumps(list(classes), ensure_ascii=False), encoding="utf-8")
+    if tfidf is not None:
+        tfidf.save(directory / TFIDF_DIR)
+    (directory / HEAD_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
 
 
 class TransformerHead:

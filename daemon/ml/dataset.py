@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 from daemon.errors import DatasetError
 from daemon.ml.text import MAX_TEXT_CHARS, compose
+from daemon.routing import WRITABLE
 
 T = TypeVar("T")
-DEFAULT_LABELS: tuple[str, ...] = ("queue", "priority")
+DEFAULT_LABELS: tuple[str, ...] = WRITABLE  # the label columns a dataset has unless told otherwise
 LABEL_ALIASES: dict[str, tuple[str, ...]] = {"queue": ("queue", "label"), "priority": ("priority",)}
 
 

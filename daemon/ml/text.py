@@ -5,9 +5,8 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
-import warnings
 
-from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+from connectors._text import html_to_text as _html_to_text
 
 MAX_SUBJECT_CHARS = 300
 MAX_TEXT_CHARS = 4000
@@ -18,14 +17,7 @@ _WORD = re.compile(r"\w\w+")
 
 def html_to_text(value: str) -> str:
     """Strip markup only when the value looks like HTML, so '<name>' placeholders in plain text survive."""
-    if not _HTML_HINT.search(value):
-        return value
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-        soup = BeautifulSoup(value, "html.parser")
-    for tag in soup(["script", "style", "head"]):
-        tag.decompose()
-    return soup.get_text(" ")
+    return _html_to_text(value, separator=" ") if _HTML_HINT.search(value) else value
 
 
 def clean(value: str | None) -> str:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,7 @@ from daemon.ml.calibration import (
     expected_calibration_error,
     fit_temperature,
 )
-from daemon.ml.classifier import HEAD_FILE, LABELS_FILE, TFIDF_DIR
+from daemon.ml.classifier import HeadSpec, write_head
 from daemon.ml.dataset import Columns, Dataset, drop_rare, load_dataset, require_classes, stratified_split
 from daemon.ml.selection import choose
 
@@ -41,6 +41,9 @@ DEFAULT_TFIDF_CS = (3.0, 10.0, 30.0)
 REFERENCE_TFIDF = ("word", 10.0)  # the baseline's own setting: word 1-2-grams, C=10, balanced
 PLAN_LENGTHS = (256, 192, 128, 96, 64)  # --budget shortens tickets to these token counts, longest first
 MIN_LANGUAGE_VALIDATION = 30  # per-language scores and weights need this many validation tickets
+
+
+ClassWeights = Literal["none", "sqrt", "balanced"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class TrainOptions:
     max_length: int = 256
     learning_rate: float = 1.5e-4
     batch_size: int = 16
-    class_weights: str = "sqrt"  # none | sqrt | balanced
+    class_weights: ClassWeights = "sqrt"
     freeze_embeddings: bool = True
     bf16: str = "auto"  # auto | on | off: bf16 autocast for training steps (weights stay fp32)
     validation_size: float = 0.15
@@ -507,6 +510,72 @@ def _per_language_weights(
     }
 
 
+def _choose_candidate(
+    label: str,
+    logits_val: npt.NDArray[np.float32] | None,
+    tfidf_val: npt.NDArray[Any],
+    y_val: npt.NDArray[Any],
+    n_classes: int,
+    opts: TrainOptions,
+    fine_tune: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
+    """Step 2: the ensemble weight by the one-SE rule; (verdict, candidates, chosen, what the transformer added)."""
+    weights = sorted((w for w in opts.tfidf_weights if w >= 1.0 or logits_val is not None), reverse=True)
+    if not weights:
+        raise TrainingError(f"{label}: {fine_tune.get('skipped', 'no candidate')}, and --tfidf-weights has no 1.0")
+    preds = [combine(logits_val, tfidf_val, w).argmax(axis=1) for w in weights]
+    verdict = choose([_candidate_name(w) for w in weights], preds, y_val, n_classes, seed=opts.seed)
+    candidates = [
+        {"candidate": _kind(w), "tfidf_weight": w, **{k: v for k, v in s.items() if k != "name"}}
+        for w, s in zip(weights, verdict["candidates"], strict=True)
+    ]
+    best = candidates[[_candidate_name(w) for w in weights].index(verdict["chosen"])]
+    transformer_added: dict[str, Any] | None = None
+    if logits_val is not None and weights[0] == 1.0 and len(weights) > 1:
+        top = max(candidates[1:], key=lambda c: c["accuracy"] + c["macro_f1"])
+        transformer_added = {
+            "best_with_transformer": _candidate_name(top["tfidf_weight"]),
+            **top["vs_reference"],
+            "kept": float(best["tfidf_weight"]) < 1.0,
+            "fine_tune_seconds": fine_tune.get("seconds"),
+        }
+    return verdict, candidates, best, transformer_added
+
+
+def _calibrate(
+    train: Dataset,
+    val: Dataset,
+    label: str,
+    index: dict[str, int],
+    weight: float,
+    logits_val: npt.NDArray[np.float32] | None,
+    tfidf: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Step 3: temperature, then a confidence map if it scores better held out; ECE before and after."""
+    tfidf_val = tfidf["oof"][len(train) :]
+    y_val = np.array([index[v] for v in val.labels(label)])
+    if weight >= 1.0:
+        # TF-IDF alone: calibrate on the out-of-fold scores of every row, not just the validation split.
+        cal_y = np.array([index[v] for v in train.labels(label) + val.labels(label)])
+        cal_scores = combine(None, tfidf["oof"], 1.0)
+        is_val = np.arange(len(cal_y)) >= len(train)
+    else:
+        cal_y, cal_scores = y_val, combine(logits_val, tfidf_val, weight)
+        is_val = np.ones(len(y_val), dtype=bool)
+    temperature = fit_temperature(cal_scores, cal_y)
+    confidence_map = choose_confidence_map(calibrated(cal_scores, temperature), cal_y, seed, report=is_val)
+    scores = combine(logits_val, tfidf_val, weight)
+    ece_after = expected_calibration_error(calibrated(scores, temperature), y_val)
+    return {
+        "temperature": temperature,
+        "confidence_map": confidence_map,
+        "ece_uncalibrated": expected_calibration_error(calibrated(scores, 1.0), y_val),
+        "ece_temperature": ece_after,
+        "ece": confidence_map["ece_mapped"] if confidence_map["kept"] else ece_after,
+    }
+
+
 def _train_label(
     base: str,
     train: Dataset,
@@ -519,6 +588,7 @@ def _train_label(
     val_langs: list[str],
     seconds: float | None,
 ) -> dict[str, Any]:
+    """One head: fine-tune, choose the ensemble weight, calibrate, measure per language, export, write."""
     from daemon.ml.export import export_head
 
     started = time.monotonic()
@@ -527,61 +597,32 @@ def _train_label(
     y_val = np.array([index[v] for v in val.labels(label)])
     tfidf_val = tfidf["oof"][len(train) :]
 
-    needs_transformer = any(w < 1.0 for w in opts.tfidf_weights)
+    # Step 1: the transformer, when any candidate needs it (the TF-IDF candidates are already fitted).
     model_dir: Path | None = None
     logits_val: npt.NDArray[np.float32] | None = None
     fine_tune: dict[str, Any] = {}
-    if needs_transformer:
+    if any(w < 1.0 for w in opts.tfidf_weights):
         model_dir, logits_val, fine_tune = _fine_tune(base, train, val, label, classes, opts, work, seconds)
         if logits_val is None:
             log.warning("transformer skipped", label=label, reason=fine_tune["skipped"])
 
-    weights = sorted((w for w in opts.tfidf_weights if w >= 1.0 or logits_val is not None), reverse=True)
-    if not weights:
-        raise TrainingError(f"{label}: {fine_tune.get('skipped', 'no candidate')}, and --tfidf-weights has no 1.0")
-    preds = [combine(logits_val, tfidf_val, w).argmax(axis=1) for w in weights]
-    verdict = choose([_candidate_name(w) for w in weights], preds, y_val, len(classes), seed=opts.seed)
-    candidates = [
-        {"candidate": _kind(w), "tfidf_weight": w, **{k: v for k, v in s.items() if k != "name"}}
-        for w, s in zip(weights, verdict["candidates"], strict=True)
-    ]
-    best = candidates[[_candidate_name(w) for w in weights].index(verdict["chosen"])]
+    verdict, candidates, best, transformer_added = _choose_candidate(
+        label, logits_val, tfidf_val, y_val, len(classes), opts, fine_tune
+    )
     weight = float(best["tfidf_weight"])
-
-    transformer_added: dict[str, Any] | None = None
-    if logits_val is not None and weights[0] == 1.0 and len(weights) > 1:
-        top = max(candidates[1:], key=lambda c: c["accuracy"] + c["macro_f1"])
-        transformer_added = {
-            "best_with_transformer": _candidate_name(top["tfidf_weight"]),
-            **top["vs_reference"],
-            "kept": weight < 1.0,
-            "fine_tune_seconds": fine_tune.get("seconds"),
-        }
-
-    if weight >= 1.0:
-        # TF-IDF alone: calibrate on the out-of-fold scores of every row, not just the validation split.
-        cal_y = np.array([index[v] for v in train.labels(label) + val.labels(label)])
-        cal_scores = combine(None, tfidf["oof"], 1.0)
-        is_val = np.arange(len(cal_y)) >= len(train)
-    else:
-        cal_y, cal_scores = y_val, combine(logits_val, tfidf_val, weight)
-        is_val = np.ones(len(y_val), dtype=bool)
-    temperature = fit_temperature(cal_scores, cal_y)
-    confidence_map = choose_confidence_map(calibrated(cal_scores, temperature), cal_y, opts.seed, report=is_val)
-    scores = combine(logits_val, tfidf_val, weight)
-    ece_before = expected_calibration_error(calibrated(scores, 1.0), y_val)
-    ece_after = expected_calibration_error(calibrated(scores, temperature), y_val)
-    ece_served = confidence_map["ece_mapped"] if confidence_map["kept"] else ece_after
+    cal = _calibrate(train, val, label, index, weight, logits_val, tfidf, opts.seed)
     log.info(
         "candidate chosen",
         label=label,
         candidate=best["candidate"],
         tfidf_weight=weight,
-        temperature=round(temperature, 3),
-        confidence_map=confidence_map["kept"],
+        temperature=round(cal["temperature"], 3),
+        confidence_map=cal["confidence_map"]["kept"],
     )
 
-    by_language: dict[str, npt.NDArray[Any]] = {"chosen": scores.argmax(axis=1)}
+    # Step 4: what the chosen candidate does per language, and whether one weight per language would help.
+    by_language: dict[str, npt.NDArray[Any]] = {"chosen": combine(logits_val, tfidf_val, weight).argmax(axis=1)}
+    weights = [float(c["tfidf_weight"]) for c in candidates]
     if weight < 1.0 and 1.0 in weights:
         by_language["tfidf"] = tfidf_val.argmax(axis=1)
     per_language = _language_scores(y_val, by_language, val_langs)
@@ -598,26 +639,25 @@ def _train_label(
             opts.seed,
         )
 
-    head_dir.mkdir(parents=True, exist_ok=True)
-    (head_dir / LABELS_FILE).write_text(json.dumps(classes, ensure_ascii=False), encoding="utf-8")
+    # Step 5: export the transformer to ONNX (with the int8 parity check), then write the head.
     max_length = int(fine_tune.get("max_length", opts.max_length))
-    spec: dict[str, Any] = {
+    spec: HeadSpec = {
         "label": label,
         "tfidf_weight": weight,
-        "temperature": temperature,
+        "temperature": cal["temperature"],
         "max_length": max_length,
     }
-    if confidence_map["kept"]:
-        spec["confidence_map"] = confidence_map["map"]
+    if cal["confidence_map"]["kept"]:
+        spec["confidence_map"] = cal["confidence_map"]["map"]
     export: dict[str, Any] = {}
     if weight < 1.0:
         assert model_dir is not None and logits_val is not None
-        val_tfidf = tfidf_val
 
         def decide(logits: npt.NDArray[Any]) -> npt.NDArray[Any]:
-            routes: npt.NDArray[Any] = combine(logits, val_tfidf, weight).argmax(axis=1)
+            routes: npt.NDArray[Any] = combine(logits, tfidf_val, weight).argmax(axis=1)
             return routes
 
+        head_dir.mkdir(parents=True, exist_ok=True)
         export = export_head(
             model_dir,
             head_dir,
@@ -632,9 +672,8 @@ def _train_label(
         if opts.keep_torch:
             # For benchmarks against the PyTorch pipeline and for continued fine-tuning; serving ignores it.
             shutil.copytree(model_dir, head_dir / "torch")
-    if weight > 0.0:
-        tfidf["scorer"].save(head_dir / TFIDF_DIR)  # chosen by cross-validation, fitted on every row
-    (head_dir / HEAD_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    # The TF-IDF model was chosen by cross-validation and fitted on every row.
+    write_head(head_dir, classes, spec, tfidf["scorer"] if weight > 0.0 else None)
     return {
         "classes": classes,
         "class_counts_train": dict(Counter(train.labels(label))),
@@ -642,15 +681,15 @@ def _train_label(
         "tfidf_weight": weight,
         "reason": verdict["reason"],
         "rule": verdict["rule"],
-        "temperature": round(temperature, 4),
+        "temperature": round(cal["temperature"], 4),
         "validation": {
             **{k: best[k] for k in ("accuracy", "accuracy_se", "macro_f1", "macro_f1_se")},
-            "ece_uncalibrated": round(ece_before, 4),
-            "ece_temperature": round(ece_after, 4),
-            "ece": round(ece_served, 4),
+            "ece_uncalibrated": round(cal["ece_uncalibrated"], 4),
+            "ece_temperature": round(cal["ece_temperature"], 4),
+            "ece": round(cal["ece"], 4),
             "rows": len(y_val),
         },
-        "confidence_map": {k: v for k, v in confidence_map.items() if k != "map"},
+        "confidence_map": {k: v for k, v in cal["confidence_map"].items() if k != "map"},
         "candidates": candidates,
         "transformer_added": transformer_added,
         "per_language": per_language,

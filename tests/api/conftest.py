@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from daemon.api import Services, create_app
 from daemon.config import ApiSection
 from daemon.metrics import Metrics
-from daemon.ml.store import ModelStore
+from daemon.ml.versions import ModelStore
 from daemon.retrain import RetrainPolicy
 from daemon.serving import ModelHolder
 

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from daemon.app import Daemon
 from daemon.config import load_config
-from daemon.ml.store import ModelStore
+from daemon.ml.versions import ModelStore
 from tests.daemon.test_run import SUBJECTS, write_config
 from tests.fakes.http import serve
 from tests.fakes.znuny import FakeZnuny
@@ -62,6 +62,11 @@ async def test_no_log_event_carries_a_secret_or_ticket_text(
 
 
 async def test_promotion_is_hot_reloaded(tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path) -> None:
+    """A version promoted outside the process (`ticketd models promote`, a retrain Job) is served after SIGHUP."""
+    import asyncio
+    import os
+    import signal
+
     _, url = fake
     own = tmp_path / "models"
     shutil.copytree(store, own, symlinks=True)
@@ -71,16 +76,33 @@ async def test_promotion_is_hot_reloaded(tmp_path: Path, fake: tuple[FakeZnuny, 
     path.write_text(yaml.safe_dump(config))
     daemon = Daemon(load_config(path))
     await daemon.start()
+    serving = asyncio.create_task(daemon.serve())
+
+    async def version_after_sighup() -> str:
+        with capture_logs() as logs:
+            os.kill(os.getpid(), signal.SIGHUP)  # the daemon's own trigger, through its signal handler
+            for _ in range(200):
+                if any(e["event"] == "config reloaded" for e in logs):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("SIGHUP did not reload the daemon")
+        return str(daemon.model.get().version)
+
     try:
+        await asyncio.sleep(0.1)  # serve() has installed its signal handlers
         first = daemon.model.get().version
         models = ModelStore(own)
         new = models.add(_copy(own / "current", tmp_path / "next"))
         models.promote(new)
-        assert await daemon.model.reload() is True
-        assert (first, daemon.model.get().version) == ("v1", new)
-        assert await daemon.model.reload() is False  # nothing changed: no second load
+        assert daemon.model.get().version == first  # nothing is reloaded behind the operator's back
+        assert (first, await version_after_sighup()) == ("v1", new)
+        loaded = daemon.model.get()
+        assert await version_after_sighup() == new
+        assert daemon.model.get() is loaded  # nothing changed: no second load
     finally:
-        await daemon.shutdown()
+        daemon.request_stop("test")
+        await asyncio.wait_for(serving, 30)
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -77,8 +77,10 @@ def test_the_full_example_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ]
     znuny, zammad, imap = config.connectors
     assert znuny.connection.type == "znuny" and znuny.routing.mode == "live"
-    queue = znuny.routing.labels["queue"]
-    assert queue.target("IT Support") == "Technical Support" and queue.target("Unmapped") == "Unmapped"
+    from daemon.routing import label_rules
+
+    queue, rule = znuny.routing.labels["queue"], label_rules(znuny)["queue"]
+    assert rule.target("IT Support") == "Technical Support" and rule.target("Unmapped") == "Unmapped"
     assert queue.threshold == 0.7 and queue.fallback_name is None
     assert znuny.routing.labels["priority"].fallback_name == "3 normal"
     assert zammad.routing.mode == "shadow" and set(zammad.routing.labels) == {"queue"}
@@ -466,7 +468,7 @@ def test_secrets_never_appear_in_repr_or_errors(tmp_path: Path, monkeypatch: pyt
 
 
 def test_retrain_budget_reaches_the_retrain_policy(tmp_path: Path) -> None:
-    from daemon.api.services import policy_from_config
+    from daemon.retrain import policy_from_config
 
     assert policy_from_config(load_config(write(tmp_path, ZAMMAD))).budget_minutes == 90.0
     budget = load_config(write(tmp_path, ZAMMAD + "retrain:\n  budget_minutes: 12.5\n"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from daemon.ml.dataset import load_dataset
-from daemon.ml.store import ModelStore
+from daemon.ml.versions import ModelStore
 from daemon.retrain import RetrainPolicy, RetrainResult, _prune, retrain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ def test_no_champion_promotes_a_transformer_and_never_imports_torch(tmp_path: Pa
         from datetime import datetime
         from pathlib import Path
         from types import SimpleNamespace
-        from daemon.ml.store import ModelStore
+        from daemon.ml.versions import ModelStore
         from daemon.retrain import RetrainPolicy, retrain
 
         raw = json.loads(Path({str(data)!r}).read_text())

@@ -139,7 +139,7 @@ def test_evaluate_report(tiny_model: Path, sample_csv: Path, tmp_path: Path) -> 
 
 
 def test_models_cli_promote_and_rollback(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from daemon.ml.store import ModelStore
+    from daemon.ml.versions import ModelStore
 
     store = ModelStore(tmp_path / "store")
     for _ in range(2):

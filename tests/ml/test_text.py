@@ -36,3 +36,8 @@ def test_analyzer_features() -> None:
     assert "w:vpn" in feats and "w:ausfall" in feats
     assert "b:vpn ausfall" in feats
     assert "c: vp" in feats and "c:fall " in feats
+
+
+def test_table_cells_stay_separate_words() -> None:
+    # The classifier's side of the one html_to_text: adjacent elements never fuse into one token.
+    assert clean("<table><tr><td>VPN</td><td>down</td></tr></table><div>since<br>9:00</div>") == "VPN down since 9:00"

@@ -13,7 +13,7 @@ from daemon.api.schemas import VERSION_PATTERN, CurrentModel, ModelList, ModelVe
 from daemon.api.services import Services
 from daemon.errors import ModelError, ModelStoreError
 from daemon.logging import get_logger
-from daemon.ml.store import VersionInfo
+from daemon.ml.versions import VersionInfo
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["models"], dependencies=[Depends(require_token)])

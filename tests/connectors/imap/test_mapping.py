@@ -9,16 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from connectors._mail.message import parse_mail
+from connectors._mail.priorities import priority_from_flags, priority_from_headers
 from connectors.imap import ImapConfig
-from connectors.imap.mapping import (
-    decode_cursor,
-    encode_cursor,
-    parse_mail,
-    parse_ticket_id,
-    priority_from_flags,
-    priority_from_headers,
-    ticket_id,
-)
+from connectors.imap.mapping import decode_cursor, encode_cursor, parse_ticket_id, ticket_id
 
 FIXTURES = Path(__file__).with_name("fixtures")
 LEVELS = ["high", "medium", "low"]

@@ -173,7 +173,7 @@ async def test_same_second_deliveries_with_smaller_keys_are_not_lost(h: MaildirH
 
 def test_cursor_keeps_only_the_last_seconds_of_keys(tmp_path: Path) -> None:
     from connectors.maildir import cursor as cursors
-    from connectors.maildir.store import Entry
+    from connectors.maildir.files import Entry
 
     second = 1_000_000_000
     entries = [Entry(tmp_path, "new", f"k{i:03}", f"k{i:03}", "", i * second, 0.0) for i in range(300)]

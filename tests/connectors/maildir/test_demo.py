@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors._mail.message import parse_mail
 from connectors.base import TicketUpdate
-from connectors.imap.mapping import parse_mail
 from connectors.maildir import MaildirConfig, MaildirConnector
 from daemon.demo import QUEUES, mails, seed
 

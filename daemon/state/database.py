@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from connectors.secrets import redact_url
 from daemon.errors import StateError
 from daemon.logging import get_logger
 from daemon.state.schema import VERSION_TABLE, cursors, ledger, retrain_runs, training
@@ -73,14 +73,6 @@ class TrainingRow:
     language: str | None
     closed_at: datetime
     harvested_at: datetime
-
-
-def _redact_url(url: str) -> str:
-    """The URL for messages and logs, with any password masked, even when SQLAlchemy cannot parse it."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def _dbapi_message(error: exc.SQLAlchemyError) -> str:
@@ -215,7 +207,7 @@ class State:
     @classmethod
     def open(cls, url: str) -> State:
         """Connect (creating a SQLite file and its directories if needed) and migrate to the newest schema."""
-        shown = _redact_url(url)
+        shown = redact_url(url)
         try:
             parsed = make_url(url)
         except (exc.ArgumentError, ValueError) as error:

@@ -18,7 +18,7 @@ model's (this process, all threads), the daemon's (its /proc/PID/stat, from its 
 its last TicketUpdate) and the fake helpdesk's (this process while it serves the daemon; a real
 helpdesk would spend it on another host, here it competes for the same cores).
 
-    python bench/daemon.py [--model STORE] [--n 300]
+    python bench/end_to_end.py [--model STORE] [--n 300]
 
 Prints a table, then one JSON line.
 """

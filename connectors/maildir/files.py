@@ -18,8 +18,8 @@ from email import policy
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
+from connectors._mail.message import normalize_message_id
 from connectors.errors import ConfigError, TicketError
-from connectors.imap import mapping
 from connectors.maildir import folders, keywords
 
 _HEAD_LIMIT = 256 * 1024
@@ -142,7 +142,7 @@ def message_id(entry: Entry) -> str | None:
         return None
     try:
         value = BytesHeaderParser(policy=policy.default).parsebytes(head).get("Message-ID")
-        return mapping.normalize_message_id(str(value) if value is not None else None)
+        return normalize_message_id(str(value) if value is not None else None)
     except Exception:  # a header the parser cannot read is not one anybody can look for
         return None
 

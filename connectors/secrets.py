@@ -1,0 +1,105 @@
+"""Secrets from outside the config file: the one resolver every part of ticketd's YAML goes through.
+
+- `${NAME}` anywhere in a string value becomes the environment variable's value
+  (`url: https://${ZNUNY_HOST}/`); a variable that is not set is an error naming the key.
+- `<key>_file: PATH` reads `key` from a file (systemd credentials, Kubernetes secret volumes);
+  giving both is an error, and so is an unreadable or empty file. Some keys take one value per
+  line (API tokens); `#` lines are comments there.
+
+Environment references are resolved first, so a `*_file` path may itself use `${CREDENTIALS_DIRECTORY}`.
+Messages name the key, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What could not be resolved, and where (keys below the resolved mapping)."""
+
+    loc: Loc
+    message: str
+
+    def __str__(self) -> str:
+        where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in self.loc).replace(".[", "[")
+        return f"{where}: {self.message}" if where else self.message
+
+
+def substitute_env(value: Any, loc: Loc = ()) -> tuple[Any, list[Problem]]:
+    """`value` with every `${NAME}` in its strings replaced, recursively through mappings and lists."""
+    problems: list[Problem] = []
+
+    def walk(v: Any, at: Loc) -> Any:
+        if isinstance(v, str):
+            missing = [name for name in ENV_REF.findall(v) if name not in os.environ]
+            if missing:
+                problems.append(Problem(at, f"environment variable {missing[0]} is not set"))
+                return v
+            return ENV_REF.sub(lambda m: os.environ[m.group(1)], v)
+        if isinstance(v, dict):
+            return {k: walk(x, (*at, k)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x, (*at, i)) for i, x in enumerate(v)]
+        return v
+
+    return walk(value, loc), problems
+
+
+def resolve(data: Mapping[Any, Any], files: Mapping[str, bool], loc: Loc = ()) -> tuple[dict[Any, Any], list[Problem]]:
+    """`data` with environment references and secret files resolved; `files` maps key -> one value per line?"""
+    resolved, problems = substitute_env(dict(data), loc)
+    for key, per_line in files.items():
+        file_key = f"{key}_file"
+        if file_key not in resolved:
+            continue
+        filename = resolved.pop(file_key)
+        at: Loc = (*loc, file_key)
+        if key in resolved and resolved[key] is not None:
+            problems.append(Problem(at, f"give either {key!r} or {file_key!r}, not both"))
+            continue
+        if not isinstance(filename, str) or not filename:
+            problems.append(Problem(at, "expected a file path"))
+            continue
+        try:
+            text = Path(filename).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(Problem(at, f"cannot read secret file {filename!r}: {reason}"))
+            continue
+        if per_line:
+            values = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+            if not values:
+                problems.append(Problem(at, f"secret file {filename!r} holds no {key} (one per line)"))
+            resolved[key] = values
+        elif not text.strip():
+            problems.append(Problem(at, f"secret file {filename!r} is empty"))
+        else:
+            resolved[key] = text.strip()
+    return resolved, problems
+
+
+def redact_url(url: str) -> str:
+    """A URL for messages and logs: the password masked, the query and fragment (which may carry a token) cut."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
+    head = rest[:cut]
+    at = head.rfind("@")  # a password may hold "/" (unencoded); the host part never holds "@"
+    slash = head.find("/", at + 1)
+    netloc, path = (head, "") if slash == -1 else (head[:slash], head[slash:])
+    if at != -1:
+        user, colon, _ = netloc[:at].partition(":")
+        netloc = f"{user}{':***' if colon else ''}@{netloc[at + 1 :]}"
+    return f"{scheme}{sep}{netloc}{path}"

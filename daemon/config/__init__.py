@@ -1,0 +1,37 @@
+"""The daemon's configuration: one YAML file, validated at start, every error naming file, line and YAML path.
+
+Each `connectors:` entry holds its connector's own keys (validated by that connector's model) plus a
+`routing:` block that belongs to the daemon. Secrets follow one rule everywhere (`connectors.secrets`):
+`${ENV}` inside any string value, and `<key>_file` for a connector's secret keys, `state.url_file` and
+`api.tokens_file`.
+
+Layout: `schema` (the sections), `yaml_lines` (parsing with the line map), `messages` (validation
+errors as file:line:key lines), `loading` (the order: YAML, secrets, connectors, schema).
+"""
+
+from daemon.config.loading import default_config, load_config
+from daemon.config.schema import (
+    ApiSection,
+    Config,
+    ConnectorEntry,
+    LabelRouting,
+    ModelSection,
+    RetrainSection,
+    RoutingSection,
+    StateSection,
+    state_dir,
+)
+
+__all__ = [
+    "ApiSection",
+    "Config",
+    "ConnectorEntry",
+    "LabelRouting",
+    "ModelSection",
+    "RetrainSection",
+    "RoutingSection",
+    "StateSection",
+    "default_config",
+    "load_config",
+    "state_dir",
+]

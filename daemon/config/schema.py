@@ -1,0 +1,230 @@
+"""The config's schema: one frozen, key-strict pydantic model per section."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped, unused-ignore]
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from connectors import secrets
+from connectors.base import ConnectorConfig
+from daemon.config.yaml_lines import Loc
+from daemon.routing import WRITABLE
+
+
+def state_dir() -> Path:
+    """systemd's StateDirectory= (`$STATE_DIRECTORY`) under a unit, else ./.ticketd; absolute either way."""
+    first = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(first) if first else Path.cwd() / ".ticketd"
+
+
+def _at(suffix: Loc, message: str) -> PydanticCustomError:
+    """A validation error that points `suffix` deeper than the validator's own location (for the line number)."""
+    return PydanticCustomError("ticketd", "{message}", {"message": message, "at": suffix})
+
+
+class _Section(BaseModel):
+    """Frozen and strict about keys: a typo is an error, never a silently ignored setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelRouting(_Section):
+    """How one label's prediction becomes a helpdesk value; below `threshold` the fallback applies."""
+
+    map: dict[str, str] = Field(default_factory=dict)
+    threshold: float = Field(default=0.6, ge=0, le=1)
+    fallback: Literal["leave"] | dict[str, str] = "leave"
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _fallback_shape(cls, value: Any) -> Any:
+        if value == "leave":
+            return value
+        if isinstance(value, dict) and len(value) == 1:
+            ((key, name),) = value.items()
+            if key in WRITABLE and isinstance(name, str) and name.strip():
+                return value
+        raise ValueError("fallback must be 'leave', {queue: NAME} or {priority: NAME}")
+
+    @property
+    def fallback_name(self) -> str | None:
+        """The fixed helpdesk value used below the threshold; None means leave the field as it is."""
+        return None if isinstance(self.fallback, str) else next(iter(self.fallback.values()))
+
+
+def _default_labels() -> dict[str, LabelRouting]:
+    return {label: LabelRouting() for label in WRITABLE}
+
+
+class RoutingSection(_Section):
+    """The daemon's per-connector behaviour: which labels it writes, how often it polls, live or shadow."""
+
+    mode: Literal["live", "shadow"] = "live"
+    poll_interval: float = Field(default=60.0, gt=0)
+    jitter: float = Field(default=5.0, ge=0)
+    batch_limit: int = Field(default=50, ge=1)
+    harvest_interval: float = Field(default=900.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0)  # seconds per helpdesk request (connect: at most 10)
+    max_backoff: float = Field(default=900.0, gt=0)  # the longest wait between tries while failing
+    recover_after: float = Field(default=180.0, ge=0)  # uninterrupted success before "recovered" is logged
+    labels: dict[str, LabelRouting] = Field(default_factory=_default_labels)
+    note: bool = True
+
+    @field_validator("labels")
+    @classmethod
+    def _fallback_fits_label(cls, labels: dict[str, LabelRouting]) -> dict[str, LabelRouting]:
+        for label, rule in labels.items():
+            if label not in WRITABLE:
+                raise _at((label,), f"unknown label; the daemon routes {' and '.join(WRITABLE)}")
+            if isinstance(rule.fallback, dict) and label not in rule.fallback:
+                raise _at((label, "fallback"), f"the {label} label's fallback must be 'leave' or {{{label}: NAME}}")
+        return labels
+
+
+class ConnectorEntry(_Section):
+    """One helpdesk: `connection` is the connector's own validated config, `routing` the daemon's part."""
+
+    name: str = Field(min_length=1)
+    type: str
+    connection: ConnectorConfig
+    routing: RoutingSection = Field(default_factory=RoutingSection)
+
+
+class ModelSection(_Section):
+    """Where versions live (serving loads `current`) and what a retrain trains."""
+
+    store: Path = Field(default_factory=lambda: state_dir() / "models")
+    base: str | None = None
+    labels: list[str] = Field(default_factory=lambda: [str(label) for label in WRITABLE], min_length=1)
+    threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _known_and_unique(cls, labels: list[str]) -> list[str]:
+        unknown = [label for label in labels if label not in WRITABLE]
+        if unknown:
+            raise ValueError(f"unknown label {unknown[0]!r}; the daemon routes {' and '.join(WRITABLE)}")
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must not repeat")
+        return labels
+
+
+class StateSection(_Section):
+    """The ledger, cursors and training store; the URL may hold a password, so it stays out of repr."""
+
+    url: str = Field(default_factory=lambda: f"sqlite:///{state_dir() / 'state.db'}", repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        if "://" not in url:
+            raise ValueError("expected a database URL such as sqlite:///path/state.db or postgresql+psycopg://...")
+        return url
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for logs and `check-config` output."""
+        return secrets.redact_url(self.url)
+
+
+class RetrainSection(_Section):
+    """When and how the model retrains on harvested tickets, and the promotion rule."""
+
+    enabled: bool = True
+    cron: str = "0 3 * * 0"
+    min_new_examples: int = Field(default=200, ge=0)
+    tolerance: float = Field(default=0.0, ge=0, le=1)
+    keep_versions: int = Field(default=5, ge=1)
+    holdout_share: float = Field(default=0.2, gt=0, lt=1)
+    epochs: int = Field(default=3, ge=1)
+    max_length: int = Field(default=256, ge=8)
+    # `ticketd train --budget`: epochs and ticket length shrink so a retrain fits; None trains without a limit.
+    budget_minutes: float | None = Field(default=90.0, gt=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, cron: str) -> str:
+        try:
+            CronTrigger.from_crontab(cron, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a valid crontab expression 'min hour day month weekday': {exc}") from None
+        return cron
+
+
+class ApiSection(_Section):
+    """The HTTP API; callers authenticate with one of `tokens` (SecretStr: never printed)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    tokens: list[SecretStr] = Field(default_factory=list)
+    public_classify: bool = False
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+
+    @field_validator("tokens")
+    @classmethod
+    def _no_blank_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
+        if any(not t.get_secret_value().strip() for t in tokens):
+            raise ValueError("an empty token would let anyone in")
+        return tokens
+
+
+with warnings.catch_warnings():
+    # `json` is the documented key; it shadows only BaseModel.json(), pydantic v1's deprecated serialiser.
+    warnings.filterwarnings("ignore", message='Field name "json"', category=UserWarning)
+
+    class LogSection(_Section):
+        """Log level and format (None: JSON lines off a terminal); ticket text is opt-in."""
+
+        level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+        json: bool | None = None  # type: ignore[assignment]
+        include_ticket_text: bool = False
+
+        @field_validator("level", mode="before")
+        @classmethod
+        def _lower(cls, value: Any) -> Any:
+            return value.lower() if isinstance(value, str) else value
+
+
+class Config(_Section):
+    """The whole file; `load_config` builds it so that errors carry lines, `default_config` for `make run`."""
+
+    connectors: list[ConnectorEntry] = Field(min_length=1)
+    model: ModelSection = Field(default_factory=ModelSection)
+    state: StateSection = Field(default_factory=StateSection)
+    retrain: RetrainSection = Field(default_factory=RetrainSection)
+    api: ApiSection = Field(default_factory=ApiSection)
+    log: LogSection = Field(default_factory=LogSection)
+
+    @field_validator("connectors")
+    @classmethod
+    def _unique_names(cls, entries: list[ConnectorEntry]) -> list[ConnectorEntry]:
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            if entry.name in seen:
+                raise _at(
+                    (i, "name"),
+                    f"duplicate connector name {entry.name!r} (connectors[{seen[entry.name]}] has it too); "
+                    "the ledger keys tickets by it, so give each entry its own 'name'",
+                )
+            seen[entry.name] = i
+        return entries
+
+    @model_validator(mode="after")
+    def _routed_labels_are_trained(self) -> Config:
+        for i, entry in enumerate(self.connectors):
+            if "labels" not in entry.routing.model_fields_set:
+                continue  # the default routes whichever of queue/priority the model predicts
+            for label in entry.routing.labels:
+                if label not in self.model.labels:
+                    raise _at(
+                        ("connectors", i, "routing", "labels", label),
+                        f"the model has no {label!r} label (model.labels: {', '.join(self.model.labels)})",
+                    )
+        return self

@@ -1,0 +1,68 @@
+"""Every bench/ script runs once in smoke mode (tiny sizes) and prints its table and one JSON line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import STARTER
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+SMOKED = {"classify.py", "end_to_end.py", "quality.py"}
+
+
+def _bench(script: str, *args: str, cwd: Path) -> tuple[str, dict[str, Any]]:
+    """Run a bench script as `python bench/<script>` is run; (its table, its JSON line)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the checkout under test, behind the script's own folder
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, cwd=cwd, env=env
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.strip().splitlines()
+    return "\n".join(lines[:-1]), json.loads(lines[-1])
+
+
+def test_every_bench_script_has_a_smoke_run() -> None:
+    assert {p.name for p in (ROOT / "bench").glob("*.py")} == SMOKED  # a new script needs a test here
+
+
+def test_no_bench_script_shadows_a_package() -> None:
+    assert not {p.stem for p in (ROOT / "bench").glob("*.py")} & {"daemon", "connectors", "tests"}
+
+
+def test_quality_smoke(tmp_path: Path) -> None:
+    if not (DATASETS / "softoft-tickets").is_dir():
+        pytest.skip("needs ../shared/datasets")
+    args = ["--datasets", "softoft-tickets", "--seeds", "13", "--rows", "300", "--tfidf-only", "--out", str(tmp_path)]
+    table, summary = _bench("quality.py", *args, cwd=tmp_path)
+    assert "ticketd acc" in table and "softoft-tickets" in table
+    label = summary["datasets"]["softoft-tickets"]["queue"]
+    assert 0.0 <= label["accuracy_mean"] <= 1.0 and 0.0 <= label["baseline_accuracy_mean"] <= 1.0
+    assert summary["seeds"] == [13] and isinstance(summary["meets_target"], bool)
+
+
+def test_classify_smoke(tiny_model: Path, sample_csv: Path, tmp_path: Path) -> None:
+    args = ["--model", str(tiny_model), "--data", str(sample_csv), "--n", "8", "--threads", "1"]
+    table, summary = _bench("classify.py", *args, cwd=tmp_path)
+    assert "pytorch-pipeline" in table and "onnx-fp32" in table
+    assert summary["tickets"] == 8 and summary["fp32_agreement"] >= 0.99
+    assert summary["serving_imports_torch"] is False
+
+
+def test_end_to_end_smoke(tmp_path: Path) -> None:
+    store = tmp_path / "models"
+    cmd = [sys.executable, "-m", "daemon", "train", str(STARTER), "--store", str(store), "--promote", "--tfidf-only"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    table, summary = _bench("end_to_end.py", "--model", str(store), "--n", "5", cwd=tmp_path)
+    assert "daemon / model" in table
+    assert summary["n"] == 5 and summary["routed"] + summary["left_unrouted"] == 5
+    assert summary["daemon_tickets_per_s"] > 0 and summary["model_tickets_per_s"] > 0
