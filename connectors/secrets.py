@@ -89,8 +89,11 @@ def resolve(data: Mapping[Any, Any], files: Mapping[str, bool], loc: Loc = ()) -
     return resolved, problems
 
 
-def redact_url(url: str) -> str:
-    """A URL for messages and logs: the password masked, the query and fragment (which may carry a token) cut."""
+def redact_url(url: str, *, user: bool = True) -> str:
+    """A URL for messages and logs: the password masked (`user=False`: all credentials cut), query and fragment cut.
+
+    The query and fragment may carry a token.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
@@ -100,6 +103,6 @@ def redact_url(url: str) -> str:
     slash = head.find("/", at + 1)
     netloc, path = (head, "") if slash == -1 else (head[:slash], head[slash:])
     if at != -1:
-        user, colon, _ = netloc[:at].partition(":")
-        netloc = f"{user}{':***' if colon else ''}@{netloc[at + 1 :]}"
+        name, colon, _ = netloc[:at].partition(":")
+        netloc = f"{name}{':***' if colon else ''}@{netloc[at + 1 :]}" if user else netloc[at + 1 :]
     return f"{scheme}{sep}{netloc}{path}"

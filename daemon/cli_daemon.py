@@ -190,7 +190,7 @@ def _endpoint(connection: Any) -> str:
     if isinstance(url, str):
         from connectors.secrets import redact_url
 
-        return f" ({redact_url(url)})"
+        return f" ({redact_url(url, user=False)})"
     host = getattr(connection, "host", None)
     if isinstance(host, str):
         port = getattr(connection, "port", None)

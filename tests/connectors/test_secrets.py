@@ -63,3 +63,4 @@ def test_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_one_url_redactor(url: str, shown: str) -> None:
     assert secrets.redact_url(url) == shown
+    assert "@" not in secrets.redact_url(url, user=False) and "s3cret" not in secrets.redact_url(url, user=False)

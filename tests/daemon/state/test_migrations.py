@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from daemon.errors import StateError, TicketdError
 from daemon.state import State
-from daemon.state import store as store_module
+from daemon.state import database as store_module
 from daemon.state.schema import VERSION_TABLE, metadata
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
