@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import httpx
@@ -25,6 +25,10 @@ from daemon.pipeline import Pipeline
 from daemon.routing import label_rules
 from daemon.serving import ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
+
+if TYPE_CHECKING:
+    from daemon.api.server import ApiServer
+    from daemon.retrain import RetrainResult
 
 log = get_logger(__name__)
 
@@ -50,7 +54,7 @@ class Daemon:
         self.state: State | None = None
         self.model = ModelHolder(config.model.store, threads=config.model.threads)
         self.metrics = Metrics()
-        self.api: Any = None
+        self.api: ApiServer | None = None
         self.stacks: dict[str, ConnectorStack] = {}
         self._scheduler: Any = None
         self._stop = asyncio.Event()
@@ -335,7 +339,7 @@ class Daemon:
 
         return run
 
-    async def retrain_now(self, *, force: bool = False) -> Any:
+    async def retrain_now(self, *, force: bool = False) -> RetrainResult | None:
         """Train a challenger from the training store; promote and hot-reload only if it is better."""
         from daemon.retrain import policy_from_config, retrain
 
