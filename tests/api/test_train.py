@@ -106,7 +106,12 @@ def test_one_job_at_a_time(client: TestClient, sample_csv: Path, monkeypatch: py
     error = second.json()["error"]
     assert error["code"] == "training_in_progress"
     assert error["details"][0]["job_id"] == first.json()["job_id"]
-    running = client.get(f"/api/v1/train/{first.json()['job_id']}", headers=AUTH).json()
+    # The job thread loads the dataset first; under load it may not have reached training yet.
+    for _ in range(300):
+        running = client.get(f"/api/v1/train/{first.json()['job_id']}", headers=AUTH).json()
+        if running["progress"]["phase"].startswith("training"):
+            break
+        time.sleep(0.05)
     assert running["state"] == "running" and running["progress"]["phase"].startswith("training")
     release.set()
     done = wait_for(client, first.json()["job_id"], 30)
