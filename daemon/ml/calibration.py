@@ -88,8 +88,10 @@ def coverage_at(
 
 ConfidenceMap = tuple[list[float], list[float]]
 
-MIN_MAP_ROWS = 200  # below this an isotonic fit chases single tickets; temperature alone is steadier
+MIN_MAP_ROWS = 200  # below this a fitted map chases single tickets; temperature alone is steadier
 MAP_FOLDS = 5
+LOGISTIC_POINTS = 101  # a logistic map is served as this many points, like an isotonic one (numpy.interp)
+MAP_KINDS = ("temperature", "logistic", "isotonic")  # simplest first: the one-SE rule prefers the earlier
 
 
 def fit_confidence_map(confidence: Array, correct: Array) -> ConfidenceMap:
@@ -113,6 +115,34 @@ def fit_confidence_map(confidence: Array, correct: Array) -> ConfidenceMap:
     return [round(float(v), 6) for v in centres], [round(float(v), 6) for v in smoothed]
 
 
+def _logit(p: Array) -> Array:
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    out: Array = np.log(q / (1 - q))
+    return out
+
+
+def fit_logistic_map(confidence: Array, correct: Array, floor: float = 0.0) -> ConfidenceMap | None:
+    """Two-parameter map: accuracy = sigmoid(a * logit(confidence) + b), fitted by logistic regression (sklearn).
+
+    Platt's scaling applied to the top-1 confidence. Two parameters are well determined by a few hundred
+    tickets, where an isotonic map follows their noise; it still bends what one temperature cannot (a
+    head that is overconfident everywhere but at the top). Served as points on [floor, 1] (floor: 1/classes,
+    the lowest top-1 probability there is). None when the fit is not increasing: it would reorder tickets.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    hit = np.asarray(correct, dtype=np.float64)
+    if hit.min() == hit.max():
+        return None
+    fit = LogisticRegression(C=1e4).fit(_logit(confidence)[:, None], hit.astype(np.int64))
+    a, b = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    if a <= 0:
+        return None
+    xs = np.linspace(floor, 1.0, LOGISTIC_POINTS)
+    ys = 1.0 / (1.0 + np.exp(-(a * _logit(xs) + b)))
+    return [round(float(v), 6) for v in xs], [round(float(v), 6) for v in ys]
+
+
 def apply_confidence_map(confidence: Array, mapping: ConfidenceMap) -> Array:
     """Mapped confidence: linear between the map's points, flat beyond its ends (numpy only, for serving)."""
     out: Array = np.interp(np.asarray(confidence, dtype=np.float64), mapping[0], mapping[1])
@@ -120,50 +150,66 @@ def apply_confidence_map(confidence: Array, mapping: ConfidenceMap) -> Array:
 
 
 def choose_confidence_map(probs: Array, y: Array, seed: int, *, report: Array | None = None) -> dict[str, Any]:
-    """Fit a confidence map and keep it only if it scores better on rows it was not fitted on.
+    """Temperature alone, a logistic or an isotonic map: the simplest within one SE of the best held-out Brier score.
 
-    Every row's mapped confidence comes from a map fitted on the other folds, so the comparison with
-    temperature alone carries no optimism. `report` (a boolean row mask) picks the rows whose ECE is
-    reported, e.g. the validation split inside out-of-fold rows.
+    Every row's mapped confidence comes from a map fitted on the other folds, so the comparison carries no
+    optimism. The score is the Brier score of top-1 correctness, a proper scoring rule (binned ECE favours
+    any map that bunches confidences into few values). Its standard error is that of the per-row
+    difference to the best kind; within it, the simpler kind wins, as in the candidate choice
+    (daemon.ml.selection). `report` (a boolean row mask) picks the rows whose ECE is reported, e.g. the
+    validation split inside out-of-fold rows.
     """
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)
     rows = len(y)
     mask = np.ones(rows, dtype=bool) if report is None else np.asarray(report, dtype=bool)
     ece_temperature = expected_calibration_error(probs[mask], y[mask], confidence=conf[mask])
-    out: dict[str, Any] = {"kept": False, "rows": rows, "ece_temperature": round(ece_temperature, 4)}
+    out: dict[str, Any] = {"kept": False, "kind": "temperature", "rows": rows}
+    out["ece_temperature"] = round(ece_temperature, 4)
     if rows < MIN_MAP_ROWS or correct.min() == correct.max():
         out["reason"] = f"{rows} calibration rows (a map needs {MIN_MAP_ROWS} with both outcomes)"
         return out
-    fold = np.random.default_rng(seed).permutation(rows) % MAP_FOLDS
-    crossfit = np.empty(rows)
-    for k in range(MAP_FOLDS):
-        held = fold == k
-        crossfit[held] = apply_confidence_map(conf[held], fit_confidence_map(conf[~held], correct[~held]))
-    ece_mapped = expected_calibration_error(probs[mask], y[mask], confidence=crossfit[mask])
-    all_temperature = expected_calibration_error(probs, y, confidence=conf)
-    all_mapped = expected_calibration_error(probs, y, confidence=crossfit)
-    # The decision uses the Brier score of top-1 correctness, a proper scoring rule: binned ECE favours any
-    # map that bunches confidences into few values, so on an already calibrated model it would keep noise.
-    brier_temperature = float(np.mean((conf - correct) ** 2))
-    brier_mapped = float(np.mean((crossfit - correct) ** 2))
-    out["ece_mapped"] = round(ece_mapped, 4)
-    out["all_rows"] = {
-        "ece_temperature": round(all_temperature, 4),
-        "ece_mapped": round(all_mapped, 4),
-        "brier_temperature": round(brier_temperature, 5),
-        "brier_mapped": round(brier_mapped, 5),
+    floor = 1.0 / probs.shape[1]
+    fitters = {
+        "logistic": lambda c, h: fit_logistic_map(c, h, floor),
+        "isotonic": fit_confidence_map,
     }
-    if brier_mapped >= brier_temperature:
-        out["reason"] = "a map fitted on other folds did not lower the Brier score of top-1 confidence"
+    fold = np.random.default_rng(seed).permutation(rows) % MAP_FOLDS
+    served: dict[str, Array] = {"temperature": conf}
+    for kind, fitter in fitters.items():
+        crossfit = np.empty(rows)
+        for k in range(MAP_FOLDS):
+            held = fold == k
+            mapping = fitter(conf[~held], correct[~held])
+            crossfit[held] = conf[held] if mapping is None else apply_confidence_map(conf[held], mapping)
+        served[kind] = crossfit
+    loss = {kind: (c - correct) ** 2 for kind, c in served.items()}
+    brier = {kind: float(v.mean()) for kind, v in loss.items()}
+    best = min(MAP_KINDS, key=lambda k: (brier[k], MAP_KINDS.index(k)))
+    se = {kind: float((loss[kind] - loss[best]).std(ddof=1) / np.sqrt(rows)) for kind in MAP_KINDS}
+    chosen = next(k for k in MAP_KINDS if brier[k] <= brier[best] + se[k])
+    out["cross_fitted"] = {
+        kind: {
+            "brier": round(brier[kind], 5),
+            "brier_se_vs_best": round(se[kind], 5),
+            "ece": round(expected_calibration_error(probs[mask], y[mask], confidence=served[kind][mask]), 4),
+            "ece_all_rows": round(expected_calibration_error(probs, y, confidence=served[kind]), 4),
+        }
+        for kind in MAP_KINDS
+    }
+    out["ece_mapped"] = out["cross_fitted"][chosen]["ece"]
+    scores = ", ".join(f"{k} {brier[k]:.4f}" for k in MAP_KINDS)
+    if chosen == "temperature":
+        out["reason"] = f"cross-fitted on {rows} rows, Brier {scores}: no map beats temperature alone beyond one SE"
         return out
-    mapping = fit_confidence_map(conf, correct)
+    mapping = fitters[chosen](conf, correct)
+    if mapping is None:  # the cross-fitted folds agreed on an increasing fit; all rows together did not
+        out["reason"] = f"{chosen} map chosen on folds, but its fit on all rows is not increasing"
+        return out
     out.update(
         kept=True,
-        reason=(
-            f"cross-fitted on {rows} rows: Brier {brier_temperature:.4f} -> {brier_mapped:.4f}, "
-            f"ECE {all_temperature:.3f} -> {all_mapped:.3f}"
-        ),
+        kind=chosen,
+        reason=f"cross-fitted on {rows} rows, Brier {scores}: {chosen} map within one SE of the best ({best})",
         map={"x": mapping[0], "y": mapping[1]},
     )
     return out

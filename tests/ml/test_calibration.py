@@ -100,15 +100,35 @@ def test_confidence_map_bends_what_one_temperature_cannot() -> None:
     np.testing.assert_allclose(apply_confidence_map(np.array([0.0, 2.0]), mapping), [ys[0], ys[-1]])
 
 
-def test_confidence_map_is_kept_only_when_it_lowers_held_out_ece() -> None:
+def test_confidence_map_is_kept_only_when_it_lowers_the_held_out_brier_score() -> None:
     rng = np.random.default_rng(3)
     conf = rng.uniform(0.5, 1.0, 2000)
-    miscalibrated = choose_confidence_map(*_two_class(conf, 0.5 + 0.45 / (1 + np.exp(-30 * (conf - 0.75))), 4), 0)
-    assert miscalibrated["kept"] and miscalibrated["ece_mapped"] < miscalibrated["ece_temperature"] / 2
-    assert len(miscalibrated["map"]["x"]) == len(miscalibrated["map"]["y"]) >= 2
+    # Two steps (0.5, then 0.75 from 0.65, then 0.98 from 0.9): one sigmoid cannot follow both, the isotonic map can.
+    steps = 0.5 + 0.25 * (conf > 0.65) + 0.23 * (conf > 0.9)
+    steep = choose_confidence_map(*_two_class(conf, steps, 4), 0)
+    assert steep["kept"] and steep["kind"] == "isotonic" and steep["ece_mapped"] < steep["ece_temperature"] / 2
+    assert len(steep["map"]["x"]) == len(steep["map"]["y"]) >= 2
     honest = choose_confidence_map(*_two_class(conf, conf, 5), 0)  # already calibrated: a map only adds noise
-    assert not honest["kept"] and "map" not in honest
-    assert honest["all_rows"]["brier_mapped"] >= honest["all_rows"]["brier_temperature"]
+    assert not honest["kept"] and honest["kind"] == "temperature" and "map" not in honest
+    scores = honest["cross_fitted"]
+    assert scores["temperature"]["brier"] <= min(s["brier"] + s["brier_se_vs_best"] for s in scores.values())
+
+
+def test_a_logistic_map_wins_where_two_parameters_suffice() -> None:
+    # Overconfident: accuracy = sigmoid(0.3 * logit(conf) + 0.2), the logistic map's own shape; the isotonic
+    # map fits it no better held out, so the simpler map is chosen.
+    rng = np.random.default_rng(11)
+    conf = rng.uniform(0.5, 0.99, 600)
+    accuracy = 1 / (1 + np.exp(-0.3 * np.log(conf / (1 - conf)) - 0.2))
+    probs, y = _two_class(conf, accuracy, seed=12)
+    verdict = choose_confidence_map(probs, y, 0)
+    assert verdict["kept"] and verdict["kind"] == "logistic", verdict["reason"]
+    xs, ys = np.array(verdict["map"]["x"]), np.array(verdict["map"]["y"])
+    assert xs[0] == 0.5 and xs[-1] == 1.0 and np.all(np.diff(ys) > 0)  # from 1/classes to 1, increasing
+    check = np.linspace(0.55, 0.95, 9)
+    truth = 1 / (1 + np.exp(-0.3 * np.log(check / (1 - check)) - 0.2))
+    np.testing.assert_allclose(apply_confidence_map(check, (list(xs), list(ys))), truth, atol=0.06)
+    assert verdict["ece_mapped"] < verdict["ece_temperature"]
 
 
 def test_confidence_map_needs_enough_rows() -> None:
@@ -124,7 +144,7 @@ def test_confidence_map_reports_ece_on_the_masked_rows() -> None:
     report = np.arange(1000) >= 800
     verdict = choose_confidence_map(probs, y, 0, report=report)
     assert verdict["ece_temperature"] == round(expected_calibration_error(probs[report], y[report]), 4)
-    assert verdict["all_rows"]["ece_temperature"] == round(expected_calibration_error(probs, y), 4)
+    assert verdict["cross_fitted"]["temperature"]["ece_all_rows"] == round(expected_calibration_error(probs, y), 4)
 
 
 def test_coverage_and_ece_use_the_served_confidence() -> None:
@@ -134,3 +154,16 @@ def test_coverage_and_ece_use_the_served_confidence() -> None:
     served = np.full(10, 0.7)
     assert expected_calibration_error(probs, y, confidence=served) < 1e-9
     assert coverage_at(probs, y, 0.7, confidence=served) == (1.0, 0.7)
+
+
+def test_a_simpler_map_within_one_standard_error_of_the_best_wins() -> None:
+    # The logistic shape again, on a draw where the isotonic map happens to score a little better held out.
+    rng = np.random.default_rng(100)
+    conf = rng.uniform(0.5, 0.99, 600)
+    accuracy = 1 / (1 + np.exp(-0.3 * np.log(conf / (1 - conf)) - 0.2))
+    verdict = choose_confidence_map(*_two_class(conf, accuracy, seed=200), 0)
+    scores = verdict["cross_fitted"]
+    assert scores["isotonic"]["brier"] < scores["logistic"]["brier"]  # the best is the isotonic map ...
+    assert scores["logistic"]["brier"] <= scores["isotonic"]["brier"] + scores["logistic"]["brier_se_vs_best"]
+    assert verdict["kind"] == "logistic"  # ... and not chosen
+    assert "within one SE of the best (isotonic)" in verdict["reason"]
