@@ -85,6 +85,7 @@ def _run(
         result["labels"][label] = {
             "chosen": f"{head['chosen']} w={head['tfidf_weight']:g}",
             "tfidf": f"{head['tfidf']['features']} C={head['tfidf']['C']:g}",
+            "calibration": (head.get("confidence_map") or {}).get("kind", "temperature"),
             "accuracy": m["accuracy"],
             "macro_f1": m["macro_f1"],
             "ece": m["ece"],
@@ -150,12 +151,13 @@ def main() -> int:
             )
             ok &= meets
             minutes = statistics.mean(s["train_minutes"] for s in splits)
+            chosen = "; ".join(f"{r['chosen']}, {r['calibration']}" for r in rows)
             print(
                 f"{name:<26}{label:<9}{_ms(acc):>13}{_ms(bacc):>13}{_ms(f1):>13}{_ms(bf1):>13}"
                 f"{ece:>7.3f}{statistics.mean(r['baseline_ece'] for r in rows):>6.3f}"
                 f"{statistics.mean(r['coverage_at_90'] for r in rows):>7.3f}"
                 f"{statistics.mean(r['baseline_coverage_at_90'] for r in rows):>6.3f}"
-                f"{worst:>+9.3f}{minutes:>6.1f}  {'; '.join(r['chosen'] for r in rows)}" + ("" if meets else "  MISS")
+                f"{worst:>+9.3f}{minutes:>6.1f}  {chosen}" + ("" if meets else "  MISS")
             )
             summary.setdefault(name, {})[label] = {
                 "accuracy_mean": round(statistics.mean(acc), 4),
