@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import ConfigError, TicketdError
+from daemon.errors import TicketdError
 from daemon.logging import configure, get_logger
 
 log = get_logger(__name__)
@@ -99,8 +99,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate only; exit 2 with the file, line and key of the first problem."""
     from daemon.config import load_config
 
-    if not args.config.is_file():
-        raise ConfigError(f"{args.config}: no such config file")
     config = load_config(args.config)
     print(f"{args.config}: ok ({len(config.connectors)} connector(s): {', '.join(c.name for c in config.connectors)})")
     return 0

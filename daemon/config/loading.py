@@ -20,12 +20,19 @@ from daemon.errors import ConfigError
 # The daemon's own secrets that may come from a file instead: section -> (key, one value per line?).
 _SECRET_FILES: dict[str, tuple[str, bool]] = {"state": ("url", False), "api": ("tokens", True)}
 _SECTIONS = ("model", "state", "retrain", "api", "log")
+MAX_CONFIG_BYTES = 1 << 20  # a config with hundreds of connectors is a few tens of KiB
 
 
 def load_config(path: Path) -> Config:
     """Read and validate a YAML file; raises ConfigError listing every problem as `file:line: path: message`."""
     source = str(path)
+    if path.is_dir():
+        raise ConfigError(f"{source}: is a directory, not a config file")
+    if not path.exists():
+        raise ConfigError(f"{source}: no such config file")
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{source}: {path.stat().st_size} bytes; a config file is at most {MAX_CONFIG_BYTES}")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the configuration: {exc.strerror or exc}") from None

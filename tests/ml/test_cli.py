@@ -176,3 +176,26 @@ def test_training_writes_a_kept_confidence_map_into_the_head(tmp_path: Path, mon
         }
     result = Classifier.load(model).classify("We were charged twice for the subscription", subject="Invoice")
     assert all(0.1 <= r["confidence"] <= 0.6 for r in result.values())
+
+
+def test_an_out_that_cannot_be_written_fails_before_any_data_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code = main(["train", str(tmp_path / "no-such-data.csv"), "--out", str(blocker / "model"), "--tfidf-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--out {blocker / 'model'}: cannot be written" in err
+    assert "no-such-data.csv" not in err and "Traceback" not in err  # refused before the data was looked at
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # and nothing was left behind
+
+
+def test_a_store_that_cannot_be_written_fails_before_any_data_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code = main(["train", str(tmp_path / "no-such-data.csv"), "--store", str(blocker / "store"), "--tfidf-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"model store {blocker / 'store'}: cannot be written" in err
+    assert "no-such-data.csv" not in err and "Traceback" not in err

@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from daemon.api.auth import require_token, services
 from daemon.api.datasets import dataset_error_details
 from daemon.api.errors import ApiError, responses
-from daemon.api.jobs import JobConflict, TrainingJobs
+from daemon.api.jobs import JobConflict, TrainingBusy, TrainingJobs
 from daemon.api.schemas import DatasetResponse, JobAccepted, JobStatus, TrainRequest
 from daemon.api.services import Services
 from daemon.errors import DatasetError
@@ -148,6 +148,8 @@ async def start_training(
             f"training job {exc.job.id} is still {exc.job.state}; one job runs at a time",
             [{"job_id": exc.job.id, "state": exc.job.state}],
         ) from None
+    except TrainingBusy as exc:
+        raise ApiError(409, "training_in_progress", f"busy: {exc.holder}; one training runs at a time") from None
     response.headers["Location"] = f"/api/v1/train/{job.id}"
     return JobAccepted(job_id=job.id, state=job.state, dataset_version=version)
 
