@@ -53,6 +53,13 @@ def load_config(path: Path) -> Config:
     return _build(data, source, root, problems)
 
 
+def load_structure(path: Path) -> tuple[Config, list[str]]:
+    """Validate a config whose secrets may be absent (a CI job); returns it and each secret not resolved."""
+    with secrets.structure_only() as unresolved:
+        config = load_config(path)
+    return config, [str(p) for p in unresolved]
+
+
 def default_config() -> Config:
     """The embedded defaults `make run` starts with: a demo Maildir in the state directory, SQLite, API on localhost."""
     demo = {
@@ -123,7 +130,8 @@ def _split_entry(entry: Any, i: int, problems: list[Problem]) -> Any:
             problems.append(Problem((*prefix, "type"), f"connector type {type_name!r} cannot be loaded: {exc}"))
         else:
             try:
-                connection = model.model_validate(raw)
+                with secrets.within(prefix):
+                    connection = model.model_validate(raw)
             except ValidationError as exc:
 
                 def known(loc: Loc, model: type[BaseModel] = model) -> list[str] | None:

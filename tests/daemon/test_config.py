@@ -511,3 +511,32 @@ def test_a_config_file_far_too_large_is_refused(tmp_path: Path) -> None:
     path.write_text(ZAMMAD + "# " + "x" * (1 << 20) + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="a config file is at most"):
         load_config(path)
+
+
+def test_check_config_without_secrets_checks_the_structure_and_lists_what_it_did_not_resolve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daemon.cli import main
+
+    monkeypatch.delenv("CI_ZAMMAD_TOKEN", raising=False)
+    path = write(
+        tmp_path,
+        """\
+        connectors:
+          - type: zammad
+            url: https://zammad.example.org
+            token: ${CI_ZAMMAD_TOKEN}
+            inbound_groups: [Users]
+        api:
+          tokens_file: /run/credentials/ticketd/api-tokens
+        """,
+    )
+    assert main(["check-config", str(path)]) == 2  # a normal check needs its secrets
+    assert "CI_ZAMMAD_TOKEN" in capsys.readouterr().err
+    assert main(["check-config", "--no-secrets", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "structure ok (1 connector(s)" in out
+    assert "secret not resolved: connectors[0].token: environment variable CI_ZAMMAD_TOKEN is not set" in out
+    assert "secret not resolved: api.tokens_file: cannot read secret file" in out
+    broken = write(tmp_path, ZAMMAD + "    routing: {poll_interval: -1}\n")
+    assert main(["check-config", "--no-secrets", str(broken)]) == 2  # structure errors still fail
