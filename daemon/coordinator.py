@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from connectors.errors import AuthError, TransientError
 from connectors.errors import ConfigError as ConnectorConfigError
-from daemon.errors import ConfigError, StateError
+from daemon.errors import ConfigError, StateError, TicketdError
 from daemon.logging import get_logger
 
 T = TypeVar("T")
@@ -161,7 +161,9 @@ class Coordinator:
             self._outage["failed_calls"] += 1
             fields: dict[str, Any] = {"connector": self.name, "job": what, "error": self.last_error, "retry_in": delay}
             if kind == "unexpected":  # a bug, not weather: its traceback, once, as a field of the JSON event
-                self._log.error(_WHAT_FAILED[kind], error_type=type(exc).__name__, exc_info=exc, **fields)
+                # ticketd's own errors (a model that cannot load, ...) say what is wrong; a traceback adds nothing.
+                trace = {} if isinstance(exc, TicketdError) else {"exc_info": exc}
+                self._log.error(_WHAT_FAILED[kind], error_type=type(exc).__name__, **trace, **fields)
             else:
                 self._log.warning(_WHAT_FAILED[kind], **fields)
         else:

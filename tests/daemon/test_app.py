@@ -263,6 +263,8 @@ async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigter
             assert upload.status_code == 200, upload.text
             refused = await client.post("/api/v1/train", json={}, headers=auth)
             assert refused.status_code == 409 and "the scheduled retrain" in refused.json()["error"]["message"]
+            now = (await client.get("/api/v1/training", headers=auth)).json()
+            assert now["running"] and now["started_by"] == "schedule" and not now["cancelling"]
             tid = znuny.add_customer_ticket(*SUBJECTS[1])  # polling goes on while it trains
             started = time.monotonic()
             while znuny.queue_name(tid) == "Raw" and time.monotonic() - started < 30:

@@ -275,3 +275,66 @@ def test_a_locked_database_never_freezes_the_event_loop(
         assert proc.wait(timeout=60) == 0
     print(f"/healthz under a 12 s write lock: {len(latencies)} calls, max {max(latencies) * 1000:.0f} ms")
     assert len(latencies) >= 20  # each answered inside its 5 s timeout while the lock was held
+
+
+def test_a_maildir_that_is_not_there_stops_its_connector_once_and_recovers_after_sighup(
+    tmp_path: Path, store: Path
+) -> None:
+    """The configuration class against the real process: one line, not ready with the reason, no storm, recovery."""
+    import httpx
+
+    from tests.servers import free_port
+
+    port = free_port()
+    mail = tmp_path / "mail"
+    mail.write_text("a file where the Maildir should be")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"store": str(store)},
+                "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+                "retrain": {"enabled": False},
+                "api": {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]},
+                "log": {"level": "info", "json": True},
+                "connectors": [
+                    {"type": "maildir", "name": "mail", "path": str(mail), "routing": {"poll_interval": 0.2}}
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "daemon.log"
+    proc = daemon(config, log=log)
+    api = f"http://127.0.0.1:{port}"
+
+    def readyz() -> tuple[int, dict[str, Any]]:
+        try:
+            answer = httpx.get(f"{api}/readyz", timeout=2)
+        except httpx.HTTPError:
+            return 0, {}
+        return answer.status_code, answer.json()
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and readyz()[0] != 503:
+            time.sleep(0.2)
+        time.sleep(3)  # 15 poll intervals: a storm would show as 15 lines
+        status, body = readyz()
+        connector = body["details"]["connectors"]["mail"]
+        assert status == 503 and connector["failure"] == "configuration" and not connector["ready"]
+        assert "is not a Maildir" in connector["reason"] and str(mail) in connector["reason"]
+        stopped = [e for e in events(log) if "configuration error" in e["event"]]
+        assert len(stopped) == 1 and stopped[0]["connector"] == "mail"
+        mail.unlink()
+        for sub in ("cur", "new", "tmp"):
+            (mail / sub).mkdir(parents=True)
+        proc.send_signal(signal.SIGHUP)  # fixed, then reloaded
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and readyz()[0] != 200:
+            time.sleep(0.2)
+        assert readyz()[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in log.read_text(encoding="utf-8")
