@@ -33,7 +33,7 @@ def _stderr_logger(*_: Any) -> structlog.PrintLogger:
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stdlib handler that, like `_stderr_logger`, writes to whatever sys.stderr is at the time."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
