@@ -44,7 +44,12 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 # Libraries whose INFO lines are per request or per job run: an access log of the helpdesk calls (URLs,
 # which may carry query tokens) and "job executed" every few seconds. Their warnings and errors still show.
-_QUIET_LIBRARIES = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "apscheduler": logging.WARNING}
+_QUIET_LIBRARIES = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "apscheduler": logging.WARNING,
+    "alembic.runtime.plugins": logging.WARNING,  # "setup plugin ..." once per plugin at every start
+}
 
 
 def configure(level: str = "info", *, json: bool | None = None) -> None:

@@ -205,7 +205,7 @@ def test_one_training_slot_for_the_schedule_and_the_api_with_progress_and_a_canc
     assert claim is not None
     try:
         data = "text,queue,priority\n" + "".join(f"printer {i} jams,Q{i % 2},low\n" for i in range(12))
-        assert client.post("/api/v1/train-data", content=data, headers=CSV).status_code == 200
+        assert client.post("/api/v1/train-data", content=data, headers=CSV).status_code == 201
         refused = client.post("/api/v1/train", json={}, headers=AUTH)
         assert refused.status_code == 409 and "the scheduled retrain" in refused.json()["error"]["message"]
         now = client.get("/api/v1/training", headers=AUTH).json()

@@ -260,7 +260,7 @@ async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigter
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             csv = "text,queue,priority\n" + "".join(f"ticket {i},Q{i % 2},low\n" for i in range(20))
             upload = await client.post("/api/v1/train-data", content=csv, headers={**auth, "Content-Type": "text/csv"})
-            assert upload.status_code == 200, upload.text
+            assert upload.status_code == 201, upload.text
             refused = await client.post("/api/v1/train", json={}, headers=auth)
             assert refused.status_code == 409 and "the scheduled retrain" in refused.json()["error"]["message"]
             now = (await client.get("/api/v1/training", headers=auth)).json()

@@ -127,7 +127,8 @@ def _damaged(tiny_model: Path, tmp_path: Path, how: str) -> tuple[ModelStore, Pa
         target = next(bad.glob("*/tfidf/arrays.npz"))
         target.write_bytes(target.read_bytes()[:100])
     elif how == "truncated onnx":
-        target = next(bad.glob("*/*.onnx"))
+        spec = json.loads((bad / "priority" / "head.json").read_text())
+        target = bad / "priority" / spec["onnx_files"][spec["serving_precision"]]  # the file that serves
         target.write_bytes(target.read_bytes()[:1000])
     elif how == "labels disagree":
         target = bad / "queue" / "labels.json"
@@ -138,7 +139,7 @@ def _damaged(tiny_model: Path, tmp_path: Path, how: str) -> tuple[ModelStore, Pa
     else:
         raise AssertionError(how)
     assert store.add(bad) == "v2"
-    return store, target
+    return store, store.versions_dir / "v2" / target.relative_to(bad)  # where it lies once stored
 
 
 @pytest.mark.parametrize("how", ["truncated npz", "truncated onnx", "labels disagree", "no head"])
