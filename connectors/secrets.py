@@ -8,13 +8,18 @@
 
 Environment references are resolved first, so a `*_file` path may itself use `${CREDENTIALS_DIRECTORY}`.
 Messages name the key, never the value.
+
+Inside `structure_only()` (`ticketd check-config --no-secrets`: a CI job checking a shipped config where
+the secrets do not exist), what cannot be resolved becomes a placeholder and is listed, not an error.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ from typing import Any
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 Loc = tuple[str | int, ...]
+PLACEHOLDER = "unresolved-secret"
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,43 @@ class Problem:
         return f"{where}: {self.message}" if where else self.message
 
 
+_unresolved: contextvars.ContextVar[list[Problem] | None] = contextvars.ContextVar("unresolved", default=None)
+
+
+@contextlib.contextmanager
+def structure_only() -> Iterator[list[Problem]]:
+    """Within: unresolvable secrets become placeholders, collected in the yielded list instead of failing."""
+    found: list[Problem] = []
+    token = _unresolved.set(found)
+    try:
+        yield found
+    finally:
+        _unresolved.reset(token)
+
+
+_within: contextvars.ContextVar[Loc] = contextvars.ContextVar("within", default=())
+
+
+@contextlib.contextmanager
+def within(loc: Loc) -> Iterator[None]:
+    """Collected problems are reported under `loc` (a connector entry resolves its keys relative to itself)."""
+    token = _within.set(loc)
+    try:
+        yield
+    finally:
+        _within.reset(token)
+
+
+def _cannot(problems: list[Problem], problem: Problem) -> bool:
+    """Record a secret that cannot be resolved; True when structure_only() lets a placeholder stand in."""
+    collecting = _unresolved.get()
+    if collecting is None:
+        problems.append(problem)
+        return False
+    collecting.append(Problem((*_within.get(), *problem.loc), problem.message))
+    return True
+
+
 def substitute_env(value: Any, loc: Loc = ()) -> tuple[Any, list[Problem]]:
     """`value` with every `${NAME}` in its strings replaced, recursively through mappings and lists."""
     problems: list[Problem] = []
@@ -44,7 +87,8 @@ def substitute_env(value: Any, loc: Loc = ()) -> tuple[Any, list[Problem]]:
         if isinstance(v, str):
             missing = [name for name in ENV_REF.findall(v) if name not in os.environ]
             if missing:
-                problems.append(Problem(at, f"environment variable {missing[0]} is not set"))
+                if _cannot(problems, Problem(at, f"environment variable {missing[0]} is not set")):
+                    return ENV_REF.sub(lambda m: os.environ.get(m.group(1), PLACEHOLDER), v)
                 return v
             return ENV_REF.sub(lambda m: os.environ[m.group(1)], v)
         if isinstance(v, dict):
@@ -75,15 +119,18 @@ def resolve(data: Mapping[Any, Any], files: Mapping[str, bool], loc: Loc = ()) -
             text = Path(filename).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            problems.append(Problem(at, f"cannot read secret file {filename!r}: {reason}"))
+            if _cannot(problems, Problem(at, f"cannot read secret file {filename!r}: {reason}")):
+                resolved[key] = [PLACEHOLDER] if per_line else PLACEHOLDER
             continue
         if per_line:
             values = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-            if not values:
-                problems.append(Problem(at, f"secret file {filename!r} holds no {key} (one per line)"))
+            empty = Problem(at, f"secret file {filename!r} holds no {key} (one per line)")
+            if not values and _cannot(problems, empty):
+                values = [PLACEHOLDER]
             resolved[key] = values
         elif not text.strip():
-            problems.append(Problem(at, f"secret file {filename!r} is empty"))
+            if _cannot(problems, Problem(at, f"secret file {filename!r} is empty")):
+                resolved[key] = PLACEHOLDER
         else:
             resolved[key] = text.strip()
     return resolved, problems

@@ -22,6 +22,7 @@ from daemon.errors import ConfigError, TicketdError
 from daemon.logging import configure, get_logger
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.retraining import Retraining
 from daemon.routing import label_rules
 from daemon.serving import ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
@@ -61,19 +62,24 @@ class Daemon:
         self._stopping = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self._reload_requested = False
+        self.retraining = Retraining()  # one training at a time, the cron's and the API's
+        self._retrain_task: asyncio.Task[Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        """A model is loaded and no connector is stopped on rejected credentials."""
+        """A model is loaded and every connector is ready (see the failure classes in daemon.coordinator)."""
         return self.model.loaded and all(w.coordinator.ready for w in self.stacks.values())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """`/readyz`: the verdict and, per part, why."""
         connectors = {
             name: {
+                "ready": w.coordinator.ready,
                 "state": w.coordinator.state,
+                "failure": w.coordinator.failure_class,
+                "reason": w.coordinator.reason,
                 "last_success": w.coordinator.last_success.isoformat() if w.coordinator.last_success else None,
                 "last_error": w.coordinator.last_error if w.coordinator.state != "ok" else None,
             }
@@ -89,7 +95,9 @@ class Daemon:
         from daemon.api.server import ApiServer
         from daemon.api.services import Services
 
-        services = Services.from_config(self.config, model=self.model, metrics=self.metrics, readiness=self.readiness)
+        services = Services.from_config(
+            self.config, model=self.model, metrics=self.metrics, readiness=self.readiness, retraining=self.retraining
+        )
         self.api = ApiServer(services)
         try:
             await self.api.start()
@@ -156,11 +164,11 @@ class Daemon:
         """One poll and one harvest per connector, then return (tests, demos, cron-style use)."""
         done: dict[str, int] = {}
         for name, worker in self.stacks.items():
-            routed = await worker.coordinator.run(worker.pipeline.poll, "poll")
+            routed = await worker.coordinator.run(self._work(worker, "poll"), "poll")
             if routed is not None:
                 self.metrics.poll_succeeded(name)
-            if await worker.coordinator.run(worker.pipeline.harvest, "harvest"):
-                self._update_agreement()
+            await worker.coordinator.run(self._work(worker, "harvest"), "harvest")
+            self.metrics.connector_health(name, worker.coordinator.ready, worker.coordinator.failure_class)
             done[name] = routed or 0
         return done
 
@@ -223,6 +231,7 @@ class Daemon:
             await self.api.stop()
             self.api = None
         await self._stop_scheduler()
+        await self._stop_retrain()
         await self._close_stacks()
         if self.state is not None:
             self.state.close()
@@ -263,10 +272,18 @@ class Daemon:
         self._stopping = False
         if config.log != self.config.log:
             configure(config.log.level, json=config.log.json)
+        needs_restart = _restart_only_changes(self.config, config)
         self.config = config
+        if self.api is not None:  # tokens, public_classify and the retrain policy apply to the next request
+            from daemon.retrain import policy_from_config
+
+            self.api.services.api = config.api.model_copy(update=_kept_api_keys(self.api.services.api))
+            self.api.services.policy = policy_from_config(config)
         self._build_stacks(config)
         self._start_scheduler()
         log.info("config reloaded", connectors=list(self.stacks))
+        if needs_restart:
+            log.warning("config changes that take effect only after a restart", keys=needs_restart)
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -291,7 +308,7 @@ class Daemon:
                 )
         if self.config.retrain.enabled:
             scheduler.add_job(
-                self._tracked(self.retrain_now),
+                self._start_retrain,
                 CronTrigger.from_crontab(self.config.retrain.cron, timezone=UTC),
                 id="retrain",
                 max_instances=1,
@@ -304,12 +321,23 @@ class Daemon:
         worker = self.stacks.get(name)
         if worker is None or self._stopping:
             return
-        job = worker.pipeline.poll if what == "poll" else worker.pipeline.harvest
-        result = await self._tracked(lambda: worker.coordinator.run(job, what))()
+        result = await self._tracked(lambda: worker.coordinator.run(self._work(worker, what), what))()
         if result is not None and what == "poll":
             self.metrics.poll_succeeded(name)
-        if result and what == "harvest":
-            self._update_agreement()
+        self.metrics.connector_health(name, worker.coordinator.ready, worker.coordinator.failure_class)
+
+    def _work(self, worker: ConnectorStack, what: str) -> Callable[[], Awaitable[int]]:
+        """A poll, or a harvest followed by the agreement gauges: one job, so one failure policy covers both."""
+        if what == "poll":
+            return worker.pipeline.poll
+
+        async def harvest() -> int:
+            harvested = await worker.pipeline.harvest()
+            if harvested:
+                await anyio.to_thread.run_sync(self._update_agreement)  # reads the state: off the event loop
+            return harvested
+
+        return harvest
 
     def _update_agreement(self) -> None:
         """After a harvest: agreement of recorded predictions with the agents' final labels, as gauges."""
@@ -333,35 +361,79 @@ class Daemon:
             except TicketdError as exc:
                 log.error("job failed", error=str(exc))
                 return None
+            except Exception as exc:  # never to the scheduler's own logger: one JSON event with the traceback
+                log.error("job failed unexpectedly", error=str(exc), error_type=type(exc).__name__, exc_info=exc)
+                return None
             finally:
                 if task is not None:
                     self._inflight.discard(task)
 
         return run
 
+    def _start_retrain(self) -> None:
+        """The cron's job: start the retrain as a task of its own and return at once.
+
+        Polling, SIGHUP and the API never wait for a training (hours); shutdown cancels it instead.
+        """
+        if self._stopping or (self._retrain_task is not None and not self._retrain_task.done()):
+            return
+        self._retrain_task = asyncio.create_task(self._retrain_job(), name="retrain")
+
+    async def _retrain_job(self) -> None:
+        try:
+            await self.retrain_now()
+        except TicketdError as exc:
+            log.error("retrain failed", error=str(exc))
+        except Exception as exc:  # a JSON event with the traceback, never the scheduler's own logger
+            log.error("retrain failed unexpectedly", error=str(exc), error_type=type(exc).__name__, exc_info=exc)
+
+    async def _stop_retrain(self, wait: float = 45.0) -> None:
+        """Kill a running training (its process group) and wait, bounded, for the retrain to note it."""
+        task = self._retrain_task
+        if task is None or task.done():
+            return
+        holder = self.retraining.holder
+        log.info("stopping the running training", holder=holder.describe() if holder else None)
+        self.retraining.stop()
+        done, _ = await asyncio.wait({task}, timeout=wait)
+        if not done:  # its worker thread cannot be interrupted; the process exits without it
+            log.warning("training did not stop in time; exiting without waiting for it", waited_s=wait)
+
     async def retrain_now(self, *, force: bool = False) -> RetrainResult | None:
         """Train a challenger from the training store; promote and hot-reload only if it is better."""
+        with self.retraining.claimed("schedule") as claim:
+            if claim is None:
+                holder = self.retraining.holder
+                log.info("scheduled retrain skipped: another training is running", holder=holder and holder.describe())
+                return None
+            return await self._retrain(force)
+
+    async def _retrain(self, force: bool) -> RetrainResult:
         from daemon.retrain import policy_from_config, retrain
 
-        assert self.state is not None
-        if self.api is not None and self.api.services.jobs.active() is not None:
-            log.info("scheduled retrain skipped: a training job started through the API is running")
-            return None
+        state = self.state
+        assert state is not None
         section = self.config.retrain
-        last = self.state.retrain_last()
-        since = datetime.fromisoformat(str(last["finished_at"])) if last else None
-        new = self.state.training_count_since(since)
+
+        def read() -> tuple[int, list[TrainingRow]]:  # the state is read off the event loop
+            last = state.retrain_last()
+            since = datetime.fromisoformat(str(last["finished_at"])) if last else None
+            return state.training_count_since(since), state.training_rows()
+
+        new, rows = await anyio.to_thread.run_sync(read)
         policy = policy_from_config(self.config, min_new_examples=0 if force else section.min_new_examples)
-        rows = self.state.training_rows()
         started = datetime.now(UTC)
         workdir = Path(self.config.model.store) / "retrain"
         workdir.mkdir(parents=True, exist_ok=True)
         log.info("retraining", rows=len(rows), new_rows=new)
+        cancel = self.retraining.cancel
         result = await anyio.to_thread.run_sync(
-            lambda: retrain(rows, self.model.store, policy, new_since_last=new, workdir=workdir)
+            lambda: retrain(rows, self.model.store, policy, new_since_last=new, workdir=workdir, cancel=cancel)
         )
-        self.state.retrain_record(
-            started, datetime.now(UTC), result.outcome, {"reason": result.reason, "version": result.version}
+        await anyio.to_thread.run_sync(
+            lambda: state.retrain_record(
+                started, datetime.now(UTC), result.outcome, {"reason": result.reason, "version": result.version}
+            )
         )
         log.info("retrain finished", outcome=result.outcome, version=result.version, reason=result.reason)
         self.metrics.retrain(result.outcome)
@@ -371,12 +443,33 @@ class Daemon:
         return result
 
 
+# What a running process cannot change: the API's socket and body limit, the state database, the model store.
+_RESTART_ONLY = {
+    "api": ("enabled", "host", "port", "max_body_bytes"),
+    "state": ("url",),
+    "model": ("store", "threads"),
+}
+
+
+def _restart_only_changes(old: Config, new: Config) -> list[str]:
+    """`section.key` of every restart-only setting that differs between two configs."""
+    return [
+        f"{section}.{key}"
+        for section, keys in _RESTART_ONLY.items()
+        for key in keys
+        if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)
+    ]
+
+
+def _kept_api_keys(running: Any) -> dict[str, Any]:
+    """The running API's restart-only keys: the reloaded section keeps them until a restart."""
+    return {key: getattr(running, key) for key in _RESTART_ONLY["api"]}
+
+
 def load_or_default(path: Path | None) -> Config:
     """The config file, or the embedded defaults (`make run`)."""
     from daemon.config import default_config
 
     if path is None:
         return default_config()
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
     return load_config(path)

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
 
 from daemon import __version__
 from daemon.errors import TicketdError, TrainingError
@@ -26,13 +27,20 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--column", action="append", default=[], help="column override KEY=COLUMN, e.g. queue=category")
     p.add_argument("--base", help="base model: local Hugging Face directory (default: bundled MiniLM)")
     p.add_argument("--allow-download", action="store_true", help="allow --base to be a hub id (downloads)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-length", type=int, default=256, help="tokens per ticket")
-    p.add_argument("--learning-rate", type=float, default=1.5e-4)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--class-weights", choices=["none", "sqrt", "balanced"], default="sqrt")
-    p.add_argument("--validation-size", type=float, default=0.15)
-    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs, at most (default: 3)")
+    p.add_argument("--max-length", type=int, default=256, help="tokens per ticket, at most (default: 256)")
+    p.add_argument("--learning-rate", type=float, default=1.5e-4, help="fine-tuning learning rate (default: 1.5e-4)")
+    p.add_argument("--batch-size", type=int, default=16, help="tickets per training step (default: 16)")
+    p.add_argument(
+        "--class-weights",
+        choices=["none", "sqrt", "balanced"],
+        default="sqrt",
+        help="weight small classes up in the transformer's loss (default: sqrt)",
+    )
+    p.add_argument(
+        "--validation-size", type=float, default=0.15, help="share of tickets held out for choices (default: 0.15)"
+    )
+    p.add_argument("--seed", type=int, default=13, help="random seed of splits and training (default: 13)")
     p.add_argument("--train-embeddings", action="store_true", help="also fine-tune the word embeddings (slower)")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto", help="bf16 autocast while training")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
@@ -73,29 +81,43 @@ def _add_evaluate(sub: Any) -> None:
 
 def _add_models(sub: Any) -> None:
     p = sub.add_parser("models", help="list, promote or roll back stored model versions")
-    p.add_argument("--root", required=True, help="model store root")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--root", help="model store root (default: model.store of --config, or the embedded default)")
+    where.add_argument("--config", type=Path, help="config file whose model.store to use")
     msub = p.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="show stored versions")
-    pp = msub.add_parser("promote", help="make a version current")
-    pp.add_argument("version")
+    pp = msub.add_parser("promote", help="make a version current (after loading it and classifying a probe ticket)")
+    pp.add_argument("version", help="a stored version such as v3")
     msub.add_parser("rollback", help="return to the version promoted before the current one")
 
 
 def _add_split(sub: Any) -> None:
     p = sub.add_parser("split", help="stratified train/test split of a dataset")
-    p.add_argument("data")
-    p.add_argument("--test-size", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--train-out", required=True)
-    p.add_argument("--test-out", required=True)
+    p.add_argument("data", help="CSV, JSON or JSONL file of labelled tickets")
+    p.add_argument("--test-size", type=float, default=0.2, help="share of tickets in the test file (default: 0.2)")
+    p.add_argument("--seed", type=int, default=13, help="random seed (default: 13)")
+    p.add_argument("--train-out", required=True, help="where to write the training tickets (CSV)")
+    p.add_argument("--test-out", required=True, help="where to write the test tickets (CSV)")
     p.add_argument("--column", action="append", default=[], help="column override KEY=COLUMN")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option or value as one line (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, exposed for tests and shell completion."""
-    parser = argparse.ArgumentParser(prog="ticketd", description="On-premise helpdesk ticket triage.")
+    parser = _Parser(prog="ticketd", description="On-premise helpdesk ticket triage.")
     parser.add_argument("--version", action="version", version=f"ticketd {__version__}")
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="log level of the command (default: info)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_classify, _add_evaluate, _add_models, _add_split):
         add(sub)
@@ -279,6 +301,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from daemon.ml.versions import ModelStore
 
+    if args.root is None:  # like the daemon: the config's model store, or the embedded default's
+        from daemon.app import load_or_default
+
+        args.root = str(load_or_default(args.config).model.store)
     store = ModelStore(args.root)
     if args.models_command == "list":
         versions = store.list()

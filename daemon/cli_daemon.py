@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import ConfigError, TicketdError
+from daemon.errors import TicketdError
 from daemon.logging import configure, get_logger
 
 log = get_logger(__name__)
@@ -22,16 +22,21 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="shadow mode for every connector: classify, never write")
     p.add_argument("--once", action="store_true", help="one poll and harvest per connector, then exit")
     p = sub.add_parser("serve", help="run only the REST API (classify, train, models, health, metrics)")
-    p.add_argument("--config", type=Path)
+    p.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
     p = sub.add_parser("check-config", help="validate a config file without contacting anything")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, help="the YAML config file")
+    p.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="check the structure where secrets are absent (CI); list the ${ENV} and *_file secrets not resolved",
+    )
     p = sub.add_parser("check", help="validate config, reach every connector, match model labels to the helpdesk")
-    p.add_argument("--config", type=Path)
+    p.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
     p = sub.add_parser("report", help="shadow-mode report: model vs the agents' final queue and priority")
-    p.add_argument("--config", type=Path)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = sub.add_parser("bootstrap", help="harvest closed tickets from the helpdesks and train the first model")
-    p.add_argument("--config", type=Path)
+    p.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
 
 
 def _config(path: Path | None) -> Any:
@@ -97,12 +102,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate only; exit 2 with the file, line and key of the first problem."""
-    from daemon.config import load_config
+    from daemon.config import load_config, load_structure
 
-    if not args.config.is_file():
-        raise ConfigError(f"{args.config}: no such config file")
-    config = load_config(args.config)
-    print(f"{args.config}: ok ({len(config.connectors)} connector(s): {', '.join(c.name for c in config.connectors)})")
+    unresolved: list[str] = []
+    if args.no_secrets:
+        config, unresolved = load_structure(args.config)
+    else:
+        config = load_config(args.config)
+    names = ", ".join(c.name for c in config.connectors)
+    what = "structure ok" if args.no_secrets else "ok"
+    print(f"{args.config}: {what} ({len(config.connectors)} connector(s): {names})")
+    for item in unresolved:
+        print(f"  secret not resolved: {item}")
     return 0
 
 

@@ -1,24 +1,57 @@
-"""Polling policy for one connector: back off on TransientError, stop on AuthError and ConfigError, log once.
+"""Polling policy for one connector: every exception out of a job lands in exactly one failure class.
+
+| class | raised as | policy | ready |
+|---|---|---|---|
+| transient | connectors.errors.TransientError | exponential backoff | yes |
+| credentials | connectors.errors.AuthError | stop until the config is reloaded | no |
+| configuration | ConfigError (connector's or daemon's) | stop until the config is reloaded | no |
+| state | daemon.errors.StateError | exponential backoff | no |
+| unexpected | any other exception | backoff; logged once with its traceback | no, once it repeats |
 
 Connectors never sleep or retry; the coordinator decides when the next call may go out, so a flaky
 helpdesk costs one log line when it starts failing and one when it recovers, not one per poll. A
 helpdesk that fails every few calls is one outage, not many: recovery is announced only after
 `recover_after` seconds of uninterrupted success, so a flapping connector does not flood the log.
+Nothing escapes to the scheduler, whose own logger would print a plain-text traceback on every poll.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from connectors.errors import AuthError, ConfigError, TransientError
+from connectors.errors import AuthError, TransientError
+from connectors.errors import ConfigError as ConnectorConfigError
+from daemon.errors import ConfigError, StateError, TicketdError
 from daemon.logging import get_logger
 
 T = TypeVar("T")
 Health = Literal["ok", "failing", "stopped"]
 StopReason = Literal["credentials rejected", "configuration error"]
+FailureClass = Literal["transient", "credentials", "configuration", "state", "unexpected"]
+UNEXPECTED_BEFORE_NOT_READY = 2  # one odd failure may be a fluke; the second in a row is a broken connector
+
+_WHAT_FAILED = {
+    "transient": "connector failing; backing off",
+    "state": "state database failing; backing off",
+    "unexpected": "unexpected error; backing off",
+}
+
+
+def classify(exc: BaseException) -> FailureClass:
+    """The failure class of an exception (the table in this module's docstring)."""
+    if isinstance(exc, AuthError):
+        return "credentials"
+    if isinstance(exc, ConnectorConfigError | ConfigError):
+        return "configuration"
+    if isinstance(exc, TransientError):
+        return "transient"
+    if isinstance(exc, StateError):
+        return "state"
+    return "unexpected"
 
 
 class Coordinator:
@@ -41,6 +74,7 @@ class Coordinator:
         self._clock = clock
         self._log = log if log is not None else get_logger(__name__)
         self.state: Health = "ok"
+        self.failure_class: FailureClass | None = None  # of the last call, while it is not ok
         self.failures = 0  # consecutive: drives the backoff
         self.not_before = 0.0
         self.last_success: datetime | None = None
@@ -51,8 +85,17 @@ class Coordinator:
 
     @property
     def ready(self) -> bool:
-        """False once credentials or configuration were rejected: not ready until they are fixed."""
-        return self.state != "stopped"
+        """False when stopped, while the state database fails, and once an unexpected error repeats."""
+        if self.state == "stopped" or self.failure_class == "state":
+            return False
+        return not (self.failure_class == "unexpected" and self.failures >= UNEXPECTED_BEFORE_NOT_READY)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the connector is not ok, in words for `/readyz`: the failure class and the error."""
+        if self.failure_class is None:
+            return None
+        return f"{self.failure_class}: {self.last_error}"
 
     def failing(self) -> bool:
         """The last call failed: the pipeline takes small steps until one succeeds."""
@@ -67,19 +110,21 @@ class Coordinator:
         return float(min(self.max_delay, self.base_delay * 2 ** max(self.failures - 1, 0)))
 
     async def run(self, job: Callable[[], Awaitable[T]], what: str = "poll") -> T | None:
-        """Run `job` unless backing off or stopped; connector errors become state, never exceptions."""
+        """Run `job` unless backing off or stopped; every failure becomes state, never an exception."""
         if not self.due():
             return None
         try:
             result = await job()
-        except AuthError as exc:
-            self._stop("credentials rejected", exc, what)
-            return None
-        except ConfigError as exc:  # the same call would fail the same way until the config changes
-            self._stop("configuration error", exc, what)
-            return None
-        except TransientError as exc:
-            self._failed(exc, what)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            kind = classify(exc)
+            if kind == "credentials":
+                self._stop("credentials rejected", exc, what)
+            elif kind == "configuration":  # the same call would fail the same way until the config changes
+                self._stop("configuration error", exc, what)
+            else:
+                self._failed(kind, exc, what)
             return None
         self._succeeded(what)
         return result
@@ -88,6 +133,7 @@ class Coordinator:
         already = self.state == "stopped"  # a concurrent job of the same connector got there first
         self.state = "stopped"
         self.stop_reason = reason
+        self.failure_class = "credentials" if reason == "credentials rejected" else "configuration"
         self.last_error = str(exc)
         if not already:
             self._log.error(
@@ -97,28 +143,39 @@ class Coordinator:
                 error=str(exc),
             )
 
-    def _failed(self, exc: TransientError, what: str) -> None:
+    def _failed(self, kind: FailureClass, exc: Exception, what: str) -> None:
         now = self._clock()
         self.failures += 1
         delay = self.next_delay()
-        if exc.retry_after is not None:
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
             delay = min(self.max_delay, max(delay, exc.retry_after))
         self.not_before = now + delay
-        self.last_error = str(exc)
+        self.last_error = str(exc) or type(exc).__name__
         self.state = "failing"
         self._healthy_since = None
-        if self._outage is None:
-            self._outage = {"since": now, "failed_calls": 1}
-            self._log.warning(
-                "connector failing; backing off", connector=self.name, job=what, error=str(exc), retry_in=delay
-            )
+        self.failure_class = kind
+        if self._outage is None or self._outage["class"] != kind:  # a new outage, or it changed its nature
+            if self._outage is None:
+                self._outage = {"since": now, "failed_calls": 0}
+            self._outage["class"] = kind
+            self._outage["failed_calls"] += 1
+            fields: dict[str, Any] = {"connector": self.name, "job": what, "error": self.last_error, "retry_in": delay}
+            if kind == "unexpected":  # a bug, not weather: its traceback, once, as a field of the JSON event
+                # ticketd's own errors (a model that cannot load, ...) say what is wrong; a traceback adds nothing.
+                trace = {} if isinstance(exc, TicketdError) else {"exc_info": exc}
+                self._log.error(_WHAT_FAILED[kind], error_type=type(exc).__name__, **trace, **fields)
+            else:
+                self._log.warning(_WHAT_FAILED[kind], **fields)
         else:
             self._outage["failed_calls"] += 1
-            self._log.debug("connector still failing", connector=self.name, job=what, error=str(exc), retry_in=delay)
+            self._log.debug(
+                "connector still failing", connector=self.name, job=what, error=self.last_error, retry_in=delay
+            )
 
     def _succeeded(self, what: str) -> None:
         now = self._clock()
         self.state = "ok"
+        self.failure_class = None
         self.failures = 0
         self.not_before = 0.0
         self.last_success = datetime.now(UTC)

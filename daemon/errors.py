@@ -5,6 +5,7 @@ TicketdError
 ├── DatasetError          bad training data (names file, line, column)
 ├── ModelError            a model directory that cannot be loaded or is inconsistent
 │   └── ModelStoreError   versions, the `current` pointer, promote/rollback
+│       └── UnservableModelError  a version that fails to load or classify is never made current
 ├── StateError            the state database cannot be opened, migrated or used (names the URL, never its password)
 └── TrainingError         training cannot run (missing extra, bad base model, ...)
 """
@@ -45,6 +46,10 @@ class ModelError(TicketdError):
 
 class ModelStoreError(ModelError):
     """The model store cannot perform the requested version operation."""
+
+
+class UnservableModelError(ModelStoreError):
+    """A stored version failed to load or to classify a probe ticket, so `current` was left as it was."""
 
 
 class StateError(TicketdError):

@@ -6,7 +6,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
 _CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
@@ -50,6 +59,16 @@ class Metrics:
             registry=r,
         )
         self.retrains = Counter("ticketd_retrain_runs", "Retrain runs by outcome", ["outcome"], registry=r)
+        self.connector_up = Gauge(
+            "ticketd_connector_up", "1 while the connector is ready, 0 while it is not", ["connector"], registry=r
+        )
+        self.connector_failure = Enum(
+            "ticketd_connector_failure",
+            "The connector's failure class (ok while its last call succeeded); see daemon.coordinator",
+            ["connector"],
+            states=["ok", "transient", "credentials", "configuration", "state", "unexpected"],
+            registry=r,
+        )
 
     def ticket(self, connector: str, decision: str) -> None:
         """One ticket recorded in the ledger as `decision` (applied, skipped, left, failed, shadow)."""
@@ -72,6 +91,11 @@ class Metrics:
     def poll_succeeded(self, connector: str) -> None:
         """A poll of `connector` finished without error."""
         self.last_poll.labels(connector).set(time.time())
+
+    def connector_health(self, connector: str, ready: bool, failure: str | None) -> None:
+        """After each job: whether the connector is ready and in which failure class."""
+        self.connector_up.labels(connector).set(1 if ready else 0)
+        self.connector_failure.labels(connector).state(failure or "ok")
 
     def agreement(self, connector: str, label: str, ratio: float) -> None:
         """Latest shadow/live agreement with the agents' final labels."""

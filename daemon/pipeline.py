@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio.to_thread
 
@@ -29,6 +30,8 @@ from connectors.errors import TicketError
 from daemon.logging import get_logger
 from daemon.metrics import Metrics
 from daemon.routing import Decision, LabelRule, decide
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from daemon.state import LedgerEntry, TrainingRow
@@ -106,6 +109,7 @@ class Pipeline:
         self.metrics = metrics
         self.live: dict[str, set[str]] = {}
         self._warned: set[tuple[str, str]] = set()  # (label, target) already warned about; a reload starts afresh
+        self._seen_again: set[str] = set()  # ticket ids already in the ledger that came again, said once each
         self.counters = Counters(connector=name, metrics=metrics)
         self.log = get_logger(__name__).bind(connector=name)
 
@@ -122,7 +126,7 @@ class Pipeline:
         if not self.live:
             await self.refresh_taxonomy()
         done = 0
-        cursor = self.state.cursor_get(self.name, "new")
+        cursor = await self._db(self.state.cursor_get, self.name, "new")
         while not self._stopping():
             # While the helpdesk fails now and then, one ticket per page: a page needs all its calls to
             # succeed (Zammad reads each ticket's articles), so a full page might never get through.
@@ -132,7 +136,7 @@ class Pipeline:
             if not finished:
                 return done  # cursor not advanced: the rest of the page comes again
             if page.cursor != cursor:
-                self.state.cursor_set(self.name, "new", page.cursor)
+                await self._db(self.state.cursor_set, self.name, "new", page.cursor)
                 cursor = page.cursor
             if not page.more or not page.tickets:
                 break
@@ -148,8 +152,9 @@ class Pipeline:
         done = 0
         # Tickets already in the ledger are skipped unclassified. The lookup is a snapshot: a ticket another
         # process claims meanwhile is classified for nothing, but ledger_begin still refuses the second claim.
-        known = self.state.ledger_known(self.name, [t.id for t in tickets]) if tickets else set()
+        known = await self._db(self.state.ledger_known, self.name, [t.id for t in tickets]) if tickets else set()
         fresh = [t for t in tickets if t.id not in known]
+        self._say_known(t for t in tickets if t.id in known)
         overlap_writes = self.connector.concurrent_apply
         # The daemon runs on asyncio: these tasks wait for the model's worker thread and the helpdesk.
         ahead: asyncio.Task[_Classified] | None = None
@@ -184,9 +189,24 @@ class Pipeline:
             if writing is not None:  # an earlier write-back failed: let this one end (applied, or left pending)
                 await _settle(writing)
 
+    def _say_known(self, tickets: Iterable[Ticket]) -> None:
+        """A new ticket whose id the ledger already has is not routed again; say so once, never silently.
+
+        The rule for mail (a Message-ID is a ticket id): a second mail with a Message-ID already routed is
+        taken for a copy of the first (a resend, a duplicate delivery) and left where it is. After a
+        crash the same page comes again and its routed tickets are said here too, as they should be.
+        """
+        for ticket in tickets:
+            if ticket.id in self._seen_again:
+                continue
+            if len(self._seen_again) >= 10_000:
+                self._seen_again.clear()
+            self._seen_again.add(ticket.id)
+            self.log.info("ticket already in the ledger; not routed again", ticket_id=ticket.id, number=ticket.number)
+
     async def process(self, ticket: Ticket) -> int:
         """Route one ticket exactly once; returns 1 if it was new to the ledger."""
-        if self.state.ledger_get(self.name, ticket.id) is not None:
+        if await self._db(self.state.ledger_get, self.name, ticket.id) is not None:
             return 0
         return await self._record(ticket, await self._classify(ticket))
 
@@ -231,7 +251,7 @@ class Pipeline:
             created_at=now,
             updated_at=now,
         )
-        if not self.state.ledger_begin(entry):
+        if not await self._db(self.state.ledger_begin, entry):
             return 0
         fields: dict[str, Any] = {"ticket_id": ticket.id, "mode": self.mode, "reasons": decision.reasons}
         fields.update({f"{k}_predicted": v["label"] for k, v in predictions.items()})
@@ -263,7 +283,7 @@ class Pipeline:
 
     async def replay_pending(self) -> int:
         """Re-apply entries a crash or an outage left pending; apply is idempotent."""
-        pending = self.state.ledger_pending(self.name)
+        pending = await self._db(self.state.ledger_pending, self.name)
         for entry in pending:
             if self._stopping():
                 break
@@ -275,7 +295,9 @@ class Pipeline:
         decision = entry.decision
         tid = entry.ticket_id
         if decision.get("queue") is None and decision.get("priority") is None:
-            self.state.ledger_finish(self.name, tid, "skipped", "below threshold everywhere: left as is")
+            await self._db(
+                self.state.ledger_finish, self.name, tid, "skipped", "below threshold everywhere: left as is"
+            )
             self.counters.add("left")
             self.log.info("ticket left as is", ticket_id=tid, reasons=decision.get("reasons"))
             return
@@ -289,12 +311,14 @@ class Pipeline:
         try:
             outcome = await self.connector.apply(update)
         except TicketError as exc:
-            self.state.ledger_finish(self.name, tid, "failed", str(exc))
+            await self._db(self.state.ledger_finish, self.name, tid, "failed", str(exc))
             self.counters.add("failed")
             self.log.warning("ticket could not be updated; skipped", ticket_id=tid, error=str(exc))
             return
         if isinstance(outcome, Applied):
-            self.state.ledger_finish(self.name, tid, "applied", ",".join(outcome.changed) or "already applied")
+            await self._db(
+                self.state.ledger_finish, self.name, tid, "applied", ",".join(outcome.changed) or "already applied"
+            )
             self.counters.add("applied")
             self.log.info(
                 "ticket routed",
@@ -304,17 +328,18 @@ class Pipeline:
                 changed=list(outcome.changed),
             )
         else:
-            self.state.ledger_finish(self.name, tid, "skipped", outcome.reason)
+            await self._db(self.state.ledger_finish, self.name, tid, "skipped", outcome.reason)
             self.counters.add("skipped")
             self.log.info("ticket skipped", ticket_id=tid, reason=outcome.reason)
 
     async def harvest(self) -> int:
         """Closed tickets with their final labels go to the training store; returns rows new or changed."""
         added = 0
-        cursor = self.state.cursor_get(self.name, "closed")
+        cursor = await self._db(self.state.cursor_get, self.name, "closed")
         while not self._stopping():
             page = await self.connector.fetch_closed(cursor, self.batch_limit)
             now = datetime.now(UTC)
+            own = await self._db(self._own_filings, page.tickets)
             rows = [
                 self._row(
                     connector=self.name,
@@ -327,12 +352,12 @@ class Pipeline:
                     harvested_at=now,
                 )
                 for t in page.tickets
-                if (t.body.strip() or t.subject.strip()) and not self._own_filing(t)
+                if (t.body.strip() or t.subject.strip()) and t.id not in own
             ]
             if rows:
-                added += self.state.training_add(rows)
+                added += await self._db(self.state.training_add, rows)
             if page.cursor != cursor:
-                self.state.cursor_set(self.name, "closed", page.cursor)
+                await self._db(self.state.cursor_set, self.name, "closed", page.cursor)
                 cursor = page.cursor
             if not page.more or not page.tickets:
                 break
@@ -340,12 +365,20 @@ class Pipeline:
             self.log.info("closed tickets harvested", rows=added)
         return added
 
-    def _own_filing(self, ticket: Ticket) -> bool:
-        """A mail ticketd filed itself and nobody moved since is no evidence: training on it would echo the model."""
+    def _own_filings(self, tickets: Sequence[Ticket]) -> set[str]:
+        """Mails ticketd filed itself that nobody moved since are no evidence: training on them would echo the model."""
         if self.connector.closed_means_confirmed:
-            return False
-        entry = self.state.ledger_get(self.name, ticket.id)
-        return entry is not None and entry.state == "applied" and entry.decision.get("queue") == ticket.queue
+            return set()
+        own = set()
+        for ticket in tickets:
+            entry = self.state.ledger_get(self.name, ticket.id)
+            if entry is not None and entry.state == "applied" and entry.decision.get("queue") == ticket.queue:
+                own.add(ticket.id)
+        return own
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """A state call in a worker thread: a locked or slow database never stalls the event loop (API, watchdog)."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args))
 
     def _note(self, version: str | None, predictions: Mapping[str, Mapping[str, Any]]) -> str:
         parts = [f"{k}={v['label']} ({float(v['confidence']):.2f})" for k, v in predictions.items()]

@@ -209,7 +209,7 @@ def _run_training(
                 except subprocess.TimeoutExpired:
                     if cancel is not None and cancel.is_set():
                         _stop(proc)
-                        return "training was cancelled (the daemon is stopping) and its process killed"
+                        return "training was cancelled (daemon stopping, or a cancel through the API); process killed"
                     if deadline is not None and time.monotonic() >= deadline:
                         _stop(proc)
                         return f"training exceeded its {timeout_s:g}s time limit and was killed"

@@ -69,7 +69,13 @@ class ModelHolder:
                 raise ModelError(f"{self.store.root}: the model store has no current version")
             if self._model is not None and self._model.version == version:
                 return False
-            classifier = Classifier.load(self.store.versions_dir / version, threads=self.threads)
+            try:
+                classifier = Classifier.load(self.store.versions_dir / version, threads=self.threads)
+            except ModelError as exc:  # at start the daemon refuses to run on it; on reload it keeps the loaded one
+                raise ModelError(
+                    f"current model version {version} cannot be loaded: {exc} "
+                    "(`ticketd models rollback`, or `ticketd models promote` a version that loads)"
+                ) from None
             previous = self._model.version if self._model else None
             self._model = LoadedModel(classifier, version)
         log.info("model loaded", version=version, previous=previous)

@@ -35,6 +35,19 @@ class ParsedMail:
     message: Message | None
     defects: tuple[str, ...] = ()
 
+    @property
+    def is_mail(self) -> bool:
+        """Whether it has any header a mail has: a file of random bytes or plain text has none, and is no ticket."""
+        if self.message is None:
+            return False
+        try:
+            return any(str(self.message.get(name, "")).strip() for name in MAIL_HEADERS)
+        except Exception:  # a header so damaged that reading it raises still shows a header was there
+            return True
+
+
+MAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "Received", "Return-Path", "Delivered-To")
+
 
 def parse_mail(raw: bytes) -> ParsedMail:
     """Best-effort parse with the standard library (policy.default); never raises."""

@@ -26,8 +26,21 @@ def mail_ticket(
     keywords: Iterable[str],
     priorities: list[str],
     closed_at: datetime | None = None,
-) -> Ticket:
-    """The ticket of one mail; a partly unreadable mail is delivered with what could be read, and said so."""
+    where: str = "",
+) -> Ticket | None:
+    """The ticket of one mail; a partly unreadable mail is delivered with what could be read, and said so.
+
+    Something that is not a mail at all (no mail header: random bytes, a text file dropped into the folder)
+    is no ticket: None, with one warning naming `where` (its file or folder and UID). It stays where it is;
+    the folder's cursor moves past it, so the warning is not repeated on every poll.
+    """
+    if not parsed.is_mail:
+        log.warning(
+            f"{source}: not a mail (no mail headers); not classified, left where it is",
+            file=where or folder,
+            folder=folder,
+        )
+        return None
     if parsed.defects:
         log.warning(
             f"{source} mail partly unreadable; delivered with what could be read",

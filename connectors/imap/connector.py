@@ -133,7 +133,7 @@ class ImapConnector(Connector):
             return 0
         return last
 
-    def _ticket(self, fetched: Fetched, selected: Selected, queue: str) -> Ticket:
+    def _ticket(self, fetched: Fetched, selected: Selected, queue: str) -> Ticket | None:
         parsed = parse_mail(fetched.raw)
         created = fetched.internaldate or parsed.date or datetime.now(UTC)
         if created.tzinfo is None:
@@ -148,6 +148,7 @@ class ImapConnector(Connector):
             created_at=created,
             keywords=fetched.flags,
             priorities=self.config.priorities,
+            where=f"{selected.name} UID {fetched.uid}",
         )
 
     def _tickets(self, session: Session, selected: Selected, uids: list[int], queue: str) -> list[Ticket]:

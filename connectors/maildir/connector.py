@@ -154,6 +154,7 @@ class MaildirConnector(Connector):
             keywords=keywords.names_of(entry.flags, table),
             priorities=self.config.priorities,
             closed_at=entry.filed if closed else None,
+            where=str(entry.path),
         )
 
     def _page(

@@ -1,4 +1,8 @@
-"""The FastAPI application: routes, error envelope, body limit; OpenAPI at /openapi.json, docs at /docs."""
+"""The FastAPI application: routes, error envelope, body limit; OpenAPI at /openapi.json, docs at /docs.
+
+The docs pages load Swagger UI and ReDoc from the API itself (fastapi-offline ships the assets), not from
+a CDN: they work on a site with no internet access, and the browser asks nothing outside the network.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from daemon import __version__
 from daemon.api import errors
@@ -45,14 +50,15 @@ def create_app(services: Services) -> FastAPI:
                 log.info("api_stopping_training")
             await anyio.to_thread.run_sync(services.jobs.shutdown)
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="ticketd",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
+        static_url="/docs/static",
     )
     app.state.services = services
     errors.install(app)

@@ -20,6 +20,7 @@ from daemon.errors import TicketdError
 from daemon.logging import get_logger
 from daemon.ml.dataset import load_dataset
 from daemon.retrain import RetrainResult, retrain
+from daemon.retraining import Claim
 
 if TYPE_CHECKING:
     from daemon.api.services import Services
@@ -72,6 +73,14 @@ class JobConflict(Exception):
         self.job = job
 
 
+class TrainingBusy(Exception):
+    """Another training (the daemon's scheduled retrain) holds the one training claim."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
 class TrainingJobs:
     """Accepts at most one job at a time and runs it in a daemon thread."""
 
@@ -80,7 +89,7 @@ class TrainingJobs:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
+        self._claim: Claim | None = None
 
     def get(self, job_id: str) -> Job | None:
         """A job by id, if still remembered."""
@@ -100,16 +109,20 @@ class TrainingJobs:
         labels: tuple[str, ...] | None = None,
         epochs: int | None = None,
     ) -> Job:
-        """Queue a job and start its thread; raises JobConflict while another one is unfinished."""
+        """Queue a job and start its thread; JobConflict while a job is unfinished, TrainingBusy while cron trains."""
         with self._lock:
             busy = next((j for j in self._jobs.values() if j.state in ("queued", "running")), None)
             if busy is not None:
                 raise JobConflict(busy)
+            claim = self.services.retraining.try_claim("api")
+            if claim is None:
+                holder = self.services.retraining.holder
+                raise TrainingBusy(holder.describe() if holder is not None else "another training")
+            self._claim = claim
             job = Job(uuid.uuid4().hex, dataset_version, promote, labels, epochs)
             self._jobs[job.id] = job
             while len(self._jobs) > _KEEP_JOBS:
                 self._jobs.popitem(last=False)
-            self._cancel.clear()
             self._thread = threading.Thread(target=self._run, args=(job,), name=f"train-{job.id[:8]}", daemon=True)
         log.info("api_train_queued", job=job.id, dataset=dataset_version, promote=promote)
         self._thread.start()
@@ -117,7 +130,9 @@ class TrainingJobs:
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Cancel a running job (its training process is killed) and wait for the thread; for server shutdown."""
-        self._cancel.set()
+        holder = self.services.retraining.holder
+        if holder is not None and holder is self._claim:
+            self.services.retraining.stop()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
@@ -158,7 +173,12 @@ class TrainingJobs:
                 policy = dataclasses.replace(policy, tolerance=float("inf"))  # no label can be "worse"
             job.phase = f"training and scoring ({len(rows)} rows, labels {', '.join(labels)})"
             result = retrain(
-                rows, svc.store, policy, new_since_last=len(rows), workdir=svc.workdir, cancel=self._cancel
+                rows,
+                svc.store,
+                policy,
+                new_since_last=len(rows),
+                workdir=svc.workdir,
+                cancel=svc.retraining.cancel,
             )
             job.result = result
             svc.metrics.retrain(result.outcome)
@@ -174,6 +194,8 @@ class TrainingJobs:
             log.error("api_train_crashed", job=job.id, error_type=type(exc).__name__, exc_info=exc)
             job.reason, job.state = f"internal error ({type(exc).__name__}); see the daemon's log", "failed"
         finally:
+            if self._claim is not None:
+                svc.retraining.release(self._claim)
             job.phase = "done"
             job.finished = time.monotonic()
             outcome = job.result.outcome if job.result else None

@@ -132,6 +132,15 @@ class JobStatus(BaseModel):
     reason: str | None
 
 
+class TrainingNow(BaseModel):
+    """Whichever training runs now (the daemon's scheduled retrain or an API job): one at a time."""
+
+    running: bool
+    started_by: Literal["schedule", "api"] | None = Field(description="who holds the one training slot")
+    running_s: float | None
+    cancelling: bool = Field(description="a cancel was asked for; its training process is being stopped")
+
+
 class ModelVersion(BaseModel):
     """A stored model version with a summary of its metadata."""
 

@@ -13,6 +13,7 @@ from daemon.config import ApiSection, Config
 from daemon.metrics import Metrics
 from daemon.ml.versions import ModelStore
 from daemon.retrain import RetrainPolicy, policy_from_config
+from daemon.retraining import Retraining
 from daemon.serving import ModelHolder
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
@@ -39,6 +40,7 @@ class Services:
     metrics: Metrics
     policy: RetrainPolicy
     readiness: Readiness | None = None
+    retraining: Retraining = field(default_factory=Retraining)  # `ticketd run` shares its own with the cron
     datasets: DatasetStore = field(init=False)
     jobs: TrainingJobs = field(init=False)
 
@@ -61,6 +63,7 @@ class Services:
         model: ModelHolder | None = None,
         metrics: Metrics | None = None,
         readiness: Readiness | None = None,
+        retraining: Retraining | None = None,
     ) -> Services:
         """Datasets in `<model.store>/datasets`, training files in `<model.store>/retrain` (as the daemon's cron)."""
         holder = model or ModelHolder(config.model.store, threads=config.model.threads)
@@ -73,6 +76,7 @@ class Services:
             metrics=metrics or Metrics(),
             policy=policy_from_config(config),
             readiness=readiness,
+            retraining=retraining or Retraining(),
         )
 
     def ready(self) -> tuple[bool, dict[str, Any]]:

@@ -9,7 +9,7 @@ Layout: `schema` (the sections), `yaml_lines` (parsing with the line map), `mess
 errors as file:line:key lines), `loading` (the order: YAML, secrets, connectors, schema).
 """
 
-from daemon.config.loading import default_config, load_config
+from daemon.config.loading import default_config, load_config, load_structure
 from daemon.config.schema import (
     ApiSection,
     Config,
@@ -33,5 +33,6 @@ __all__ = [
     "StateSection",
     "default_config",
     "load_config",
+    "load_structure",
     "state_dir",
 ]

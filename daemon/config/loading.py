@@ -20,12 +20,19 @@ from daemon.errors import ConfigError
 # The daemon's own secrets that may come from a file instead: section -> (key, one value per line?).
 _SECRET_FILES: dict[str, tuple[str, bool]] = {"state": ("url", False), "api": ("tokens", True)}
 _SECTIONS = ("model", "state", "retrain", "api", "log")
+MAX_CONFIG_BYTES = 1 << 20  # a config with hundreds of connectors is a few tens of KiB
 
 
 def load_config(path: Path) -> Config:
     """Read and validate a YAML file; raises ConfigError listing every problem as `file:line: path: message`."""
     source = str(path)
+    if path.is_dir():
+        raise ConfigError(f"{source}: is a directory, not a config file")
+    if not path.exists():
+        raise ConfigError(f"{source}: no such config file")
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{source}: {path.stat().st_size} bytes; a config file is at most {MAX_CONFIG_BYTES}")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the configuration: {exc.strerror or exc}") from None
@@ -44,6 +51,13 @@ def load_config(path: Path) -> Config:
         )
     problems = [Problem(loc, "key given twice; YAML would keep only the last", line) for loc, line in repeats(root)]
     return _build(data, source, root, problems)
+
+
+def load_structure(path: Path) -> tuple[Config, list[str]]:
+    """Validate a config whose secrets may be absent (a CI job); returns it and each secret not resolved."""
+    with secrets.structure_only() as unresolved:
+        config = load_config(path)
+    return config, [str(p) for p in unresolved]
 
 
 def default_config() -> Config:
@@ -116,7 +130,8 @@ def _split_entry(entry: Any, i: int, problems: list[Problem]) -> Any:
             problems.append(Problem((*prefix, "type"), f"connector type {type_name!r} cannot be loaded: {exc}"))
         else:
             try:
-                connection = model.model_validate(raw)
+                with secrets.within(prefix):
+                    connection = model.model_validate(raw)
             except ValidationError as exc:
 
                 def known(loc: Loc, model: type[BaseModel] = model) -> list[str] | None:

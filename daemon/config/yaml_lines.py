@@ -11,6 +11,39 @@ from daemon.errors import ConfigError
 Loc = tuple[str | int, ...]  # a path through the document: ("connectors", 0, "routing", "labels")
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_EXPANDED_NODES = 100_000  # aliases may repeat a block; a "billion laughs" file repeats it 10^9 times
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many nodes the document has once every alias is expanded, counted without expanding (memoised).
+
+    PyYAML builds an alias as a shared reference, so parsing a bomb is quick; everything that walks
+    the data afterwards (secrets, validation, line lookup) would visit each repetition.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # on the current path: meeting one again is a recursive alias
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            sizes[id(node)] = 1
+            continue
+        if children_done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+            continue
+        if id(node) in open_nodes:
+            return limit + 1  # a recursive structure expands forever
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
 
 
 def parse(text: str, source: str) -> tuple[Any, yaml.Node | None]:
@@ -18,6 +51,11 @@ def parse(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
+        if root is not None and _expanded_size(root, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
+            raise ConfigError(
+                f"{source}: YAML aliases expand to more than {MAX_EXPANDED_NODES} values; "
+                "refusing a document this large (a config needs a few hundred)"
+            )
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

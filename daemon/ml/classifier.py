@@ -70,6 +70,8 @@ class TransformerHead:
         except Exception as exc:  # onnxruntime raises its own non-exported exception types
             raise ModelError(f"{onnx_path}: cannot load ONNX model: {exc}") from exc
         self.input_names = {i.name for i in self.session.get_inputs()}
+        width = self.session.get_outputs()[0].shape[-1]
+        self.n_classes = width if isinstance(width, int) else None  # a symbolic dimension says nothing
 
     def logits(self, texts: Sequence[str], batch_size: int = 1) -> FloatArray:
         """Raw class scores; tickets are tokenised once, then run in batches of similar length.
@@ -142,20 +144,37 @@ class Head:
             classes = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ModelError(f"{directory}: not a ticketd model head ({exc})") from exc
-        weight = float(spec["tfidf_weight"])
+        try:
+            weight = float(spec["tfidf_weight"])
+            temperature = float(spec["temperature"])
+            mapping = spec.get("confidence_map")
+            confidence_map = (list(mapping["x"]), list(mapping["y"])) if mapping else None
+            files: Mapping[str, str] = spec["onnx_files"] if weight < 1.0 else {}
+            max_length = int(spec["max_length"]) if weight < 1.0 else 0
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{directory / HEAD_FILE}: incomplete head spec ({type(exc).__name__}: {exc})") from None
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise ModelError(f"{directory / LABELS_FILE}: not a list of class names")
         transformer = None
         if weight < 1.0:
-            files: Mapping[str, str] = spec["onnx_files"]
-            chosen = files.get(precision or spec["serving_precision"])
+            wanted = precision or str(spec.get("serving_precision", ""))
+            chosen = files.get(wanted)
             if chosen is None:
-                raise ModelError(f"{directory}: no {precision} ONNX file (have {', '.join(files)})")
-            transformer = TransformerHead(
-                directory / chosen, directory / TOKENIZER_FILE, int(spec["max_length"]), threads
-            )
+                raise ModelError(
+                    f"{directory / HEAD_FILE}: no {wanted or 'serving'} ONNX file (have {', '.join(files)})"
+                )
+            transformer = TransformerHead(directory / chosen, directory / TOKENIZER_FILE, max_length, threads)
+            if transformer.n_classes not in (None, len(classes)):
+                raise ModelError(
+                    f"{directory / LABELS_FILE}: {len(classes)} classes, but {directory / chosen} "
+                    f"scores {transformer.n_classes}"
+                )
         tfidf = TfidfScorer.load(directory / TFIDF_DIR) if weight > 0.0 else None
-        mapping = spec.get("confidence_map")
-        confidence_map = (list(mapping["x"]), list(mapping["y"])) if mapping else None
-        temperature = float(spec["temperature"])
+        if tfidf is not None and tfidf.coef.shape[0] != len(classes):
+            raise ModelError(
+                f"{directory / LABELS_FILE}: {len(classes)} classes, but the TF-IDF model in "
+                f"{directory / TFIDF_DIR} scores {tfidf.coef.shape[0]}"
+            )
         return cls(directory.name, list(classes), weight, temperature, transformer, tfidf, confidence_map)
 
 
@@ -173,11 +192,12 @@ class Classifier:
         model_dir = resolve_model_dir(Path(path))
         try:
             metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{model_dir}: missing or unreadable metadata.json ({exc})") from exc
-        heads = {
-            name: Head.load(model_dir / name, precision=precision, threads=threads) for name in metadata["label_names"]
-        }
+            names = [str(n) for n in metadata["label_names"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(
+                f"{model_dir / 'metadata.json'}: missing, unreadable or without label_names ({exc})"
+            ) from None
+        heads = {name: Head.load(model_dir / name, precision=precision, threads=threads) for name in names}
         return cls(model_dir, heads, metadata)
 
     def predict_texts(self, texts: Sequence[str], batch_size: int = 1) -> list[dict[str, dict[str, Any]]]:
@@ -200,3 +220,25 @@ class Classifier:
     def classify(self, text: str = "", *, subject: str | None = None) -> dict[str, dict[str, Any]]:
         """Classify one raw ticket (HTML allowed); the subject, when given, is kept ahead of the body."""
         return self.predict_texts([compose(subject, text)])[0]
+
+
+PROBE_TICKET = ("Printer on the second floor does not print", "Since this morning every job stays in the queue.")
+
+
+def check_servable(model_dir: Path) -> None:
+    """Load every head and classify a probe ticket; raises ModelError naming what failed.
+
+    Run before any switch of `current`, so a version with a truncated or inconsistent file is refused
+    while the one being served keeps serving.
+    """
+    try:
+        classifier = Classifier.load(model_dir, threads=1)
+        result = classifier.classify(PROBE_TICKET[1], subject=PROBE_TICKET[0])
+    except ModelError:
+        raise
+    except Exception as exc:  # onnxruntime, tokenizers and numpy raise their own types on damaged files
+        raise ModelError(f"{model_dir}: cannot classify a probe ticket: {type(exc).__name__}: {exc}") from None
+    for name, head in classifier.heads.items():
+        got = result.get(name, {})
+        if got.get("label") not in head.classes or not 0.0 <= float(got.get("confidence", -1.0)) <= 1.0:
+            raise ModelError(f"{model_dir / name}: the probe ticket got {got!r}, not a class with a confidence")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -257,7 +258,11 @@ def _fine_tune(
         TrainingArguments,
         set_seed,
     )
+    from transformers.utils import logging as hf_logging
 
+    # transformers has its own stderr handler; its lines go through the process's one chain (daemon.logging).
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
     set_seed(opts.seed)
     index = {c: i for i, c in enumerate(classes)}
     tokenizer = AutoTokenizer.from_pretrained(base)  # type: ignore[no-untyped-call]
@@ -301,6 +306,13 @@ def _fine_tune(
             return control
 
     stopper = _Deadline()
+
+    class _Progress(TrainerCallback):
+        """Progress as log events (off a terminal the tqdm bars are off: they would break the JSON lines)."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            numbers = {k: round(float(v), 4) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            log.info("fine-tuning", label=label, step=state.global_step, steps=state.max_steps, **numbers)
 
     class _Encoded(torch.utils.data.Dataset[dict[str, Any]]):
         def __init__(self, ds: Dataset) -> None:
@@ -357,7 +369,7 @@ def _fine_tune(
         dataloader_num_workers=0,
         # Not group_by_length: it cut fine-tuning from 8.4 to 5.8 min per head, but the priority
         # transformer's validation macro-F1 fell from 0.418 to 0.386 and the head lost to the baseline.
-        disable_tqdm=False,
+        disable_tqdm=not sys.stderr.isatty(),
     )
     trainer = _WeightedTrainer(
         model=model,
@@ -366,7 +378,7 @@ def _fine_tune(
         eval_dataset=val_set,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=1), stopper],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=1), stopper, _Progress()],
     )
     result = trainer.train()
     out = work / f"model-{label}"
@@ -709,42 +721,50 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise TrainingError(f"--out {out}: directory exists and is not empty")
-    if not opts.allow_download:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    base = resolve_base(opts.base, opts.allow_download)
-    if opts.min_examples is not None:
-        loaded = load_dataset(data, labels=opts.labels, columns=opts.columns, min_examples=1)
-        dataset, dropped = drop_rare(loaded, opts.min_examples)
-        if dropped:
-            log.warning(
-                "rare classes left out",
-                min_examples=opts.min_examples,
-                tickets=len(loaded) - len(dataset),
-                classes={name: len(v) for name, v in dropped.items()},
-            )
-    else:
-        dataset, dropped = load_dataset(data, labels=opts.labels, columns=opts.columns), {}
-    require_classes(dataset)
-    train_part, val_part = stratified_split(dataset, test_size=opts.validation_size, seed=opts.seed)
-    langs, lang_source = language.languages(
-        train_part.languages() + val_part.languages(), train_part.texts() + val_part.texts()
-    )
-    lang_mix = language.mix(langs)
-    base_langs = language.base_languages(base)
-    lang_warning = language.fit_warning(lang_mix, base_langs)
-    if lang_warning:
-        log.warning("language fit", detail=lang_warning)
-
-    import torch
-
-    torch.set_num_threads(opts.threads or torch.get_num_threads())
-    deadline = started + opts.budget_minutes * 60 if opts.budget_minutes is not None else None
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    # Build next to `out` and rename at the end, so a crash never leaves a half model in place.
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        # Before anything is loaded or fitted: a model learnt for an hour must not die on a read-only --out.
+        out.mkdir(parents=True, exist_ok=True)
+        # Build next to `out` and rename at the end, so a crash never leaves a half model in place.
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        (staging / ".probe").write_bytes(b"")
+        (staging / ".probe").unlink()
+    except OSError as exc:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise TrainingError(f"--out {out}: cannot be written: {exc.strerror or exc}") from None
+    try:
+        if not opts.allow_download:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        base = resolve_base(opts.base, opts.allow_download)
+        if opts.min_examples is not None:
+            loaded = load_dataset(data, labels=opts.labels, columns=opts.columns, min_examples=1)
+            dataset, dropped = drop_rare(loaded, opts.min_examples)
+            if dropped:
+                log.warning(
+                    "rare classes left out",
+                    min_examples=opts.min_examples,
+                    tickets=len(loaded) - len(dataset),
+                    classes={name: len(v) for name, v in dropped.items()},
+                )
+        else:
+            dataset, dropped = load_dataset(data, labels=opts.labels, columns=opts.columns), {}
+        require_classes(dataset)
+        train_part, val_part = stratified_split(dataset, test_size=opts.validation_size, seed=opts.seed)
+        langs, lang_source = language.languages(
+            train_part.languages() + val_part.languages(), train_part.texts() + val_part.texts()
+        )
+        lang_mix = language.mix(langs)
+        base_langs = language.base_languages(base)
+        lang_warning = language.fit_warning(lang_mix, base_langs)
+        if lang_warning:
+            log.warning("language fit", detail=lang_warning)
+
+        import torch
+
+        torch.set_num_threads(opts.threads or torch.get_num_threads())
+        deadline = started + opts.budget_minutes * 60 if opts.budget_minutes is not None else None
         # The cheap candidates first: every label's TF-IDF is chosen and fitted before any fine-tuning.
         all_texts = train_part.texts() + val_part.texts()
         tfidf: dict[str, dict[str, Any]] = {}

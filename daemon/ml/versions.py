@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import ModelError, ModelStoreError
+from daemon.errors import ModelError, ModelStoreError, UnservableModelError
 
 _VERSION = re.compile(r"^v(\d+)$")
 
@@ -99,9 +99,15 @@ class ModelStore:
             yield
 
     def staging_dir(self) -> Path:
-        """A fresh directory on the store's filesystem to build a model in before `add`."""
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.versions_dir))
+        """A fresh directory on the store's filesystem to build a model in before `add`; checked writable."""
+        try:
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.versions_dir))
+            (path / ".probe").write_bytes(b"")
+            (path / ".probe").unlink()
+        except OSError as exc:
+            raise ModelStoreError(f"model store {self.root}: cannot be written: {exc.strerror or exc}") from None
+        return path
 
     def sweep_staging(self, older_than: float = 24 * 3600) -> list[str]:
         """Remove staging directories a killed trainer left behind; a live one is touched far more often."""
@@ -185,19 +191,31 @@ class ModelStore:
             self.history_file, {"stack": stack, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
         )
 
-    def promote(self, version: str) -> None:
-        """Point `current` at `version` in one atomic rename."""
+    def _check(self, version: str) -> None:
+        """Load the version completely and classify a probe ticket; a version that fails never becomes current."""
+        from daemon.ml.classifier import check_servable
+
+        try:
+            check_servable(self.versions_dir / version)
+        except ModelError as exc:
+            raise UnservableModelError(f"{version} cannot serve, `current` unchanged: {exc}") from None
+
+    def promote(self, version: str, *, check: bool = True) -> None:
+        """Point `current` at `version` in one atomic rename, after checking that it serves (`check`)."""
         with self._locked():
             if not (self.versions_dir / version / "metadata.json").is_file():
                 known = ", ".join(f"v{n}" for n in self._numbers()) or "none"
                 raise ModelStoreError(f"no model version {version!r} in {self.root} (known: {known})")
             stack = self._history()
-            if stack and stack[-1] == version:
+            if stack and stack[-1] == version and self.current() == version:
                 return
-            self._switch(version, [*stack, version])
+            if check:
+                self._check(version)
+            # A `current` that was deleted is created again; the history does not repeat its last entry.
+            self._switch(version, stack if stack and stack[-1] == version else [*stack, version])
 
-    def rollback(self) -> str:
-        """Return `current` to the version promoted before it; returns that version."""
+    def rollback(self, *, check: bool = True) -> str:
+        """Return `current` to the version promoted before it, after checking that it serves; returns it."""
         with self._locked():
             stack = self._history()
             if len(stack) < 2:
@@ -206,6 +224,8 @@ class ModelStore:
             previous = stack[-1]
             if not (self.versions_dir / previous / "metadata.json").is_file():
                 raise ModelStoreError(f"{self.root}: previous version {previous} is missing on disk")
+            if check:
+                self._check(previous)
             self._switch(previous, stack)
             return previous
 

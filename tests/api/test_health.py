@@ -75,3 +75,19 @@ def test_openapi_and_docs(client: TestClient) -> None:
                     ref = answer["content"]["application/json"]["schema"]["$ref"]
                     assert ref.endswith("/ErrorResponse"), (status, operation["operationId"])
     assert "swagger" in client.get("/docs").text.lower()
+
+
+def test_the_docs_pages_load_nothing_from_outside(client: TestClient) -> None:
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        sources = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html) + re.findall(
+            r"""url: ?["']([^"']+)["']""", html
+        )
+        assert sources, page
+        outside = [s for s in sources if re.match(r"(https?:)?//", s)]
+        assert outside == [], (page, outside)  # no CDN: an offline site gets a working page
+        for asset in (s for s in sources if s.startswith("/docs/static/")):
+            answer = client.get(asset)
+            assert answer.status_code == 200 and len(answer.content) > 1000, asset

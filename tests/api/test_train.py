@@ -190,3 +190,30 @@ def test_round_trip_upload_train_classify(make_client: Callable[..., TestClient]
     assert body["model_version"] == "v1"
     assert body["predicted_label"] in services_of(client).model.get().labels["queue"]
     assert client.get("/api/v1/models", headers=AUTH).json()["current"] == "v1"
+
+
+def test_one_training_slot_for_the_schedule_and_the_api_with_progress_and_a_cancel(client: TestClient) -> None:
+    svc = services_of(client)
+    assert client.get("/api/v1/training", headers=AUTH).json() == {
+        "running": False,
+        "started_by": None,
+        "running_s": None,
+        "cancelling": False,
+    }
+    assert client.post("/api/v1/training/cancel", headers=AUTH).status_code == 409
+    claim = svc.retraining.try_claim("schedule")  # what the daemon's cron does before it trains
+    assert claim is not None
+    try:
+        data = "text,queue,priority\n" + "".join(f"printer {i} jams,Q{i % 2},low\n" for i in range(12))
+        assert client.post("/api/v1/train-data", content=data, headers=CSV).status_code == 201
+        refused = client.post("/api/v1/train", json={}, headers=AUTH)
+        assert refused.status_code == 409 and "the scheduled retrain" in refused.json()["error"]["message"]
+        now = client.get("/api/v1/training", headers=AUTH).json()
+        assert now["running"] and now["started_by"] == "schedule" and not now["cancelling"]
+        cancelled = client.post("/api/v1/training/cancel", headers=AUTH)
+        assert cancelled.status_code == 202 and cancelled.json()["cancelling"]
+        assert svc.retraining.cancel.is_set()  # the holder's training process is killed on this event
+    finally:
+        svc.retraining.release(claim)
+    assert client.get("/api/v1/training", headers=AUTH).json()["running"] is False
+    assert client.get("/api/v1/training").status_code == 401

@@ -154,3 +154,137 @@ async def test_api_runs_inside_the_daemon_with_readiness_and_metrics(
     assert 'ticketd_model_info{version="v1"} 1.0' in metrics
     assert 'ticketd_last_successful_poll_timestamp_seconds{connector="fake"}' in metrics
     assert answer.status_code == 200 and answer.json()["model_version"] == "v1"
+
+
+async def test_sighup_reapplies_api_tokens_and_names_what_needs_a_restart(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
+) -> None:
+    import asyncio
+    import os
+    import signal
+    import socket
+
+    import httpx
+
+    _, url = fake
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tokens = tmp_path / "tokens"
+    tokens.write_text("kept-token\nrevoked-token\n")
+    config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
+    config["connectors"][0]["password"] = PASSWORD
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens_file": str(tokens)}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = Daemon(load_config(path), config_path=path)
+    await daemon.start()
+    await daemon.start_api()
+    serving = asyncio.create_task(daemon.serve())
+
+    async def status(client: httpx.AsyncClient, token: str) -> int:
+        answer = await client.post(
+            "/api/v1/classify", json={"ticket_data": "VPN is down"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        return answer.status_code
+
+    try:
+        await asyncio.sleep(0.1)  # serve() has installed its signal handlers
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await status(client, "kept-token"), await status(client, "revoked-token")) == (200, 200)
+            tokens.write_text("kept-token\n")
+            config["api"]["port"] = port + 1  # cannot move a listening socket: said, not applied
+            path.write_text(yaml.safe_dump(config))
+            with capture_logs() as logs:
+                os.kill(os.getpid(), signal.SIGHUP)
+                for _ in range(300):
+                    if any(e["event"] == "config reloaded" for e in logs):
+                        break
+                    await asyncio.sleep(0.1)
+            assert (await status(client, "kept-token"), await status(client, "revoked-token")) == (200, 401)
+    finally:
+        daemon.request_stop("test")
+        await asyncio.wait_for(serving, 30)
+    restart = [e for e in logs if e["event"] == "config changes that take effect only after a restart"]
+    assert len(restart) == 1 and restart[0]["keys"] == ["api.port"]
+
+
+async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigterm(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow trainer (it waits for its cancel, as the real one's process does): everything else goes on."""
+    import asyncio
+    import os
+    import signal
+    import socket
+    import threading
+    import time
+
+    import httpx
+
+    import daemon.retrain as retrain_module
+    from daemon.retrain import RetrainResult
+
+    znuny, url = fake
+    training = threading.Event()
+    cancelled = threading.Event()
+
+    def slow_retrain(rows: Any, store: Any, policy: Any, *, cancel: threading.Event, **_: Any) -> RetrainResult:
+        training.set()
+        if cancel.wait(120):  # the real retrain polls this event and kills the training process group
+            cancelled.set()
+            return RetrainResult("failed", None, "v1", {}, {}, "training was cancelled (the daemon is stopping)")
+        return RetrainResult("rejected", None, "v1", {}, {}, "slow trainer timed out")
+
+    monkeypatch.setattr(retrain_module, "retrain", slow_retrain)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    own = tmp_path / "models"  # the API stores uploads and the retrain its files in the store: a copy
+    shutil.copytree(store, own, symlinks=True, ignore=shutil.ignore_patterns("torch"))
+    config = yaml.safe_load(write_config(tmp_path, url, own).read_text())
+    config["connectors"][0]["password"] = PASSWORD
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t0ken"]}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = Daemon(load_config(path), config_path=path)
+    await daemon.start()
+    await daemon.start_api()
+    serving = asyncio.create_task(daemon.serve())
+    auth = {"Authorization": "Bearer t0ken"}
+    timings: dict[str, float] = {}
+    try:
+        await asyncio.sleep(0.1)
+        daemon._start_retrain()  # what the cron trigger calls
+        assert await asyncio.to_thread(training.wait, 30)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            csv = "text,queue,priority\n" + "".join(f"ticket {i},Q{i % 2},low\n" for i in range(20))
+            upload = await client.post("/api/v1/train-data", content=csv, headers={**auth, "Content-Type": "text/csv"})
+            assert upload.status_code == 201, upload.text
+            refused = await client.post("/api/v1/train", json={}, headers=auth)
+            assert refused.status_code == 409 and "the scheduled retrain" in refused.json()["error"]["message"]
+            now = (await client.get("/api/v1/training", headers=auth)).json()
+            assert now["running"] and now["started_by"] == "schedule" and not now["cancelling"]
+            tid = znuny.add_customer_ticket(*SUBJECTS[1])  # polling goes on while it trains
+            started = time.monotonic()
+            while znuny.queue_name(tid) == "Raw" and time.monotonic() - started < 30:
+                await asyncio.sleep(0.1)
+            timings["routed_during_training_s"] = time.monotonic() - started
+            assert znuny.queue_name(tid) != "Raw"
+            with capture_logs() as logs:
+                started = time.monotonic()
+                os.kill(os.getpid(), signal.SIGHUP)
+                while not any(e["event"] == "config reloaded" for e in logs) and time.monotonic() - started < 30:
+                    await asyncio.sleep(0.05)
+                timings["sighup_reload_s"] = time.monotonic() - started
+            assert any(e["event"] == "config reloaded" for e in logs)
+            assert daemon.retraining.holder is not None and not cancelled.is_set()  # still training
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        started = time.monotonic()
+        daemon.request_stop("SIGTERM")
+        await asyncio.wait_for(serving, 90)  # the unit's TimeoutStopSec
+        timings["sigterm_exit_s"] = time.monotonic() - started
+    assert cancelled.is_set() and daemon.retraining.holder is None
+    assert ModelStore(own).current() == "v1"  # the cancelled training left `current` serving
+    print("retraining interaction timings:", {k: round(v, 2) for k, v in timings.items()})

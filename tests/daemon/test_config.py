@@ -432,8 +432,8 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, kind: str) -> No
     assert error(tmp_path, text).endswith(f"not a {kind}")
 
 
-def test_unreadable_config_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read the configuration: No such file"):
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.yaml: no such config file"):
         load_config(tmp_path / "missing.yaml")
 
 
@@ -477,3 +477,66 @@ def test_retrain_budget_reaches_the_retrain_policy(tmp_path: Path) -> None:
     assert policy_from_config(unlimited).budget_minutes is None
     with pytest.raises(ConfigError, match="budget_minutes"):
         load_config(write(tmp_path, ZAMMAD + "retrain:\n  budget_minutes: 0\n"))
+
+
+def test_a_directory_is_not_taken_for_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory, not a config file"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_a_yaml_bomb_is_refused_before_anything_walks_it(tmp_path: Path) -> None:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 10):  # 9^10 values once expanded; the file is under 1 KiB
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ZAMMAD + "\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="aliases expand to more than 100000 values"):
+        load_config(path)  # refused while counting: walking 3.5e9 values would never end
+    recursive = write(tmp_path, ZAMMAD + "loop: &loop [*loop]\n")
+    with pytest.raises(ConfigError, match="aliases expand"):
+        load_config(recursive)
+
+
+def test_aliases_that_a_real_config_uses_still_load(tmp_path: Path) -> None:
+    text = ZAMMAD + "    routing: &r {poll_interval: 20}\n  - type: zammad\n    name: second\n"
+    text += "    url: https://zammad2.example.org\n    token: abc\n    inbound_groups: [Users]\n    routing: *r\n"
+    config = load_config(write(tmp_path, text))
+    assert [c.routing.poll_interval for c in config.connectors] == [20, 20]
+
+
+def test_a_config_file_far_too_large_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text(ZAMMAD + "# " + "x" * (1 << 20) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="a config file is at most"):
+        load_config(path)
+
+
+def test_check_config_without_secrets_checks_the_structure_and_lists_what_it_did_not_resolve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daemon.cli import main
+
+    monkeypatch.delenv("CI_ZAMMAD_TOKEN", raising=False)
+    path = write(
+        tmp_path,
+        """\
+        connectors:
+          - type: zammad
+            url: https://zammad.example.org
+            token: ${CI_ZAMMAD_TOKEN}
+            inbound_groups: [Users]
+        api:
+          tokens_file: /run/credentials/ticketd/api-tokens
+        """,
+    )
+    assert main(["check-config", str(path)]) == 2  # a normal check needs its secrets
+    assert "CI_ZAMMAD_TOKEN" in capsys.readouterr().err
+    assert main(["check-config", "--no-secrets", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "structure ok (1 connector(s)" in out
+    assert "secret not resolved: connectors[0].token: environment variable CI_ZAMMAD_TOKEN is not set" in out
+    assert "secret not resolved: api.tokens_file: cannot read secret file" in out
+    broken = write(tmp_path, ZAMMAD + "    routing: {poll_interval: -1}\n")
+    assert main(["check-config", "--no-secrets", str(broken)]) == 2  # structure errors still fail

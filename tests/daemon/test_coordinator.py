@@ -1,4 +1,4 @@
-"""Failure policy: backoff, one log line on failure and one on recovery, stop on auth failure."""
+"""Failure policy: each failure class (transient, credentials, configuration, state, unexpected), logged once."""
 
 from __future__ import annotations
 
@@ -171,4 +171,69 @@ async def test_debug_lines_show_each_retry_backing_off_within_the_cap() -> None:
     assert [e["event"] for e in logs if e["log_level"] != "debug"] == [
         "connector failing; backing off",
         "connector recovered",
+    ]
+
+
+async def test_a_state_error_backs_off_and_is_not_ready_until_the_database_answers() -> None:
+    from daemon.errors import StateError
+
+    clock = Clock()
+    coord = Coordinator("znuny", base_delay=5, max_delay=60, clock=clock)
+    job = Flaky(3, StateError("state database /var/lib/ticketd/state.db: database is locked"))
+    with capture_logs() as logs:
+        for expected_delay in (5, 10, 20):
+            assert await coord.run(job) is None
+            assert coord.not_before - clock.now == expected_delay  # backoff, no storm
+            assert not coord.ready and coord.failure_class == "state"
+            assert coord.reason == "state: state database /var/lib/ticketd/state.db: database is locked"
+            assert await coord.run(job) is None  # still waiting: no call
+            clock.now = coord.not_before
+        assert await coord.run(job) == "ok"
+    assert job.calls == 4 and coord.ready and coord.reason is None
+    assert [(e["log_level"], e["event"]) for e in logs if e["log_level"] != "debug"] == [
+        ("warning", "state database failing; backing off"),
+        ("info", "connector recovered"),
+    ]
+
+
+async def test_an_unexpected_error_is_logged_once_with_its_traceback_and_not_ready_once_it_repeats() -> None:
+    clock = Clock()
+    coord = Coordinator("maildir", base_delay=5, clock=clock)
+    job = Flaky(3, KeyError("cursor"))
+    with capture_logs() as logs:
+        assert await coord.run(job) is None
+        assert coord.ready and coord.failure_class == "unexpected"  # once may be a fluke
+        for _ in range(2):
+            clock.now = coord.not_before
+            assert await coord.run(job) is None
+            assert not coord.ready and coord.reason == "unexpected: 'cursor'"
+        clock.now = coord.not_before
+        assert await coord.run(job) == "ok"
+    assert coord.ready and job.calls == 4
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert len(errors) == 1 and errors[0]["event"] == "unexpected error; backing off"
+    assert errors[0]["error_type"] == "KeyError" and isinstance(errors[0]["exc_info"], KeyError)
+
+
+async def test_the_daemons_own_config_error_stops_like_the_connectors() -> None:
+    from daemon.errors import ConfigError as DaemonConfigError
+
+    coord = Coordinator("x", clock=Clock())
+    assert await coord.run(Flaky(1, DaemonConfigError("routing.labels.queue.map: no queue 'Nope'"))) is None
+    assert coord.state == "stopped" and coord.failure_class == "configuration" and not coord.ready
+
+
+async def test_a_failure_that_changes_its_nature_is_said_again() -> None:
+    from daemon.errors import StateError
+
+    clock = Clock()
+    coord = Coordinator("z", base_delay=1, clock=clock)
+    job = Script([False, False])
+    with capture_logs() as logs:
+        await coord.run(job)
+        clock.now = coord.not_before
+        await coord.run(Flaky(1, StateError("disk I/O error")))
+    assert [e["event"] for e in logs if e["log_level"] != "debug"] == [
+        "connector failing; backing off",
+        "state database failing; backing off",
     ]

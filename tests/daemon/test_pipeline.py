@@ -282,11 +282,14 @@ async def test_stopping_mid_page_drops_the_look_ahead_and_routes_it_once_later(w
         return await apply(update)
 
     pipe.connector.apply = apply_then_stop  # type: ignore[method-assign]
-    assert await pipe.poll() == 1
-    assert [e.ticket_id for e in world.state.ledger_entries()] == [str(ids[0])]
-    assert world.fake.queue_name(ids[1]) == "Raw" and world.fake.writes(ids[1]) == 0
+    # Znuny allows two write-backs in flight: the second ticket's may have started before the stop (state calls
+    # run in worker threads, so which one wins is timing). The look-ahead (the third) is never claimed.
+    recorded = await pipe.poll()
+    assert recorded in (1, 2)
+    assert [e.ticket_id for e in world.state.ledger_entries()] == [str(t) for t in ids[:recorded]]
+    assert world.fake.queue_name(ids[2]) == "Raw" and world.fake.writes(ids[2]) == 0
     assert world.state.cursor_get("znuny-test", "new") is None  # the page comes again
-    assert await world.pipeline().poll() == 2
+    assert await world.pipeline().poll() == 3 - recorded
     assert all(world.fake.queue_name(t) == "Billing" for t in ids)
     assert [world.fake.writes(t) for t in ids] == [2, 2, 2]  # one queue move + one note each, none twice
 

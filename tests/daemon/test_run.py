@@ -164,3 +164,177 @@ def test_sigterm_exits_cleanly(tmp_path: Path, fake: tuple[FakeZnuny, str], stor
     names = [e["event"] for e in events(log)]
     assert "ticketd stopped" in names
     assert "Traceback" not in log.read_text(encoding="utf-8")
+
+
+def test_every_line_a_daemon_run_writes_is_json(tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path) -> None:
+    """Off a terminal: polls, API calls (uvicorn), a helpdesk outage, a reload and the stop are one JSON stream."""
+    import httpx
+
+    from tests.servers import free_port
+
+    znuny, url = fake
+    port = free_port()
+    config = write_config(tmp_path, url, store, recover_after=0)
+    data = yaml.safe_load(config.read_text())
+    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["api-token-1"]}
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    log = tmp_path / "daemon.log"
+    proc = daemon(config, log=log)
+    try:
+        api = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{api}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        tid = znuny.add_customer_ticket(*SUBJECTS[0])
+        body = {"ticket_data": "The VPN drops every few minutes"}
+        assert httpx.post(f"{api}/api/v1/classify", json=body, timeout=10).status_code == 401
+        auth = {"Authorization": "Bearer api-token-1"}
+        assert httpx.post(f"{api}/api/v1/classify", json=body, headers=auth, timeout=10).status_code == 200
+        assert httpx.get(f"{api}/docs", timeout=10).status_code == 200
+        znuny.fail_next(2)  # an outage: a 500 and a dropped connection
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(e["event"] == "connector recovered" for e in events(log)):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(e["event"] == "config reloaded" for e in events(log)):
+            time.sleep(0.2)
+        while time.monotonic() < deadline and ticketd_notes(znuny, tid) == 0:
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    lines = log.read_text(encoding="utf-8").splitlines()
+    parsed = [json.loads(line) for line in lines]  # every single line: nothing printed around structlog
+    names = [e["event"] for e in parsed]
+    for expected in (
+        "ticketd started",
+        "api listening",
+        "connector failing; backing off",
+        "connector recovered",
+        "config reloaded",
+        "ticket routed",
+        "ticketd stopped",
+    ):
+        assert expected in names, (expected, names)
+    assert all({"event", "level", "timestamp"} <= e.keys() for e in parsed)
+    assert "api-token-1" not in log.read_text(encoding="utf-8") and PASSWORD not in log.read_text(encoding="utf-8")
+
+
+def test_a_locked_database_never_freezes_the_event_loop(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
+) -> None:
+    """Another process holds SQLite's write lock while tickets arrive: /healthz keeps answering at once."""
+    import sqlite3
+    import threading
+
+    import httpx
+
+    from tests.servers import free_port
+
+    znuny, url = fake
+    port = free_port()
+    config = write_config(tmp_path, url, store)
+    data = yaml.safe_load(config.read_text())
+    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]}
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    log = tmp_path / "daemon.log"
+    proc = daemon(config, log=log)
+    api = f"http://127.0.0.1:{port}"
+    latencies: list[float] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(e["event"] == "api listening" for e in events(log)):
+            time.sleep(0.2)
+        locker = sqlite3.connect(tmp_path / "state.db", timeout=30, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # what a backup tool or a stuck second process would do
+        held = threading.Event()
+        try:
+            ids = [znuny.add_customer_ticket(*SUBJECTS[i]) for i in range(3)]  # the pipeline now waits on the lock
+            until = time.monotonic() + 12
+            while time.monotonic() < until:
+                started = time.monotonic()
+                assert httpx.get(f"{api}/healthz", timeout=5).status_code == 200
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.25)
+            held.set()
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(znuny.queue_name(t) == "Raw" for t in ids):
+            time.sleep(0.2)
+        assert held.is_set() and all(znuny.queue_name(t) != "Raw" for t in ids)  # routed once the lock was gone
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    print(f"/healthz under a 12 s write lock: {len(latencies)} calls, max {max(latencies) * 1000:.0f} ms")
+    assert len(latencies) >= 20  # each answered inside its 5 s timeout while the lock was held
+
+
+def test_a_maildir_that_is_not_there_stops_its_connector_once_and_recovers_after_sighup(
+    tmp_path: Path, store: Path
+) -> None:
+    """The configuration class against the real process: one line, not ready with the reason, no storm, recovery."""
+    import httpx
+
+    from tests.servers import free_port
+
+    port = free_port()
+    mail = tmp_path / "mail"
+    mail.write_text("a file where the Maildir should be")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"store": str(store)},
+                "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+                "retrain": {"enabled": False},
+                "api": {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]},
+                "log": {"level": "info", "json": True},
+                "connectors": [
+                    {"type": "maildir", "name": "mail", "path": str(mail), "routing": {"poll_interval": 0.2}}
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "daemon.log"
+    proc = daemon(config, log=log)
+    api = f"http://127.0.0.1:{port}"
+
+    def readyz() -> tuple[int, dict[str, Any]]:
+        try:
+            answer = httpx.get(f"{api}/readyz", timeout=2)
+        except httpx.HTTPError:
+            return 0, {}
+        return answer.status_code, answer.json()
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and readyz()[0] != 503:
+            time.sleep(0.2)
+        time.sleep(3)  # 15 poll intervals: a storm would show as 15 lines
+        status, body = readyz()
+        connector = body["details"]["connectors"]["mail"]
+        assert status == 503 and connector["failure"] == "configuration" and not connector["ready"]
+        assert "is not a Maildir" in connector["reason"] and str(mail) in connector["reason"]
+        stopped = [e for e in events(log) if "configuration error" in e["event"]]
+        assert len(stopped) == 1 and stopped[0]["connector"] == "mail"
+        mail.unlink()
+        for sub in ("cur", "new", "tmp"):
+            (mail / sub).mkdir(parents=True)
+        proc.send_signal(signal.SIGHUP)  # fixed, then reloaded
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and readyz()[0] != 200:
+            time.sleep(0.2)
+        assert readyz()[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in log.read_text(encoding="utf-8")

@@ -176,3 +176,65 @@ def test_training_writes_a_kept_confidence_map_into_the_head(tmp_path: Path, mon
         }
     result = Classifier.load(model).classify("We were charged twice for the subscription", subject="Invoice")
     assert all(0.1 <= r["confidence"] <= 0.6 for r in result.values())
+
+
+def test_an_out_that_cannot_be_written_fails_before_any_data_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code = main(["train", str(tmp_path / "no-such-data.csv"), "--out", str(blocker / "model"), "--tfidf-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--out {blocker / 'model'}: cannot be written" in err
+    assert "no-such-data.csv" not in err and "Traceback" not in err  # refused before the data was looked at
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # and nothing was left behind
+
+
+def test_a_store_that_cannot_be_written_fails_before_any_data_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code = main(["train", str(tmp_path / "no-such-data.csv"), "--store", str(blocker / "store"), "--tfidf-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"model store {blocker / 'store'}: cannot be written" in err
+    assert "no-such-data.csv" not in err and "Traceback" not in err
+
+
+def test_models_finds_the_store_from_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "store"
+    assert main(["train", str(STARTER), "--store", str(root), "--promote", "--tfidf-only"]) == 0
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"model: {{store: {root}}}\nconnectors:\n  - type: maildir\n    path: {tmp_path / 'mail'}\n", encoding="utf-8"
+    )
+    capsys.readouterr()
+    assert main(["models", "--config", str(config), "list"]) == 0
+    assert capsys.readouterr().out.startswith("* v1 ")
+
+
+def test_a_bad_option_value_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--log-level", "loud", "models", "list"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "invalid choice: 'loud'" in err and "--help" in err
+
+
+def test_every_option_says_what_it_is_for() -> None:
+    import argparse
+
+    from daemon.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction | argparse._VersionAction) and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "ticketd")
+    assert missing == []

@@ -27,7 +27,7 @@ async def healthz() -> Health:
     responses={503: {"model": Readiness, "description": "not ready; `details` says why"}, **responses(500)},
 )
 async def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
-    """Ready when a model is loaded and (under `ticketd run`) no connector is stopped on rejected credentials."""
+    """Ready when a model is loaded and (under `ticketd run`) every connector is; `details` says why not."""
     ready, details = svc.ready()  # cheap attribute reads; on the loop, like the scheduler that sets them
     body = Readiness(ready=ready, details=details).model_dump(mode="json")
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -11,7 +11,7 @@ from daemon.api.auth import require_token, services
 from daemon.api.errors import ApiError, responses
 from daemon.api.schemas import VERSION_PATTERN, CurrentModel, ModelList, ModelVersion, PromoteResponse
 from daemon.api.services import Services
-from daemon.errors import ModelError, ModelStoreError
+from daemon.errors import ModelError, ModelStoreError, UnservableModelError
 from daemon.logging import get_logger
 from daemon.ml.versions import VersionInfo
 
@@ -84,6 +84,8 @@ async def promote(
     previous = svc.store.current()
     try:
         await anyio.to_thread.run_sync(svc.store.promote, version)
+    except UnservableModelError as exc:
+        raise ApiError(422, "model_not_servable", str(exc).replace(str(svc.store.root), "the model store")) from None
     except ModelStoreError as exc:
         raise ApiError(404, "unknown_version", str(exc).replace(str(svc.store.root), "the model store")) from None
     log.info("api_model_promoted", version=version, previous=previous)
@@ -91,12 +93,14 @@ async def promote(
     return {"current": version, "previous": previous, "served_version": _served(svc)}
 
 
-@router.post("/models/rollback", response_model=PromoteResponse, responses=responses(401, 403, 409, 500))
+@router.post("/models/rollback", response_model=PromoteResponse, responses=responses(401, 403, 409, 422, 500))
 async def rollback(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """Return to the version promoted before the current one, and serve it."""
     previous = svc.store.current()
     try:
         version = await anyio.to_thread.run_sync(svc.store.rollback)
+    except UnservableModelError as exc:
+        raise ApiError(422, "model_not_servable", str(exc).replace(str(svc.store.root), "the model store")) from None
     except ModelStoreError as exc:
         raise ApiError(409, "nothing_to_roll_back", str(exc).replace(str(svc.store.root), "the model store")) from None
     log.info("api_model_rolled_back", version=version, previous=previous)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import PurePath
 from typing import Annotated, Any
 
@@ -12,8 +13,8 @@ from starlette.datastructures import UploadFile
 from daemon.api.auth import require_token, services
 from daemon.api.datasets import dataset_error_details
 from daemon.api.errors import ApiError, responses
-from daemon.api.jobs import JobConflict, TrainingJobs
-from daemon.api.schemas import DatasetResponse, JobAccepted, JobStatus, TrainRequest
+from daemon.api.jobs import JobConflict, TrainingBusy, TrainingJobs
+from daemon.api.schemas import DatasetResponse, JobAccepted, JobStatus, TrainingNow, TrainRequest
 from daemon.api.services import Services
 from daemon.errors import DatasetError
 from daemon.logging import get_logger
@@ -148,6 +149,8 @@ async def start_training(
             f"training job {exc.job.id} is still {exc.job.state}; one job runs at a time",
             [{"job_id": exc.job.id, "state": exc.job.state}],
         ) from None
+    except TrainingBusy as exc:
+        raise ApiError(409, "training_in_progress", f"busy: {exc.holder}; one training runs at a time") from None
     response.headers["Location"] = f"/api/v1/train/{job.id}"
     return JobAccepted(job_id=job.id, state=job.state, dataset_version=version)
 
@@ -159,3 +162,30 @@ async def training_status(job_id: str, svc: Annotated[Services, Depends(services
     if job is None:
         raise ApiError(404, "unknown_job", f"no training job {job_id!r} (jobs are kept in memory until a restart)")
     return TrainingJobs.describe(job)
+
+
+def _now(svc: Services) -> TrainingNow:
+    holder = svc.retraining.holder
+    if holder is None:
+        return TrainingNow(running=False, started_by=None, running_s=None, cancelling=False)
+    running = round(time.monotonic() - holder.since, 1)
+    return TrainingNow(
+        running=True, started_by=holder.who, running_s=running, cancelling=svc.retraining.cancel.is_set()
+    )
+
+
+@router.get("/training", response_model=TrainingNow, responses=responses(401, 403, 500))
+async def training_now(svc: Annotated[Services, Depends(services)]) -> TrainingNow:
+    """Whether a training runs now, who started it (schedule or API) and for how long."""
+    return _now(svc)
+
+
+@router.post("/training/cancel", status_code=202, response_model=TrainingNow, responses=responses(401, 403, 409, 500))
+async def cancel_training(svc: Annotated[Services, Depends(services)]) -> TrainingNow:
+    """Stop the running training, scheduled or not: its process is killed and the current model keeps serving."""
+    holder = svc.retraining.holder
+    if holder is None:
+        raise ApiError(409, "no_training", "no training is running")
+    log.info("api_training_cancelled", started_by=holder.who)
+    svc.retraining.stop()
+    return _now(svc)

@@ -124,3 +124,10 @@ def test_config_defaults_secrets_and_rejections(tmp_path: Path, monkeypatch: pyt
     for extra in ({"folder": "x"}, {"starttls": True}, {"priorities": ["very high"]}, {"priorities": ["a", "A"]}):
         with pytest.raises(ValidationError):
             ImapConfig.model_validate(base | extra)
+
+
+def test_what_is_not_a_mail() -> None:
+    assert parse_mail(mail("broken.eml")).is_mail  # damaged, but a mail: delivered with what could be read
+    assert parse_mail(b"Subject: hi\n\nbody").is_mail
+    for raw in (b"", b"\x00\xff" * 50, bytes(range(256)), b"just a note\nsecond line\n", b"key: value\n"):
+        assert not parse_mail(raw).is_mail, raw

@@ -251,3 +251,20 @@ async def test_foreign_cursor_and_id_are_rejected(h: MaildirHarness) -> None:
         await c.apply(TicketUpdate("uid:1:2:INBOX", expected_queue="INBOX", queue=h.target))
     with pytest.raises(TicketError):
         await c.apply(TicketUpdate("<a@b>", expected_queue="INBOX", priority="critical"))
+
+
+async def test_a_file_that_is_not_a_mail_is_no_ticket_and_stays_where_it_is(h: MaildirHarness) -> None:
+    from structlog.testing import capture_logs
+
+    good = h.add_ticket("Printer", "jams on page two")
+    noise = h.deliver(bytes(range(256)) * 4)  # random bytes, no header
+    text = h.deliver(b"just a note someone saved here\nsecond line\n")
+    with capture_logs() as logs:
+        tickets, cursor = await drain(conn(h).fetch_new)
+        again, _ = await drain(conn(h).fetch_new, cursor)
+    assert [t.id for t in tickets] == [good] and again == []
+    warnings = [e for e in logs if "not a mail" in e["event"]]
+    assert len(warnings) == 2, logs  # one per file, not one per poll
+    assert {Path(e["file"]).name for e in warnings} == {Path(noise).name, Path(text).name}
+    inbox = h.folder("INBOX") / "new"
+    assert {p.name for p in inbox.iterdir()} >= {Path(noise).name, Path(text).name}  # left where they were
