@@ -162,25 +162,15 @@ async def test_sighup_reapplies_api_tokens_and_names_what_needs_a_restart(
     import asyncio
     import os
     import signal
-    import socket
 
     import httpx
 
     _, url = fake
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     tokens = tmp_path / "tokens"
     tokens.write_text("kept-token\nrevoked-token\n")
-    config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
-    config["connectors"][0]["password"] = PASSWORD
-    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens_file": str(tokens)}
+    daemon, serving, port = await _serving(url, store, tmp_path, {"tokens_file": str(tokens)})
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    daemon = Daemon(load_config(path), config_path=path)
-    await daemon.start()
-    await daemon.start_api()
-    serving = asyncio.create_task(daemon.serve())
+    config = yaml.safe_load(path.read_text())
 
     async def status(client: httpx.AsyncClient, token: str) -> int:
         answer = await client.post(
@@ -216,7 +206,6 @@ async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigter
     import asyncio
     import os
     import signal
-    import socket
     import threading
     import time
 
@@ -237,20 +226,9 @@ async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigter
         return RetrainResult("rejected", None, "v1", {}, {}, "slow trainer timed out")
 
     monkeypatch.setattr(retrain_module, "retrain", slow_retrain)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     own = tmp_path / "models"  # the API stores uploads and the retrain its files in the store: a copy
     shutil.copytree(store, own, symlinks=True, ignore=shutil.ignore_patterns("torch"))
-    config = yaml.safe_load(write_config(tmp_path, url, own).read_text())
-    config["connectors"][0]["password"] = PASSWORD
-    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t0ken"]}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    daemon = Daemon(load_config(path), config_path=path)
-    await daemon.start()
-    await daemon.start_api()
-    serving = asyncio.create_task(daemon.serve())
+    daemon, serving, port = await _serving(url, own, tmp_path, {"tokens": ["t0ken"]})
     auth = {"Authorization": "Bearer t0ken"}
     timings: dict[str, float] = {}
     try:
@@ -288,3 +266,21 @@ async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigter
     assert cancelled.is_set() and daemon.retraining.holder is None
     assert ModelStore(own).current() == "v1"  # the cancelled training left `current` serving
     print("retraining interaction timings:", {k: round(v, 2) for k, v in timings.items()})
+
+
+async def _serving(url: str, store: Path, tmp_path: Path, api: dict[str, Any]) -> tuple[Daemon, Any, int]:
+    """The daemon with its API on a free port and `serve()` running (signal handlers installed): daemon, task, port."""
+    import asyncio
+
+    from tests.servers import free_port
+
+    port = free_port()
+    config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
+    config["connectors"][0]["password"] = PASSWORD
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, **api}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = Daemon(load_config(path), config_path=path)
+    await daemon.start()
+    await daemon.start_api()
+    return daemon, asyncio.create_task(daemon.serve()), port
