@@ -113,6 +113,17 @@ def events(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
+def readyz(api: str) -> tuple[int, dict[str, Any]]:
+    """`/readyz`'s status and body; (0, {}) while the API is not listening yet."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"{api}/readyz", timeout=2)
+    except httpx.HTTPError:
+        return 0, {}
+    return answer.status_code, answer.json()
+
+
 def ticketd_notes(znuny: FakeZnuny, tid: int) -> int:
     return sum(1 for a in znuny.ticket(tid).articles if str(a.fields.get("Body", "")).startswith("ticketd "))
 
@@ -268,12 +279,6 @@ def test_a_locked_database_never_freezes_the_event_loop(
     pings: list[float] = []  # when each WATCHDOG=1 arrived while the lock was held
     not_ready: list[dict[str, Any]] = []
 
-    def ready() -> int:
-        try:
-            return httpx.get(f"{api}/readyz", timeout=5).status_code
-        except httpx.HTTPError:
-            return 0
-
     def drain(record: bool) -> None:
         while True:
             try:
@@ -285,7 +290,7 @@ def test_a_locked_database_never_freezes_the_event_loop(
 
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and ready() != 200:
+        while time.monotonic() < deadline and readyz(api)[0] != 200:
             time.sleep(0.2)
         drain(record=False)
         locker = sqlite3.connect(tmp_path / "state.db", timeout=30, isolation_level=None)
@@ -311,9 +316,9 @@ def test_a_locked_database_never_freezes_the_event_loop(
             time.sleep(0.2)
         assert all(znuny.queue_name(t) != "Raw" for t in ids)  # routed once the lock was gone
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and ready() != 200:
+        while time.monotonic() < deadline and readyz(api)[0] != 200:
             time.sleep(0.2)
-        assert ready() == 200
+        assert readyz(api)[0] == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
@@ -336,7 +341,6 @@ def test_a_maildir_that_is_not_there_stops_its_connector_once_and_recovers_after
     tmp_path: Path, store: Path
 ) -> None:
     """The configuration class against the real process: one line, not ready with the reason, no storm, recovery."""
-    import httpx
 
     from tests.servers import free_port
 
@@ -363,19 +367,12 @@ def test_a_maildir_that_is_not_there_stops_its_connector_once_and_recovers_after
     proc = daemon(config, log=log)
     api = f"http://127.0.0.1:{port}"
 
-    def readyz() -> tuple[int, dict[str, Any]]:
-        try:
-            answer = httpx.get(f"{api}/readyz", timeout=2)
-        except httpx.HTTPError:
-            return 0, {}
-        return answer.status_code, answer.json()
-
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and readyz()[0] != 503:
+        while time.monotonic() < deadline and readyz(api)[0] != 503:
             time.sleep(0.2)
         time.sleep(3)  # 15 poll intervals: a storm would show as 15 lines
-        status, body = readyz()
+        status, body = readyz(api)
         connector = body["details"]["connectors"]["mail"]
         assert status == 503 and connector["failure"] == "configuration" and not connector["ready"]
         assert "is not a Maildir" in connector["reason"] and str(mail) in connector["reason"]
@@ -386,9 +383,9 @@ def test_a_maildir_that_is_not_there_stops_its_connector_once_and_recovers_after
             (mail / sub).mkdir(parents=True)
         proc.send_signal(signal.SIGHUP)  # fixed, then reloaded
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and readyz()[0] != 200:
+        while time.monotonic() < deadline and readyz(api)[0] != 200:
             time.sleep(0.2)
-        assert readyz()[0] == 200
+        assert readyz(api)[0] == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
@@ -443,7 +440,6 @@ class Buggy(Connector):
 
 def test_a_plugin_bug_is_logged_once_with_its_traceback_backs_off_and_recovers(tmp_path: Path, store: Path) -> None:
     """The unexpected class against the real process: a third-party connector (an entry point) that raises."""
-    import httpx
 
     from tests.servers import free_port
 
@@ -481,18 +477,11 @@ def test_a_plugin_bug_is_logged_once_with_its_traceback_backs_off_and_recovers(t
     proc = daemon(config, log=log, env={"PYTHONPATH": str(plugins)})
     api = f"http://127.0.0.1:{port}"
 
-    def readyz() -> tuple[int, dict[str, Any]]:
-        try:
-            answer = httpx.get(f"{api}/readyz", timeout=2)
-        except httpx.HTTPError:
-            return 0, {}
-        return answer.status_code, answer.json()
-
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and readyz()[0] != 503:
+        while time.monotonic() < deadline and readyz(api)[0] != 503:
             time.sleep(0.2)
-        status, body = readyz()
+        status, body = readyz(api)
         connector = body["details"]["connectors"]["plugin"]
         assert status == 503 and connector["failure"] == "unexpected" and not connector["ready"]
         assert connector["reason"] == "unexpected: 'Created'"
@@ -502,9 +491,9 @@ def test_a_plugin_bug_is_logged_once_with_its_traceback_backs_off_and_recovers(t
         assert 1 <= calls <= 5, calls
         switch.unlink()  # the bug stops biting (a fixed plugin, a ticket that no longer trips it)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and readyz()[0] != 200:
+        while time.monotonic() < deadline and readyz(api)[0] != 200:
             time.sleep(0.2)
-        assert readyz()[0] == 200
+        assert readyz(api)[0] == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
