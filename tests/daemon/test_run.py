@@ -505,3 +505,71 @@ def test_a_plugin_bug_is_logged_once_with_its_traceback_backs_off_and_recovers(t
     assert [e["connector"] for e in logged if e["event"] == "connector recovered"] == ["plugin"]
     assert "Traceback" not in log.read_text(encoding="utf-8")  # no plain-text traceback from the scheduler
     print(f"unexpected class: {calls} calls in 8 s of polling every 0.2 s while backing off")
+
+
+def test_sigterm_during_a_real_training_kills_it_and_exits_within_the_units_stop_timeout(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path, sample_csv: Path
+) -> None:
+    """A real `daemon train` process (transformer fine-tuning) started through the API, then SIGTERM."""
+    import httpx
+
+    from daemon.ml.versions import ModelStore
+    from tests.servers import free_port
+
+    znuny, url = fake
+    own = tmp_path / "models"  # uploads and the retrain's files go into the store: a copy
+    shutil.copytree(store, own, symlinks=True, ignore=shutil.ignore_patterns("torch"))
+    port = free_port()
+    config = write_config(tmp_path, url, own)
+    data = yaml.safe_load(config.read_text())
+    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["api-token-1"]}
+    data["retrain"] = {"enabled": False, "epochs": 1, "max_length": 32, "budget_minutes": None}
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    log = tmp_path / "daemon.log"
+    api, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer api-token-1"}
+    proc = daemon(config, log=log)
+    timings: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and readyz(api)[0] != 200:
+            time.sleep(0.2)
+        upload = httpx.post(
+            f"{api}/api/v1/train-data",
+            content=sample_csv.read_bytes(),
+            headers={**auth, "Content-Type": "text/csv"},
+            timeout=30,
+        )
+        assert upload.status_code == 201, upload.text
+        assert httpx.post(f"{api}/api/v1/train", json={}, headers=auth, timeout=10).status_code == 202
+        started = time.monotonic()
+
+        def fine_tuning() -> list[dict[str, Any]]:
+            return [e for e in events(log) if e["event"] == "training" and e["step_event"] == "fine-tuning"]
+
+        while time.monotonic() - started < 300 and not fine_tuning():
+            time.sleep(0.5)
+        timings["first_fine_tuning_step_s"] = time.monotonic() - started
+        first = fine_tuning()[0]  # relayed from the training process's own log
+        assert first["step"] == 1 and first["steps"] >= 1 and first["eta_s"] is not None, first
+        now = httpx.get(f"{api}/api/v1/training", headers=auth, timeout=10).json()
+        assert now["running"] and now["started_by"] == "api" and now["progress"]["event"] == "fine-tuning"
+        znuny_tid = znuny.add_customer_ticket(*SUBJECTS[1])  # the daemon still routes while it trains
+        while time.monotonic() - started < 330 and ticketd_notes(znuny, znuny_tid) == 0:
+            time.sleep(0.2)
+        assert ticketd_notes(znuny, znuny_tid) == 1
+        trainer = next(e["pid"] for e in events(log) if e["event"] == "retrain_training_process")
+        os.kill(trainer, 0)  # still training
+    finally:
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0  # the unit's TimeoutStopSec
+        timings["sigterm_exit_s"] = time.monotonic() - stopping
+    with pytest.raises(ProcessLookupError):  # killed and reaped by the daemon before it exited
+        os.kill(trainer, 0)
+    assert ModelStore(own).current() == "v1"  # the killed training left `current` serving
+    logged = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]  # one JSON stream
+    done = [e for e in logged if e["event"] == "retrain_done"]
+    assert len(done) == 1 and done[0]["outcome"] == "failed" and "cancelled" in done[0]["reason"]
+    assert [e["state"] for e in logged if e["event"] == "api_train_finished"] == ["failed"]
+    assert logged[-1]["event"] == "ticketd stopped"
+    print("real training under SIGTERM:", {k: round(v, 2) for k, v in timings.items()})
