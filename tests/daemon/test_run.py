@@ -573,3 +573,27 @@ def test_sigterm_during_a_real_training_kills_it_and_exits_within_the_units_stop
     assert [e["state"] for e in logged if e["event"] == "api_train_finished"] == ["failed"]
     assert logged[-1]["event"] == "ticketd stopped"
     print("real training under SIGTERM:", {k: round(v, 2) for k, v in timings.items()})
+
+
+def test_a_current_model_that_cannot_load_stops_the_start_with_one_line(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
+) -> None:
+    """The documented choice: refuse to start (never serve an older version nobody chose), name the file and the way out."""
+    from daemon.ml.versions import ModelStore
+
+    _, url = fake
+    own = tmp_path / "models"
+    shutil.copytree(store, own, symlinks=True, ignore=shutil.ignore_patterns("torch"))
+    arrays = next((own / "current").resolve().glob("*/tfidf/arrays.npz"))
+    arrays.write_bytes(arrays.read_bytes()[:100])  # a disk that filled up during a copy, say
+    log = tmp_path / "daemon.log"
+    proc = daemon(write_config(tmp_path, url, own), log=log)
+    assert proc.wait(timeout=60) == 2
+    text = log.read_text(encoding="utf-8")
+    assert "Traceback" not in text
+    plain = [line for line in text.splitlines() if not line.startswith("{")]
+    assert len(plain) == 1 and plain[0].startswith("ticketd: error: current model version v1 cannot be loaded: ")
+    assert str(arrays) in plain[0] and "`ticketd models rollback`" in plain[0], plain
+    assert not any(e["event"] == "ticketd started" for e in events(log))
+    assert [e for e in events(log) if e["level"] in ("error", "critical")] == []  # said once, not twice
+    assert ModelStore(own).current() == "v1"  # nothing switched behind the operator's back
