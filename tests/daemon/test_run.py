@@ -597,3 +597,52 @@ def test_a_current_model_that_cannot_load_stops_the_start_with_one_line(
     assert not any(e["event"] == "ticketd started" for e in events(log))
     assert [e for e in events(log) if e["level"] in ("error", "critical")] == []  # said once, not twice
     assert ModelStore(own).current() == "v1"  # nothing switched behind the operator's back
+
+
+def test_rejected_credentials_stop_polling_with_one_line_until_sighup_brings_fixed_ones(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
+) -> None:
+    """The credentials class against the real process: a wrong `password_file`, then the right one and SIGHUP."""
+    from tests.servers import free_port
+
+    znuny, url = fake
+    secret = tmp_path / "znuny-password"
+    secret.write_text("not-the-password\n", encoding="utf-8")
+    port = free_port()
+    config = write_config(tmp_path, url, store)
+    data = yaml.safe_load(config.read_text())
+    entry = data["connectors"][0]
+    del entry["password"]
+    entry["password_file"] = str(secret)
+    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]}
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    tid = znuny.add_customer_ticket(*SUBJECTS[2])
+    log = tmp_path / "daemon.log"
+    api = f"http://127.0.0.1:{port}"
+    proc = daemon(config, log=log)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and readyz(api)[0] != 503:
+            time.sleep(0.2)
+        status, body = readyz(api)
+        connector = body["details"]["connectors"]["fake"]
+        assert status == 503 and connector["failure"] == "credentials" and not connector["ready"], body
+        before = len(znuny.requests)
+        time.sleep(3)  # fifteen poll intervals: stopped means stopped, not a login storm
+        during_stop = len(znuny.requests) - before
+        assert during_stop == 0 and znuny.queue_name(tid) == "Raw"
+        secret.write_text(PASSWORD + "\n", encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and ticketd_notes(znuny, tid) == 0:
+            time.sleep(0.2)
+        assert ticketd_notes(znuny, tid) == 1 and znuny.queue_name(tid) != "Raw"
+        assert readyz(api)[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    logged = events(log)
+    stopped = [e for e in logged if e["event"].startswith("connector credentials rejected")]
+    assert len(stopped) == 1 and stopped[0]["connector"] == "fake", stopped
+    assert "not-the-password" not in log.read_text(encoding="utf-8") and PASSWORD not in log.read_text(encoding="utf-8")
+    print(f"credentials class: {during_stop} requests in 3 s while stopped; {connector['reason']!r}")
