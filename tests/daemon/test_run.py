@@ -578,7 +578,7 @@ def test_sigterm_during_a_real_training_kills_it_and_exits_within_the_units_stop
 def test_a_current_model_that_cannot_load_stops_the_start_with_one_line(
     tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
 ) -> None:
-    """The documented choice: refuse to start (never serve an older version nobody chose), name the file and the way out."""
+    """The documented choice: refuse to start (never serve a version nobody chose); name the file and the way out."""
     from daemon.ml.versions import ModelStore
 
     _, url = fake
@@ -646,3 +646,57 @@ def test_rejected_credentials_stop_polling_with_one_line_until_sighup_brings_fix
     assert len(stopped) == 1 and stopped[0]["connector"] == "fake", stopped
     assert "not-the-password" not in log.read_text(encoding="utf-8") and PASSWORD not in log.read_text(encoding="utf-8")
     print(f"credentials class: {during_stop} requests in 3 s while stopped; {connector['reason']!r}")
+
+
+def test_a_helpdesk_outage_backs_off_with_one_line_stays_ready_with_its_reason_and_recovers(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
+) -> None:
+    """The transient class against the real process: every call fails for 8 s (500s and dropped connections)."""
+    from tests.servers import free_port
+
+    znuny, url = fake
+    port = free_port()
+    config = write_config(tmp_path, url, store, max_backoff=2, recover_after=0)
+    data = yaml.safe_load(config.read_text())
+    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]}
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    log = tmp_path / "daemon.log"
+    api = f"http://127.0.0.1:{port}"
+    proc = daemon(config, log=log)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and readyz(api)[0] != 200:
+            time.sleep(0.2)
+        before = len(znuny.requests)
+        znuny.fail_next(10_000)
+        started = time.monotonic()
+        seen: list[tuple[int, dict[str, Any]]] = []
+        while time.monotonic() - started < 8:
+            status, body = readyz(api)
+            if body.get("details", {}).get("connectors", {}).get("fake", {}).get("failure") == "transient":
+                seen.append((status, body["details"]["connectors"]["fake"]))
+            time.sleep(0.2)
+        calls = len(znuny.requests) - before
+        znuny.heal()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(e["event"] == "connector recovered" for e in events(log)):
+            time.sleep(0.2)
+        tid = znuny.add_customer_ticket(*SUBJECTS[3])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and ticketd_notes(znuny, tid) == 0:
+            time.sleep(0.2)
+        assert ticketd_notes(znuny, tid) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert seen, "readyz never named the outage"
+    assert all(status == 200 and c["ready"] and c["state"] == "failing" for status, c in seen), seen
+    assert all(c["reason"].startswith("transient: ") for _, c in seen)
+    # Polling every 0.2 s made 43 calls in this outage (measured with the backoff removed); backing off
+    # 1, 2, 2, 2 s allows five attempts, each a poll and at times the closed-ticket harvest as well.
+    assert 2 <= calls <= 12, calls
+    logged = events(log)
+    assert [e["connector"] for e in logged if e["event"] == "connector failing; backing off"] == ["fake"]
+    recovered = [e for e in logged if e["event"] == "connector recovered"]
+    assert len(recovered) == 1 and recovered[0]["failed_attempts"] == calls, (recovered, calls)
+    print(f"transient class: {calls} calls in an 8 s outage; {seen[0][1]['reason']!r}")
