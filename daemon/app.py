@@ -426,9 +426,17 @@ class Daemon:
         workdir = Path(self.config.model.store) / "retrain"
         workdir.mkdir(parents=True, exist_ok=True)
         log.info("retraining", rows=len(rows), new_rows=new)
-        cancel = self.retraining.cancel
+        slot = self.retraining
         result = await anyio.to_thread.run_sync(
-            lambda: retrain(rows, self.model.store, policy, new_since_last=new, workdir=workdir, cancel=cancel)
+            lambda: retrain(
+                rows,
+                self.model.store,
+                policy,
+                new_since_last=new,
+                workdir=workdir,
+                cancel=slot.cancel,
+                progress=slot.note_progress,
+            )
         )
         await anyio.to_thread.run_sync(
             lambda: state.retrain_record(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,11 @@ OUTCOMES = ("promoted", "rejected", "skipped", "failed")
 _KILL_GRACE_S = 10.0  # after SIGTERM, how long the training process group gets before SIGKILL
 _LOG_TAIL_CHARS = 400  # how much of the training log a failure reason quotes
 _KEEP_LOGS = 20  # training logs kept in the workdir
-_POLL_S = 1.0  # how often a running training checks the cancel event
+_POLL_S = 1.0  # how often a running training checks the cancel event and relays its progress
+_RELAYED_LEVELS = {"warning": "warning", "error": "error", "critical": "error"}  # anything else: info
+_OWN_KEYS = ("event", "level", "timestamp", "logger")  # the daemon's own processors set these again
+
+Progress = Callable[[dict[str, Any]], None]
 
 
 class TrainingRowLike(Protocol):
@@ -183,30 +188,74 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+class _Relay:
+    """The training process's JSON events, re-logged as the daemon's own: one structured stream, no tqdm bars.
+
+    Its output file stays the full record; only complete JSON lines are relayed (anything else the process
+    printed stays in the file, since it may hold anything).
+    """
+
+    def __init__(self, path: Path, progress: Progress | None) -> None:
+        self.path, self.progress = path, progress
+        self.offset, self.partial = 0, b""
+
+    def __call__(self) -> None:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return
+        self.offset += len(chunk)
+        *lines, self.partial = (self.partial + chunk).split(b"\n")
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict) or not isinstance(entry.get("event"), str):
+                continue
+            level = str(entry.get("level", "info")).lower()
+            if level == "debug":
+                continue
+            fields = {k: v for k, v in entry.items() if k not in _OWN_KEYS}
+            getattr(log, _RELAYED_LEVELS.get(level, "info"))("training", step_event=entry["event"], **fields)
+            if self.progress is not None:
+                self.progress({"event": entry["event"], **fields})
+
+
 def _run_training(
-    cmd: list[str], log_path: Path, timeout_s: float | None, cancel: threading.Event | None
+    cmd: list[str],
+    log_path: Path,
+    timeout_s: float | None,
+    cancel: threading.Event | None,
+    progress: Progress | None = None,
 ) -> str | None:
     """Run the training command with its output in `log_path`; None on success, else why it failed."""
     started = time.monotonic()
     deadline = None if timeout_s is None else started + timeout_s
+    relay = _Relay(log_path, progress)
     with log_path.open("wb") as out:
         out.write(("$ " + " ".join(cmd) + "\n").encode())
         out.flush()
+        relay.offset = out.tell()
         # Own session: a timeout kills the trainer and anything it started, and a SIGINT to the daemon's
-        # terminal does not reach it half-way through writing the model.
+        # terminal does not reach it half-way through writing the model. Its output is a file, not a
+        # terminal, so it logs JSON lines: what the relay reads.
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
+        log.info("retrain_training_process", pid=proc.pid, log_path=str(log_path))
         try:
             while True:
-                step = _POLL_S if cancel is not None else None
+                step = _POLL_S
                 if deadline is not None:
-                    left = max(deadline - time.monotonic(), 0.0)
-                    step = left if step is None else min(step, left)
+                    step = min(step, max(deadline - time.monotonic(), 0.0))
                 try:
                     rc = proc.wait(timeout=step)
                     break
                 except subprocess.TimeoutExpired:
+                    relay()
                     if cancel is not None and cancel.is_set():
                         _stop(proc)
                         return "training was cancelled (daemon stopping, or a cancel through the API); process killed"
@@ -216,6 +265,7 @@ def _run_training(
         except BaseException:
             _stop(proc)
             raise
+    relay()
     log.info("retrain_training_finished", returncode=rc, seconds=round(time.monotonic() - started, 1))
     if rc == 0:
         return None
@@ -290,10 +340,12 @@ def retrain(
     new_since_last: int,
     workdir: Path,
     cancel: threading.Event | None = None,
+    progress: Progress | None = None,
 ) -> RetrainResult:
     """Train a challenger on all but the newest tickets; promote it if it scores no worse on them than the champion.
 
-    Blocking (run it in a worker thread); setting `cancel` kills the training process and returns "failed".
+    Blocking (run it in a worker thread); setting `cancel` kills the training process and returns "failed";
+    `progress` gets each event the training process logs (also relayed into the daemon's log).
     """
     champion = store.current()
 
@@ -355,7 +407,7 @@ def retrain(
     if len(labels) < len(policy.labels):
         data_note += f", labels {', '.join(n for n in policy.labels if n not in labels)} missing on most tickets"
     try:
-        failure = _run_training(cmd, log_path, policy.timeout_s, cancel)
+        failure = _run_training(cmd, log_path, policy.timeout_s, cancel, progress)
         if failure is None and not (model_dir / "metadata.json").is_file():
             failure = "training process exited without writing a model"
         if failure is not None:

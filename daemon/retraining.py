@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Who = Literal["schedule", "api"]
 
@@ -37,6 +37,7 @@ class Retraining:
         self._lock = threading.Lock()
         self._claim: Claim | None = None
         self.cancel = threading.Event()
+        self.progress: dict[str, Any] | None = None  # the holder's latest training event
 
     @property
     def holder(self) -> Claim | None:
@@ -49,6 +50,7 @@ class Retraining:
             if self._claim is not None:
                 return None
             self.cancel.clear()
+            self.progress = None
             self._claim = Claim(who, time.monotonic())
             return self._claim
 
@@ -67,6 +69,10 @@ class Retraining:
         finally:
             if claim is not None:
                 self.release(claim)
+
+    def note_progress(self, event: dict[str, Any]) -> None:
+        """The training process's latest event, for `GET /api/v1/training` (daemon.retrain relays them)."""
+        self.progress = event
 
     def stop(self) -> None:
         """Cancel whatever trains: its process is killed and `current` keeps serving."""

@@ -179,6 +179,7 @@ class TrainingJobs:
                 new_since_last=len(rows),
                 workdir=svc.workdir,
                 cancel=svc.retraining.cancel,
+                progress=svc.retraining.note_progress,
             )
             job.result = result
             svc.metrics.retrain(result.outcome)

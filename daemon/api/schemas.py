@@ -139,6 +139,10 @@ class TrainingNow(BaseModel):
     started_by: Literal["schedule", "api"] | None = Field(description="who holds the one training slot")
     running_s: float | None
     cancelling: bool = Field(description="a cancel was asked for; its training process is being stopped")
+    progress: dict[str, Any] | None = Field(
+        default=None,
+        description="the training process's latest event, e.g. fine-tuning step, steps, elapsed_s, eta_s",
+    )
 
 
 class ModelVersion(BaseModel):

@@ -6,6 +6,7 @@ This module imports torch and transformers, so only the `train` command loads it
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -42,6 +43,7 @@ DEFAULT_TFIDF_CS = (3.0, 10.0, 30.0)
 REFERENCE_TFIDF = ("word", 10.0)  # the baseline's own setting: word 1-2-grams, C=10, balanced
 PLAN_LENGTHS = (256, 192, 128, 96, 64)  # --budget shortens tickets to these token counts, longest first
 MIN_LANGUAGE_VALIDATION = 30  # per-language scores and weights need this many validation tickets
+_PROGRESS_EVERY_S = 30.0  # a fine-tuning progress event at most this often (plus the first step and each epoch)
 
 
 ClassWeights = Literal["none", "sqrt", "balanced"]
@@ -266,6 +268,9 @@ def _fine_tune(
     set_seed(opts.seed)
     index = {c: i for i, c in enumerate(classes)}
     tokenizer = AutoTokenizer.from_pretrained(base)  # type: ignore[no-untyped-call]
+    # "Some weights ... are newly initialized": always true of the new classifier layer, not worth a warning
+    # in every retrain's log. Its errors still show.
+    logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
         num_labels=len(classes),
@@ -308,7 +313,33 @@ def _fine_tune(
     stopper = _Deadline()
 
     class _Progress(TrainerCallback):
-        """Progress as log events (off a terminal the tqdm bars are off: they would break the JSON lines)."""
+        """Progress as log events (off a terminal the tqdm bars are off: they would break the JSON lines).
+
+        The first step, then one event per `_PROGRESS_EVERY_S`, then each epoch's losses: a daemon relaying
+        them shows a long retrain moving without flooding its log.
+        """
+
+        begun = last = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            self.begun = self.last = time.monotonic()
+            return control
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            now = time.monotonic()
+            if state.global_step == 1 or now - self.last >= _PROGRESS_EVERY_S:
+                self.last = now
+                done, elapsed = state.global_step, now - self.begun
+                eta = elapsed / done * (state.max_steps - done) if done else None
+                log.info(
+                    "fine-tuning",
+                    label=label,
+                    step=done,
+                    steps=state.max_steps,
+                    elapsed_s=round(elapsed, 1),
+                    eta_s=None if eta is None else round(eta, 1),
+                )
+            return control
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             numbers = {k: round(float(v), 4) for k, v in (logs or {}).items() if isinstance(v, int | float)}

@@ -199,6 +199,7 @@ def test_one_training_slot_for_the_schedule_and_the_api_with_progress_and_a_canc
         "started_by": None,
         "running_s": None,
         "cancelling": False,
+        "progress": None,
     }
     assert client.post("/api/v1/training/cancel", headers=AUTH).status_code == 409
     claim = svc.retraining.try_claim("schedule")  # what the daemon's cron does before it trains
@@ -210,6 +211,10 @@ def test_one_training_slot_for_the_schedule_and_the_api_with_progress_and_a_canc
         assert refused.status_code == 409 and "the scheduled retrain" in refused.json()["error"]["message"]
         now = client.get("/api/v1/training", headers=AUTH).json()
         assert now["running"] and now["started_by"] == "schedule" and not now["cancelling"]
+        assert now["progress"] is None  # no event from the training process yet
+        svc.retraining.note_progress({"event": "fine-tuning", "label": "queue", "step": 3, "steps": 40})
+        progress = client.get("/api/v1/training", headers=AUTH).json()["progress"]
+        assert progress == {"event": "fine-tuning", "label": "queue", "step": 3, "steps": 40}
         cancelled = client.post("/api/v1/training/cancel", headers=AUTH)
         assert cancelled.status_code == 202 and cancelled.json()["cancelling"]
         assert svc.retraining.cancel.is_set()  # the holder's training process is killed on this event

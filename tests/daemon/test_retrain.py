@@ -105,9 +105,12 @@ def test_no_champion_promotes_a_transformer_and_never_imports_torch(tmp_path: Pa
         from datetime import datetime
         from pathlib import Path
         from types import SimpleNamespace
+        from daemon.logging import configure
         from daemon.ml.versions import ModelStore
         from daemon.retrain import RetrainPolicy, retrain
 
+        configure("info", json=True)
+        seen = []
         raw = json.loads(Path({str(data)!r}).read_text())
         rows = [SimpleNamespace(**{{**r, "closed_at": datetime.fromisoformat(r["closed_at"])}}) for r in raw]
         policy = RetrainPolicy(
@@ -115,9 +118,9 @@ def test_no_champion_promotes_a_transformer_and_never_imports_torch(tmp_path: Pa
             train_args=("--seed", "3"),
         )
         res = retrain(rows, ModelStore({str(tmp_path / "store")!r}), policy, new_since_last=len(rows),
-                      workdir=Path({str(tmp_path / "work")!r}))
+                      workdir=Path({str(tmp_path / "work")!r}), progress=seen.append)
         heavy = sorted(m for m in ("torch", "transformers", "optimum") if m in sys.modules)
-        print(json.dumps({{"result": res.as_dict(), "heavy": heavy}}))
+        print(json.dumps({{"result": res.as_dict(), "heavy": heavy, "progress": seen}}))
         """
     )
     proc = subprocess.run(
@@ -141,6 +144,13 @@ def test_no_champion_promotes_a_transformer_and_never_imports_torch(tmp_path: Pa
     assert (plan["epochs"], plan["max_length"]) == (1, 48) and plan["estimate_s"] < plan["seconds"]
     assert "model written to" in Path(result["log_path"]).read_text()
     assert not list((tmp_path / "work").glob("*.csv"))  # the training CSV (ticket text) is not left behind
+    # The training process's events reach the daemon's own log and its progress callback, step by step.
+    steps = [e for e in report["progress"] if e["event"] == "fine-tuning" and "eta_s" in e]
+    assert steps and steps[0]["step"] == 1 and steps[0]["steps"] >= 1 and steps[0]["label"] == "queue", steps
+    logged = [json.loads(line) for line in proc.stderr.splitlines()]  # all JSON: no tqdm bar, no banner
+    relayed = [e for e in logged if e["event"] == "training"]
+    assert "fine-tuning" in {e["step_event"] for e in relayed}, relayed
+    assert len(relayed) == len(report["progress"])
 
 
 def test_worse_challenger_is_rejected(tmp_path: Path, rows: list[Row], trained: dict[str, Path]) -> None:

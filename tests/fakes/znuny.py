@@ -380,6 +380,10 @@ class FakeZnuny:
         """The next `calls` requests fail: a plain-text 500 and a dropped connection, alternately."""
         self._fail += calls
 
+    def heal(self) -> None:
+        """The outage is over: failures still pending from `fail_next` are dropped."""
+        self._fail = 0
+
     def expire_session(self, session_id: str, by: int = 100_000) -> None:
         """Back-date a session like the recorder did in the database (025)."""
         s = self.sessions[session_id]

@@ -170,13 +170,17 @@ def _now(svc: Services) -> TrainingNow:
         return TrainingNow(running=False, started_by=None, running_s=None, cancelling=False)
     running = round(time.monotonic() - holder.since, 1)
     return TrainingNow(
-        running=True, started_by=holder.who, running_s=running, cancelling=svc.retraining.cancel.is_set()
+        running=True,
+        started_by=holder.who,
+        running_s=running,
+        cancelling=svc.retraining.cancel.is_set(),
+        progress=svc.retraining.progress,
     )
 
 
 @router.get("/training", response_model=TrainingNow, responses=responses(401, 403, 500))
 async def training_now(svc: Annotated[Services, Depends(services)]) -> TrainingNow:
-    """Whether a training runs now, who started it (schedule or API) and for how long."""
+    """Whether a training runs now, who started it (schedule or API), for how long and how far it got."""
     return _now(svc)
 
 
