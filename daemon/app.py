@@ -149,6 +149,7 @@ class Daemon:
                 stopping=lambda: self._stopping,
                 degraded=coordinator.failing,
                 metrics=self.metrics,
+                scrub=config.privacy.scrubber().scrub if config.privacy.scrub else None,
             )
             self.stacks[entry.name] = ConnectorStack(entry, connector, coordinator, pipeline, client)
 

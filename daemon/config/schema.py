@@ -192,6 +192,34 @@ with warnings.catch_warnings():
             return value.lower() if isinstance(value, str) else value
 
 
+ScrubKind = Literal["email", "phone", "iban", "card"]
+SCRUB_KINDS: tuple[ScrubKind, ...] = ("email", "phone", "iban", "card")
+
+
+class PrivacySection(_Section):
+    """What is replaced by a placeholder before a harvested ticket's text is stored (daemon/privacy.py)."""
+
+    scrub: list[ScrubKind] = Field(default_factory=lambda: list(SCRUB_KINDS))  # []: the text as the helpdesk has it
+    phone_regions: list[str] = Field(default_factory=lambda: ["DE", "AT", "CH", "GB", "US"])
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers
+
+        known = phonenumbers.SUPPORTED_REGIONS
+        for region in regions:
+            if region.upper() not in known:
+                raise ValueError(f"unknown phone region {region!r}: use a two-letter country code such as DE or US")
+        return [r.upper() for r in regions]
+
+    def scrubber(self) -> Any:
+        """The configured `daemon.privacy.Scrubber`."""
+        from daemon.privacy import Scrubber
+
+        return Scrubber(frozenset(self.scrub), tuple(self.phone_regions))
+
+
 class Config(_Section):
     """The whole file; `load_config` builds it so that errors carry lines, `default_config` for `make run`."""
 
@@ -201,6 +229,7 @@ class Config(_Section):
     retrain: RetrainSection = Field(default_factory=RetrainSection)
     api: ApiSection = Field(default_factory=ApiSection)
     log: LogSection = Field(default_factory=LogSection)
+    privacy: PrivacySection = Field(default_factory=PrivacySection)
 
     @field_validator("connectors")
     @classmethod

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from connectors.secrets import redact_url
 from daemon.errors import StateError
 from daemon.logging import get_logger
-from daemon.state.schema import VERSION_TABLE, cursors, ledger, retrain_runs, training
+from daemon.state.schema import VERSION_TABLE, cursors, forgotten, ledger, retrain_runs, training
 
 log = get_logger(__name__)
 
@@ -182,6 +182,8 @@ def _install_sqlite_hooks(engine: Engine) -> None:
             # With WAL, NORMAL only risks the last commits on power loss (never corruption); FULL fsyncs every commit.
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
+            # A deleted row's bytes are overwritten, not left in a free page: `ticketd forget` really erases.
+            cursor.execute("PRAGMA secure_delete = ON")
         finally:
             cursor.close()
 
@@ -522,6 +524,75 @@ class State:
             query = query.where(training.c.harvested_at > when)
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
+
+    # -- forgetting ----------------------------------------------------------------------------------------------
+
+    def forget_ticket(self, ticket_id: str, connector: str | None = None) -> tuple[int, int]:
+        """Erase a ticket's text from the training store and its detail from the ledger; (rows, entries)."""
+        where_t = [training.c.ticket_id == ticket_id]
+        where_l = [ledger.c.ticket_id == ticket_id]
+        if connector is not None:
+            where_t.append(training.c.connector == connector)
+            where_l.append(ledger.c.connector == connector)
+        with self._write() as conn:
+            n_training = conn.execute(sa.delete(training).where(*where_t)).rowcount
+            n_ledger = conn.execute(sa.update(ledger).where(*where_l).values(detail=None)).rowcount
+            conn.execute(
+                sa.insert(forgotten).values(
+                    at=_now(),
+                    kind="ticket",
+                    connector=connector,
+                    ticket_id=ticket_id,
+                    training_rows=n_training,
+                    ledger_rows=n_ledger,
+                )
+            )
+        self._flush_erased()
+        return n_training, n_ledger
+
+    def forget_address(self, address: str, digest: str) -> tuple[int, int]:
+        """Erase every stored ticket whose text holds the address (any case); (rows, ledger entries)."""
+        needle = address.strip().lower()
+        with self._write() as conn:
+            match = sa.func.lower(training.c.text).contains(needle, autoescape=True)
+            keys = [
+                (r.connector, r.ticket_id)
+                for r in conn.execute(sa.select(training.c.connector, training.c.ticket_id).where(match))
+            ]
+            n_training = conn.execute(sa.delete(training).where(match)).rowcount
+            n_ledger = 0
+            for connector, ticket_id in keys:
+                key = (ledger.c.connector == connector, ledger.c.ticket_id == ticket_id)
+                n_ledger += conn.execute(sa.update(ledger).where(*key).values(detail=None)).rowcount
+            conn.execute(
+                sa.insert(forgotten).values(
+                    at=_now(), kind="address", digest=digest, training_rows=n_training, ledger_rows=n_ledger
+                )
+            )
+        self._flush_erased()
+        return n_training, n_ledger
+
+    def _flush_erased(self) -> None:
+        """SQLite: fold the WAL into the database file and truncate it, so no old copy of an erased page remains.
+
+        PostgreSQL keeps dead rows until VACUUM (autovacuum, or `VACUUM training` by the operator).
+        """
+        if self._engine.dialect.name != "sqlite":
+            return
+        with self._errors(), self._engine.connect() as conn:
+            raw = conn.connection.driver_connection  # outside any transaction, which a checkpoint needs
+            assert raw is not None
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def forgotten(self) -> tuple[set[tuple[str | None, str]], set[str]]:
+        """What a harvest must not store again: (connector or None, ticket id) keys and address digests."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(forgotten.c.kind, forgotten.c.connector, forgotten.c.ticket_id, forgotten.c.digest)
+            ).all()
+        tickets = {(r.connector, str(r.ticket_id)) for r in rows if r.kind == "ticket"}
+        digests = {str(r.digest) for r in rows if r.kind == "address"}
+        return tickets, digests
 
     # -- retrain runs --------------------------------------------------------------------------------------------
 

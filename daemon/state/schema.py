@@ -93,3 +93,18 @@ retrain_runs = sa.Table(
     sa.Column("outcome", sa.String(32), nullable=False),
     sa.Column("detail", sa.JSON(), nullable=False),
 )
+
+# What `ticketd forget` erased, so it can be shown that it was done and a later harvest does not bring it
+# back: a ticket by its key, a person by the SHA-256 of their lower-cased address (never the address).
+forgotten = sa.Table(
+    "forgotten",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("connector", sa.String(255), nullable=True),
+    sa.Column("ticket_id", sa.String(1000), nullable=True),
+    sa.Column("digest", sa.String(64), nullable=True),
+    sa.Column("training_rows", sa.Integer, nullable=False),
+    sa.Column("ledger_rows", sa.Integer, nullable=False),
+)

@@ -208,6 +208,22 @@ async def test_harvest_stores_final_labels_and_text(world: World) -> None:
     assert row.text.startswith("Refund. Please refund order 99")
 
 
+async def test_harvest_stores_text_without_personal_data_and_logs_only_counts(world: World) -> None:
+    from daemon.config import PrivacySection
+
+    body = "Refund to DE89 3704 0044 0532 0130 00, call +49 30 1234567 or mail anna.schmidt@example.de."
+    tid = world.fake.add_customer_ticket("Refund", body, queue="Raw")
+    world.fake.agent_update(tid, queue="Billing", priority="2 low", state="closed successful")
+    pipe = world.pipeline(scrub=PrivacySection().scrubber().scrub)
+    with capture_logs() as logs:
+        assert await pipe.harvest() >= 1
+    row = next(r for r in world.state.training_rows() if r.ticket_id == str(tid))
+    assert row.text == "Refund. Refund to [iban], call [phone] or mail [email]."
+    harvested = [e for e in logs if e["event"] == "closed tickets harvested"]
+    assert harvested[0]["scrubbed"] == {"iban": 1, "phone": 1, "email": 1}
+    assert "anna.schmidt" not in repr(logs) and "1234567" not in repr(logs)
+
+
 async def test_mailbox_harvest_ignores_what_ticketd_filed_itself(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

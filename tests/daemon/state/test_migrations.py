@@ -37,13 +37,13 @@ def head() -> str:
 
 def test_fresh_database_reaches_head_and_reopen_is_a_no_op(url: str) -> None:
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == head() == "0001"
+        assert state.schema_version() == head() == "0002"
         state.cursor_set("helpdesk", "new", "41")
     assert [e["event"] for e in logs] == ["state.migrated", "state.opened"]
-    assert logs[0]["from_revision"] is None and logs[0]["to_revision"] == "0001"
+    assert logs[0]["from_revision"] is None and logs[0]["to_revision"] == "0002"
 
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == "0001"
+        assert state.schema_version() == "0002"
         assert state.cursor_get("helpdesk", "new") == "41"
     assert [e["event"] for e in logs] == ["state.opened"]
 
@@ -71,8 +71,31 @@ def test_downgrade_to_base_and_upgrade_again(url: str) -> None:
     finally:
         engine.dispose()
     with State.open(url) as state:
-        assert state.schema_version() == "0001"
+        assert state.schema_version() == head()
         assert state.ledger_entries() == []
+
+
+def test_a_database_of_the_first_release_upgrades_with_its_data(url: str) -> None:
+    """0001 -> 0002 adds the `forgotten` table and keeps every row."""
+    State.open(url).close()
+    engine = sa.create_engine(url)
+    config = alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0001")  # what the first release left on disk
+            assert "forgotten" not in sa.inspect(conn).get_table_names()
+            conn.execute(
+                sa.text("INSERT INTO cursors (connector, kind, value, updated_at) VALUES ('a', 'new', '7', :t)"),
+                {"t": T0},
+            )
+    finally:
+        engine.dispose()
+    with capture_logs() as logs, State.open(url) as state:
+        assert state.schema_version() == "0002"
+        assert state.cursor_get("a", "new") == "7"
+        assert state.forgotten() == (set(), set())
+    assert logs[0]["from_revision"] == "0001" and logs[0]["to_revision"] == "0002"
 
 
 def test_database_from_a_newer_ticketd_is_refused(url: str) -> None:
@@ -86,7 +109,7 @@ def test_database_from_a_newer_ticketd_is_refused(url: str) -> None:
     with pytest.raises(StateError, match="ffff0042 is newer than this ticketd") as caught:
         State.open(url)
     assert isinstance(caught.value, TicketdError)
-    assert "0001" in str(caught.value)
+    assert head() in str(caught.value)
 
 
 def test_sqlite_settings(tmp_path: Path) -> None:
@@ -189,7 +212,7 @@ def test_locked_database_raises_state_error(tmp_path: Path, monkeypatch: pytest.
 
 def test_memory_database(tmp_path: Path) -> None:
     with State.open("sqlite://") as state:
-        assert state.schema_version() == "0001"
+        assert state.schema_version() == "0002"
         state.retrain_record(T0, T0, "skipped", {"reason": "too few examples"})
         last = state.retrain_last()
         assert last is not None and last["outcome"] == "skipped"

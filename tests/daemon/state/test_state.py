@@ -264,3 +264,35 @@ def test_closed_state_refuses_use(url: str) -> None:
         state.cursor_set("a", "new", "1")
     with pytest.raises(RuntimeError, match="closed"):
         state.cursor_get("a", "new")
+
+
+def test_forget_a_ticket_on_one_connector_or_on_all(state: State) -> None:
+    state.training_add([row("7"), row("7", connector="mail"), row("8")])
+    for connector in ("helpdesk", "mail"):
+        state.ledger_begin(entry("7", connector=connector))
+        state.ledger_finish(connector, "7", "failed", "write-back answered 500")
+    assert state.forget_ticket("7", "mail") == (1, 1)
+    assert sorted((r.connector, r.ticket_id) for r in state.training_rows()) == [("helpdesk", "7"), ("helpdesk", "8")]
+    assert state.forget_ticket("7") == (1, 2)  # both connectors' ledger entries (mail's was cleared already)
+    assert [r.ticket_id for r in state.training_rows()] == ["8"]
+    kept = state.ledger_get("helpdesk", "7")  # never routed twice: the entry stays, without its detail
+    assert kept is not None and kept.state == "failed" and kept.detail is None
+    assert state.forget_ticket("nope") == (0, 0)  # recorded all the same: a later harvest must not store it
+    assert state.forgotten() == ({("mail", "7"), (None, "7"), (None, "nope")}, set())
+
+
+def test_forget_an_address_in_any_case_and_only_that_address(state: State) -> None:
+    state.training_add(
+        [
+            row("1", text="Bitte an Anna.Schmidt@Example.de antworten"),
+            row("2", text="cc anna.schmidt@example.de"),
+            row("3", text="anna.schmidt@example.dev is someone else"),
+            row("4", text="mail annaXschmidt@example.de"),  # `_` and `%` are no wildcards either
+        ]
+    )
+    state.ledger_begin(entry("1"))
+    assert state.forget_address("anna.schmidt@example.de", "d1") == (3, 1)
+    assert [r.ticket_id for r in state.training_rows()] == ["4"]
+    assert state.forgotten() == (set(), {"d1"})
+    state.training_add([row("5", text="100%_done")])
+    assert state.forget_address("0%_d", "d2") == (1, 0)
