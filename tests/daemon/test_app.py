@@ -293,7 +293,7 @@ async def test_forget_erases_a_person_and_a_ticket_for_good(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`ticketd forget` on the running daemon's database: gone from the store, the file, the next retrain, later harvests."""
+    """`ticketd forget` on the running daemon's database: gone from the store, the file, the retrain, later harvests."""
     import anyio.to_thread
 
     import daemon.retrain as retrain_module
