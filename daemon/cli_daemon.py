@@ -228,7 +228,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         rules = {entry.name: label_rules(entry) for entry in config.connectors}
         entries = state.ledger_entries()
-        reports = build_report(entries, state.training_rows(), rules)
+        reports = build_report(state, rules)
         missing = missing_targets(entries)
         counts = state.ledger_counts()
     finally:

@@ -119,6 +119,9 @@ class StateSection(_Section):
     """The ledger, cursors and training store; the URL may hold a password, so it stays out of repr."""
 
     url: str = Field(default_factory=lambda: f"sqlite:///{state_dir() / 'state.db'}", repr=False)
+    # Finished ledger entries older than this lose their predictions, decision and detail (daily); the
+    # entry itself stays, so a ticket is never routed twice. None keeps everything.
+    keep_days: int | None = Field(default=90, ge=1)
 
     @field_validator("url")
     @classmethod
@@ -146,6 +149,8 @@ class RetrainSection(_Section):
     max_length: int = Field(default=256, ge=8)
     # `ticketd train --budget`: epochs and ticket length shrink so a retrain fits; None trains without a limit.
     budget_minutes: float | None = Field(default=90.0, gt=0)
+    # Training rows of tickets closed longer ago are deleted (daily): a year of labels, then they age out.
+    keep_days: int | None = Field(default=365, ge=1)
 
     @field_validator("cron")
     @classmethod

@@ -525,6 +525,64 @@ class State:
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
+    # -- aggregates ----------------------------------------------------------------------------------------------
+
+    def agreement_counts(self, connector: str, label: str, threshold: float) -> list[tuple[str, str, bool, int]]:
+        """Classified tickets that have since closed, counted in SQL: (predicted, final, at threshold, n) rows.
+
+        As many rows as label pairs, whatever the ledger's size: the report and the gauges never load it.
+        """
+        if label not in ("queue", "priority"):
+            raise ValueError(f"unknown label {label!r}")
+        predicted = ledger.c.predictions[(label, "label")].as_string()
+        confidence = ledger.c.predictions[(label, "confidence")].as_float()
+        truth = training.c[label]
+        confident = sa.case((confidence >= threshold, True), else_=False)
+        query = (
+            sa.select(predicted, truth, confident, sa.func.count())
+            .select_from(
+                ledger.join(
+                    training,
+                    sa.and_(training.c.connector == ledger.c.connector, training.c.ticket_id == ledger.c.ticket_id),
+                )
+            )
+            .where(ledger.c.connector == connector, predicted.isnot(None), truth.isnot(None))
+            .group_by(predicted, truth, confident)
+        )
+        with self._read() as conn:
+            return [(str(p), str(t), bool(c), int(n)) for p, t, c, n in conn.execute(query)]
+
+    def ledger_connectors(self) -> list[str]:
+        """Every connector the ledger has entries of (a removed one's still count in the report)."""
+        with self._read() as conn:
+            return sorted(str(c) for c in conn.execute(sa.select(ledger.c.connector).distinct()).scalars())
+
+    # -- retention -----------------------------------------------------------------------------------------------
+
+    def purge(self, *, training_before: datetime | None, ledger_before: datetime | None) -> tuple[int, int]:
+        """Delete training rows closed before `training_before`; strip finished ledger entries last updated before
+        `ledger_before` of their predictions, decision and detail (the entry stays: never routed twice).
+
+        Returns (training rows deleted, ledger entries stripped); None for a bound purges nothing of that kind.
+        """
+        _aware(training_before, ledger_before)
+        deleted = stripped = 0
+        with self._write() as conn:
+            if training_before is not None:
+                deleted = conn.execute(sa.delete(training).where(training.c.closed_at < training_before)).rowcount
+            if ledger_before is not None:
+                query = (
+                    sa.update(ledger)
+                    .where(
+                        ledger.c.updated_at < ledger_before,
+                        ledger.c.state != "pending",
+                        sa.or_(sa.cast(ledger.c.predictions, sa.Text) != "{}", ledger.c.detail.isnot(None)),
+                    )
+                    .values(predictions={}, decision={}, detail=None)
+                )
+                stripped = conn.execute(query).rowcount
+        return deleted, stripped
+
     # -- forgetting ----------------------------------------------------------------------------------------------
 
     def forget_ticket(self, ticket_id: str, connector: str | None = None) -> tuple[int, int]:

@@ -352,3 +352,43 @@ async def test_forget_erases_a_person_and_a_ticket_for_good(
     with State.open(f"sqlite:///{db}") as state:
         tickets, people = state.forgotten()
     assert tickets == {("fake", str(ticket))} and people == {digest("Anna.Schmidt@example.de")}
+
+
+async def test_retention_runs_on_a_schedule_with_the_configured_days(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import anyio.to_thread
+
+    from daemon.state import TrainingRow
+
+    _, url = fake
+    config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
+    config["connectors"][0]["password"] = PASSWORD
+    config["retrain"]["keep_days"] = 30
+    config["state"]["keep_days"] = 7
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = Daemon(load_config(path), config_path=path)
+    await daemon.start()
+    try:
+        state = daemon.state
+        assert state is not None
+        now = datetime.now(UTC)
+        rows = [
+            TrainingRow("fake", tid, "some text", "Billing", None, None, now - timedelta(days=age), now)
+            for tid, age in (("a", 31), ("b", 29))
+        ]
+        await anyio.to_thread.run_sync(state.training_add, rows)
+        with capture_logs() as logs:
+            assert await daemon.purge_now() == (1, 0)
+            assert await daemon.purge_now() == (0, 0)
+        assert [r.ticket_id for r in state.training_rows()] == ["b"]
+        purged = [e for e in logs if e["event"] == "retention purge"]
+        assert len(purged) == 1 and purged[0]["retrain_keep_days"] == 30 and purged[0]["state_keep_days"] == 7
+        daemon._start_scheduler()
+        job = daemon._scheduler.get_job("retention") if daemon._scheduler else None
+        assert job is not None and job.trigger.interval == timedelta(days=1)
+    finally:
+        await daemon.shutdown()

@@ -165,10 +165,7 @@ async def test_shadow_mode_writes_nothing_and_reports_agreement(world: World) ->
     world.fake.agent_update(ids[1], queue="Hardware", priority="3 normal", state="closed successful")
     world.fake.agent_update(ids[2], queue="Billing", priority="3 normal", state="closed successful")
     assert await pipe.harvest() >= 3  # ours, plus the installation's closed ticket 1
-    report = {
-        r.label: r
-        for r in build_report(world.state.ledger_entries(), world.state.training_rows(), {"znuny-test": RULES})
-    }
+    report = {r.label: r for r in build_report(world.state, {"znuny-test": RULES})}
     queue = report["queue"]
     assert queue.compared == 3
     assert queue.agreement == pytest.approx(2 / 3)

@@ -296,3 +296,64 @@ def test_forget_an_address_in_any_case_and_only_that_address(state: State) -> No
     assert state.forgotten() == (set(), {"d1"})
     state.training_add([row("5", text="100%_done")])
     assert state.forget_address("0%_d", "d2") == (1, 0)
+
+
+def test_agreement_is_counted_by_the_database(state: State) -> None:
+    """(predicted, final, at threshold) counts: joined on the ticket, unlabelled and unclosed tickets left out."""
+    from dataclasses import replace
+
+    from daemon.report import build_report
+    from daemon.routing import LabelRule
+
+    def classified(tid: str, queue: str, confidence: float) -> LedgerEntry:
+        e = entry(tid, state="applied")
+        return replace(e, predictions={"queue": {"label": queue, "confidence": confidence}})
+
+    for e in (classified("1", "Billing", 0.9), classified("2", "Billing", 0.5), classified("3", "IT", 0.6)):
+        state.ledger_begin(e)
+    state.ledger_begin(classified("4", "IT", 0.99))  # never closed: no final label to compare with
+    state.training_add([row("1"), row("2", queue="Sales"), row("3", queue="Hardware", priority=None), row("9")])
+    counts = state.agreement_counts("helpdesk", "queue", 0.6)
+    assert sorted(counts) == [
+        ("Billing", "Billing", True, 1),
+        ("Billing", "Sales", False, 1),
+        ("IT", "Hardware", True, 1),
+    ]
+    assert state.agreement_counts("helpdesk", "priority", 0.6) == []  # no priority predictions recorded
+    assert state.agreement_counts("mail", "queue", 0.6) == []
+    rules = {"helpdesk": {"queue": LabelRule(map={"IT": "Hardware"}, threshold=0.6)}}
+    (report,) = build_report(state, rules)
+    assert (report.connector, report.label, report.compared) == ("helpdesk", "queue", 3)
+    assert report.agreement == pytest.approx(2 / 3)  # IT maps to Hardware: agreed
+    assert report.auto_routed_share == pytest.approx(2 / 3) and report.accuracy_at_threshold == 1.0
+
+
+def test_retention_deletes_old_training_rows_and_strips_old_finished_ledger_entries(state: State) -> None:
+    day = timedelta(days=1)
+    state.training_add([row("old", closed=T0 - 400 * day), row("new", closed=T0 - 10 * day)])
+    for tid, at, final in (
+        ("done", T0 - 100 * day, "applied"),
+        ("stuck", T0 - 100 * day, None),
+        ("recent", T0, "applied"),
+    ):
+        state.ledger_begin(entry(tid, at=at))
+        if final is not None:
+            state.ledger_finish("helpdesk", tid, final, "ok")
+    # ledger_finish stamps updated_at with the wall clock: age the finished ones by hand, as months would.
+    with state._write() as conn:
+        import sqlalchemy as sa
+
+        from daemon.state.schema import ledger
+
+        conn.execute(sa.update(ledger).where(ledger.c.ticket_id == "done").values(updated_at=T0 - 100 * day))
+        conn.execute(sa.update(ledger).where(ledger.c.ticket_id == "recent").values(updated_at=T0))
+    assert state.purge(training_before=T0 - 365 * day, ledger_before=T0 - 90 * day) == (1, 1)
+    assert [r.ticket_id for r in state.training_rows()] == ["new"]
+    done = state.ledger_get("helpdesk", "done")
+    assert done is not None and done.state == "applied"  # still known: never routed twice
+    assert (done.predictions, done.decision, done.detail) == ({}, {}, None)
+    stuck, recent = state.ledger_get("helpdesk", "stuck"), state.ledger_get("helpdesk", "recent")
+    assert stuck is not None and stuck.predictions and stuck.state == "pending"  # a write-back to finish: kept
+    assert recent is not None and recent.predictions and recent.detail == "ok"
+    assert state.purge(training_before=T0 - 365 * day, ledger_before=T0 - 90 * day) == (0, 0)  # already done
+    assert state.purge(training_before=None, ledger_before=None) == (0, 0)
