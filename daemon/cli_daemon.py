@@ -227,9 +227,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     state = State.open(config.state.url)
     try:
         rules = {entry.name: label_rules(entry) for entry in config.connectors}
-        entries = state.ledger_entries()
         reports = build_report(state, rules)
-        missing = missing_targets(entries)
+        missing = missing_targets(state.ledger_with_missing())
         counts = state.ledger_counts()
     finally:
         state.close()

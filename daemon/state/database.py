@@ -402,6 +402,10 @@ class State:
         """All entries, oldest first."""
         return self._ledger_query(connector)
 
+    def ledger_with_missing(self) -> list[LedgerEntry]:
+        """Entries whose decision named a queue or priority the helpdesk lacked (few; the report lists them)."""
+        return self._ledger_query(None, ledger.c.decision["missing"].as_string().isnot(None))
+
     def _ledger_query(self, connector: str | None, *conditions: sa.ColumnElement[bool]) -> list[LedgerEntry]:
         """Ledger rows filtered by connector and extra conditions, in creation order."""
         query = sa.select(ledger).where(*conditions).order_by(ledger.c.created_at, ledger.c.id)

@@ -357,3 +357,13 @@ def test_retention_deletes_old_training_rows_and_strips_old_finished_ledger_entr
     assert recent is not None and recent.predictions and recent.detail == "ok"
     assert state.purge(training_before=T0 - 365 * day, ledger_before=T0 - 90 * day) == (0, 0)  # already done
     assert state.purge(training_before=None, ledger_before=None) == (0, 0)
+
+
+def test_only_entries_that_missed_a_target_are_loaded_for_the_report(state: State) -> None:
+    from dataclasses import replace
+
+    plain = entry("1")
+    missed = replace(entry("2"), decision={**plain.decision, "missing": {"queue": "Accounting"}})
+    state.ledger_begin(plain)
+    state.ledger_begin(missed)
+    assert [e.ticket_id for e in state.ledger_with_missing()] == ["2"]
