@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.servers import unavailable
 
 SOFTOFT = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "softoft-tickets" / "softoft-tickets-dev.csv"
-MAX_DROP = 0.005  # macro-F1, per label
+MAX_DROP = 0.005  # macro-F1 per label, mean of two splits
 
 
 def test_scrubbed_training_text_keeps_macro_f1_within_half_a_point() -> None:
@@ -24,19 +24,23 @@ def test_scrubbed_training_text_keeps_macro_f1_within_half_a_point() -> None:
 
     if not SOFTOFT.is_file():
         unavailable(f"no dev dataset at {SOFTOFT}")
-    train, test = stratified_split(load_dataset(SOFTOFT), test_size=0.2, seed=13)
+    dataset = load_dataset(SOFTOFT)
     scrub = Scrubber()
-    scrubbed = [scrub.scrub(t) for t in train.texts()]
-    changed = sum(1 for _, found in scrubbed if found)
-    assert changed > 0  # the file does hold addresses and numbers to scrub
-    rows = {}
-    for label in ("queue", "priority"):
-        scores = []
-        for texts in (train.texts(), [t for t, _ in scrubbed]):
-            model = baseline_tfidf_lr(texts, train.labels(label), seed=13)
-            scores.append(f1_score(test.labels(label), model.predict(test.texts()), average="macro"))
-        rows[label] = (scores[0], scores[1], scores[1] - scores[0])
-    print(f"\nscrubbed {changed} of {len(train)} training tickets")
-    for label, (raw, clean, delta) in rows.items():
-        print(f"{label:<9} macro-F1 raw {raw:.4f} scrubbed {clean:.4f} delta {delta:+.4f}")
-    assert all(delta >= -MAX_DROP for _, _, delta in rows.values()), rows
+    deltas: dict[str, list[float]] = {"queue": [], "priority": []}
+    for seed in (13, 29):  # two splits: one split's noise is as large as the effect looked for
+        train, test = stratified_split(dataset, test_size=0.2, seed=seed)
+        scrubbed = [scrub.scrub(t) for t in train.texts()]
+        changed = sum(1 for _, found in scrubbed if found)
+        assert changed > 0  # the file does hold addresses and numbers to scrub
+        print(f"\nseed {seed}: scrubbed {changed} of {len(train)} training tickets")
+        for label in deltas:
+            scores = []
+            for texts in (train.texts(), [t for t, _ in scrubbed]):
+                model = baseline_tfidf_lr(texts, train.labels(label), seed=13)
+                scores.append(f1_score(test.labels(label), model.predict(test.texts()), average="macro"))
+            deltas[label].append(scores[1] - scores[0])
+            raw, clean = scores
+            print(f"{label:<9} macro-F1 raw {raw:.4f} scrubbed {clean:.4f} delta {clean - raw:+.4f}")
+    means = {label: sum(d) / len(d) for label, d in deltas.items()}
+    print("mean delta", {label: round(m, 4) for label, m in means.items()})
+    assert all(m >= -MAX_DROP for m in means.values()), deltas
