@@ -118,6 +118,7 @@ def test_sqlite_settings(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == store_module._BUSY_TIMEOUT_MS
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1  # whatever the build's default
     # WAL is a property of the file: a plain sqlite3 connection sees it too.
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
