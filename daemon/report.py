@@ -25,17 +25,21 @@ class AgreementCounts(Protocol):
     """What the report reads: daemon.state.State's SQL aggregates."""
 
     def ledger_connectors(self) -> list[str]: ...
-    def agreement_counts(self, connector: str, label: str, threshold: float) -> list[tuple[str, str, bool, int]]: ...
+    def agreement_counts(
+        self, connector: str, thresholds: Mapping[str, float]
+    ) -> dict[str, list[tuple[str, str, bool, int]]]: ...
 
 
 def build_report(state: AgreementCounts, rules: Mapping[str, Mapping[str, LabelRule]]) -> list[LabelReport]:
     """Per connector and label, from counts the database aggregates (the ledger is never loaded)."""
     out = []
     for connector in state.ledger_connectors():
+        label_rules = {label: rules.get(connector, {}).get(label, LabelRule()) for label in WRITABLE}
+        counted = state.agreement_counts(connector, {label: rule.threshold for label, rule in label_rules.items()})
         for label in WRITABLE:
-            rule = rules.get(connector, {}).get(label, LabelRule())
+            rule = label_rules[label]
             n = agreed = above = agreed_above = 0
-            for predicted, truth, confident, count in state.agreement_counts(connector, label, rule.threshold):
+            for predicted, truth, confident, count in counted[label]:
                 ok = rule.target(predicted) == truth
                 n += count
                 agreed += count if ok else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from connectors.secrets import redact_url
 from daemon.errors import StateError
 from daemon.logging import get_logger
-from daemon.state.schema import VERSION_TABLE, cursors, forgotten, ledger, retrain_runs, training
+from daemon.state.schema import MISSED_TARGET, VERSION_TABLE, cursors, forgotten, ledger, retrain_runs, training
 
 log = get_logger(__name__)
 
@@ -404,9 +404,15 @@ class State:
 
     def ledger_with_missing(self) -> list[LedgerEntry]:
         """Entries whose decision named a queue or priority the helpdesk lacked (few; the report lists them)."""
-        return self._ledger_query(None, ledger.c.decision["missing"].as_string().isnot(None))
+        indexed = MISSED_TARGET.get(self._engine.dialect.name)
+        if indexed is None:  # another backend: the same rows, without the index
+            text = sa.cast(ledger.c.decision, sa.Text).contains('"missing"')
+            return [e for e in self._ledger_query(None, text) if "missing" in e.decision]
+        return self._ledger_query(None, indexed)  # the partial index's own condition, so it is used
 
-    def _ledger_query(self, connector: str | None, *conditions: sa.ColumnElement[bool]) -> list[LedgerEntry]:
+    def _ledger_query(
+        self, connector: str | None, *conditions: sa.ColumnElement[bool] | sa.TextClause
+    ) -> list[LedgerEntry]:
         """Ledger rows filtered by connector and extra conditions, in creation order."""
         query = sa.select(ledger).where(*conditions).order_by(ledger.c.created_at, ledger.c.id)
         if connector is not None:
@@ -531,30 +537,48 @@ class State:
 
     # -- aggregates ----------------------------------------------------------------------------------------------
 
-    def agreement_counts(self, connector: str, label: str, threshold: float) -> list[tuple[str, str, bool, int]]:
-        """Classified tickets that have since closed, counted in SQL: (predicted, final, at threshold, n) rows.
+    def agreement_counts(
+        self, connector: str, thresholds: Mapping[str, float]
+    ) -> dict[str, list[tuple[str, str, bool, int]]]:
+        """Classified tickets that have since closed, counted in SQL: per label, (predicted, final, at threshold, n).
 
-        As many rows as label pairs, whatever the ledger's size: the report and the gauges never load it.
+        One pass over the join for every label, as many result rows as label combinations whatever the
+        ledger's size: the report and the gauges never load it. The training side is read through a
+        covering index, never its text.
         """
-        if label not in ("queue", "priority"):
-            raise ValueError(f"unknown label {label!r}")
-        predicted = ledger.c.predictions[(label, "label")].as_string()
-        confidence = ledger.c.predictions[(label, "confidence")].as_float()
-        truth = training.c[label]
-        confident = sa.case((confidence >= threshold, True), else_=False)
+        unknown = [label for label in thresholds if label not in ("queue", "priority")]
+        if unknown:
+            raise ValueError(f"unknown label {unknown[0]!r}")
+        columns: list[sa.ColumnElement[Any]] = []
+        for label, threshold in thresholds.items():
+            confidence = ledger.c.predictions[(label, "confidence")].as_float()
+            columns += [
+                ledger.c.predictions[(label, "label")].as_string(),
+                training.c[label],
+                sa.case((confidence >= threshold, True), else_=False),
+            ]
         query = (
-            sa.select(predicted, truth, confident, sa.func.count())
+            sa.select(*columns, sa.func.count())
             .select_from(
                 ledger.join(
                     training,
                     sa.and_(training.c.connector == ledger.c.connector, training.c.ticket_id == ledger.c.ticket_id),
                 )
             )
-            .where(ledger.c.connector == connector, predicted.isnot(None), truth.isnot(None))
-            .group_by(predicted, truth, confident)
+            .where(ledger.c.connector == connector)
+            .group_by(*columns)
         )
+        counts: dict[str, dict[tuple[str, str, bool], int]] = {label: {} for label in thresholds}
         with self._read() as conn:
-            return [(str(p), str(t), bool(c), int(n)) for p, t, c, n in conn.execute(query)]
+            for row in conn.execute(query):
+                n = int(row[-1])
+                for i, label in enumerate(thresholds):
+                    predicted, truth, confident = row[3 * i : 3 * i + 3]
+                    if predicted is None or truth is None:
+                        continue
+                    key = (str(predicted), str(truth), bool(confident))
+                    counts[label][key] = counts[label].get(key, 0) + n
+        return {label: [(*key, n) for key, n in sorted(cells.items())] for label, cells in counts.items()}
 
     def ledger_connectors(self) -> list[str]:
         """Every connector the ledger has entries of (a removed one's still count in the report)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -217,3 +218,35 @@ def test_memory_database(tmp_path: Path) -> None:
         state.retrain_record(T0, T0, "skipped", {"reason": "too few examples"})
         last = state.retrain_last()
         assert last is not None and last["outcome"] == "skipped"
+
+
+def test_the_report_and_the_pipeline_queries_use_indexes(tmp_path: Path) -> None:
+    """SQLite's query plans at a year's scale: lookups search an index, the report never reads the ticket text."""
+    from daemon.state.schema import ledger, training
+
+    with State.open(f"sqlite:///{tmp_path / 'state.db'}") as state, state._write() as conn:
+        conn.exec_driver_sql("ANALYZE")
+
+        def plan(query: Any) -> str:
+            sql = str(query.compile(conn.engine, compile_kwargs={"literal_binds": True}))
+            return " | ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+
+        joined = ledger.join(
+            training, sa.and_(training.c.connector == ledger.c.connector, training.c.ticket_id == ledger.c.ticket_id)
+        )
+        agreement = (
+            sa.select(ledger.c.predictions[("queue", "label")].as_string(), training.c.queue, sa.func.count())
+            .select_from(joined)
+            .where(ledger.c.connector == "helpdesk")
+            .group_by(ledger.c.predictions[("queue", "label")].as_string(), training.c.queue)
+        )
+        text_free = plan(agreement)
+        assert "COVERING INDEX ix_training_connector_ticket_id_queue_priority" in text_free, text_free
+        lookup = plan(sa.select(ledger).where(ledger.c.connector == "helpdesk", ledger.c.ticket_id == "7"))
+        assert "USING INDEX" in lookup, lookup
+        from daemon.state.schema import MISSED_TARGET
+
+        missed = plan(sa.select(ledger).where(MISSED_TARGET["sqlite"]))
+        assert "ix_ledger_missed_target" in missed, missed
+        purge = plan(sa.delete(training).where(training.c.closed_at < T0))
+        assert "ix_training_closed_at" in purge, purge

@@ -313,14 +313,16 @@ def test_agreement_is_counted_by_the_database(state: State) -> None:
         state.ledger_begin(e)
     state.ledger_begin(classified("4", "IT", 0.99))  # never closed: no final label to compare with
     state.training_add([row("1"), row("2", queue="Sales"), row("3", queue="Hardware", priority=None), row("9")])
-    counts = state.agreement_counts("helpdesk", "queue", 0.6)
-    assert sorted(counts) == [
+    counts = state.agreement_counts("helpdesk", {"queue": 0.6, "priority": 0.6})
+    assert counts["queue"] == [
         ("Billing", "Billing", True, 1),
         ("Billing", "Sales", False, 1),
         ("IT", "Hardware", True, 1),
     ]
-    assert state.agreement_counts("helpdesk", "priority", 0.6) == []  # no priority predictions recorded
-    assert state.agreement_counts("mail", "queue", 0.6) == []
+    assert counts["priority"] == []  # no priority predictions recorded
+    assert state.agreement_counts("mail", {"queue": 0.6}) == {"queue": []}
+    with pytest.raises(ValueError, match="unknown label 'language'"):
+        state.agreement_counts("helpdesk", {"language": 0.5})
     rules = {"helpdesk": {"queue": LabelRule(map={"IT": "Hardware"}, threshold=0.6)}}
     (report,) = build_report(state, rules)
     assert (report.connector, report.label, report.compared) == ("helpdesk", "queue", 3)

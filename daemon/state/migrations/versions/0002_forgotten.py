@@ -1,4 +1,4 @@
-"""What `ticketd forget` erased: tickets by key, people by the digest of their address.
+"""What `ticketd forget` erased (tickets by key, people by the digest of their address); report indexes.
 
 Revision ID: 0002
 Revises: 0001
@@ -17,7 +17,7 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Create the `forgotten` table; nothing else changes."""
+    """Create the `forgotten` table and the two indexes that keep `ticketd report` off the ticket text."""
     op.create_table(
         "forgotten",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -30,8 +30,20 @@ def upgrade() -> None:
         sa.Column("ledger_rows", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_forgotten"),
     )
+    op.create_index(
+        "ix_training_connector_ticket_id_queue_priority", "training", ["connector", "ticket_id", "queue", "priority"]
+    )
+    op.create_index(
+        "ix_ledger_missed_target",
+        "ledger",
+        ["connector"],
+        sqlite_where=sa.text("json_extract(decision, '$.\"missing\"') IS NOT NULL"),
+        postgresql_where=sa.text("(decision ->> 'missing') IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
-    """Drop it again."""
+    """Drop them again."""
+    op.drop_index("ix_ledger_missed_target", table_name="ledger")
+    op.drop_index("ix_training_connector_ticket_id_queue_priority", table_name="training")
     op.drop_table("forgotten")
