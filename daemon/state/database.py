@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from daemon.logging import get_logger
 from daemon.state.schema import MISSED_TARGET, VERSION_TABLE, cursors, forgotten, ledger, retrain_runs, training
 
 log = get_logger(__name__)
+_YIELD_ROWS = 2000  # training rows fetched per round trip when the store is read
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MODES = frozenset({"live", "shadow"})
@@ -61,7 +63,7 @@ class LedgerEntry:
     updated_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a retrain holds the whole store: no per-row __dict__
 class TrainingRow:
     """A harvested closed ticket with the labels the helpdesk's people gave it."""
 
@@ -117,14 +119,14 @@ def _entry(row: sa.Row[Any]) -> LedgerEntry:
 
 
 def _training_row(row: sa.Row[Any]) -> TrainingRow:
-    """A training-store row as the public dataclass."""
+    """A training-store row as the public dataclass; the few distinct names shared, not one copy per row."""
     return TrainingRow(
-        connector=row.connector,
+        connector=sys.intern(row.connector),
         ticket_id=row.ticket_id,
         text=row.text,
-        queue=row.queue,
-        priority=row.priority,
-        language=row.language,
+        queue=sys.intern(row.queue),
+        priority=None if row.priority is None else sys.intern(row.priority),
+        language=None if row.language is None else sys.intern(row.language),
         closed_at=row.closed_at,
         harvested_at=row.harvested_at,
     )
@@ -524,7 +526,9 @@ class State:
         if connector is not None:
             query = query.where(training.c.connector == connector)
         with self._read() as conn:
-            return [_training_row(row) for row in conn.execute(query)]
+            # In batches (a server-side cursor on PostgreSQL): the driver never buffers the whole store as well.
+            result = conn.execution_options(yield_per=_YIELD_ROWS).execute(query)
+            return [_training_row(row) for row in result]
 
     def training_count_since(self, when: datetime | None) -> int:
         """Rows harvested (new or relabelled) strictly after `when`; all rows for None."""
