@@ -6,7 +6,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +149,7 @@ class Daemon:
                 stopping=lambda: self._stopping,
                 degraded=coordinator.failing,
                 metrics=self.metrics,
+                scrub=config.privacy.scrubber().scrub if config.privacy.scrub else None,
             )
             self.stacks[entry.name] = ConnectorStack(entry, connector, coordinator, pipeline, client)
 
@@ -306,6 +307,14 @@ class Daemon:
                     coalesce=True,
                     next_run_time=now,
                 )
+        scheduler.add_job(  # retention: once a minute after start, then daily
+            self._tracked(self.purge_now),
+            IntervalTrigger(hours=24),
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=now + timedelta(minutes=1),
+        )
         if self.config.retrain.enabled:
             scheduler.add_job(
                 self._start_retrain,
@@ -339,13 +348,40 @@ class Daemon:
 
         return harvest
 
+    async def purge_now(self) -> tuple[int, int]:
+        """Retention (`retrain.keep_days`, `state.keep_days`): old training rows go, old ledger details go."""
+        state = self.state
+        if state is None:
+            return 0, 0
+        now = datetime.now(UTC)
+        train_days, ledger_days = self.config.retrain.keep_days, self.config.state.keep_days
+        try:
+            deleted, stripped = await anyio.to_thread.run_sync(
+                lambda: state.purge(
+                    training_before=None if train_days is None else now - timedelta(days=train_days),
+                    ledger_before=None if ledger_days is None else now - timedelta(days=ledger_days),
+                )
+            )
+        except TicketdError as exc:  # the next day tries again; polling is not affected
+            log.warning("retention purge failed", error=str(exc))
+            return 0, 0
+        if deleted or stripped:
+            log.info(
+                "retention purge",
+                training_rows_deleted=deleted,
+                ledger_entries_stripped=stripped,
+                retrain_keep_days=train_days,
+                state_keep_days=ledger_days,
+            )
+        return deleted, stripped
+
     def _update_agreement(self) -> None:
         """After a harvest: agreement of recorded predictions with the agents' final labels, as gauges."""
         from daemon.report import build_report
 
         assert self.state is not None
         rules = {name: w.pipeline.rules for name, w in self.stacks.items()}
-        for r in build_report(self.state.ledger_entries(), self.state.training_rows(), rules):
+        for r in build_report(self.state, rules):
             if r.agreement is not None:
                 self.metrics.agreement(r.connector, r.label, r.agreement)
 

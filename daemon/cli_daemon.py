@@ -1,4 +1,4 @@
-"""The daemon's commands: run, check-config, check, report, bootstrap."""
+"""The daemon's commands: run, check-config, check, report, bootstrap, forget."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = sub.add_parser("bootstrap", help="harvest closed tickets from the helpdesks and train the first model")
     p.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+    p = sub.add_parser(
+        "forget", help="erase a ticket's or a person's text from the training store and the ledger, for good"
+    )
+    p.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--ticket", help="the helpdesk's ticket id (the ledger's and training store's key)")
+    what.add_argument("--email", help="an e-mail address: every stored ticket whose text holds it")
+    p.add_argument("--connector", help="with --ticket: only this connector's ticket (default: every connector's)")
 
 
 def _config(path: Path | None) -> Any:
@@ -219,9 +227,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     state = State.open(config.state.url)
     try:
         rules = {entry.name: label_rules(entry) for entry in config.connectors}
-        entries = state.ledger_entries()
-        reports = build_report(entries, state.training_rows(), rules)
-        missing = missing_targets(entries)
+        reports = build_report(state, rules)
+        missing = missing_targets(state.ledger_with_missing())
         counts = state.ledger_counts()
     finally:
         state.close()
@@ -262,6 +269,35 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0 if result.outcome in ("promoted", "rejected") else 1
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase what the store holds of a ticket or a person, record that it did, and keep it out of later harvests."""
+    from daemon.privacy import digest
+    from daemon.state import State
+
+    if args.connector is not None and args.ticket is None:
+        raise TicketdError("--connector goes with --ticket (an address is forgotten on every connector)")
+    if args.email is not None and ("@" not in args.email or args.email.strip() != args.email or " " in args.email):
+        raise TicketdError(f"--email {args.email!r} is not an e-mail address")
+    config = _config(args.config)
+    state = State.open(config.state.url)
+    try:
+        if args.ticket is not None:
+            rows, entries = state.forget_ticket(args.ticket, args.connector)
+            what = f"ticket {args.ticket}" + (f" of {args.connector}" if args.connector else "")
+        else:
+            email = str(args.email)
+            rows, entries = state.forget_address(email, digest(email))
+            what = "the address"  # not repeated: this line may end up in a shell history or a ticket
+    finally:
+        state.close()
+    log.info("forgotten", kind="ticket" if args.ticket else "address", training_rows=rows, ledger_entries=entries)
+    print(
+        f"forgot {what}: {rows} training row(s) erased, {entries} ledger entr{'y' if entries == 1 else 'ies'} "
+        "cleared; recorded, and later harvests will not store it again"
+    )
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "serve": cmd_serve,
@@ -269,4 +305,5 @@ COMMANDS = {
     "check": cmd_check,
     "report": cmd_report,
     "bootstrap": cmd_bootstrap,
+    "forget": cmd_forget,
 }

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from connectors.base import Applied, Connector, Ticket, TicketUpdate
 from connectors.errors import TicketError
 from daemon.logging import get_logger
 from daemon.metrics import Metrics
+from daemon.privacy import addresses, digest
 from daemon.routing import Decision, LabelRule, decide
 
 T = TypeVar("T")
@@ -56,6 +58,7 @@ class LedgerState(Protocol):
     def cursor_get(self, connector: str, kind: str) -> str | None: ...
     def cursor_set(self, connector: str, kind: str, value: str | None) -> None: ...
     def training_add(self, rows: Sequence[TrainingRow]) -> int: ...
+    def forgotten(self) -> tuple[set[tuple[str | None, str]], set[str]]: ...
 
 
 @dataclass
@@ -92,6 +95,7 @@ class Pipeline:
         stopping: Callable[[], bool] = lambda: False,
         degraded: Callable[[], bool] = lambda: False,
         metrics: Metrics | None = None,
+        scrub: Callable[[str], tuple[str, Mapping[str, int]]] | None = None,
     ) -> None:
         self.name = name
         self.connector = connector
@@ -107,6 +111,7 @@ class Pipeline:
         self._stopping = stopping
         self._degraded = degraded
         self.metrics = metrics
+        self._scrub = scrub  # personal data out of the training store (daemon/privacy.py); None keeps the text
         self.live: dict[str, set[str]] = {}
         self._warned: set[tuple[str, str]] = set()  # (label, target) already warned about; a reload starts afresh
         self._seen_again: set[str] = set()  # ticket ids already in the ledger that came again, said once each
@@ -335,16 +340,28 @@ class Pipeline:
     async def harvest(self) -> int:
         """Closed tickets with their final labels go to the training store; returns rows new or changed."""
         added = 0
+        scrubbed: Counter[str] = Counter()
+        forgotten_tickets, forgotten_people = await self._db(self.state.forgotten)
         cursor = await self._db(self.state.cursor_get, self.name, "closed")
         while not self._stopping():
             page = await self.connector.fetch_closed(cursor, self.batch_limit)
             now = datetime.now(UTC)
             own = await self._db(self._own_filings, page.tickets)
+            texts = {t.id: _training_text(t) for t in page.tickets}
+            for tid, text in list(texts.items()):  # `ticketd forget` is for good: never stored again
+                forgotten = (self.name, tid) in forgotten_tickets or (None, tid) in forgotten_tickets
+                if forgotten or (forgotten_people and forgotten_people & {digest(a) for a in addresses(text)}):
+                    del texts[tid]
+            if self._scrub is not None:
+                done = await anyio.to_thread.run_sync(functools.partial(_scrub_all, self._scrub, texts))
+                for tid, (text, found) in done.items():
+                    texts[tid] = text
+                    scrubbed.update(found)
             rows = [
                 self._row(
                     connector=self.name,
                     ticket_id=t.id,
-                    text=_training_text(t),
+                    text=texts[t.id],
                     queue=t.queue,
                     priority=t.priority,
                     language=t.language,
@@ -352,7 +369,7 @@ class Pipeline:
                     harvested_at=now,
                 )
                 for t in page.tickets
-                if (t.body.strip() or t.subject.strip()) and t.id not in own
+                if (t.body.strip() or t.subject.strip()) and t.id not in own and t.id in texts
             ]
             if rows:
                 added += await self._db(self.state.training_add, rows)
@@ -362,7 +379,7 @@ class Pipeline:
             if not page.more or not page.tickets:
                 break
         if added:
-            self.log.info("closed tickets harvested", rows=added)
+            self.log.info("closed tickets harvested", rows=added, scrubbed=dict(scrubbed))
         return added
 
     def _own_filings(self, tickets: Sequence[Ticket]) -> set[str]:
@@ -408,6 +425,13 @@ async def _settle(task: asyncio.Task[Any]) -> None:
     """Wait for a write-back in flight while another error propagates; its own outcome is in the ledger."""
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
+
+
+def _scrub_all(
+    scrub: Callable[[str], tuple[str, Mapping[str, int]]], texts: Mapping[str, str]
+) -> dict[str, tuple[str, Mapping[str, int]]]:
+    """A page's texts scrubbed in one worker-thread call (the phone matcher is CPU work)."""
+    return {tid: scrub(text) for tid, text in texts.items()}
 
 
 def _training_text(ticket: Ticket) -> str:

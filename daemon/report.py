@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from daemon.routing import WRITABLE, LabelRule
 
@@ -21,39 +21,34 @@ class LabelReport:
     accuracy_at_threshold: float | None  # agreement among those
 
 
-def build_report(
-    entries: Iterable[Any], finals: Iterable[Any], rules: Mapping[str, Mapping[str, LabelRule]]
-) -> list[LabelReport]:
-    """Join ledger entries with harvested final labels by (connector, ticket id)."""
-    final = {(r.connector, r.ticket_id): r for r in finals}
-    cells: dict[tuple[str, str], list[tuple[bool, bool]]] = {}
-    for entry in entries:
-        row = final.get((entry.connector, entry.ticket_id))
-        if row is None:
-            continue
-        for label in WRITABLE:
-            prediction = entry.predictions.get(label)
-            truth = getattr(row, label, None)
-            if prediction is None or truth is None:
-                continue
-            rule = rules.get(entry.connector, {}).get(label, LabelRule())
-            mapped = rule.target(str(prediction["label"]))
-            confident = float(prediction["confidence"]) >= rule.threshold
-            cells.setdefault((entry.connector, label), []).append((mapped == truth, confident))
+class AgreementCounts(Protocol):
+    """What the report reads: daemon.state.State's SQL aggregates."""
+
+    def ledger_connectors(self) -> list[str]: ...
+    def agreement_counts(
+        self, connector: str, thresholds: Mapping[str, float]
+    ) -> dict[str, list[tuple[str, str, bool, int]]]: ...
+
+
+def build_report(state: AgreementCounts, rules: Mapping[str, Mapping[str, LabelRule]]) -> list[LabelReport]:
+    """Per connector and label, from counts the database aggregates (the ledger is never loaded)."""
     out = []
-    for (connector, name), pairs in sorted(cells.items()):
-        n = len(pairs)
-        above = [ok for ok, confident in pairs if confident]
-        out.append(
-            LabelReport(
-                connector,
-                name,
-                n,
-                sum(ok for ok, _ in pairs) / n if n else None,
-                len(above) / n if n else None,
-                sum(above) / len(above) if above else None,
-            )
-        )
+    for connector in state.ledger_connectors():
+        label_rules = {label: rules.get(connector, {}).get(label, LabelRule()) for label in WRITABLE}
+        counted = state.agreement_counts(connector, {label: rule.threshold for label, rule in label_rules.items()})
+        for label in WRITABLE:
+            rule = label_rules[label]
+            n = agreed = above = agreed_above = 0
+            for predicted, truth, confident, count in counted[label]:
+                ok = rule.target(predicted) == truth
+                n += count
+                agreed += count if ok else 0
+                above += count if confident else 0
+                agreed_above += count if ok and confident else 0
+            if n:
+                out.append(
+                    LabelReport(connector, label, n, agreed / n, above / n, agreed_above / above if above else None)
+                )
     return out
 
 

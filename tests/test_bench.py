@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
-SMOKED = {"classify.py", "end_to_end.py", "quality.py"}
+SMOKED = {"classify.py", "end_to_end.py", "privacy.py", "quality.py", "state.py"}
 
 
 def _bench(script: str, *args: str, cwd: Path) -> tuple[str, dict[str, Any]]:
@@ -66,3 +66,16 @@ def test_end_to_end_smoke(tmp_path: Path) -> None:
     assert "daemon / model" in table
     assert summary["n"] == 5 and summary["routed"] + summary["left_unrouted"] == 5
     assert summary["daemon_tickets_per_s"] > 0 and summary["model_tickets_per_s"] > 0
+
+
+def test_privacy_smoke(sample_csv: Path, tmp_path: Path) -> None:
+    table, summary = _bench("privacy.py", "--data", str(sample_csv), cwd=tmp_path)
+    assert "macro-F1 raw" in table and "seed 29" in table
+    assert set(summary["macro_f1_delta_mean"]) == {"queue", "priority"} and isinstance(summary["target_met"], bool)
+
+
+def test_state_smoke(tmp_path: Path) -> None:
+    table, summary = _bench("state.py", "--ledger", "300,3000", "--training", "100", cwd=tmp_path)
+    assert "report s" in table and len(table.splitlines()) == 3  # the head and one row per size
+    assert summary["overhead_ratio_1m_vs_10k"] > 0 and summary["report_seconds_1m"] >= 0
+    assert 0 < summary["peak_rss_mib_200k"] < 1000

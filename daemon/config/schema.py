@@ -119,6 +119,9 @@ class StateSection(_Section):
     """The ledger, cursors and training store; the URL may hold a password, so it stays out of repr."""
 
     url: str = Field(default_factory=lambda: f"sqlite:///{state_dir() / 'state.db'}", repr=False)
+    # Finished ledger entries older than this lose their predictions, decision and detail (daily); the
+    # entry itself stays, so a ticket is never routed twice. None keeps everything.
+    keep_days: int | None = Field(default=90, ge=1)
 
     @field_validator("url")
     @classmethod
@@ -146,6 +149,8 @@ class RetrainSection(_Section):
     max_length: int = Field(default=256, ge=8)
     # `ticketd train --budget`: epochs and ticket length shrink so a retrain fits; None trains without a limit.
     budget_minutes: float | None = Field(default=90.0, gt=0)
+    # Training rows of tickets closed longer ago are deleted (daily): a year of labels, then they age out.
+    keep_days: int | None = Field(default=365, ge=1)
 
     @field_validator("cron")
     @classmethod
@@ -192,6 +197,34 @@ with warnings.catch_warnings():
             return value.lower() if isinstance(value, str) else value
 
 
+ScrubKind = Literal["email", "phone", "iban", "card"]
+SCRUB_KINDS: tuple[ScrubKind, ...] = ("email", "phone", "iban", "card")
+
+
+class PrivacySection(_Section):
+    """What is replaced by a placeholder before a harvested ticket's text is stored (daemon/privacy.py)."""
+
+    scrub: list[ScrubKind] = Field(default_factory=lambda: list(SCRUB_KINDS))  # []: the text as the helpdesk has it
+    phone_regions: list[str] = Field(default_factory=lambda: ["DE", "AT", "CH", "GB", "US"])
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers
+
+        known = phonenumbers.SUPPORTED_REGIONS
+        for region in regions:
+            if region.upper() not in known:
+                raise ValueError(f"unknown phone region {region!r}: use a two-letter country code such as DE or US")
+        return [r.upper() for r in regions]
+
+    def scrubber(self) -> Any:
+        """The configured `daemon.privacy.Scrubber`."""
+        from daemon.privacy import Scrubber
+
+        return Scrubber(frozenset(self.scrub), tuple(self.phone_regions))
+
+
 class Config(_Section):
     """The whole file; `load_config` builds it so that errors carry lines, `default_config` for `make run`."""
 
@@ -201,6 +234,7 @@ class Config(_Section):
     retrain: RetrainSection = Field(default_factory=RetrainSection)
     api: ApiSection = Field(default_factory=ApiSection)
     log: LogSection = Field(default_factory=LogSection)
+    privacy: PrivacySection = Field(default_factory=PrivacySection)
 
     @field_validator("connectors")
     @classmethod

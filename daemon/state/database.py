@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +25,10 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from connectors.secrets import redact_url
 from daemon.errors import StateError
 from daemon.logging import get_logger
-from daemon.state.schema import VERSION_TABLE, cursors, ledger, retrain_runs, training
+from daemon.state.schema import MISSED_TARGET, VERSION_TABLE, cursors, forgotten, ledger, retrain_runs, training
 
 log = get_logger(__name__)
+_YIELD_ROWS = 2000  # training rows fetched per round trip when the store is read
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MODES = frozenset({"live", "shadow"})
@@ -61,7 +63,7 @@ class LedgerEntry:
     updated_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a retrain holds the whole store: no per-row __dict__
 class TrainingRow:
     """A harvested closed ticket with the labels the helpdesk's people gave it."""
 
@@ -117,14 +119,14 @@ def _entry(row: sa.Row[Any]) -> LedgerEntry:
 
 
 def _training_row(row: sa.Row[Any]) -> TrainingRow:
-    """A training-store row as the public dataclass."""
+    """A training-store row as the public dataclass; the few distinct names shared, not one copy per row."""
     return TrainingRow(
-        connector=row.connector,
+        connector=sys.intern(row.connector),
         ticket_id=row.ticket_id,
         text=row.text,
-        queue=row.queue,
-        priority=row.priority,
-        language=row.language,
+        queue=sys.intern(row.queue),
+        priority=None if row.priority is None else sys.intern(row.priority),
+        language=None if row.language is None else sys.intern(row.language),
         closed_at=row.closed_at,
         harvested_at=row.harvested_at,
     )
@@ -182,6 +184,8 @@ def _install_sqlite_hooks(engine: Engine) -> None:
             # With WAL, NORMAL only risks the last commits on power loss (never corruption); FULL fsyncs every commit.
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
+            # A deleted row's bytes are overwritten, not left in a free page: `ticketd forget` really erases.
+            cursor.execute("PRAGMA secure_delete = ON")
         finally:
             cursor.close()
 
@@ -400,7 +404,17 @@ class State:
         """All entries, oldest first."""
         return self._ledger_query(connector)
 
-    def _ledger_query(self, connector: str | None, *conditions: sa.ColumnElement[bool]) -> list[LedgerEntry]:
+    def ledger_with_missing(self) -> list[LedgerEntry]:
+        """Entries whose decision named a queue or priority the helpdesk lacked (few; the report lists them)."""
+        indexed = MISSED_TARGET.get(self._engine.dialect.name)
+        if indexed is None:  # another backend: the same rows, without the index
+            text = sa.cast(ledger.c.decision, sa.Text).contains('"missing"')
+            return [e for e in self._ledger_query(None, text) if "missing" in e.decision]
+        return self._ledger_query(None, indexed)  # the partial index's own condition, so it is used
+
+    def _ledger_query(
+        self, connector: str | None, *conditions: sa.ColumnElement[bool] | sa.TextClause
+    ) -> list[LedgerEntry]:
         """Ledger rows filtered by connector and extra conditions, in creation order."""
         query = sa.select(ledger).where(*conditions).order_by(ledger.c.created_at, ledger.c.id)
         if connector is not None:
@@ -512,7 +526,9 @@ class State:
         if connector is not None:
             query = query.where(training.c.connector == connector)
         with self._read() as conn:
-            return [_training_row(row) for row in conn.execute(query)]
+            # In batches (a server-side cursor on PostgreSQL): the driver never buffers the whole store as well.
+            result = conn.execution_options(yield_per=_YIELD_ROWS).execute(query)
+            return [_training_row(row) for row in result]
 
     def training_count_since(self, when: datetime | None) -> int:
         """Rows harvested (new or relabelled) strictly after `when`; all rows for None."""
@@ -522,6 +538,151 @@ class State:
             query = query.where(training.c.harvested_at > when)
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
+
+    # -- aggregates ----------------------------------------------------------------------------------------------
+
+    def agreement_counts(
+        self, connector: str, thresholds: Mapping[str, float]
+    ) -> dict[str, list[tuple[str, str, bool, int]]]:
+        """Classified tickets that have since closed, counted in SQL: per label, (predicted, final, at threshold, n).
+
+        One pass over the join for every label, as many result rows as label combinations whatever the
+        ledger's size: the report and the gauges never load it. The training side is read through a
+        covering index, never its text.
+        """
+        unknown = [label for label in thresholds if label not in ("queue", "priority")]
+        if unknown:
+            raise ValueError(f"unknown label {unknown[0]!r}")
+        columns: list[sa.ColumnElement[Any]] = []
+        for label, threshold in thresholds.items():
+            confidence = ledger.c.predictions[(label, "confidence")].as_float()
+            columns += [
+                ledger.c.predictions[(label, "label")].as_string(),
+                training.c[label],
+                sa.case((confidence >= threshold, True), else_=False),
+            ]
+        query = (
+            sa.select(*columns, sa.func.count())
+            .select_from(
+                ledger.join(
+                    training,
+                    sa.and_(training.c.connector == ledger.c.connector, training.c.ticket_id == ledger.c.ticket_id),
+                )
+            )
+            .where(ledger.c.connector == connector)
+            .group_by(*columns)
+        )
+        counts: dict[str, dict[tuple[str, str, bool], int]] = {label: {} for label in thresholds}
+        with self._read() as conn:
+            for row in conn.execute(query):
+                n = int(row[-1])
+                for i, label in enumerate(thresholds):
+                    predicted, truth, confident = row[3 * i : 3 * i + 3]
+                    if predicted is None or truth is None:
+                        continue
+                    key = (str(predicted), str(truth), bool(confident))
+                    counts[label][key] = counts[label].get(key, 0) + n
+        return {label: [(*key, n) for key, n in sorted(cells.items())] for label, cells in counts.items()}
+
+    def ledger_connectors(self) -> list[str]:
+        """Every connector the ledger has entries of (a removed one's still count in the report)."""
+        with self._read() as conn:
+            return sorted(str(c) for c in conn.execute(sa.select(ledger.c.connector).distinct()).scalars())
+
+    # -- retention -----------------------------------------------------------------------------------------------
+
+    def purge(self, *, training_before: datetime | None, ledger_before: datetime | None) -> tuple[int, int]:
+        """Delete training rows closed before `training_before`; strip finished ledger entries last updated before
+        `ledger_before` of their predictions, decision and detail (the entry stays: never routed twice).
+
+        Returns (training rows deleted, ledger entries stripped); None for a bound purges nothing of that kind.
+        """
+        _aware(training_before, ledger_before)
+        deleted = stripped = 0
+        with self._write() as conn:
+            if training_before is not None:
+                deleted = conn.execute(sa.delete(training).where(training.c.closed_at < training_before)).rowcount
+            if ledger_before is not None:
+                query = (
+                    sa.update(ledger)
+                    .where(
+                        ledger.c.updated_at < ledger_before,
+                        ledger.c.state != "pending",
+                        sa.or_(sa.cast(ledger.c.predictions, sa.Text) != "{}", ledger.c.detail.isnot(None)),
+                    )
+                    .values(predictions={}, decision={}, detail=None)
+                )
+                stripped = conn.execute(query).rowcount
+        return deleted, stripped
+
+    # -- forgetting ----------------------------------------------------------------------------------------------
+
+    def forget_ticket(self, ticket_id: str, connector: str | None = None) -> tuple[int, int]:
+        """Erase a ticket's text from the training store and its detail from the ledger; (rows, entries)."""
+        where_t = [training.c.ticket_id == ticket_id]
+        where_l = [ledger.c.ticket_id == ticket_id]
+        if connector is not None:
+            where_t.append(training.c.connector == connector)
+            where_l.append(ledger.c.connector == connector)
+        with self._write() as conn:
+            n_training = conn.execute(sa.delete(training).where(*where_t)).rowcount
+            n_ledger = conn.execute(sa.update(ledger).where(*where_l).values(detail=None)).rowcount
+            conn.execute(
+                sa.insert(forgotten).values(
+                    at=_now(),
+                    kind="ticket",
+                    connector=connector,
+                    ticket_id=ticket_id,
+                    training_rows=n_training,
+                    ledger_rows=n_ledger,
+                )
+            )
+        self._flush_erased()
+        return n_training, n_ledger
+
+    def forget_address(self, address: str, digest: str) -> tuple[int, int]:
+        """Erase every stored ticket whose text holds the address (any case); (rows, ledger entries)."""
+        needle = address.strip().lower()
+        with self._write() as conn:
+            match = sa.func.lower(training.c.text).contains(needle, autoescape=True)
+            keys = [
+                (r.connector, r.ticket_id)
+                for r in conn.execute(sa.select(training.c.connector, training.c.ticket_id).where(match))
+            ]
+            n_training = conn.execute(sa.delete(training).where(match)).rowcount
+            n_ledger = 0
+            for connector, ticket_id in keys:
+                key = (ledger.c.connector == connector, ledger.c.ticket_id == ticket_id)
+                n_ledger += conn.execute(sa.update(ledger).where(*key).values(detail=None)).rowcount
+            conn.execute(
+                sa.insert(forgotten).values(
+                    at=_now(), kind="address", digest=digest, training_rows=n_training, ledger_rows=n_ledger
+                )
+            )
+        self._flush_erased()
+        return n_training, n_ledger
+
+    def _flush_erased(self) -> None:
+        """SQLite: fold the WAL into the database file and truncate it, so no old copy of an erased page remains.
+
+        PostgreSQL keeps dead rows until VACUUM (autovacuum, or `VACUUM training` by the operator).
+        """
+        if self._engine.dialect.name != "sqlite":
+            return
+        with self._errors(), self._engine.connect() as conn:
+            raw = conn.connection.driver_connection  # outside any transaction, which a checkpoint needs
+            assert raw is not None
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def forgotten(self) -> tuple[set[tuple[str | None, str]], set[str]]:
+        """What a harvest must not store again: (connector or None, ticket id) keys and address digests."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(forgotten.c.kind, forgotten.c.connector, forgotten.c.ticket_id, forgotten.c.digest)
+            ).all()
+        tickets = {(r.connector, str(r.ticket_id)) for r in rows if r.kind == "ticket"}
+        digests = {str(r.digest) for r in rows if r.kind == "address"}
+        return tickets, digests
 
     # -- retrain runs --------------------------------------------------------------------------------------------
 

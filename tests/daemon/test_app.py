@@ -284,3 +284,111 @@ async def _serving(url: str, store: Path, tmp_path: Path, api: dict[str, Any]) -
     await daemon.start()
     await daemon.start_api()
     return daemon, asyncio.create_task(daemon.serve()), port
+
+
+async def test_forget_erases_a_person_and_a_ticket_for_good(
+    tmp_path: Path,
+    fake: tuple[FakeZnuny, str],
+    store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`ticketd forget` on the running daemon's database: gone from the store, the file, the retrain, later harvests."""
+    import anyio.to_thread
+
+    import daemon.retrain as retrain_module
+    from daemon.cli import main
+    from daemon.privacy import digest
+    from daemon.retrain import RetrainResult
+    from daemon.state import State
+
+    znuny, url = fake
+    person = znuny.add_customer_ticket("Refund", "Refund please, then write to Anna.Schmidt@example.de")
+    kept = znuny.add_customer_ticket("VPN keeps dropping", "The VPN disconnects every few minutes.")
+    ticket = znuny.add_customer_ticket("Laptop screen", "The screen flickers madly and goes black.")
+    for tid, queue in ((person, "Billing"), (kept, "Technical Support"), (ticket, "Hardware")):
+        znuny.agent_update(tid, queue=queue, state="closed successful")
+    config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
+    config["connectors"][0]["password"] = PASSWORD
+    config["privacy"] = {"scrub": []}  # rows stored before scrubbing was on still hold the address
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    db = tmp_path / "state.db"
+    daemon = Daemon(load_config(path), config_path=path)
+    await daemon.start()
+    try:
+        state = daemon.state
+        assert state is not None
+        harvest = daemon.stacks["fake"].pipeline.harvest
+        await harvest()
+        assert {str(person), str(kept), str(ticket)} <= {r.ticket_id for r in state.training_rows()}
+        forget = ["forget", "--config", str(path)]
+        assert await anyio.to_thread.run_sync(main, [*forget, "--email", "anna.schmidt@EXAMPLE.de"]) == 0
+        assert await anyio.to_thread.run_sync(main, [*forget, "--ticket", str(ticket), "--connector", "fake"]) == 0
+        out = capsys.readouterr().out
+        assert "forgot the address: 1 training row(s) erased" in out and "anna" not in out.lower()
+        assert f"forgot ticket {ticket} of fake: 1 training row(s) erased" in out
+        for secret in (b"Anna.Schmidt", b"flickers madly"):  # not left in a free page or the WAL either
+            assert all(secret not in f.read_bytes() for f in tmp_path.glob("state.db*")), secret
+        seen: list[Any] = []
+
+        def capture(rows: Any, store: Any, policy: Any, **_: Any) -> RetrainResult:
+            seen.extend(rows)
+            return RetrainResult("rejected", None, "v1", {}, {}, "captured by the test")
+
+        monkeypatch.setattr(retrain_module, "retrain", capture)
+        await daemon.retrain_now(force=True)
+        trained = {r.ticket_id for r in seen}
+        assert str(kept) in trained and str(person) not in trained and str(ticket) not in trained
+        # The helpdesk hands them out again (a cursor from the start, the tickets touched once more).
+        znuny.agent_update(person, queue="Misc")
+        znuny.agent_update(ticket, queue="Misc")
+        await anyio.to_thread.run_sync(state.cursor_set, "fake", "closed", None)
+        await harvest()
+        again = {r.ticket_id for r in state.training_rows()}
+        assert str(kept) in again and str(person) not in again and str(ticket) not in again
+    finally:
+        await daemon.shutdown()
+    with State.open(f"sqlite:///{db}") as state:
+        tickets, people = state.forgotten()
+    assert tickets == {("fake", str(ticket))} and people == {digest("Anna.Schmidt@example.de")}
+
+
+async def test_retention_runs_on_a_schedule_with_the_configured_days(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import anyio.to_thread
+
+    from daemon.state import TrainingRow
+
+    _, url = fake
+    config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
+    config["connectors"][0]["password"] = PASSWORD
+    config["retrain"]["keep_days"] = 30
+    config["state"]["keep_days"] = 7
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = Daemon(load_config(path), config_path=path)
+    await daemon.start()
+    try:
+        state = daemon.state
+        assert state is not None
+        now = datetime.now(UTC)
+        rows = [
+            TrainingRow("fake", tid, "some text", "Billing", None, None, now - timedelta(days=age), now)
+            for tid, age in (("a", 31), ("b", 29))
+        ]
+        await anyio.to_thread.run_sync(state.training_add, rows)
+        with capture_logs() as logs:
+            assert await daemon.purge_now() == (1, 0)
+            assert await daemon.purge_now() == (0, 0)
+        assert [r.ticket_id for r in state.training_rows()] == ["b"]
+        purged = [e for e in logs if e["event"] == "retention purge"]
+        assert len(purged) == 1 and purged[0]["retrain_keep_days"] == 30 and purged[0]["state_keep_days"] == 7
+        daemon._start_scheduler()
+        job = daemon._scheduler.get_job("retention") if daemon._scheduler else None
+        assert job is not None and job.trigger.interval == timedelta(days=1)
+    finally:
+        await daemon.shutdown()

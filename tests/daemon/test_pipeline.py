@@ -165,10 +165,7 @@ async def test_shadow_mode_writes_nothing_and_reports_agreement(world: World) ->
     world.fake.agent_update(ids[1], queue="Hardware", priority="3 normal", state="closed successful")
     world.fake.agent_update(ids[2], queue="Billing", priority="3 normal", state="closed successful")
     assert await pipe.harvest() >= 3  # ours, plus the installation's closed ticket 1
-    report = {
-        r.label: r
-        for r in build_report(world.state.ledger_entries(), world.state.training_rows(), {"znuny-test": RULES})
-    }
+    report = {r.label: r for r in build_report(world.state, {"znuny-test": RULES})}
     queue = report["queue"]
     assert queue.compared == 3
     assert queue.agreement == pytest.approx(2 / 3)
@@ -206,6 +203,22 @@ async def test_harvest_stores_final_labels_and_text(world: World) -> None:
     row = next(r for r in world.state.training_rows() if r.ticket_id == str(tid))
     assert (row.queue, row.priority) == ("Billing", "2 low")
     assert row.text.startswith("Refund. Please refund order 99")
+
+
+async def test_harvest_stores_text_without_personal_data_and_logs_only_counts(world: World) -> None:
+    from daemon.config import PrivacySection
+
+    body = "Refund to DE89 3704 0044 0532 0130 00, call +49 30 1234567 or mail anna.schmidt@example.de."
+    tid = world.fake.add_customer_ticket("Refund", body, queue="Raw")
+    world.fake.agent_update(tid, queue="Billing", priority="2 low", state="closed successful")
+    pipe = world.pipeline(scrub=PrivacySection().scrubber().scrub)
+    with capture_logs() as logs:
+        assert await pipe.harvest() >= 1
+    row = next(r for r in world.state.training_rows() if r.ticket_id == str(tid))
+    assert row.text == "Refund. Refund to [iban], call [phone] or mail [email]."
+    harvested = [e for e in logs if e["event"] == "closed tickets harvested"]
+    assert harvested[0]["scrubbed"] == {"iban": 1, "phone": 1, "email": 1}
+    assert "anna.schmidt" not in repr(logs) and "1234567" not in repr(logs)
 
 
 async def test_mailbox_harvest_ignores_what_ticketd_filed_itself(

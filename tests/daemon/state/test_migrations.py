@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -37,13 +38,13 @@ def head() -> str:
 
 def test_fresh_database_reaches_head_and_reopen_is_a_no_op(url: str) -> None:
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == head() == "0001"
+        assert state.schema_version() == head() == "0002"
         state.cursor_set("helpdesk", "new", "41")
     assert [e["event"] for e in logs] == ["state.migrated", "state.opened"]
-    assert logs[0]["from_revision"] is None and logs[0]["to_revision"] == "0001"
+    assert logs[0]["from_revision"] is None and logs[0]["to_revision"] == "0002"
 
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == "0001"
+        assert state.schema_version() == "0002"
         assert state.cursor_get("helpdesk", "new") == "41"
     assert [e["event"] for e in logs] == ["state.opened"]
 
@@ -71,8 +72,31 @@ def test_downgrade_to_base_and_upgrade_again(url: str) -> None:
     finally:
         engine.dispose()
     with State.open(url) as state:
-        assert state.schema_version() == "0001"
+        assert state.schema_version() == head()
         assert state.ledger_entries() == []
+
+
+def test_a_database_of_the_first_release_upgrades_with_its_data(url: str) -> None:
+    """0001 -> 0002 adds the `forgotten` table and keeps every row."""
+    State.open(url).close()
+    engine = sa.create_engine(url)
+    config = alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0001")  # what the first release left on disk
+            assert "forgotten" not in sa.inspect(conn).get_table_names()
+            conn.execute(
+                sa.text("INSERT INTO cursors (connector, kind, value, updated_at) VALUES ('a', 'new', '7', :t)"),
+                {"t": T0},
+            )
+    finally:
+        engine.dispose()
+    with capture_logs() as logs, State.open(url) as state:
+        assert state.schema_version() == "0002"
+        assert state.cursor_get("a", "new") == "7"
+        assert state.forgotten() == (set(), set())
+    assert logs[0]["from_revision"] == "0001" and logs[0]["to_revision"] == "0002"
 
 
 def test_database_from_a_newer_ticketd_is_refused(url: str) -> None:
@@ -86,7 +110,7 @@ def test_database_from_a_newer_ticketd_is_refused(url: str) -> None:
     with pytest.raises(StateError, match="ffff0042 is newer than this ticketd") as caught:
         State.open(url)
     assert isinstance(caught.value, TicketdError)
-    assert "0001" in str(caught.value)
+    assert head() in str(caught.value)
 
 
 def test_sqlite_settings(tmp_path: Path) -> None:
@@ -95,6 +119,7 @@ def test_sqlite_settings(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == store_module._BUSY_TIMEOUT_MS
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1  # whatever the build's default
     # WAL is a property of the file: a plain sqlite3 connection sees it too.
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -189,7 +214,39 @@ def test_locked_database_raises_state_error(tmp_path: Path, monkeypatch: pytest.
 
 def test_memory_database(tmp_path: Path) -> None:
     with State.open("sqlite://") as state:
-        assert state.schema_version() == "0001"
+        assert state.schema_version() == "0002"
         state.retrain_record(T0, T0, "skipped", {"reason": "too few examples"})
         last = state.retrain_last()
         assert last is not None and last["outcome"] == "skipped"
+
+
+def test_the_report_and_the_pipeline_queries_use_indexes(tmp_path: Path) -> None:
+    """SQLite's query plans at a year's scale: lookups search an index, the report never reads the ticket text."""
+    from daemon.state.schema import ledger, training
+
+    with State.open(f"sqlite:///{tmp_path / 'state.db'}") as state, state._write() as conn:
+        conn.exec_driver_sql("ANALYZE")
+
+        def plan(query: Any) -> str:
+            sql = str(query.compile(conn.engine, compile_kwargs={"literal_binds": True}))
+            return " | ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+
+        joined = ledger.join(
+            training, sa.and_(training.c.connector == ledger.c.connector, training.c.ticket_id == ledger.c.ticket_id)
+        )
+        agreement = (
+            sa.select(ledger.c.predictions[("queue", "label")].as_string(), training.c.queue, sa.func.count())
+            .select_from(joined)
+            .where(ledger.c.connector == "helpdesk")
+            .group_by(ledger.c.predictions[("queue", "label")].as_string(), training.c.queue)
+        )
+        text_free = plan(agreement)
+        assert "COVERING INDEX ix_training_connector_ticket_id_queue_priority" in text_free, text_free
+        lookup = plan(sa.select(ledger).where(ledger.c.connector == "helpdesk", ledger.c.ticket_id == "7"))
+        assert "USING INDEX" in lookup, lookup
+        from daemon.state.schema import MISSED_TARGET
+
+        missed = plan(sa.select(ledger).where(MISSED_TARGET["sqlite"]))
+        assert "ix_ledger_missed_target" in missed, missed
+        purge = plan(sa.delete(training).where(training.c.closed_at < T0))
+        assert "ix_training_closed_at" in purge, purge

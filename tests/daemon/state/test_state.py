@@ -264,3 +264,108 @@ def test_closed_state_refuses_use(url: str) -> None:
         state.cursor_set("a", "new", "1")
     with pytest.raises(RuntimeError, match="closed"):
         state.cursor_get("a", "new")
+
+
+def test_forget_a_ticket_on_one_connector_or_on_all(state: State) -> None:
+    state.training_add([row("7"), row("7", connector="mail"), row("8")])
+    for connector in ("helpdesk", "mail"):
+        state.ledger_begin(entry("7", connector=connector))
+        state.ledger_finish(connector, "7", "failed", "write-back answered 500")
+    assert state.forget_ticket("7", "mail") == (1, 1)
+    assert sorted((r.connector, r.ticket_id) for r in state.training_rows()) == [("helpdesk", "7"), ("helpdesk", "8")]
+    assert state.forget_ticket("7") == (1, 2)  # both connectors' ledger entries (mail's was cleared already)
+    assert [r.ticket_id for r in state.training_rows()] == ["8"]
+    kept = state.ledger_get("helpdesk", "7")  # never routed twice: the entry stays, without its detail
+    assert kept is not None and kept.state == "failed" and kept.detail is None
+    assert state.forget_ticket("nope") == (0, 0)  # recorded all the same: a later harvest must not store it
+    assert state.forgotten() == ({("mail", "7"), (None, "7"), (None, "nope")}, set())
+
+
+def test_forget_an_address_in_any_case_and_only_that_address(state: State) -> None:
+    state.training_add(
+        [
+            row("1", text="Bitte an Anna.Schmidt@Example.de antworten"),
+            row("2", text="cc anna.schmidt@example.de"),
+            row("3", text="anna.schmidt@example.dev is someone else"),
+            row("4", text="mail annaXschmidt@example.de"),  # `_` and `%` are no wildcards either
+        ]
+    )
+    state.ledger_begin(entry("1"))
+    assert state.forget_address("anna.schmidt@example.de", "d1") == (3, 1)
+    assert [r.ticket_id for r in state.training_rows()] == ["4"]
+    assert state.forgotten() == (set(), {"d1"})
+    state.training_add([row("5", text="100%_done")])
+    assert state.forget_address("0%_d", "d2") == (1, 0)
+
+
+def test_agreement_is_counted_by_the_database(state: State) -> None:
+    """(predicted, final, at threshold) counts: joined on the ticket, unlabelled and unclosed tickets left out."""
+    from dataclasses import replace
+
+    from daemon.report import build_report
+    from daemon.routing import LabelRule
+
+    def classified(tid: str, queue: str, confidence: float) -> LedgerEntry:
+        e = entry(tid, state="applied")
+        return replace(e, predictions={"queue": {"label": queue, "confidence": confidence}})
+
+    for e in (classified("1", "Billing", 0.9), classified("2", "Billing", 0.5), classified("3", "IT", 0.6)):
+        state.ledger_begin(e)
+    state.ledger_begin(classified("4", "IT", 0.99))  # never closed: no final label to compare with
+    state.training_add([row("1"), row("2", queue="Sales"), row("3", queue="Hardware", priority=None), row("9")])
+    counts = state.agreement_counts("helpdesk", {"queue": 0.6, "priority": 0.6})
+    assert counts["queue"] == [
+        ("Billing", "Billing", True, 1),
+        ("Billing", "Sales", False, 1),
+        ("IT", "Hardware", True, 1),
+    ]
+    assert counts["priority"] == []  # no priority predictions recorded
+    assert state.agreement_counts("mail", {"queue": 0.6}) == {"queue": []}
+    with pytest.raises(ValueError, match="unknown label 'language'"):
+        state.agreement_counts("helpdesk", {"language": 0.5})
+    rules = {"helpdesk": {"queue": LabelRule(map={"IT": "Hardware"}, threshold=0.6)}}
+    (report,) = build_report(state, rules)
+    assert (report.connector, report.label, report.compared) == ("helpdesk", "queue", 3)
+    assert report.agreement == pytest.approx(2 / 3)  # IT maps to Hardware: agreed
+    assert report.auto_routed_share == pytest.approx(2 / 3) and report.accuracy_at_threshold == 1.0
+
+
+def test_retention_deletes_old_training_rows_and_strips_old_finished_ledger_entries(state: State) -> None:
+    day = timedelta(days=1)
+    state.training_add([row("old", closed=T0 - 400 * day), row("new", closed=T0 - 10 * day)])
+    for tid, at, final in (
+        ("done", T0 - 100 * day, "applied"),
+        ("stuck", T0 - 100 * day, None),
+        ("recent", T0, "applied"),
+    ):
+        state.ledger_begin(entry(tid, at=at))
+        if final is not None:
+            state.ledger_finish("helpdesk", tid, final, "ok")
+    # ledger_finish stamps updated_at with the wall clock: age the finished ones by hand, as months would.
+    with state._write() as conn:
+        import sqlalchemy as sa
+
+        from daemon.state.schema import ledger
+
+        conn.execute(sa.update(ledger).where(ledger.c.ticket_id == "done").values(updated_at=T0 - 100 * day))
+        conn.execute(sa.update(ledger).where(ledger.c.ticket_id == "recent").values(updated_at=T0))
+    assert state.purge(training_before=T0 - 365 * day, ledger_before=T0 - 90 * day) == (1, 1)
+    assert [r.ticket_id for r in state.training_rows()] == ["new"]
+    done = state.ledger_get("helpdesk", "done")
+    assert done is not None and done.state == "applied"  # still known: never routed twice
+    assert (done.predictions, done.decision, done.detail) == ({}, {}, None)
+    stuck, recent = state.ledger_get("helpdesk", "stuck"), state.ledger_get("helpdesk", "recent")
+    assert stuck is not None and stuck.predictions and stuck.state == "pending"  # a write-back to finish: kept
+    assert recent is not None and recent.predictions and recent.detail == "ok"
+    assert state.purge(training_before=T0 - 365 * day, ledger_before=T0 - 90 * day) == (0, 0)  # already done
+    assert state.purge(training_before=None, ledger_before=None) == (0, 0)
+
+
+def test_only_entries_that_missed_a_target_are_loaded_for_the_report(state: State) -> None:
+    from dataclasses import replace
+
+    plain = entry("1")
+    missed = replace(entry("2"), decision={**plain.decision, "missing": {"queue": "Accounting"}})
+    state.ledger_begin(plain)
+    state.ledger_begin(missed)
+    assert [e.ticket_id for e in state.ledger_with_missing()] == ["2"]
