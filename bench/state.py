@@ -225,9 +225,14 @@ def _report(url: str) -> float:
 def _load(url: str) -> tuple[float, int, float]:
     """Seconds to load the retrain data, rows, and the peak RSS (MiB) of a process that does it."""
     started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", LOAD_RSS, url], cwd=ROOT, capture_output=True, text=True, check=True, timeout=3600
-    ).stdout.strip().splitlines()[-1].split()  # after the state's own log lines
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", LOAD_RSS, url], cwd=ROOT, capture_output=True, text=True, check=True, timeout=3600
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+        .split()
+    )  # after the state's own log lines
     return time.perf_counter() - started, int(out[0]), int(out[1]) / 1024
 
 
