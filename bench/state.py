@@ -9,7 +9,8 @@ PostgreSQL. Measures with the daemon's own State calls:
 - a harvest page: `training_add` of 50 closed tickets;
 - `ticketd report` (agreement by SQL, entries that missed a target, ledger counts), which the
   agreement gauges also run after every harvest;
-- loading the retrain data (`training_rows`), and the peak RSS of a process doing it (VmHWM).
+- a retrain's data phase (its passes over the store, the holdout, the training CSV), and the peak RSS
+  of a process doing it (VmHWM); the training itself runs in a process of its own.
 
 Prints a table, then one JSON line with `overhead_ratio_1m_vs_10k`, `report_seconds_1m` and
 `peak_rss_mib_200k`. Targets: overhead at 1M within 1.2x of 10k; report <= 2 s at 1M; peak RSS
@@ -57,15 +58,22 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CHUNK = 20_000
 
 LOAD_RSS = """
-import sys
+import sys, tempfile
+from pathlib import Path
 from daemon.logging import configure
+from daemon.retrain import RetrainPolicy, _plan, _write_csv
 from daemon.state import State
 configure("warning")
+if len(sys.argv) > 2:  # the daemon's serving model, loaded and used as it is while a retrain runs
+    from daemon.ml.classifier import Classifier
+    Classifier.load(sys.argv[2]).predict_texts(["The printer in room 4 jams again"])
 state = State.open(sys.argv[1])
-rows = state.training_rows()
-n = len(rows)
+source = state.iter_training_rows  # what the daemon hands its retrain: passes, never one list
+plan = _plan(source, RetrainPolicy())
+with tempfile.TemporaryDirectory() as tmp:
+    written = _write_csv(source, plan, Path(tmp) / "train.csv")
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(n, hwm)
+print(plan.total, hwm)
 """
 
 
@@ -222,12 +230,17 @@ def _report(url: str) -> float:
         state.close()
 
 
-def _load(url: str) -> tuple[float, int, float]:
-    """Seconds to load the retrain data, rows, and the peak RSS (MiB) of a process that does it."""
+def _load(url: str, model: str | None = None) -> tuple[float, int, float]:
+    """Seconds of a retrain's data phase, rows seen, and the peak RSS (MiB) of a process that runs it."""
     started = time.perf_counter()
     out = (
         subprocess.run(
-            [sys.executable, "-c", LOAD_RSS, url], cwd=ROOT, capture_output=True, text=True, check=True, timeout=3600
+            [sys.executable, "-c", LOAD_RSS, url, *([model] if model else [])],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=3600,
         )
         .stdout.strip()
         .splitlines()[-1]
@@ -253,6 +266,7 @@ def main() -> int:
     parser.add_argument("--ledger", default="10000,100000,1000000", help="ledger sizes (comma-separated)")
     parser.add_argument("--training", default="10000,200000", help="training-store sizes (comma-separated)")
     parser.add_argument("--pg-url", help="an empty PostgreSQL database to fill as well (it is wiped per size)")
+    parser.add_argument("--model", help="a model directory: the RSS process serves it, as the daemon does")
     args = parser.parse_args()
     from daemon.logging import configure
 
@@ -280,7 +294,7 @@ def main() -> int:
                         "harvest_page_ms": round(_harvest_page(url) * 1000, 1),
                         "report_s": round(_report(url), 3),
                     }
-                    load_s, n_rows, rss = _load(url)
+                    load_s, n_rows, rss = _load(url, args.model)
                     row.update({"load_retrain_data_s": round(load_s, 2), "peak_rss_mib": round(rss, 1)})
                     assert n_rows == n_training + 50
                     results.append(row)

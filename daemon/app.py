@@ -451,17 +451,18 @@ class Daemon:
         assert state is not None
         section = self.config.retrain
 
-        def read() -> tuple[int, list[TrainingRow]]:  # the state is read off the event loop
+        def read() -> int:  # the state is read off the event loop
             last = state.retrain_last()
             since = datetime.fromisoformat(str(last["finished_at"])) if last else None
-            return state.training_count_since(since), state.training_rows()
+            return state.training_count_since(since)
 
-        new, rows = await anyio.to_thread.run_sync(read)
+        new = await anyio.to_thread.run_sync(read)
+        rows = state.iter_training_rows  # passed over in the retrain's worker thread, never held whole
         policy = policy_from_config(self.config, min_new_examples=0 if force else section.min_new_examples)
         started = datetime.now(UTC)
         workdir = Path(self.config.model.store) / "retrain"
         workdir.mkdir(parents=True, exist_ok=True)
-        log.info("retraining", rows=len(rows), new_rows=new)
+        log.info("retraining", new_rows=new)
         slot = self.retraining
         result = await anyio.to_thread.run_sync(
             lambda: retrain(

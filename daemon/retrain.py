@@ -17,7 +17,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,11 +133,6 @@ def _label_value(row: TrainingRowLike, label: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _usable_labels(rows: Sequence[TrainingRowLike], wanted: Sequence[str]) -> list[str]:
-    """Labels that at least half the rows carry; a helpdesk without priorities trains queue only."""
-    return [name for name in wanted if 2 * sum(1 for r in rows if _label_value(r, name)) >= len(rows)]
-
-
 def _dedup(rows: Sequence[TrainingRowLike]) -> list[TrainingRowLike]:
     """One row per ticket (the latest close wins), in time order: the holdout is the newest tail."""
     latest: dict[tuple[str, str], TrainingRowLike] = {}
@@ -144,25 +140,88 @@ def _dedup(rows: Sequence[TrainingRowLike]) -> list[TrainingRowLike]:
         key = (row.connector, row.ticket_id)
         if key not in latest or row.closed_at >= latest[key].closed_at:
             latest[key] = row
-    return sorted(latest.values(), key=lambda r: (r.closed_at, r.connector, r.ticket_id))
+    return sorted(latest.values(), key=_order)  # the state's own order: close time, ticket id, connector
 
 
-def _drop_rare(rows: list[TrainingRowLike], labels: Sequence[str]) -> tuple[list[TrainingRowLike], int]:
-    """Training needs two examples of every class: `ticketd train --min-examples 2`'s rule, applied here."""
+def _order(row: TrainingRowLike) -> tuple[datetime, str, str]:
+    return (row.closed_at, row.ticket_id, row.connector)
+
+
+@dataclass
+class _Plan:
+    """What a retrain trains on, found in passes over the rows: only the holdout is held in memory."""
+
+    total: int = 0
+    usable: int = 0
+    labels: list[str] = field(default_factory=list)
+    holdout: list[TrainingRowLike] = field(default_factory=list)
+    kept: set[tuple[str, ...]] = field(default_factory=set)  # label combinations common enough to train on
+    n_train: int = 0
+    n_rare: int = 0
+
+
+def _plan(source: Callable[[], Iterable[TrainingRowLike]], policy: RetrainPolicy) -> _Plan:
+    """Labels at least half the rows carry, the newest `holdout_share` of usable rows, and the rare classes.
+
+    Three passes over `source()`, none of which keeps more than the holdout: a store of any size fits.
+    """
     from daemon.ml.dataset import keep_common
 
-    kept, _ = keep_common(rows, labels, _label_value, 2)
-    return kept, len(rows) - len(kept)
+    plan = _Plan()
+    carried: Counter[str] = Counter()
+    for row in source():
+        plan.total += 1
+        carried.update(name for name in policy.labels if _label_value(row, name))
+    # A helpdesk without priorities trains queue only.
+    plan.labels = [name for name in policy.labels if 2 * carried[name] >= plan.total]
+    plan.usable = sum(1 for _ in _usable(source, plan.labels))
+    n_holdout = round(plan.usable * policy.holdout_share)
+    n_train = plan.usable - n_holdout
+    combos: Counter[tuple[str, ...]] = Counter()
+    for i, row in enumerate(_usable(source, plan.labels)):
+        if i < n_train:
+            combos[_combo(row, plan.labels)] += 1
+        else:
+            plan.holdout.append(row)
+    # Training needs two examples of every class: `ticketd train --min-examples 2`'s rule, on the label
+    # combinations (the same fixpoint as over the rows, without holding them).
+    items = [combo for combo, n in combos.items() for _ in range(n)]
+    column = {name: i for i, name in enumerate(plan.labels)}
+    kept, _ = keep_common(items, plan.labels, lambda combo, name: combo[column[name]], 2)
+    plan.kept = set(kept)
+    plan.n_train = len(kept)
+    plan.n_rare = n_train - plan.n_train
+    return plan
 
 
-def _write_csv(rows: Sequence[TrainingRowLike], labels: Sequence[str], path: Path) -> None:
+def _usable(source: Callable[[], Iterable[TrainingRowLike]], labels: Sequence[str]) -> Iterator[TrainingRowLike]:
+    return (r for r in source() if r.text.strip() and all(_label_value(r, n) for n in labels))
+
+
+def _combo(row: TrainingRowLike, labels: Sequence[str]) -> tuple[str, ...]:
+    return tuple(_label_value(row, n) for n in labels)
+
+
+def _write_csv(source: Callable[[], Iterable[TrainingRowLike]], plan: _Plan, path: Path) -> int:
+    """Write the training rows (older than the holdout, of kept classes) as the training CSV; returns rows written.
+
+    The holdout's first row bounds the training side by its sort key, not by position: a ticket harvested or
+    relabelled between the passes can never land on both sides.
+    """
+    boundary = _order(plan.holdout[0]) if plan.holdout else None
+    held = {(r.connector, r.ticket_id) for r in plan.holdout}
+    written = 0
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["id", "text", *labels, "language"])
-        for r in rows:
-            writer.writerow(
-                [f"{r.connector}:{r.ticket_id}", r.text, *(_label_value(r, n) for n in labels), r.language or ""]
-            )
+        writer.writerow(["id", "text", *plan.labels, "language"])
+        for r in _usable(source, plan.labels):
+            if boundary is not None and _order(r) >= boundary:
+                break
+            if (r.connector, r.ticket_id) in held or _combo(r, plan.labels) not in plan.kept:
+                continue
+            writer.writerow([f"{r.connector}:{r.ticket_id}", r.text, *_combo(r, plan.labels), r.language or ""])
+            written += 1
+    return written
 
 
 def _log_tail(path: Path) -> str:
@@ -332,8 +391,11 @@ def _fmt(metrics: dict[str, dict[str, Any]]) -> str:
     return ", ".join(f"{name} {m['macro_f1']:.3f}" for name, m in metrics.items())
 
 
+Rows = Sequence[TrainingRowLike] | Callable[[], Iterable[TrainingRowLike]]
+
+
 def retrain(
-    rows: Sequence[TrainingRowLike],
+    rows: Rows,
     store: ModelStore,
     policy: RetrainPolicy,
     *,
@@ -344,6 +406,8 @@ def retrain(
 ) -> RetrainResult:
     """Train a challenger on all but the newest tickets; promote it if it scores no worse on them than the champion.
 
+    `rows` is a sequence (deduplicated here), or a callable that returns a fresh pass over unique tickets,
+    oldest close first: the state's store read in batches, so the store is never held in memory.
     Blocking (run it in a worker thread); setting `cancel` kills the training process and returns "failed";
     `progress` gets each event the training process logs (also relayed into the daemon's log).
     """
@@ -361,24 +425,25 @@ def retrain(
             "skipped",
             f"{new_since_last} new closed tickets since the last retrain; {policy.min_new_examples} are needed",
         )
-    ordered = _dedup(rows)
-    labels = _usable_labels(ordered, policy.labels)
+    if callable(rows):
+        source = rows
+    else:
+        ordered = _dedup(rows)
+        source = lambda: ordered  # noqa: E731
+    plan = _plan(source, policy)
+    labels, holdout, n_rare = plan.labels, plan.holdout, plan.n_rare
     if not labels:
         return result("skipped", f"no usable labels: none of {', '.join(policy.labels)} is set on most tickets")
-    usable = [r for r in ordered if r.text.strip() and all(_label_value(r, n) for n in labels)]
-    n_holdout = round(len(usable) * policy.holdout_share)
-    if n_holdout < 1 or len(usable) - n_holdout < 2:
-        return result("skipped", f"{len(usable)} labelled tickets are too few to train and hold out")
-    holdout = usable[len(usable) - n_holdout :]
-    train_rows, n_rare = _drop_rare(usable[: len(usable) - n_holdout], labels)
-    if not train_rows:
+    if len(holdout) < 1 or plan.usable - len(holdout) < 2:
+        return result("skipped", f"{plan.usable} labelled tickets are too few to train and hold out")
+    if not plan.n_train:
         return result("skipped", "no training tickets left after dropping classes with fewer than 2 examples")
 
     workdir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     csv_path = workdir / f"retrain-{stamp}.csv"
     log_path = workdir / f"retrain-{stamp}.log"
-    _write_csv(train_rows, labels, csv_path)
+    n_train = _write_csv(source, plan, csv_path)
     if swept := store.sweep_staging():
         log.info("retrain_swept_leftovers", staging=swept)
     staging = store.staging_dir()
@@ -393,15 +458,15 @@ def retrain(
     log.info(
         "retrain_started",
         champion=champion,
-        train=len(train_rows),
+        train=n_train,
         holdout=len(holdout),
         dropped_rare=n_rare,
         labels=labels,
         log_path=str(log_path),
     )
-    data_note = f"trained on {len(train_rows)} tickets, held out the newest {len(holdout)}"
-    if len(usable) < len(ordered):
-        data_note += f", skipped {len(ordered) - len(usable)} without text or a {'/'.join(labels)} label"
+    data_note = f"trained on {n_train} tickets, held out the newest {len(holdout)}"
+    if plan.usable < plan.total:
+        data_note += f", skipped {plan.total - plan.usable} without text or a {'/'.join(labels)} label"
     if n_rare:
         data_note += f", left out {n_rare} of classes with fewer than 2 examples"
     if len(labels) < len(policy.labels):

@@ -522,13 +522,19 @@ class State:
 
     def training_rows(self, connector: str | None = None) -> list[TrainingRow]:
         """The training store, ordered by close time (then ticket id) for time-ordered holdouts."""
+        return list(self.iter_training_rows(connector))
+
+    def iter_training_rows(self, connector: str | None = None) -> Iterator[TrainingRow]:
+        """The training store in the same order, read in batches (a server-side cursor on PostgreSQL).
+
+        A retrain passes over it a few times instead of holding it: memory stays flat however large it grows.
+        """
         query = sa.select(training).order_by(training.c.closed_at, training.c.ticket_id, training.c.connector)
         if connector is not None:
             query = query.where(training.c.connector == connector)
         with self._read() as conn:
-            # In batches (a server-side cursor on PostgreSQL): the driver never buffers the whole store as well.
-            result = conn.execution_options(yield_per=_YIELD_ROWS).execute(query)
-            return [_training_row(row) for row in result]
+            for row in conn.execution_options(yield_per=_YIELD_ROWS).execute(query):
+                yield _training_row(row)
 
     def training_count_since(self, when: datetime | None) -> int:
         """Rows harvested (new or relabelled) strictly after `when`; all rows for None."""

@@ -333,7 +333,7 @@ async def test_forget_erases_a_person_and_a_ticket_for_good(
         seen: list[Any] = []
 
         def capture(rows: Any, store: Any, policy: Any, **_: Any) -> RetrainResult:
-            seen.extend(rows)
+            seen.extend(rows())  # the daemon hands the store over as passes, never as one list
             return RetrainResult("rejected", None, "v1", {}, {}, "captured by the test")
 
         monkeypatch.setattr(retrain_module, "retrain", capture)

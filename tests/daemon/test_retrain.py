@@ -274,15 +274,47 @@ def test_policy_rejects_nonsense() -> None:
 
 def test_rows_are_deduplicated_and_rare_training_classes_left_out(tmp_path: Path, rows: list[Row]) -> None:
     """The later close of a ticket wins; a class with one training example cannot be trained and is left out."""
-    from daemon.retrain import _dedup, _drop_rare
+    from daemon.retrain import _dedup, _plan
 
     first = rows[0]
     relabelled = replace(first, queue="Billing", closed_at=first.closed_at + timedelta(days=999))
     ordered = _dedup([*rows, relabelled])
     assert len(ordered) == len(rows) and ordered[-1] == relabelled
     lonely = replace(rows[1], ticket_id="lonely", queue="Only Once")
-    kept, dropped = _drop_rare([*rows[:10], lonely], ["queue"])
-    assert lonely not in kept and dropped >= 1
+    few = [rows[0], lonely, *rows[2:10]]  # lonely trains (it is not among the newest)
+    plan = _plan(lambda: few, replace(FAST, labels=("queue",)))
+    assert ("Only Once",) not in plan.kept and plan.n_rare >= 1
+    assert len(plan.holdout) == 2 and plan.holdout == few[-2:]
+
+
+def test_the_store_is_passed_over_never_held_and_a_ticket_moving_between_passes_never_trains_and_tests(
+    tmp_path: Path, rows: list[Row]
+) -> None:
+    """A callable source is read in passes; a ticket relabelled mid-retrain cannot land on both sides."""
+    import csv as csv_module
+
+    from daemon.retrain import _combo, _plan, _write_csv
+
+    live = list(rows)
+    passes: list[int] = []
+
+    def source() -> list[Row]:
+        passes.append(len(live))
+        return list(live)
+
+    plan = _plan(source, FAST)
+    assert len(passes) == 3 and plan.total == len(rows) and len(plan.holdout) == round(len(rows) * 0.2)
+    # An agent touches an old training ticket while the retrain runs: closed again, it is now the newest.
+    index = next(i for i, r in enumerate(live) if _combo(r, plan.labels) in plan.kept)
+    moved = live.pop(index)
+    live.append(replace(moved, closed_at=live[-1].closed_at + timedelta(hours=1)))
+    written = _write_csv(source, plan, tmp_path / "train.csv")
+    with (tmp_path / "train.csv").open(encoding="utf-8") as fh:
+        ids = [r["id"] for r in csv_module.DictReader(fh)]
+    held = {f"{r.connector}:{r.ticket_id}" for r in plan.holdout}
+    assert len(ids) == written and not held & set(ids)
+    assert f"{moved.connector}:{moved.ticket_id}" not in ids  # it moved past the holdout's boundary
+    assert written == plan.n_train - 1
 
 
 def test_the_configured_budget_reaches_the_training_command(
