@@ -431,6 +431,8 @@ class Buggy(Connector):
         return Page([], cursor)
 
     async def fetch_closed(self, since, limit):
+        if self.switch.exists():  # the same bug in the harvest: a harvest that worked would end the outage
+            return {}["Created"]
         return Page([], since)
 
     async def apply(self, update):
@@ -501,7 +503,7 @@ def test_a_plugin_bug_is_logged_once_with_its_traceback_backs_off_and_recovers(t
     failed = [e for e in logged if e["event"] == "unexpected error; backing off"]
     assert len(failed) == 1 and failed[0]["connector"] == "plugin" and failed[0]["error_type"] == "KeyError"
     frames = failed[0]["exception"][0]["frames"]  # the traceback as JSON, down to the plugin's line
-    assert any(f["filename"].endswith("buggy_plugin.py") and f["name"] == "fetch_new" for f in frames)
+    assert any(f["filename"].endswith("buggy_plugin.py") and f["name"] in ("fetch_new", "fetch_closed") for f in frames)
     assert [e["connector"] for e in logged if e["event"] == "connector recovered"] == ["plugin"]
     assert "Traceback" not in log.read_text(encoding="utf-8")  # no plain-text traceback from the scheduler
     print(f"unexpected class: {calls} calls in 8 s of polling every 0.2 s while backing off")
