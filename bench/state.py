@@ -155,9 +155,9 @@ def _fill(url: str, n_ledger: int, n_training: int) -> float:
     return time.perf_counter() - started
 
 
-def _per_ticket(url: str, n_ledger: int) -> float:
+def _per_ticket(url: str) -> float:
     """Seconds of state work per new ticket, as the pipeline does it, median of 3 rounds of 200."""
-    from daemon.state import LedgerEntry, State, TrainingRow
+    from daemon.state import LedgerEntry, State
 
     state = State.open(url)
     rounds = []
@@ -188,7 +188,6 @@ def _per_ticket(url: str, n_ledger: int) -> float:
                     state.ledger_finish(CONNECTOR, tid, "applied")
                 state.cursor_set(CONNECTOR, "new", chunk[-1])
             rounds.append((time.perf_counter() - started) / len(ids))
-        del TrainingRow
     finally:
         state.close()
     return statistics.median(rounds)
@@ -290,7 +289,7 @@ def main() -> int:
                         "ledger": n_ledger,
                         "training": n_training,
                         "fill_s": round(fill_s, 1),
-                        "per_ticket_ms": round(_per_ticket(url, n_ledger) * 1000, 3),
+                        "per_ticket_ms": round(_per_ticket(url) * 1000, 3),
                         "harvest_page_ms": round(_harvest_page(url) * 1000, 1),
                         "report_s": round(_report(url), 3),
                     }
