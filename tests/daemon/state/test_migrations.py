@@ -60,14 +60,20 @@ def test_migrations_match_schema_module(url: str) -> None:
         engine.dispose()
 
 
-def test_downgrade_to_base_and_upgrade_again(url: str) -> None:
+def _downgraded(url: str, revision: str) -> sa.Engine:
+    """A database at head, migrated down to `revision`; the caller disposes of the engine."""
     State.open(url).close()
     engine = sa.create_engine(url)
     config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+    return engine
+
+
+def test_downgrade_to_base_and_upgrade_again(url: str) -> None:
+    engine = _downgraded(url, "base")
     try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "base")
         assert set(sa.inspect(engine).get_table_names()) <= {VERSION_TABLE}
     finally:
         engine.dispose()
@@ -78,14 +84,10 @@ def test_downgrade_to_base_and_upgrade_again(url: str) -> None:
 
 def test_a_database_of_the_first_release_upgrades_with_its_data(url: str) -> None:
     """0001 -> 0002 adds the `forgotten` table and keeps every row."""
-    State.open(url).close()
-    engine = sa.create_engine(url)
-    config = alembic_config()
+    engine = _downgraded(url, "0001")  # what the first release left on disk
     try:
+        assert "forgotten" not in sa.inspect(engine).get_table_names()
         with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0001")  # what the first release left on disk
-            assert "forgotten" not in sa.inspect(conn).get_table_names()
             conn.execute(
                 sa.text("INSERT INTO cursors (connector, kind, value, updated_at) VALUES ('a', 'new', '7', :t)"),
                 {"t": T0},
