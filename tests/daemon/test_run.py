@@ -124,6 +124,14 @@ def readyz(api: str) -> tuple[int, dict[str, Any]]:
     return answer.status_code, answer.json()
 
 
+def api_on_a_free_port(token: str = "t") -> tuple[dict[str, Any], str]:
+    """An `api` config section on a free loopback port with one token, and the URL it will listen on."""
+    from tests.servers import free_port
+
+    port = free_port()
+    return {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": [token]}, f"http://127.0.0.1:{port}"
+
+
 def ticketd_notes(znuny: FakeZnuny, tid: int) -> int:
     return sum(1 for a in znuny.ticket(tid).articles if str(a.fields.get("Body", "")).startswith("ticketd "))
 
@@ -188,18 +196,14 @@ def test_every_line_a_daemon_run_writes_is_json(tmp_path: Path, fake: tuple[Fake
     """Off a terminal: polls, API calls (uvicorn), a helpdesk outage, a reload and the stop are one JSON stream."""
     import httpx
 
-    from tests.servers import free_port
-
     znuny, url = fake
-    port = free_port()
     config = write_config(tmp_path, url, store, recover_after=0)
     data = yaml.safe_load(config.read_text())
-    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["api-token-1"]}
+    data["api"], api = api_on_a_free_port("api-token-1")
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     log = tmp_path / "daemon.log"
     proc = daemon(config, log=log)
     try:
-        api = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -259,13 +263,10 @@ def test_a_locked_database_never_freezes_the_event_loop(
 
     import httpx
 
-    from tests.servers import free_port
-
     znuny, url = fake
-    port = free_port()
     config = write_config(tmp_path, url, store)
     data = yaml.safe_load(config.read_text())
-    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]}
+    data["api"], api = api_on_a_free_port("t")
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     log = tmp_path / "daemon.log"
     sockdir = Path(tempfile.mkdtemp(prefix="sd-"))  # AF_UNIX paths are limited to 108 bytes; tmp_path can be longer
@@ -274,7 +275,6 @@ def test_a_locked_database_never_freezes_the_event_loop(
     notify.setblocking(False)
     systemd = {"NOTIFY_SOCKET": str(sockdir / "notify"), "WATCHDOG_USEC": "1000000"}  # a ping every 0.5 s
     proc = daemon(config, log=log, env=systemd)
-    api = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
     pings: list[float] = []  # when each WATCHDOG=1 arrived while the lock was held
     not_ready: list[dict[str, Any]] = []
@@ -342,9 +342,7 @@ def test_a_maildir_that_is_not_there_stops_its_connector_once_and_recovers_after
 ) -> None:
     """The configuration class against the real process: one line, not ready with the reason, no storm, recovery."""
 
-    from tests.servers import free_port
-
-    port = free_port()
+    api_section, api = api_on_a_free_port()
     mail = tmp_path / "mail"
     mail.write_text("a file where the Maildir should be")
     config = tmp_path / "config.yaml"
@@ -354,7 +352,7 @@ def test_a_maildir_that_is_not_there_stops_its_connector_once_and_recovers_after
                 "model": {"store": str(store)},
                 "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
                 "retrain": {"enabled": False},
-                "api": {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]},
+                "api": api_section,
                 "log": {"level": "info", "json": True},
                 "connectors": [
                     {"type": "maildir", "name": "mail", "path": str(mail), "routing": {"poll_interval": 0.2}}
@@ -365,7 +363,6 @@ def test_a_maildir_that_is_not_there_stops_its_connector_once_and_recovers_after
     )
     log = tmp_path / "daemon.log"
     proc = daemon(config, log=log)
-    api = f"http://127.0.0.1:{port}"
 
     try:
         deadline = time.monotonic() + 60
@@ -443,17 +440,15 @@ class Buggy(Connector):
 def test_a_plugin_bug_is_logged_once_with_its_traceback_backs_off_and_recovers(tmp_path: Path, store: Path) -> None:
     """The unexpected class against the real process: a third-party connector (an entry point) that raises."""
 
-    from tests.servers import free_port
-
     plugins = tmp_path / "plugins"
     (plugins / "buggy_plugin-0.1.dist-info").mkdir(parents=True)
     (plugins / "buggy_plugin.py").write_text(BUGGY_PLUGIN, encoding="utf-8")
     info = plugins / "buggy_plugin-0.1.dist-info"
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: buggy-plugin\nVersion: 0.1\n", encoding="utf-8")
     (info / "entry_points.txt").write_text("[ticketd.connectors]\nbuggy = buggy_plugin:Buggy\n", encoding="utf-8")
+    api_section, api = api_on_a_free_port()
     switch = tmp_path / "bug.on"
     switch.touch()
-    port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -461,7 +456,7 @@ def test_a_plugin_bug_is_logged_once_with_its_traceback_backs_off_and_recovers(t
                 "model": {"store": str(store)},
                 "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
                 "retrain": {"enabled": False},
-                "api": {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]},
+                "api": api_section,
                 "log": {"level": "info", "json": True},
                 "connectors": [
                     {
@@ -477,7 +472,6 @@ def test_a_plugin_bug_is_logged_once_with_its_traceback_backs_off_and_recovers(t
     )
     log = tmp_path / "daemon.log"
     proc = daemon(config, log=log, env={"PYTHONPATH": str(plugins)})
-    api = f"http://127.0.0.1:{port}"
 
     try:
         deadline = time.monotonic() + 60
@@ -516,19 +510,17 @@ def test_sigterm_during_a_real_training_kills_it_and_exits_within_the_units_stop
     import httpx
 
     from daemon.ml.versions import ModelStore
-    from tests.servers import free_port
 
     znuny, url = fake
     own = tmp_path / "models"  # uploads and the retrain's files go into the store: a copy
     shutil.copytree(store, own, symlinks=True, ignore=shutil.ignore_patterns("torch"))
-    port = free_port()
     config = write_config(tmp_path, url, own)
     data = yaml.safe_load(config.read_text())
-    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["api-token-1"]}
+    data["api"], api = api_on_a_free_port("api-token-1")
     data["retrain"] = {"enabled": False, "epochs": 1, "max_length": 32, "budget_minutes": None}
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     log = tmp_path / "daemon.log"
-    api, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer api-token-1"}
+    auth = {"Authorization": "Bearer api-token-1"}
     proc = daemon(config, log=log)
     timings: dict[str, float] = {}
     try:
@@ -605,22 +597,19 @@ def test_rejected_credentials_stop_polling_with_one_line_until_sighup_brings_fix
     tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
 ) -> None:
     """The credentials class against the real process: a wrong `password_file`, then the right one and SIGHUP."""
-    from tests.servers import free_port
 
     znuny, url = fake
     secret = tmp_path / "znuny-password"
     secret.write_text("not-the-password\n", encoding="utf-8")
-    port = free_port()
     config = write_config(tmp_path, url, store)
     data = yaml.safe_load(config.read_text())
     entry = data["connectors"][0]
     del entry["password"]
     entry["password_file"] = str(secret)
-    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]}
+    data["api"], api = api_on_a_free_port("t")
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     tid = znuny.add_customer_ticket(*SUBJECTS[2])
     log = tmp_path / "daemon.log"
-    api = f"http://127.0.0.1:{port}"
     proc = daemon(config, log=log)
     try:
         deadline = time.monotonic() + 60
@@ -654,16 +643,13 @@ def test_a_helpdesk_outage_backs_off_with_one_line_stays_ready_with_its_reason_a
     tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
 ) -> None:
     """The transient class against the real process: every call fails for 8 s (500s and dropped connections)."""
-    from tests.servers import free_port
 
     znuny, url = fake
-    port = free_port()
     config = write_config(tmp_path, url, store, max_backoff=2, recover_after=0)
     data = yaml.safe_load(config.read_text())
-    data["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t"]}
+    data["api"], api = api_on_a_free_port("t")
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     log = tmp_path / "daemon.log"
-    api = f"http://127.0.0.1:{port}"
     proc = daemon(config, log=log)
     try:
         deadline = time.monotonic() + 60
