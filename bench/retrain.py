@@ -69,6 +69,13 @@ def store_csv(source: Path, n: int, path: Path) -> None:
             writer.writerow([f"r{i}", e.text, *(e.labels[k] for k in ds.label_names), e.language, when.isoformat()])
 
 
+def _keep(work: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Append one run's result to results.jsonl at once: hours of runs are not lost to a later failure."""
+    with (work / "results.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(result) + "\n")
+    return result
+
+
 def time_size(n: int, full: bool, work: Path, extra: list[str]) -> dict[str, Any]:
     """One training on an N-row store; minutes and where they went."""
     data, model = work / f"store-{n}.csv", work / f"model-{n}-{'full' if full else 'tfidf'}"
@@ -81,19 +88,22 @@ def time_size(n: int, full: bool, work: Path, extra: list[str]) -> dict[str, Any
     meta = json.loads((model / "metadata.json").read_text())
     shutil.rmtree(model, ignore_errors=True)
     heads = meta["heads"]
-    return {
-        "rows": n,
-        "mode": "both heads" if full else "TF-IDF only",
-        "minutes": round(minutes, 2),
-        "tfidf_s": {k: h["tfidf"]["seconds"] for k, h in heads.items()},
-        "tfidf_cv_rows": {k: h["tfidf"]["cross_validation"]["rows"] for k, h in heads.items()},
-        "fine_tune_s": {k: h["fine_tune"].get("seconds") for k, h in heads.items()},
-        "fine_tune_rows": {k: h["fine_tune"].get("rows") for k, h in heads.items()},
-        "fine_tune_plan": {
-            k: {p: h["fine_tune"].get(p) for p in ("epochs", "max_length", "epochs_run")} for k, h in heads.items()
+    return _keep(
+        work,
+        {
+            "rows": n,
+            "mode": "both heads" if full else "TF-IDF only",
+            "minutes": round(minutes, 2),
+            "tfidf_s": {k: h["tfidf"]["seconds"] for k, h in heads.items()},
+            "tfidf_cv_rows": {k: h["tfidf"]["cross_validation"]["rows"] for k, h in heads.items()},
+            "fine_tune_s": {k: h["fine_tune"].get("seconds") for k, h in heads.items()},
+            "fine_tune_rows": {k: h["fine_tune"].get("rows") for k, h in heads.items()},
+            "fine_tune_plan": {
+                k: {p: h["fine_tune"].get(p) for p in ("epochs", "max_length", "epochs_run")} for k, h in heads.items()
+            },
+            "validation_rows": meta["data"]["validation_rows"],
         },
-        "validation_rows": meta["data"]["validation_rows"],
-    }
+    )
 
 
 def quality(name: str, caps: list[int], work: Path, extra: list[str], rows: int | None) -> list[dict[str, Any]]:
@@ -129,18 +139,21 @@ def quality(name: str, caps: list[int], work: Path, extra: list[str], rows: int 
         for label, m in labels.items():
             head = meta["heads"][label]
             out.append(
-                {
-                    "dataset": name,
-                    "cap": cap,
-                    "label": label,
-                    "fine_tune_rows": head["fine_tune"].get("rows"),
-                    "train_rows": meta["data"]["train_rows"],
-                    "chosen": f"{head['chosen']} w={head['tfidf_weight']:g}",
-                    "macro_f1": m["macro_f1"],
-                    "accuracy": m["accuracy"],
-                    "fine_tune_s": head["fine_tune"].get("seconds"),
-                    "minutes": round(minutes, 2),
-                }
+                _keep(
+                    work,
+                    {
+                        "dataset": name,
+                        "cap": cap,
+                        "label": label,
+                        "fine_tune_rows": head["fine_tune"].get("rows"),
+                        "train_rows": meta["data"]["train_rows"],
+                        "chosen": f"{head['chosen']} w={head['tfidf_weight']:g}",
+                        "macro_f1": m["macro_f1"],
+                        "accuracy": m["accuracy"],
+                        "fine_tune_s": head["fine_tune"].get("seconds"),
+                        "minutes": round(minutes, 2),
+                    },
+                )
             )
     return out
 

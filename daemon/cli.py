@@ -84,7 +84,8 @@ def _add_train(sub: Any) -> None:
         type=_cap,
         default=DEFAULT_TFIDF_CV_CAP,
         metavar="N",
-        help=f"cross-validate TF-IDF settings on at most N tickets (default: {DEFAULT_TFIDF_CV_CAP}; 0: no cap)",
+        help="cross-validate TF-IDF settings on the validation tickets and at most N others "
+        f"(default: {DEFAULT_TFIDF_CV_CAP}; 0: no cap)",
     )
     p.add_argument(
         "--validation-max",

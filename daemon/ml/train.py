@@ -81,8 +81,8 @@ class TrainOptions:
     keep_torch: bool = False
     threads: int | None = None
     # Bounded cost however large the store: the transformer fine-tunes on at most `finetune_cap` rows
-    # per head (stratified, recent tickets likelier), TF-IDF settings are cross-validated on at most
-    # `tfidf_cv_cap` rows and the chosen one is fitted on every row, and validation holds at most
+    # per head (stratified, recent tickets likelier), TF-IDF settings are cross-validated on the validation
+    # rows plus at most `tfidf_cv_cap` others and the chosen one is fitted on every row, validation holds at most
     # `validation_max` rows (each one costs a forward pass per epoch).
     finetune_cap: int | None = DEFAULT_FINETUNE_CAP
     recency_half_life_days: float | None = DEFAULT_HALF_LIFE_DAYS
@@ -485,8 +485,8 @@ def _tfidf_phase(
 ) -> dict[str, Any]:
     """Choose the TF-IDF feature set and C by k-fold cross-validation, then fit it on all rows.
 
-    Cross-validation sees every validation row (the last `n_val`) and, past `tfidf_cv_cap`, a stratified
-    sample of the others: choosing C needs thousands of rows, not a year's worth. The out-of-fold
+    Cross-validation sees every validation row (the last `n_val`) and at most `tfidf_cv_cap` of the others
+    (a stratified sample): choosing C needs thousands of rows, not a year's worth. The out-of-fold
     probabilities also serve the ensemble-weight search: each validation ticket's TF-IDF score comes from
     a model that did not see it, like the transformer's.
     """
@@ -494,8 +494,7 @@ def _tfidf_phase(
 
     started = time.monotonic()
     n_train = len(all_texts) - n_val
-    cap = None if opts.tfidf_cv_cap is None else max(opts.tfidf_cv_cap - n_val, 2)
-    rows = capped_sample(all_labels[:n_train], cap, seed=opts.seed) + list(range(n_train, len(all_texts)))
+    rows = capped_sample(all_labels[:n_train], opts.tfidf_cv_cap, seed=opts.seed) + list(range(n_train, len(all_texts)))
     cv_texts = [all_texts[i] for i in rows]
     cv_labels = [all_labels[i] for i in rows]
     index = {c: i for i, c in enumerate(classes)}
@@ -843,11 +842,11 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
         require_classes(dataset)
         for label in dataset.label_names:
             n_classes = len(set(dataset.labels(label)))
-            if opts.finetune_cap is not None and opts.finetune_cap < n_classes:
-                raise TrainingError(
-                    f"--finetune-cap {opts.finetune_cap}: {label} has {n_classes} classes; "
-                    "the fine-tuning sample needs at least one ticket of each"
-                )
+            for flag, cap in (("--finetune-cap", opts.finetune_cap), ("--tfidf-cv-cap", opts.tfidf_cv_cap)):
+                if cap is not None and cap < n_classes:
+                    raise TrainingError(
+                        f"{flag} {cap}: {label} has {n_classes} classes; the sample needs at least one ticket of each"
+                    )
         val_share = opts.validation_size
         if opts.validation_max is not None:
             val_share = min(val_share, opts.validation_max / len(dataset))

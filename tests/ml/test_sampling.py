@@ -108,3 +108,26 @@ def test_warm_start_falls_back_to_the_base_when_the_classes_differ(tiny_model: P
     assert _starting_point("BASE", "queue", classes, str(tiny_model)) == warm
     assert _starting_point("BASE", "queue", classes, str(tmp_path)) == ("BASE", "base")  # no torch/ weights there
     assert _starting_point("BASE", "queue", classes, None) == ("BASE", "base")
+
+
+def test_tfidf_settings_are_cross_validated_on_a_capped_sample_and_fitted_on_every_row(
+    sample_csv: Path, tmp_path: Path
+) -> None:
+    from daemon.ml.train import TrainOptions, train
+
+    opts = TrainOptions(tfidf_weights=(1.0,), tfidf_cv_cap=80, validation_max=25, seed=3)
+    meta = train(sample_csv, tmp_path / "m", opts)
+    assert meta["data"]["validation_rows"] == 25 < round(0.15 * meta["data"]["rows"])
+    for label, head in meta["heads"].items():
+        assert head["tfidf"]["cross_validation"]["rows"] == 80 + 25, label
+        assert head["tfidf"]["refit_rows"] == meta["data"]["rows"], label
+        assert head["validation"]["rows"] == 25, label
+
+
+def test_a_cap_below_the_class_count_stops_before_any_training(sample_csv: Path, tmp_path: Path) -> None:
+    from daemon.errors import TrainingError
+    from daemon.ml.train import TrainOptions, train
+
+    with pytest.raises(TrainingError, match=r"--finetune-cap 3: queue has \d+ classes"):
+        train(sample_csv, tmp_path / "m", TrainOptions(finetune_cap=3))
+    assert not (tmp_path / "m").exists()
