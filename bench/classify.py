@@ -3,7 +3,12 @@
 Needs a model trained with `--keep-torch` (the PyTorch weights are the pipeline's side of the
 comparison). Prints a table, then one JSON line. Without --model it trains a small model first.
 
-    python bench/classify.py --model DIR --data tickets.csv [--n 500] [--threads 2]
+Then the stack a user would otherwise run (Open Ticket AI serves German BERT-base models through the
+transformers `pipeline`, one model per label): a BERT-base-sized model (12 layers, 768 hidden, random
+weights: timing only) per head, at the head's own token limit and tokenizer, against ticketd's served
+heads (ONNX + TF-IDF, exactly as the daemon loads them), on the same tickets.
+
+    python bench/classify.py --model DIR --data tickets.csv [--n 500] [--peer-n 200] [--threads 2]
 """
 
 from __future__ import annotations
@@ -122,6 +127,72 @@ def bench_head(head_dir: Path, texts: list[str], threads: int, tmp: Path) -> lis
     return rows
 
 
+def _cpu_timed(fn: Any, batches: list[list[str]]) -> tuple[float, float]:
+    """Wall and CPU seconds (all of this process's threads) for running `fn` over every batch."""
+    fn(batches[0])  # warm-up
+    wall, cpu = time.perf_counter(), time.process_time()
+    for batch in batches:
+        fn(batch)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def bench_peer(model: Path, texts: list[str], threads: int, layers: int = 12) -> list[dict[str, Any]]:
+    """The peer's stack (a BERT-base `pipeline` per head) against ticketd's served heads, batch 1 and 32."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, pipeline
+
+    from daemon.ml.classifier import Head
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    names = json.loads((model / "metadata.json").read_text())["label_names"]
+    peers: dict[str, Any] = {}
+    ours: dict[str, Any] = {}
+    for name in names:
+        head = Head.load(model / name, threads=threads)
+        spec = json.loads((model / name / "head.json").read_text())
+        max_length = int(spec.get("max_length") or 256)  # a TF-IDF-only head: the peer still reads 256 tokens
+        tokenizer_dir = model / name / "torch" if (model / name / "torch").is_dir() else Path(_base())
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=768,
+            num_hidden_layers=layers,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            num_labels=len(head.classes),
+        )
+        pipe = pipeline("text-classification", model=BertForSequenceClassification(config).eval(), tokenizer=tokenizer)
+        peers[name] = lambda b, p=pipe, n=max_length: p(b, batch_size=len(b), truncation=True, max_length=n)
+        ours[name] = lambda b, h=head: h.predict(b, batch_size=len(b))
+    stacks = {"peer: BERT-base pipeline": peers, "ticketd: served heads": ours}
+    rows = []
+    for batch_size in (1, 32):
+        batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+        for stack, fns in stacks.items():  # one stack after the other: thread pools spin after each call
+            per_head = {name: _cpu_timed(fn, batches) for name, fn in fns.items()}
+            # Every ticket goes through every head: the stack's cost per ticket is the heads' sum.
+            both = (sum(w for w, _ in per_head.values()), sum(c for _, c in per_head.values()))
+            for name, (wall, cpu) in [*per_head.items(), ("all heads", both)]:
+                rows.append(
+                    {
+                        "stack": stack,
+                        "head": name,
+                        "batch": batch_size,
+                        "texts_per_s": round(len(texts) / wall, 1),
+                        "cpu_ms_per_ticket": round(cpu * 1000 / len(texts), 2),
+                    }
+                )
+            print(f"  {stack:<25} batch {batch_size:<3} done", file=sys.stderr)
+    return rows
+
+
+def _base() -> str:
+    from daemon.ml.train import default_base_model
+
+    return default_base_model()
+
+
 def serving_rss(model: Path, texts: list[str], threads: int) -> dict[str, Any]:
     """Peak RSS of a fresh process that serves every head the way the daemon does (no torch).
 
@@ -146,6 +217,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--peer-n", type=int, default=200, help="tickets for the peer-stack comparison")
+    parser.add_argument("--peer-layers", type=int, default=12, help="the peer model's layers (12: BERT-base)")
     args = parser.parse_args()
 
     from daemon.ml.dataset import load_dataset
@@ -169,6 +242,7 @@ def main() -> int:
         for head in heads:
             rows.extend(bench_head(head, texts, args.threads, Path(scratch)))
     rss = serving_rss(model, texts, args.threads)
+    peer_rows = bench_peer(model, texts[: args.peer_n], args.threads, args.peer_layers)
 
     print(f"\n{len(texts)} tickets, {args.threads} threads, {os.cpu_count()} cores")
     print(f"{'head':<10}{'engine':<18}{'batch':>6}{'texts/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'agree':>8}{'x pipe':>8}")
@@ -184,6 +258,17 @@ def main() -> int:
         f"torch-free serving of {len(heads)} heads: peak RSS {rss['peak_rss_mib']:.0f} MiB "
         f"(heavy modules loaded: {rss['heavy'] or 'none'})"
     )
+
+    peer_n = min(args.peer_n, len(texts))
+    print(f"\nthe peer's stack, {peer_n} tickets: {args.peer_layers}-layer 768-hidden BERT `pipeline` per head")
+    print(f"{'stack':<27}{'head':<11}{'batch':>6}{'texts/s':>10}{'CPU ms/ticket':>15}{'speedup':>9}")
+    peer_of = {(r["head"], r["batch"]): r for r in peer_rows if r["stack"].startswith("peer")}
+    for r in peer_rows:
+        ratio = r["texts_per_s"] / peer_of[(r["head"], r["batch"])]["texts_per_s"]
+        print(
+            f"{r['stack']:<27}{r['head']:<11}{r['batch']:>6}{r['texts_per_s']:>10.1f}"
+            f"{r['cpu_ms_per_ticket']:>15.2f}{ratio:>9.2f}"
+        )
 
     def pick(engine: str, batch: int, key: str) -> list[float]:
         return [r[key] for r in rows if r["engine"] == engine and r["batch"] == batch]
@@ -210,6 +295,18 @@ def main() -> int:
         float(np.mean(np.array(ceiling) / np.array(pick("pytorch-pipeline", 1, "texts_per_s")))), 2
     )
     summary["dynamic_int8_ceiling_agreement"] = min(pick("onnx-int8-dynamic*", 1, "agreement"))
+    for batch, suffix in ((1, ""), (32, "_batch32")):
+        ours = next(
+            r
+            for r in peer_rows
+            if r["stack"].startswith("ticketd") and r["head"] == "all heads" and r["batch"] == batch
+        )
+        peer = peer_of[("all heads", batch)]
+        summary[f"vs_peer_stack_speedup{suffix}"] = round(ours["texts_per_s"] / peer["texts_per_s"], 2)
+        summary[f"vs_peer_stack_cpu_ratio{suffix}"] = round(peer["cpu_ms_per_ticket"] / ours["cpu_ms_per_ticket"], 2)
+        summary[f"peer_cpu_ms_per_ticket{suffix}"] = peer["cpu_ms_per_ticket"]
+        summary[f"ticketd_cpu_ms_per_ticket{suffix}"] = ours["cpu_ms_per_ticket"]
+    summary["peer_layers"] = args.peer_layers
     summary["serving_peak_rss_mib"] = round(rss["peak_rss_mib"], 1)
     summary["serving_imports_torch"] = bool(rss["heavy"])
     summary["bench_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

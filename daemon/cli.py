@@ -12,6 +12,12 @@ from typing import Any, NoReturn, TextIO
 from daemon import __version__
 from daemon.errors import TicketdError, TrainingError
 from daemon.logging import configure
+from daemon.ml.sampling import (
+    DEFAULT_FINETUNE_CAP,
+    DEFAULT_HALF_LIFE_DAYS,
+    DEFAULT_TFIDF_CV_CAP,
+    DEFAULT_VALIDATION_MAX,
+)
 
 
 def _add_train(sub: Any) -> None:
@@ -58,6 +64,49 @@ def _add_train(sub: Any) -> None:
         metavar="N",
         help="leave out classes with fewer than N tickets (and say which) instead of stopping",
     )
+    p.add_argument(
+        "--finetune-cap",
+        type=_cap,
+        default=DEFAULT_FINETUNE_CAP,
+        metavar="N",
+        help="fine-tune each transformer on at most N tickets: stratified, recent ones likelier; "
+        f"TF-IDF still learns from all (default: {DEFAULT_FINETUNE_CAP}; 0: no cap)",
+    )
+    p.add_argument(
+        "--half-life-days",
+        type=float,
+        default=DEFAULT_HALF_LIFE_DAYS,
+        help="with a closed_at column: a ticket this many days older is half as likely in that sample "
+        f"(default: {DEFAULT_HALF_LIFE_DAYS:g})",
+    )
+    p.add_argument(
+        "--tfidf-cv-cap",
+        type=_cap,
+        default=DEFAULT_TFIDF_CV_CAP,
+        metavar="N",
+        help="cross-validate TF-IDF settings on the validation tickets and at most N others "
+        f"(default: {DEFAULT_TFIDF_CV_CAP}; 0: no cap)",
+    )
+    p.add_argument(
+        "--validation-max",
+        type=_cap,
+        default=DEFAULT_VALIDATION_MAX,
+        metavar="N",
+        help=f"at most N validation tickets (default: {DEFAULT_VALIDATION_MAX}; 0: no cap)",
+    )
+    p.add_argument(
+        "--warm-start",
+        metavar="MODEL",
+        help="fine-tune each head from MODEL's head (trained with --keep-torch) when its classes match",
+    )
+
+
+def _cap(value: str) -> int | None:
+    """A row cap from the command line; 0 means none."""
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be 0 (no cap) or a positive number of tickets")
+    return n or None
 
 
 def _add_classify(sub: Any) -> None:
@@ -153,6 +202,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         columns=Columns.parse(args.column),
         budget_minutes=args.budget,
         min_examples=args.min_examples,
+        finetune_cap=args.finetune_cap,
+        recency_half_life_days=args.half_life_days,
+        tfidf_cv_cap=args.tfidf_cv_cap,
+        validation_max=args.validation_max,
+        warm_start=args.warm_start,
     )
     if args.budget is not None and args.budget <= 0:
         raise TrainingError(f"--budget {args.budget:g}: must be a positive number of minutes")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from daemon.errors import TicketdError
 from daemon.logging import get_logger
+from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
 from daemon.ml.text import compose
 from daemon.ml.versions import ModelStore
 from daemon.routing import WRITABLE
@@ -80,6 +81,8 @@ class RetrainPolicy:
     epochs: int = 3
     max_length: int = 256
     budget_minutes: float | None = None  # passed as `train --budget`: epochs and ticket length shrink to fit
+    finetune_cap: int | None = DEFAULT_FINETUNE_CAP  # passed as `train --finetune-cap`
+    warm_start: bool = False  # `train --warm-start` from the champion, and `--keep-torch` for the next one
     train_args: tuple[str, ...] = ()
     timeout_s: float | None = 6 * 3600.0  # a hung training must not block every later retrain
 
@@ -104,6 +107,8 @@ def policy_from_config(config: Config, *, min_new_examples: int = 0) -> RetrainP
         epochs=section.epochs,
         max_length=section.max_length,
         budget_minutes=section.budget_minutes,
+        finetune_cap=section.finetune_cap,
+        warm_start=section.warm_start,
     )
 
 
@@ -213,13 +218,17 @@ def _write_csv(source: Callable[[], Iterable[TrainingRowLike]], plan: _Plan, pat
     written = 0
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["id", "text", *plan.labels, "language"])
+        # closed_at: `ticketd train` weights its fine-tuning sample towards recent tickets.
+        writer.writerow(["id", "text", *plan.labels, "language", "closed_at"])
         for r in _usable(source, plan.labels):
             if boundary is not None and _order(r) >= boundary:
                 break
             if (r.connector, r.ticket_id) in held or _combo(r, plan.labels) not in plan.kept:
                 continue
-            writer.writerow([f"{r.connector}:{r.ticket_id}", r.text, *_combo(r, plan.labels), r.language or ""])
+            when = r.closed_at if r.closed_at.tzinfo else r.closed_at.replace(tzinfo=UTC)
+            writer.writerow(
+                [f"{r.connector}:{r.ticket_id}", r.text, *_combo(r, plan.labels), r.language or "", when.isoformat()]
+            )
             written += 1
     return written
 
@@ -452,6 +461,11 @@ def retrain(
     cmd += ["--epochs", str(policy.epochs), "--max-length", str(policy.max_length)]
     if policy.budget_minutes is not None:
         cmd += ["--budget", f"{policy.budget_minutes:g}"]
+    cmd += ["--finetune-cap", str(policy.finetune_cap or 0)]
+    if policy.warm_start:
+        cmd.append("--keep-torch")
+        if champion is not None and (store.versions_dir / champion).is_dir():
+            cmd += ["--warm-start", str(store.versions_dir / champion)]
     for name in labels:
         cmd += ["--label", name]
     cmd += list(policy.train_args)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
-SMOKED = {"classify.py", "end_to_end.py", "privacy.py", "quality.py", "state.py"}
+SMOKED = {"classify.py", "end_to_end.py", "privacy.py", "quality.py", "retrain.py", "state.py"}
 
 
 def _bench(script: str, *args: str, cwd: Path) -> tuple[str, dict[str, Any]]:
@@ -51,10 +51,12 @@ def test_quality_smoke(tmp_path: Path) -> None:
 
 
 def test_classify_smoke(tiny_model: Path, sample_csv: Path, tmp_path: Path) -> None:
-    args = ["--model", str(tiny_model), "--data", str(sample_csv), "--n", "8", "--threads", "1"]
+    args = ["--model", str(tiny_model), "--data", str(sample_csv), "--n", "8", "--threads", "1", "--peer-layers", "1"]
     table, summary = _bench("classify.py", *args, cwd=tmp_path)
     assert "pytorch-pipeline" in table and "onnx-fp32" in table
+    assert "peer: BERT-base pipeline" in table and "ticketd: served heads" in table
     assert summary["tickets"] == 8 and summary["fp32_agreement"] >= 0.99
+    assert summary["vs_peer_stack_speedup"] > 0 and summary["peer_cpu_ms_per_ticket"] > 0
     assert summary["serving_imports_torch"] is False
 
 
@@ -79,3 +81,17 @@ def test_state_smoke(tmp_path: Path) -> None:
     assert "report s" in table and len(table.splitlines()) == 3  # the head and one row per size
     assert summary["overhead_ratio_1m_vs_10k"] > 0 and summary["report_seconds_1m"] >= 0
     assert 0 < summary["peak_rss_mib_200k"] < 1000
+
+
+def test_retrain_smoke(tmp_path: Path) -> None:
+    if not (DATASETS / "softoft-tickets").is_dir():
+        pytest.skip("needs ../shared/datasets")
+    args = ["--sizes", "400", "--full-sizes", "", "--quality-datasets", "softoft-tickets", "--rows", "300"]
+    args += ["--caps", "100", "--max-length", "32", "--epochs", "1", "--out", str(tmp_path)]
+    table, summary = _bench("retrain.py", *args, cwd=tmp_path)
+    assert "TF-IDF only" in table and "held-out quality against the cap" in table
+    assert summary["tfidf_only_minutes"]["400"] > 0 and summary["retrain_minutes_50k"] is None
+    by_cap = summary["macro_f1_delta_by_cap"]["softoft-tickets"]
+    assert by_cap["0"] == {"queue": 0.0, "priority": 0.0} and set(by_cap["100"]) == {"queue", "priority"}
+    assert summary["cap_binding"] == {"softoft-tickets": False}  # 240 training rows: the default cap never binds
+    assert summary["meets_target"] is False

@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 from connectors import secrets
 from connectors.base import ConnectorConfig
 from daemon.config.yaml_lines import Loc
+from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
 from daemon.routing import WRITABLE
 
 
@@ -149,6 +150,11 @@ class RetrainSection(_Section):
     max_length: int = Field(default=256, ge=8)
     # `ticketd train --budget`: epochs and ticket length shrink so a retrain fits; None trains without a limit.
     budget_minutes: float | None = Field(default=90.0, gt=0)
+    # Each transformer head fine-tunes on at most this many tickets (stratified, recent ones likelier);
+    # TF-IDF learns from all of them. None: every ticket (the cost then grows with the store).
+    finetune_cap: int | None = Field(default=DEFAULT_FINETUNE_CAP, ge=100)
+    # The challenger fine-tunes from the current model's weights (kept for it: ~90 MiB more per head and version).
+    warm_start: bool = False
     # Training rows of tickets closed longer ago are deleted (daily): a year of labels, then they age out.
     keep_days: int | None = Field(default=365, ge=1)
 

@@ -9,6 +9,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ class Columns:
     body: str = "body"
     id: str = "id"
     language: str = "language"
+    closed_at: str = "closed_at"
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -42,7 +44,7 @@ class Columns:
             key, value = key.strip(), value.strip()
             if not sep or not key or not value:
                 raise DatasetError(f"column override {item!r} must look like KEY=COLUMN")
-            if key in {"text", "subject", "body", "id", "language"}:
+            if key in {"text", "subject", "body", "id", "language", "closed_at"}:
                 base[key] = value
             else:
                 labels[key] = value
@@ -64,6 +66,7 @@ class Example:
     labels: Mapping[str, str]
     language: str
     line: int
+    closed_at: float | None = None  # POSIX seconds; recency weights the fine-tuning sample when known
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,10 @@ class Dataset:
     def languages(self) -> list[str]:
         """Language codes ('' where unknown), in order."""
         return [e.language for e in self.examples]
+
+    def closed_at(self) -> list[float | None]:
+        """When each ticket was closed (POSIX seconds, None where unknown), in order."""
+        return [e.closed_at for e in self.examples]
 
     def subset(self, indices: Sequence[int]) -> Dataset:
         """A view holding only the given rows (provenance unchanged)."""
@@ -284,7 +291,8 @@ def load_dataset(
                 column=cols.id,
             )
         seen_ids[ticket_id] = lineno
-        examples.append(Example(ticket_id, text, values, rec.get(cols.language, "").strip().lower(), lineno))
+        language = rec.get(cols.language, "").strip().lower()
+        examples.append(Example(ticket_id, text, values, language, lineno, _closed_at(rec, cols, path, lineno)))
 
     for name, col in label_cols.items():
         counts = Counter(e.labels[name] for e in examples)
@@ -300,6 +308,23 @@ def load_dataset(
                     column=col,
                 )
     return Dataset(str(path), digest, tuple(label_cols), tuple(examples), label_cols)
+
+
+def _closed_at(rec: Mapping[str, str], cols: Columns, path: Path, lineno: int) -> float | None:
+    """The optional close time, ISO 8601 (a zone-less time is taken as UTC)."""
+    raw = str(rec.get(cols.closed_at) or "").strip()
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise DatasetError(
+            f"{raw[:40]!r} is not an ISO 8601 time (such as 2026-11-30T14:05:00Z)",
+            file=str(path),
+            line=lineno,
+            column=cols.closed_at,
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def keep_common(
@@ -374,11 +399,12 @@ def stratified_split(
 
 
 def write_csv(dataset: Dataset, path: str | Path) -> None:
-    """Write normalised examples as CSV (id, text, labels, language) that `load_dataset` reads back."""
+    """Write normalised examples as CSV (id, text, labels, language, closed_at) that `load_dataset` reads back."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["id", "text", *dataset.label_names, "language"])
+        writer.writerow(["id", "text", *dataset.label_names, "language", "closed_at"])
         for e in dataset.examples:
-            writer.writerow([e.id, e.text, *(e.labels[n] for n in dataset.label_names), e.language])
+            when = "" if e.closed_at is None else datetime.fromtimestamp(e.closed_at, UTC).isoformat()
+            writer.writerow([e.id, e.text, *(e.labels[n] for n in dataset.label_names), e.language, when])

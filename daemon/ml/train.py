@@ -34,6 +34,13 @@ from daemon.ml.calibration import (
 )
 from daemon.ml.classifier import HeadSpec, write_head
 from daemon.ml.dataset import Columns, Dataset, drop_rare, load_dataset, require_classes, stratified_split
+from daemon.ml.sampling import (
+    DEFAULT_FINETUNE_CAP,
+    DEFAULT_HALF_LIFE_DAYS,
+    DEFAULT_TFIDF_CV_CAP,
+    DEFAULT_VALIDATION_MAX,
+    capped_sample,
+)
 from daemon.ml.selection import choose
 
 log = get_logger(__name__)
@@ -73,6 +80,15 @@ class TrainOptions:
     min_agreement: float = 0.99
     keep_torch: bool = False
     threads: int | None = None
+    # Bounded cost however large the store: the transformer fine-tunes on at most `finetune_cap` rows
+    # per head (stratified, recent tickets likelier), TF-IDF settings are cross-validated on the validation
+    # rows plus at most `tfidf_cv_cap` others and the chosen one is fitted on every row, validation holds at most
+    # `validation_max` rows (each one costs a forward pass per epoch).
+    finetune_cap: int | None = DEFAULT_FINETUNE_CAP
+    recency_half_life_days: float | None = DEFAULT_HALF_LIFE_DAYS
+    tfidf_cv_cap: int | None = DEFAULT_TFIDF_CV_CAP
+    validation_max: int | None = DEFAULT_VALIDATION_MAX
+    warm_start: str | None = None  # a model directory: each head fine-tunes from its `torch/` weights there
     columns: Columns = field(default_factory=Columns)
 
 
@@ -235,6 +251,27 @@ def _plan(
     return {**best, **common}
 
 
+def _starting_point(base: str, label: str, classes: list[str], warm_start: str | None) -> tuple[str, str]:
+    """The weights a head fine-tunes from: the champion's head when it has the same classes, else the base."""
+    if warm_start is None:
+        return base, "base"
+    head = Path(warm_start) / label
+    try:
+        same = json.loads((head / "labels.json").read_text(encoding="utf-8")) == classes
+    except (OSError, ValueError):
+        same = False
+    if not (head / "torch" / "config.json").is_file():
+        log.warning(
+            "warm start unavailable; fine-tuning from the base model", label=label, reason=f"{head}/torch: none"
+        )
+        return base, "base"
+    if not same:
+        # A class added or gone: the champion's classifier layer no longer fits the labels; start clean.
+        log.warning("warm start unavailable; fine-tuning from the base model", label=label, reason="classes differ")
+        return base, "base"
+    return str(head / "torch"), "champion"
+
+
 def _fine_tune(
     base: str,
     train: Dataset,
@@ -267,6 +304,7 @@ def _fine_tune(
     hf_logging.enable_propagation()
     set_seed(opts.seed)
     index = {c: i for i, c in enumerate(classes)}
+    base, started_from = _starting_point(base, label, classes, opts.warm_start)
     tokenizer = AutoTokenizer.from_pretrained(base)  # type: ignore[no-untyped-call]
     # "Some weights ... are newly initialized": always true of the new classifier layer, not worth a warning
     # in every retrain's log. Its errors still show.
@@ -430,6 +468,7 @@ def _fine_tune(
         "learning_rate": opts.learning_rate,
         "epochs": epochs,
         "max_length": max_length,
+        "started_from": started_from,
     }
     if plan is not None:
         info["plan"] = plan
@@ -441,25 +480,33 @@ def _fmt_c(c: float) -> str:
     return f"{c:g}"
 
 
-def _tfidf_phase(all_texts: list[str], all_labels: list[str], classes: list[str], opts: TrainOptions) -> dict[str, Any]:
-    """Choose the TF-IDF feature set and C by k-fold cross-validation over every row, then fit it on all rows.
+def _tfidf_phase(
+    all_texts: list[str], all_labels: list[str], classes: list[str], opts: TrainOptions, n_val: int
+) -> dict[str, Any]:
+    """Choose the TF-IDF feature set and C by k-fold cross-validation, then fit it on all rows.
 
-    The out-of-fold probabilities also serve the ensemble-weight search: each validation ticket's
-    TF-IDF score comes from a model that did not see it, like the transformer's.
+    Cross-validation sees every validation row (the last `n_val`) and at most `tfidf_cv_cap` of the others
+    (a stratified sample): choosing C needs thousands of rows, not a year's worth. The out-of-fold
+    probabilities also serve the ensemble-weight search: each validation ticket's TF-IDF score comes from
+    a model that did not see it, like the transformer's.
     """
     from daemon.ml.tfidf import FEATURE_SETS, cross_validated_probs, fit_tfidf
 
     started = time.monotonic()
+    n_train = len(all_texts) - n_val
+    rows = capped_sample(all_labels[:n_train], opts.tfidf_cv_cap, seed=opts.seed) + list(range(n_train, len(all_texts)))
+    cv_texts = [all_texts[i] for i in rows]
+    cv_labels = [all_labels[i] for i in rows]
     index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[v] for v in all_labels])
+    y = np.array([index[v] for v in cv_labels])
     configs = sorted(
         ((f, c) for f in FEATURE_SETS for c in opts.tfidf_cs),
         key=lambda fc: (FEATURE_SETS.index(fc[0]), fc != REFERENCE_TFIDF, abs(np.log(fc[1] / REFERENCE_TFIDF[1]))),
     )
-    jobs = 1 if len(all_texts) < 1000 else (opts.threads or len(os.sched_getaffinity(0)))  # a container's CPUs
+    jobs = 1 if len(cv_texts) < 1000 else (opts.threads or len(os.sched_getaffinity(0)))  # a container's CPUs
     oof, folds = cross_validated_probs(
-        all_texts,
-        all_labels,
+        cv_texts,
+        cv_labels,
         classes,
         features=FEATURE_SETS,
         cs=opts.tfidf_cs,
@@ -475,14 +522,15 @@ def _tfidf_phase(all_texts: list[str], all_labels: list[str], classes: list[str]
     return {
         "features": features,
         "C": c,
-        "oof": oof[(features, c)],
+        "oof": oof[(features, c)],  # rows of cross-validation: the sampled training rows, then validation
+        "oof_labels": cv_labels,
         "scorer": scorer,
         "info": {
             "features": features,
             "C": c,
             "class_weight": "balanced",
             "vocabulary": len(scorer.vocab),
-            "cross_validation": {"folds": opts.cv_folds, **verdict},
+            "cross_validation": {"folds": opts.cv_folds, "rows": len(rows), **verdict},
             "refit_rows": len(all_texts),
             "cv_seconds": round(cv_seconds, 1),
             "seconds": round(time.monotonic() - started, 1),
@@ -596,13 +644,13 @@ def _calibrate(
     seed: int,
 ) -> dict[str, Any]:
     """Step 3: temperature, then a confidence map if it scores better held out; ECE before and after."""
-    tfidf_val = tfidf["oof"][len(train) :]
+    tfidf_val = tfidf["oof"][len(tfidf["oof"]) - len(val) :]
     y_val = np.array([index[v] for v in val.labels(label)])
     if weight >= 1.0:
-        # TF-IDF alone: calibrate on the out-of-fold scores of every row, not just the validation split.
-        cal_y = np.array([index[v] for v in train.labels(label) + val.labels(label)])
+        # TF-IDF alone: calibrate on the out-of-fold scores of every cross-validated row, not just validation.
+        cal_y = np.array([index[v] for v in tfidf["oof_labels"]])
         cal_scores = combine(None, tfidf["oof"], 1.0)
-        is_val = np.arange(len(cal_y)) >= len(train)
+        is_val = np.arange(len(cal_y)) >= len(cal_y) - len(val)
     else:
         cal_y, cal_scores = y_val, combine(logits_val, tfidf_val, weight)
         is_val = np.ones(len(y_val), dtype=bool)
@@ -638,14 +686,24 @@ def _train_label(
     classes = tfidf["classes"]
     index = {c: i for i, c in enumerate(classes)}
     y_val = np.array([index[v] for v in val.labels(label)])
-    tfidf_val = tfidf["oof"][len(train) :]
+    tfidf_val = tfidf["oof"][len(tfidf["oof"]) - len(val) :]
 
     # Step 1: the transformer, when any candidate needs it (the TF-IDF candidates are already fitted).
     model_dir: Path | None = None
     logits_val: npt.NDArray[np.float32] | None = None
     fine_tune: dict[str, Any] = {}
     if any(w < 1.0 for w in opts.tfidf_weights):
-        model_dir, logits_val, fine_tune = _fine_tune(base, train, val, label, classes, opts, work, seconds)
+        sample = capped_sample(
+            train.labels(label),
+            opts.finetune_cap,
+            closed_at=train.closed_at(),
+            half_life_days=opts.recency_half_life_days,
+            seed=opts.seed,
+        )
+        tuned = train.subset(sample)
+        log.info("fine-tuning sample", label=label, rows=len(sample), of=len(train), cap=opts.finetune_cap)
+        model_dir, logits_val, fine_tune = _fine_tune(base, tuned, val, label, classes, opts, work, seconds)
+        fine_tune["rows"] = len(sample)
         if logits_val is None:
             log.warning("transformer skipped", label=label, reason=fine_tune["skipped"])
 
@@ -782,7 +840,17 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
         else:
             dataset, dropped = load_dataset(data, labels=opts.labels, columns=opts.columns), {}
         require_classes(dataset)
-        train_part, val_part = stratified_split(dataset, test_size=opts.validation_size, seed=opts.seed)
+        for label in dataset.label_names:
+            n_classes = len(set(dataset.labels(label)))
+            for flag, cap in (("--finetune-cap", opts.finetune_cap), ("--tfidf-cv-cap", opts.tfidf_cv_cap)):
+                if cap is not None and cap < n_classes:
+                    raise TrainingError(
+                        f"{flag} {cap}: {label} has {n_classes} classes; the sample needs at least one ticket of each"
+                    )
+        val_share = opts.validation_size
+        if opts.validation_max is not None:
+            val_share = min(val_share, opts.validation_max / len(dataset))
+        train_part, val_part = stratified_split(dataset, test_size=val_share, seed=opts.seed)
         langs, lang_source = language.languages(
             train_part.languages() + val_part.languages(), train_part.texts() + val_part.texts()
         )
@@ -803,7 +871,9 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
             classes = sorted(set(dataset.labels(label)))
             tfidf[label] = {
                 "classes": classes,
-                **_tfidf_phase(all_texts, train_part.labels(label) + val_part.labels(label), classes, opts),
+                **_tfidf_phase(
+                    all_texts, train_part.labels(label) + val_part.labels(label), classes, opts, len(val_part)
+                ),
             }
             log.info("tfidf chosen", label=label, features=tfidf[label]["features"], C=tfidf[label]["C"])
         heads = {}

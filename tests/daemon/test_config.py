@@ -479,6 +479,22 @@ def test_retrain_budget_reaches_the_retrain_policy(tmp_path: Path) -> None:
         load_config(write(tmp_path, ZAMMAD + "retrain:\n  budget_minutes: 0\n"))
 
 
+def test_the_fine_tuning_cap_and_warm_start_reach_the_retrain_policy(tmp_path: Path) -> None:
+    from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
+    from daemon.retrain import policy_from_config
+
+    default = policy_from_config(load_config(write(tmp_path, ZAMMAD)))
+    assert (default.finetune_cap, default.warm_start) == (DEFAULT_FINETUNE_CAP, False)
+    set_ = load_config(write(tmp_path, ZAMMAD + "retrain:\n  finetune_cap: 800\n  warm_start: true\n"))
+    assert (policy_from_config(set_).finetune_cap, policy_from_config(set_).warm_start) == (800, True)
+    assert (
+        policy_from_config(load_config(write(tmp_path, ZAMMAD + "retrain:\n  finetune_cap: null\n"))).finetune_cap
+        is None
+    )
+    with pytest.raises(ConfigError, match="finetune_cap"):
+        load_config(write(tmp_path, ZAMMAD + "retrain:\n  finetune_cap: 5\n"))
+
+
 def test_a_directory_is_not_taken_for_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a directory, not a config file"):
         load_config(tmp_path)

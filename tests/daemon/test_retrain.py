@@ -335,3 +335,33 @@ def test_the_configured_budget_reaches_the_training_command(
     assert seen[0][seen[0].index("--budget") + 1] == "12.5"
     retrain(rows, ModelStore(tmp_path / "store"), FAST, new_since_last=len(rows), workdir=tmp_path / "w")
     assert "--budget" not in seen[1]  # no budget: train as many epochs and tokens as configured
+
+
+def test_the_cap_and_warm_start_reach_the_training_command_and_the_csv_carries_close_times(
+    tmp_path: Path, rows: list[Row], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv as csv_module
+
+    import daemon.retrain as retrain_module
+
+    seen: list[list[str]] = []
+
+    def fake_training(cmd: list[str], *args: object) -> str:
+        seen.append(cmd)
+        with open(cmd[4], encoding="utf-8") as fh:  # python -m daemon train CSV ...
+            seen.append([r["closed_at"] for r in csv_module.DictReader(fh)])
+        return "stopped by the test"
+
+    monkeypatch.setattr(retrain_module, "_run_training", fake_training)
+    store = ModelStore(tmp_path / "store")
+    retrain(rows, store, replace(FAST, finetune_cap=500), new_since_last=len(rows), workdir=tmp_path / "w")
+    assert seen[0][seen[0].index("--finetune-cap") + 1] == "500" and "--warm-start" not in seen[0]
+    closed = seen[1]
+    assert closed and closed == sorted(closed) and all(datetime.fromisoformat(c).tzinfo for c in closed)
+    retrain(rows, store, replace(FAST, finetune_cap=None), new_since_last=len(rows), workdir=tmp_path / "w")
+    assert seen[2][seen[2].index("--finetune-cap") + 1] == "0"  # no cap: every ticket
+    version = store.add(tiny_model)
+    store.promote(version)
+    retrain(rows, store, replace(FAST, warm_start=True), new_since_last=len(rows), workdir=tmp_path / "w")
+    assert seen[4][seen[4].index("--warm-start") + 1] == str(store.versions_dir / version)
+    assert "--keep-torch" in seen[4]  # so that the next retrain can start from this one
