@@ -142,6 +142,7 @@ def bench_peer(model: Path, texts: list[str], threads: int, layers: int = 12) ->
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, pipeline
 
     from daemon.ml.classifier import Head
+    from daemon.ml.train import default_base_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -152,7 +153,7 @@ def bench_peer(model: Path, texts: list[str], threads: int, layers: int = 12) ->
         head = Head.load(model / name, threads=threads)
         spec = json.loads((model / name / "head.json").read_text())
         max_length = int(spec.get("max_length") or 256)  # a TF-IDF-only head: the peer still reads 256 tokens
-        tokenizer_dir = model / name / "torch" if (model / name / "torch").is_dir() else Path(_base())
+        tokenizer_dir = model / name / "torch" if (model / name / "torch").is_dir() else Path(default_base_model())
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         config = BertConfig(
             vocab_size=tokenizer.vocab_size,
@@ -185,12 +186,6 @@ def bench_peer(model: Path, texts: list[str], threads: int, layers: int = 12) ->
                 )
             print(f"  {stack:<25} batch {batch_size:<3} done", file=sys.stderr)
     return rows
-
-
-def _base() -> str:
-    from daemon.ml.train import default_base_model
-
-    return default_base_model()
 
 
 def serving_rss(model: Path, texts: list[str], threads: int) -> dict[str, Any]:

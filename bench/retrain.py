@@ -27,7 +27,8 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +57,13 @@ def _ticketd(*args: str, log: Path) -> None:
 
 def store_csv(source: Path, n: int, path: Path) -> None:
     """N training rows as a retrain writes them: id, text, labels, language, closed_at (oldest first)."""
-    from daemon.ml.dataset import load_dataset
+    from daemon.ml.dataset import load_dataset, write_csv
 
     ds = load_dataset(source, min_examples=1)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", "text", *ds.label_names, "language", "closed_at"])
-        for i in range(n):
-            e = ds.examples[i % len(ds)]
-            when = start + timedelta(days=365 * i / n)
-            writer.writerow([f"r{i}", e.text, *(e.labels[k] for k in ds.label_names), e.language, when.isoformat()])
+    start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    year = 365 * 86400
+    rows = [replace(ds.examples[i % len(ds)], id=f"r{i}", closed_at=start + year * i / n) for i in range(n)]
+    write_csv(replace(ds, examples=tuple(rows)), path)
 
 
 def _keep(work: Path, result: dict[str, Any]) -> dict[str, Any]:

@@ -256,20 +256,19 @@ def _starting_point(base: str, label: str, classes: list[str], warm_start: str |
     if warm_start is None:
         return base, "base"
     head = Path(warm_start) / label
-    try:
-        same = json.loads((head / "labels.json").read_text(encoding="utf-8")) == classes
-    except (OSError, ValueError):
-        same = False
     if not (head / "torch" / "config.json").is_file():
-        log.warning(
-            "warm start unavailable; fine-tuning from the base model", label=label, reason=f"{head}/torch: none"
-        )
-        return base, "base"
-    if not same:
+        reason = f"{head}/torch: none"
+    else:
+        try:
+            same = json.loads((head / "labels.json").read_text(encoding="utf-8")) == classes
+        except (OSError, ValueError):
+            same = False
+        if same:
+            return str(head / "torch"), "champion"
         # A class added or gone: the champion's classifier layer no longer fits the labels; start clean.
-        log.warning("warm start unavailable; fine-tuning from the base model", label=label, reason="classes differ")
-        return base, "base"
-    return str(head / "torch"), "champion"
+        reason = "classes differ"
+    log.warning("warm start unavailable; fine-tuning from the base model", label=label, reason=reason)
+    return base, "base"
 
 
 def _fine_tune(
@@ -524,6 +523,7 @@ def _tfidf_phase(
         "C": c,
         "oof": oof[(features, c)],  # rows of cross-validation: the sampled training rows, then validation
         "oof_labels": cv_labels,
+        "oof_val": oof[(features, c)][len(rows) - n_val :],
         "scorer": scorer,
         "info": {
             "features": features,
@@ -644,7 +644,7 @@ def _calibrate(
     seed: int,
 ) -> dict[str, Any]:
     """Step 3: temperature, then a confidence map if it scores better held out; ECE before and after."""
-    tfidf_val = tfidf["oof"][len(tfidf["oof"]) - len(val) :]
+    tfidf_val = tfidf["oof_val"]
     y_val = np.array([index[v] for v in val.labels(label)])
     if weight >= 1.0:
         # TF-IDF alone: calibrate on the out-of-fold scores of every cross-validated row, not just validation.
@@ -686,7 +686,7 @@ def _train_label(
     classes = tfidf["classes"]
     index = {c: i for i, c in enumerate(classes)}
     y_val = np.array([index[v] for v in val.labels(label)])
-    tfidf_val = tfidf["oof"][len(tfidf["oof"]) - len(val) :]
+    tfidf_val = tfidf["oof_val"]
 
     # Step 1: the transformer, when any candidate needs it (the TF-IDF candidates are already fitted).
     model_dir: Path | None = None
