@@ -149,7 +149,8 @@ class RetrainSection(_Section):
     epochs: int = Field(default=3, ge=1)
     max_length: int = Field(default=256, ge=8)
     # `ticketd train --budget`: epochs and ticket length shrink so a retrain fits; None trains without a limit.
-    budget_minutes: float | None = Field(default=90.0, gt=0)
+    # 30: a year's store (50k tickets) retrains both heads overnight in half an hour on 2 cores (bench/retrain.py).
+    budget_minutes: float | None = Field(default=30.0, gt=0)
     # Each transformer head fine-tunes on at most this many tickets (stratified, recent ones likelier);
     # TF-IDF learns from all of them. None: every ticket (the cost then grows with the store).
     finetune_cap: int | None = Field(default=DEFAULT_FINETUNE_CAP, ge=100)

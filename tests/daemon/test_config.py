@@ -470,7 +470,7 @@ def test_secrets_never_appear_in_repr_or_errors(tmp_path: Path, monkeypatch: pyt
 def test_retrain_budget_reaches_the_retrain_policy(tmp_path: Path) -> None:
     from daemon.retrain import policy_from_config
 
-    assert policy_from_config(load_config(write(tmp_path, ZAMMAD))).budget_minutes == 90.0
+    assert policy_from_config(load_config(write(tmp_path, ZAMMAD))).budget_minutes == 30.0
     budget = load_config(write(tmp_path, ZAMMAD + "retrain:\n  budget_minutes: 12.5\n"))
     assert policy_from_config(budget).budget_minutes == 12.5
     unlimited = load_config(write(tmp_path, ZAMMAD + "retrain:\n  budget_minutes: null\n"))
