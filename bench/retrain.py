@@ -76,14 +76,11 @@ def _keep(work: Path, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def retrain_options() -> list[str]:
-    """The options a retrain passes to `ticketd train` under the default config (daemon/retrain.py)."""
+    """The options a retrain passes to `ticketd train` under the default config."""
     from daemon.config.schema import RetrainSection
+    from daemon.retrain import policy_from_section, training_size_args
 
-    section = RetrainSection()
-    opts = ["--epochs", str(section.epochs), "--max-length", str(section.max_length)]
-    if section.budget_minutes is not None:
-        opts += ["--budget", f"{section.budget_minutes:g}"]
-    return [*opts, "--finetune-cap", str(section.finetune_cap or 0)]
+    return training_size_args(policy_from_section(RetrainSection(), ("queue", "priority")))
 
 
 def time_size(n: int, full: bool, work: Path, extra: list[str]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from daemon.routing import WRITABLE
 
 if TYPE_CHECKING:
     from daemon.config import Config
+    from daemon.config.schema import RetrainSection
 
 log = get_logger(__name__)
 
@@ -97,19 +98,33 @@ class RetrainPolicy:
 
 def policy_from_config(config: Config, *, min_new_examples: int = 0) -> RetrainPolicy:
     """The config's retrain settings as a policy; 0 new examples by default, since asking to train is explicit."""
-    section = config.retrain
+    return policy_from_section(config.retrain, tuple(config.model.labels), min_new_examples=min_new_examples)
+
+
+def policy_from_section(
+    section: RetrainSection, labels: tuple[str, ...], *, min_new_examples: int = 0
+) -> RetrainPolicy:
+    """One `retrain:` section as a policy (bench/retrain.py times the defaults' own)."""
     return RetrainPolicy(
         min_new_examples=min_new_examples,
         holdout_share=section.holdout_share,
         tolerance=section.tolerance,
         keep_versions=section.keep_versions,
-        labels=tuple(config.model.labels),
+        labels=labels,
         epochs=section.epochs,
         max_length=section.max_length,
         budget_minutes=section.budget_minutes,
         finetune_cap=section.finetune_cap,
         warm_start=section.warm_start,
     )
+
+
+def training_size_args(policy: RetrainPolicy) -> list[str]:
+    """The `ticketd train` options that set a retrain's cost: epochs, ticket length, budget, fine-tuning cap."""
+    args = ["--epochs", str(policy.epochs), "--max-length", str(policy.max_length)]
+    if policy.budget_minutes is not None:
+        args += ["--budget", f"{policy.budget_minutes:g}"]
+    return [*args, "--finetune-cap", str(policy.finetune_cap or 0)]
 
 
 @dataclass(frozen=True)
@@ -458,10 +473,7 @@ def retrain(
     staging = store.staging_dir()
     model_dir = staging / "model"
     cmd = [sys.executable, "-m", "daemon", "train", str(csv_path), "--out", str(model_dir)]
-    cmd += ["--epochs", str(policy.epochs), "--max-length", str(policy.max_length)]
-    if policy.budget_minutes is not None:
-        cmd += ["--budget", f"{policy.budget_minutes:g}"]
-    cmd += ["--finetune-cap", str(policy.finetune_cap or 0)]
+    cmd += training_size_args(policy)
     if policy.warm_start:
         cmd.append("--keep-torch")
         if champion is not None and (store.versions_dir / champion).is_dir():
