@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # numpy is imported when sampling, so the command line can re
     import numpy.typing as npt
 
 # The defaults of `ticketd train` and of the retrain (chosen by bench/retrain.py; see the README).
-DEFAULT_FINETUNE_CAP = 2000  # tickets each transformer head fine-tunes on, at most
+DEFAULT_FINETUNE_CAP = 3000  # tickets each transformer head fine-tunes on, at most
 DEFAULT_TFIDF_CV_CAP = 5000  # training tickets the TF-IDF settings are cross-validated on (plus validation)
 DEFAULT_VALIDATION_MAX = 2000  # validation tickets, at most: each costs a forward pass per epoch
 DEFAULT_HALF_LIFE_DAYS = 180.0  # a ticket this much older is half as likely in the fine-tuning sample
