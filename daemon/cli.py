@@ -18,6 +18,7 @@ from daemon.ml.sampling import (
     DEFAULT_TFIDF_CV_CAP,
     DEFAULT_VALIDATION_MAX,
 )
+from daemon.ml.thresholds import DEFAULT_TARGET
 
 
 def _add_train(sub: Any) -> None:
@@ -93,6 +94,14 @@ def _add_train(sub: Any) -> None:
         default=DEFAULT_VALIDATION_MAX,
         metavar="N",
         help=f"at most N validation tickets (default: {DEFAULT_VALIDATION_MAX}; 0: no cap)",
+    )
+    p.add_argument(
+        "--target-precision",
+        type=float,
+        default=DEFAULT_TARGET,
+        metavar="P",
+        help="fit each class's routing threshold so its validation precision reaches P by a conservative "
+        f"bound; a class that cannot is never routed automatically (default: {DEFAULT_TARGET:g})",
     )
     p.add_argument(
         "--warm-start",
@@ -207,7 +216,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         tfidf_cv_cap=args.tfidf_cv_cap,
         validation_max=args.validation_max,
         warm_start=args.warm_start,
+        target_precision=args.target_precision,
     )
+    if not 0.5 <= args.target_precision < 1.0:
+        raise TrainingError(f"--target-precision {args.target_precision:g}: must be at least 0.5 and below 1")
     if args.budget is not None and args.budget <= 0:
         raise TrainingError(f"--budget {args.budget:g}: must be a positive number of minutes")
     if args.min_examples is not None and args.min_examples < 1:

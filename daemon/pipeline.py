@@ -36,6 +36,7 @@ from daemon.routing import Decision, LabelRule, decide
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from daemon.ml.thresholds import Thresholds
     from daemon.state import LedgerEntry, TrainingRow
 
 
@@ -45,6 +46,7 @@ class Predictor(Protocol):
     version: str | None
 
     def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]: ...
+    def thresholds(self, label: str, target: float) -> Thresholds | None: ...
 
 
 class LedgerState(Protocol):
@@ -232,7 +234,12 @@ class Pipeline:
     async def _record(self, ticket: Ticket, classified: _Classified) -> int:
         """Decide, claim the ledger row (pending), write back, finish the row; returns 1 if newly claimed."""
         model, predictions = classified.model, classified.predictions
-        decision = decide(predictions, self.rules, self.live)
+        fitted = {
+            label: model.thresholds(label, rule.target_precision)
+            for label, rule in self.rules.items()
+            if rule.target_precision is not None
+        }
+        decision = decide(predictions, self.rules, self.live, fitted)
         self._missing_targets(decision, predictions)
         note = self._note(model.version, predictions) if self.note and decision.writes else None
         shadow = self.mode == "shadow"
@@ -248,6 +255,7 @@ class Pipeline:
                 "note": note,
                 "expected_queue": ticket.queue,
                 "reasons": decision.reasons,
+                "thresholds": decision.basis,
                 **({"missing": decision.missing} if decision.missing else {}),
             },
             mode=self.mode,

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -28,6 +28,7 @@ from daemon.errors import TicketdError
 from daemon.logging import get_logger
 from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
 from daemon.ml.text import compose
+from daemon.ml.thresholds import DEFAULT_TARGET
 from daemon.ml.versions import ModelStore
 from daemon.routing import WRITABLE
 
@@ -84,6 +85,7 @@ class RetrainPolicy:
     budget_minutes: float | None = None  # passed as `train --budget`: epochs and ticket length shrink to fit
     finetune_cap: int | None = DEFAULT_FINETUNE_CAP  # passed as `train --finetune-cap`
     warm_start: bool = False  # `train --warm-start` from the champion, and `--keep-torch` for the next one
+    target_precision: float = DEFAULT_TARGET  # passed as `train --target-precision`
     train_args: tuple[str, ...] = ()
     timeout_s: float | None = 6 * 3600.0  # a hung training must not block every later retrain
 
@@ -98,7 +100,19 @@ class RetrainPolicy:
 
 def policy_from_config(config: Config, *, min_new_examples: int = 0) -> RetrainPolicy:
     """The config's retrain settings as a policy; 0 new examples by default, since asking to train is explicit."""
-    return policy_from_section(config.retrain, tuple(config.model.labels), min_new_examples=min_new_examples)
+    policy = policy_from_section(config.retrain, tuple(config.model.labels), min_new_examples=min_new_examples)
+    return replace(policy, target_precision=configured_target(config))
+
+
+def configured_target(config: Config) -> float:
+    """The strictest `target_precision` any connector's routing asks for (serving refits others from evidence)."""
+    targets = [
+        rule.target_precision
+        for entry in config.connectors
+        for rule in entry.routing.labels.values()
+        if rule.target_precision is not None
+    ]
+    return max(targets, default=DEFAULT_TARGET)
 
 
 def policy_from_section(
@@ -120,11 +134,12 @@ def policy_from_section(
 
 
 def training_size_args(policy: RetrainPolicy) -> list[str]:
-    """The `ticketd train` options that set a retrain's cost: epochs, ticket length, budget, fine-tuning cap."""
+    """The `ticketd train` options a retrain passes: its cost (epochs, length, budget, cap) and precision target."""
     args = ["--epochs", str(policy.epochs), "--max-length", str(policy.max_length)]
     if policy.budget_minutes is not None:
         args += ["--budget", f"{policy.budget_minutes:g}"]
-    return [*args, "--finetune-cap", str(policy.finetune_cap or 0)]
+    args += ["--finetune-cap", str(policy.finetune_cap or 0)]
+    return [*args, "--target-precision", f"{policy.target_precision:g}"]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Routing: how a prediction becomes a helpdesk value. The rule, the target lookup and `decide`, in one place.
 
-Per label: below the threshold (or with no text to classify) the fallback applies, or the field is
-left alone; otherwise the model's label is mapped to the helpdesk's name (`map`, identity by default),
-and a name the live helpdesk does not have falls back too.
+Per label: a queue in `never_route`, a confidence below the threshold that applies, or a ticket with no
+text to classify gets the fallback, or the field is left alone; otherwise the model's label is mapped to
+the helpdesk's name (`map`, identity by default), and a name the live helpdesk does not have falls back
+too. The threshold is the configured one (`fixed`), or with `target_precision` the model's threshold for
+the predicted class (`target`, daemon.ml.thresholds); a class that cannot reach the target is not routed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from daemon.config import ConnectorEntry
+    from daemon.ml.thresholds import Thresholds
 
 Label = Literal["queue", "priority"]
 WRITABLE: tuple[Label, ...] = ("queue", "priority")  # the model labels a connector can write back (TicketUpdate)
@@ -25,6 +28,8 @@ class LabelRule:
     map: Mapping[str, str] = field(default_factory=dict)
     threshold: float = 0.6
     fallback: str | None = None
+    target_precision: float | None = None  # use the model's per-class thresholds for this precision
+    never: frozenset[str] = frozenset()  # model labels or helpdesk names that are never routed automatically
 
     def target(self, predicted: str) -> str:
         """The helpdesk name for a model label (identity unless `map` says otherwise)."""
@@ -33,8 +38,15 @@ class LabelRule:
 
 def label_rules(entry: ConnectorEntry) -> dict[str, LabelRule]:
     """A connector entry's configured routing as rules."""
+    never = frozenset(entry.routing.never_route)
     return {
-        label: LabelRule(map=dict(routing.map), threshold=routing.threshold, fallback=routing.fallback_name)
+        label: LabelRule(
+            map=dict(routing.map),
+            threshold=routing.threshold,
+            fallback=routing.fallback_name,
+            target_precision=routing.target_precision,
+            never=never if label == "queue" else frozenset(),
+        )
         for label, routing in entry.routing.labels.items()
     }
 
@@ -47,6 +59,8 @@ class Decision:
     priority: str | None
     reasons: dict[str, str]
     missing: dict[str, str] = field(default_factory=dict)  # label -> mapped target the helpdesk lacks
+    # label -> {"threshold": value or None, "basis": fixed | target | never_route | fallback}
+    basis: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def writes(self) -> bool:
@@ -58,23 +72,36 @@ def decide(
     predictions: Mapping[str, Mapping[str, Any]],
     rules: Mapping[str, LabelRule],
     live: Mapping[str, set[str]],
+    thresholds: Mapping[str, Thresholds | None] | None = None,
 ) -> Decision:
-    """Threshold, then mapping, then a check that the target exists in the live helpdesk."""
+    """never_route, then the threshold that applies, then mapping, then whether the target exists in the helpdesk.
+
+    `thresholds`: per label, the served model's per-class thresholds at the rule's target_precision (None
+    for a model trained without them: the fixed threshold applies, basis "fallback").
+    """
     chosen: dict[str, str | None] = {}
     reasons: dict[str, str] = {}
     missing: dict[str, str] = {}
+    basis: dict[str, dict[str, Any]] = {}
     for label in WRITABLE:
         prediction, rule = predictions.get(label), rules.get(label)
         if prediction is None or rule is None:
             chosen[label], reasons[label] = None, "not routed"
             continue
         confidence = float(prediction["confidence"])
-        target = rule.target(str(prediction["label"]))
+        predicted = str(prediction["label"])
+        target = rule.target(predicted)
+        threshold, kind = _threshold(rule, predicted, (thresholds or {}).get(label))
+        basis[label] = {"threshold": threshold, "basis": kind}
         why = None
-        if confidence <= 0.0:  # the classifier's verdict on a ticket without text: no evidence at any threshold
+        if kind == "never_route":
+            why = f"{target!r} is in never_route"
+        elif confidence <= 0.0:  # the classifier's verdict on a ticket without text: no evidence at any threshold
             why = "no text to classify"
-        elif confidence < rule.threshold:
-            why = f"confidence {confidence:.2f} below {rule.threshold:.2f}"
+        elif threshold is None:
+            why = f"{predicted!r} cannot reach precision {rule.target_precision:.2f}"
+        elif confidence < threshold:
+            why = f"confidence {confidence:.2f} below {threshold:.2f}"
         elif label in live and target not in live[label]:
             why = f"{target!r} does not exist in the helpdesk"
             missing[label] = target
@@ -82,5 +109,21 @@ def decide(
             chosen[label] = rule.fallback
             reasons[label] = f"{why}: " + (f"fallback {rule.fallback!r}" if rule.fallback else "left as is")
         else:
-            chosen[label], reasons[label] = target, f"confidence {confidence:.2f}"
-    return Decision(chosen["queue"], chosen["priority"], reasons, missing)
+            assert threshold is not None
+            chosen[label] = target
+            reasons[label] = f"confidence {confidence:.2f}"
+            if kind == "target":
+                goal = rule.target_precision
+                reasons[label] += f" at or above {threshold:.2f}, {predicted!r} at precision {goal:.2f}"
+    return Decision(chosen["queue"], chosen["priority"], reasons, missing, basis)
+
+
+def _threshold(rule: LabelRule, predicted: str, fitted: Thresholds | None) -> tuple[float | None, str]:
+    """The threshold for this prediction and where it comes from."""
+    if predicted in rule.never or rule.target(predicted) in rule.never:
+        return None, "never_route"
+    if rule.target_precision is None:
+        return rule.threshold, "fixed"
+    if fitted is None:  # a model trained before per-class thresholds: the configured threshold still applies
+        return rule.threshold, "fallback"
+    return fitted.for_class(predicted), "target"

@@ -11,6 +11,7 @@ import anyio.to_thread
 from daemon.errors import ModelError
 from daemon.logging import get_logger
 from daemon.ml.classifier import Classifier
+from daemon.ml.thresholds import Thresholds
 from daemon.ml.versions import ModelStore
 
 log = get_logger(__name__)
@@ -30,10 +31,19 @@ class LoadedModel:
     def __init__(self, classifier: Classifier, version: str | None) -> None:
         self.classifier = classifier
         self.version = version
+        self._thresholds: dict[tuple[str, float], Thresholds | None] = {}
 
     def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]:
         """Both heads' top label and calibrated confidence."""
         return self.classifier.classify(text, subject=subject)
+
+    def thresholds(self, label: str, target: float) -> Thresholds | None:
+        """A head's per-class thresholds for a precision target, fitted once per version and target."""
+        key = (label, target)
+        if key not in self._thresholds:
+            head = self.classifier.heads.get(label)
+            self._thresholds[key] = None if head is None else head.thresholds(target)
+        return self._thresholds[key]
 
     @property
     def labels(self) -> dict[str, list[str]]:

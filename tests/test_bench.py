@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
-SMOKED = {"classify.py", "end_to_end.py", "privacy.py", "quality.py", "retrain.py", "state.py"}
+SMOKED = {"classify.py", "end_to_end.py", "privacy.py", "quality.py", "retrain.py", "state.py", "thresholds.py"}
 
 
 def _bench(script: str, *args: str, cwd: Path) -> tuple[str, dict[str, Any]]:
@@ -95,3 +95,14 @@ def test_retrain_smoke(tmp_path: Path) -> None:
     assert by_cap["0"] == {"queue": 0.0, "priority": 0.0} and set(by_cap["100"]) == {"queue", "priority"}
     assert summary["cap_binding"] == {"softoft-tickets": False}  # 240 training rows: the default cap never binds
     assert summary["meets_target"] is False
+
+
+def test_thresholds_smoke(tmp_path: Path) -> None:
+    if not (DATASETS / "endava-it-tickets").is_dir():
+        pytest.skip("needs ../shared/datasets")
+    args = ["--datasets", "endava-it-tickets", "--rows", "400", "--tfidf-only", "--out", str(tmp_path)]
+    table, summary = _bench("thresholds.py", *args, cwd=tmp_path)
+    assert "per-class routed %" in table and "endava-it-tickets" in table
+    queue = summary["results"]["endava-it-tickets"]["13"]["queue"]
+    assert queue["n"] == 80 and 0.0 <= queue["routed_share"] <= 1.0 and 0.0 <= queue["global_routed_share"] <= 1.0
+    assert isinstance(summary["per_class_routes_more_everywhere"], bool)

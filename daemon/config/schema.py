@@ -40,7 +40,15 @@ class LabelRouting(_Section):
 
     map: dict[str, str] = Field(default_factory=dict)
     threshold: float = Field(default=0.6, ge=0, le=1)
+    # Instead of one threshold: the model's per-class thresholds for this precision (daemon.ml.thresholds).
+    target_precision: float | None = Field(default=None, ge=0.5, lt=1)
     fallback: Literal["leave"] | dict[str, str] = "leave"
+
+    @model_validator(mode="after")
+    def _one_kind_of_threshold(self) -> LabelRouting:
+        if self.target_precision is not None and "threshold" in self.model_fields_set:
+            raise ValueError("set threshold (one for every class) or target_precision (per class), not both")
+        return self
 
     @field_validator("fallback", mode="before")
     @classmethod
@@ -75,6 +83,7 @@ class RoutingSection(_Section):
     max_backoff: float = Field(default=900.0, gt=0)  # the longest wait between tries while failing
     recover_after: float = Field(default=180.0, ge=0)  # uninterrupted success before "recovered" is logged
     labels: dict[str, LabelRouting] = Field(default_factory=_default_labels)
+    never_route: list[str] = Field(default_factory=list)  # queues (model or helpdesk names) left to people
     note: bool = True
 
     @field_validator("labels")

@@ -15,6 +15,7 @@ from daemon.errors import ModelError
 from daemon.ml.calibration import ConfidenceMap, apply_confidence_map, calibrated, combine
 from daemon.ml.text import compose
 from daemon.ml.tfidf import FloatArray, TfidfScorer
+from daemon.ml.thresholds import Evidence, Thresholds, fit
 from daemon.ml.versions import resolve_model_dir
 
 # A head's directory, written by `write_head` (training) and read by `Head.load` (serving):
@@ -35,6 +36,7 @@ class HeadSpec(TypedDict):
     serving_precision: NotRequired[str]  # with a transformer: "fp32" or "int8"
     onnx_files: NotRequired[dict[str, str]]
     confidence_map: NotRequired[dict[str, list[float]]]  # {"x": [...], "y": [...]}, when training kept one
+    routing: NotRequired[dict[str, Any]]  # Thresholds.to_json() at the training target, plus "evidence"
 
 
 def write_head(directory: Path, classes: Sequence[str], spec: HeadSpec, tfidf: TfidfScorer | None) -> None:
@@ -121,6 +123,14 @@ class Head:
     tfidf: TfidfScorer | None
 
     confidence_map: ConfidenceMap | None = None
+    routing: Thresholds | None = None  # fitted at training, for the training's target
+    evidence: Evidence | None = None  # validation tickets as served: thresholds for any other target
+
+    def thresholds(self, target: float) -> Thresholds | None:
+        """Per-class thresholds for a precision target; None for a model trained before they existed."""
+        if self.routing is not None and self.routing.target == target:
+            return self.routing
+        return None if self.evidence is None else fit(self.evidence, target)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 1) -> FloatArray:
         """Temperature-scaled class probabilities for already-normalised texts."""
@@ -151,6 +161,7 @@ class Head:
             confidence_map = (list(mapping["x"]), list(mapping["y"])) if mapping else None
             files: Mapping[str, str] = spec["onnx_files"] if weight < 1.0 else {}
             max_length = int(spec["max_length"]) if weight < 1.0 else 0
+            routing, evidence = _routing(spec.get("routing"), classes)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{directory / HEAD_FILE}: incomplete head spec ({type(exc).__name__}: {exc})") from None
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
@@ -175,7 +186,20 @@ class Head:
                 f"{directory / LABELS_FILE}: {len(classes)} classes, but the TF-IDF model in "
                 f"{directory / TFIDF_DIR} scores {tfidf.coef.shape[0]}"
             )
-        return cls(directory.name, list(classes), weight, temperature, transformer, tfidf, confidence_map)
+        return cls(
+            directory.name, list(classes), weight, temperature, transformer, tfidf, confidence_map, routing, evidence
+        )
+
+
+def _routing(spec: Any, classes: list[str]) -> tuple[Thresholds | None, Evidence | None]:
+    """head.json's routing block; raises KeyError/TypeError/ValueError on a damaged one."""
+    if spec is None:
+        return None, None
+    evidence = Evidence.from_json(classes, spec["evidence"])
+    per_class = {str(k): None if v is None else float(v) for k, v in dict(spec["per_class"]).items()}
+    fitted = None if spec["global"] is None else float(spec["global"])
+    support = {str(k): int(v) for k, v in dict(spec["support"]).items()}
+    return Thresholds(float(spec["target"]), per_class, fitted, support), evidence
 
 
 class Classifier:

@@ -12,8 +12,9 @@ import numpy.typing as npt
 
 from daemon.errors import DatasetError, TicketdError
 from daemon.ml.calibration import coverage_at, expected_calibration_error
-from daemon.ml.classifier import Classifier
+from daemon.ml.classifier import Classifier, Head
 from daemon.ml.dataset import Columns, load_dataset
+from daemon.ml.thresholds import routed
 
 MIN_LANGUAGE_ROWS = 1
 
@@ -57,6 +58,36 @@ def label_metrics(
         "matrix": confusion_matrix(y_true, y_pred, labels=list(classes)).tolist(),
     }
     return out
+
+
+def routing_metrics(
+    head: Head, y_true: Sequence[str], probs: npt.NDArray[Any], top: npt.NDArray[Any]
+) -> dict[str, Any]:
+    """Routed share and precision under the model's per-class thresholds and under one global threshold.
+
+    Both are fitted on the validation split for the training's target precision (daemon.ml.thresholds),
+    so this is what live routing with `target_precision` would do on these tickets.
+    """
+    fitted = head.routing
+    if fitted is None:
+        return {}
+    index = {c: i for i, c in enumerate(head.classes)}
+    predicted = probs.argmax(axis=1)
+    correct = predicted == np.array([index.get(v, -1) for v in y_true])
+    per_class = routed(head.classes, predicted, top, correct, fitted.per_class, fitted.target)
+    single = dict.fromkeys(head.classes, fitted.global_threshold)
+    overall = routed(head.classes, predicted, top, correct, single, fitted.target)
+    return {
+        "target_precision": fitted.target,
+        "routed_share": per_class["routed_share"],
+        "routed_precision": per_class["routed_precision"],
+        "global_routed_share": overall["routed_share"],
+        "global_routed_precision": overall["routed_precision"],
+        "classes_below_target": per_class["classes_below_target"],
+        "global_classes_below_target": overall["classes_below_target"],
+        "global_threshold": fitted.global_threshold,
+        "class_thresholds": fitted.per_class,
+    }
 
 
 def _baselines(
@@ -168,6 +199,7 @@ def evaluate(
         probs, top = head.predict(texts)
         preds = [head.classes[i] for i in probs.argmax(axis=1)]
         metrics = label_metrics(y_true, preds, head.classes, probs, top)
+        metrics.update(routing_metrics(head, y_true, probs, top))
         if any(languages):
             per_lang = {}
             for lang in sorted(set(languages)):
@@ -201,6 +233,16 @@ def summary(report: dict[str, Any]) -> str:
                 f"  {title:<22}{r['accuracy']:>9.3f}{r['macro_f1']:>10.3f}{r.get('ece', float('nan')):>8.3f}"
                 f"{r.get('coverage_at_90', float('nan')):>8.3f}"
             )
+        if "routed_share" in m:
+            lines.append(
+                f"  routed at precision target {m['target_precision']:g}: per-class thresholds "
+                f"{_pct(m['routed_share'])} of tickets at precision {_pct(m['routed_precision'])}; "
+                f"one global threshold {_pct(m['global_routed_share'])} at {_pct(m['global_routed_precision'])}"
+            )
         for lang, r in m.get("per_language", {}).items():
             lines.append(f"  lang {lang:<17}{r['accuracy']:>9.3f}{r['macro_f1']:>10.3f}{r['ece']:>8.3f}  n={r['n']}")
     return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"

@@ -25,7 +25,9 @@ import numpy.typing as npt
 
 from daemon.errors import TrainingError
 from daemon.logging import get_logger
+from daemon.ml import thresholds
 from daemon.ml.calibration import (
+    apply_confidence_map,
     calibrated,
     choose_confidence_map,
     combine,
@@ -42,6 +44,7 @@ from daemon.ml.sampling import (
     capped_sample,
 )
 from daemon.ml.selection import choose
+from daemon.ml.thresholds import DEFAULT_TARGET
 
 log = get_logger(__name__)
 
@@ -89,6 +92,7 @@ class TrainOptions:
     tfidf_cv_cap: int | None = DEFAULT_TFIDF_CV_CAP
     validation_max: int | None = DEFAULT_VALIDATION_MAX
     warm_start: str | None = None  # a model directory: each head fine-tunes from its `torch/` weights there
+    target_precision: float = DEFAULT_TARGET  # per-class routing thresholds are fitted for this precision
     columns: Columns = field(default_factory=Columns)
 
 
@@ -667,6 +671,18 @@ def _calibrate(
     }
 
 
+def _evidence(
+    classes: list[str], scores: npt.NDArray[Any], cal: dict[str, Any], y_val: npt.NDArray[Any]
+) -> thresholds.Evidence:
+    """Validation tickets scored as `Head.predict` serves them: calibrated, then through the confidence map."""
+    probs = calibrated(scores, cal["temperature"])
+    top = probs.max(axis=1)
+    if cal["confidence_map"]["kept"]:
+        mapping = cal["confidence_map"]["map"]
+        top = apply_confidence_map(top, (mapping["x"], mapping["y"]))
+    return thresholds.Evidence.from_scores(classes, probs.argmax(axis=1), top, y_val)
+
+
 def _train_label(
     base: str,
     train: Dataset,
@@ -750,6 +766,10 @@ def _train_label(
     }
     if cal["confidence_map"]["kept"]:
         spec["confidence_map"] = cal["confidence_map"]["map"]
+    # Step 4b: routing thresholds for the precision target, from validation tickets as the served head scores them.
+    evidence = _evidence(classes, combine(logits_val, tfidf_val, weight), cal, y_val)
+    fitted = thresholds.fit(evidence, opts.target_precision)
+    spec["routing"] = {**fitted.to_json(), "evidence": evidence.to_json()}
     export: dict[str, Any] = {}
     if weight < 1.0:
         assert model_dir is not None and logits_val is not None
@@ -791,6 +811,7 @@ def _train_label(
             "rows": len(y_val),
         },
         "confidence_map": {k: v for k, v in cal["confidence_map"].items() if k != "map"},
+        "thresholds": fitted.to_json(),
         "candidates": candidates,
         "transformer_added": transformer_added,
         "per_language": per_language,

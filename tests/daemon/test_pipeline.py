@@ -36,6 +36,9 @@ class KeywordModel:
 
     version = "v-test"
 
+    def thresholds(self, label: str, target: float) -> Any:
+        return None  # trained before per-class thresholds: a target_precision rule falls back to `threshold`
+
     def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]:
         words = f"{subject} {text}".lower()
         if "invoice" in words:
@@ -66,7 +69,7 @@ class World:
         options: dict[str, Any] = {"entry_factory": LedgerEntry, "row_factory": TrainingRow}
         options.update(kwargs)
         rules = options.pop("rules", RULES)
-        model = KeywordModel()
+        model = options.pop("model", None) or KeywordModel()
         return Pipeline("znuny-test", connector, self.state, lambda: model, rules, **options)
 
 
@@ -123,6 +126,45 @@ async def test_below_threshold_follows_the_fallback(world: World) -> None:
     assert world.fake.queue_name(other) == "Postmaster"
     entry = world.state.ledger_get("znuny-test", str(other))
     assert entry is not None and "below 0.60" in entry.decision["reasons"]["queue"]
+
+
+class ThresholdModel(KeywordModel):
+    """KeywordModel trained with per-class thresholds: hardware routes from 0.8, misc never, billing from 0.95."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, float]] = []
+
+    def thresholds(self, label: str, target: float) -> Any:
+        from daemon.ml.thresholds import Thresholds
+
+        self.asked.append((label, target))
+        return Thresholds(target, {"billing": 0.95, "hardware": 0.8, "misc": None}, 0.9, {})
+
+
+async def test_a_precision_target_routes_by_the_models_threshold_for_the_class(world: World) -> None:
+    printer = world.fake.add_customer_ticket("Printer jam", "The printer jams.", queue="Raw")  # hardware 0.81
+    invoice = world.fake.add_customer_ticket("Invoice", "invoice", queue="Raw")  # billing 0.93
+    other = world.fake.add_customer_ticket("Hello", "nobody knows", queue="Raw")  # misc 0.31
+    rules = {"queue": LabelRule(map=RULES["queue"].map, target_precision=0.9, fallback="Postmaster")}
+    model = ThresholdModel()
+    await world.pipeline(rules=rules, model=model).poll()
+    assert model.asked and set(model.asked) == {("queue", 0.9)}
+    assert world.fake.queue_name(printer) == "Hardware"  # 0.81 >= hardware's 0.8 (a fixed 0.9 would not route it)
+    assert world.fake.queue_name(invoice) == "Postmaster"  # 0.93 < billing's 0.95
+    assert world.fake.queue_name(other) == "Postmaster"  # misc cannot reach the target
+    entry = world.state.ledger_get("znuny-test", str(printer))
+    assert entry is not None and entry.decision["thresholds"]["queue"] == {"threshold": 0.8, "basis": "target"}
+    left = world.state.ledger_get("znuny-test", str(other))
+    assert left is not None and "'misc' cannot reach precision 0.90" in left.decision["reasons"]["queue"]
+
+
+async def test_never_route_leaves_a_queue_to_people_at_any_confidence(world: World) -> None:
+    tid = world.fake.add_customer_ticket("Invoice", "invoice", queue="Raw")  # billing 0.93
+    rules = {"queue": LabelRule(map=RULES["queue"].map, threshold=0.5, never=frozenset({"Billing"}))}
+    await world.pipeline(rules=rules).poll()
+    assert world.fake.queue_name(tid) == "Raw"
+    entry = world.state.ledger_get("znuny-test", str(tid))
+    assert entry is not None and entry.decision["thresholds"]["queue"]["basis"] == "never_route"
 
 
 async def test_label_that_maps_to_a_missing_queue_falls_back(world: World) -> None:

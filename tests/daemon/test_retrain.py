@@ -335,6 +335,30 @@ def test_the_configured_budget_reaches_the_training_command(
     assert seen[0][seen[0].index("--budget") + 1] == "12.5"
     retrain(rows, ModelStore(tmp_path / "store"), FAST, new_since_last=len(rows), workdir=tmp_path / "w")
     assert "--budget" not in seen[1]  # no budget: train as many epochs and tokens as configured
+    assert seen[1][seen[1].index("--target-precision") + 1] == "0.9"  # the default target
+    retrain(rows, ModelStore(tmp_path / "store"), replace(FAST, target_precision=0.95), new_since_last=len(rows),
+            workdir=tmp_path / "w")  # fmt: skip
+    assert seen[2][seen[2].index("--target-precision") + 1] == "0.95"
+
+
+def test_the_strictest_configured_target_is_the_one_retraining_fits(tmp_path: Path) -> None:
+    from daemon.config import load_config
+    from daemon.retrain import policy_from_config
+
+    def entry(name: str, labels: dict[str, object]) -> str:
+        return (
+            f"  - type: imap\n    name: {name}\n    host: 127.0.0.1\n    user: u\n    password: p\n"
+            f"    routing: {{labels: {labels}}}\n"
+        )
+
+    path = tmp_path / "ticketd.yaml"
+    path.write_text("connectors:\n" + entry("a", {"queue": {"target_precision": 0.8}}), encoding="utf-8")
+    assert policy_from_config(load_config(path)).target_precision == 0.8
+    both = entry("a", {"queue": {"target_precision": 0.8}}) + entry("b", {"priority": {"target_precision": 0.95}})
+    path.write_text("connectors:\n" + both, encoding="utf-8")
+    assert policy_from_config(load_config(path)).target_precision == 0.95
+    path.write_text("connectors:\n" + entry("a", {"queue": {"threshold": 0.7}}), encoding="utf-8")
+    assert policy_from_config(load_config(path)).target_precision == 0.9  # nothing asks: the default
 
 
 def test_the_cap_and_warm_start_reach_the_training_command_and_the_csv_carries_close_times(

@@ -136,6 +136,26 @@ def test_evaluate_report(tiny_model: Path, sample_csv: Path, tmp_path: Path) -> 
         png = Path(m["confusion_png"])
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert m["baselines"]["majority"]["accuracy"] <= m["baselines"]["tfidf_lr"]["accuracy"]
+        assert m["target_precision"] == 0.9
+
+
+def test_evaluate_routes_by_the_thresholds_the_model_serves(tiny_model: Path, sample_csv: Path, tmp_path: Path) -> None:
+    from daemon.ml.classifier import Classifier
+
+    report = evaluate(tiny_model, sample_csv, report_path=tmp_path / "report.json")["labels"]
+    clf = Classifier.load(tiny_model)
+    data = load_dataset(sample_csv)
+    served = clf.predict_texts(data.texts())
+    for label, head in clf.heads.items():
+        assert head.routing is not None
+        per_class, single = head.routing.per_class, head.routing.global_threshold
+        go = [p[label] for p in served if per_class.get(p[label]["label"]) is not None
+              and p[label]["confidence"] >= per_class[p[label]["label"]] - 1e-4]  # fmt: skip
+        m = report[label]
+        assert m["routed_share"] == pytest.approx(len(go) / len(data), abs=0.011)
+        assert m["class_thresholds"] == per_class and m["global_threshold"] == single
+        both = ("routed_precision", "global_routed_precision", "global_routed_share")
+        assert all(m[k] is None or 0.0 <= m[k] <= 1.0 for k in both)
 
 
 def test_models_cli_promote_and_rollback(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
