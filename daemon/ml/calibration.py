@@ -72,18 +72,13 @@ def coverage_at(
     probs: Array, y: Array, target: float = 0.9, *, confidence: Array | None = None
 ) -> tuple[float, float | None]:
     """Largest share of tickets a confidence threshold can auto-route with accuracy >= target."""
+    from daemon.ml.thresholds import lowest_threshold
+
     conf = probs.max(axis=1) if confidence is None else np.asarray(confidence, dtype=np.float64)
-    correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    order = np.argsort(-conf, kind="stable")
-    conf, correct = conf[order], correct[order]
-    cum_acc = np.cumsum(correct) / np.arange(1, len(conf) + 1)
-    # Only cut where the confidence changes: a threshold cannot split tied tickets.
-    cut = np.r_[conf[1:] != conf[:-1], True]
-    ok = np.flatnonzero(cut & (cum_acc >= target))
-    if ok.size == 0:
+    threshold = lowest_threshold(conf, probs.argmax(axis=1) == y, target, min_support=1)
+    if threshold is None:
         return 0.0, None
-    k = int(ok[-1])
-    return (k + 1) / len(conf), float(conf[k])
+    return float((conf >= threshold).mean()), threshold
 
 
 ConfidenceMap = tuple[list[float], list[float]]
@@ -141,6 +136,12 @@ def fit_logistic_map(confidence: Array, correct: Array, floor: float = 0.0) -> C
     xs = np.linspace(floor, 1.0, LOGISTIC_POINTS)
     ys = 1.0 / (1.0 + np.exp(-(a * _logit(xs) + b)))
     return [round(float(v), 6) for v in xs], [round(float(v), 6) for v in ys]
+
+
+def served_confidence(probs: Array, mapping: ConfidenceMap | None) -> Array:
+    """The top-1 confidence a head serves: its top probability, through the confidence map when trained."""
+    top: Array = probs.max(axis=1)
+    return top if mapping is None else apply_confidence_map(top, mapping)
 
 
 def apply_confidence_map(confidence: Array, mapping: ConfidenceMap) -> Array:

@@ -12,7 +12,7 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 
 from daemon.errors import ModelError
-from daemon.ml.calibration import ConfidenceMap, apply_confidence_map, calibrated, combine
+from daemon.ml.calibration import ConfidenceMap, calibrated, combine, served_confidence
 from daemon.ml.text import compose
 from daemon.ml.tfidf import FloatArray, TfidfScorer
 from daemon.ml.thresholds import Evidence, Thresholds, fit
@@ -141,10 +141,7 @@ class Head:
     def predict(self, texts: Sequence[str], batch_size: int = 1) -> tuple[FloatArray, FloatArray]:
         """Probabilities and the served top-1 confidence: the probability, through the confidence map if trained."""
         probs = self.predict_proba(texts, batch_size)
-        top = probs.max(axis=1)
-        if self.confidence_map is not None:
-            top = apply_confidence_map(top, self.confidence_map)
-        return probs, top.astype(np.float32)
+        return probs, served_confidence(probs, self.confidence_map).astype(np.float32)
 
     @classmethod
     def load(cls, directory: Path, *, precision: str | None = None, threads: int | None = None) -> Head:

@@ -27,12 +27,12 @@ from daemon.errors import TrainingError
 from daemon.logging import get_logger
 from daemon.ml import thresholds
 from daemon.ml.calibration import (
-    apply_confidence_map,
     calibrated,
     choose_confidence_map,
     combine,
     expected_calibration_error,
     fit_temperature,
+    served_confidence,
 )
 from daemon.ml.classifier import HeadSpec, write_head
 from daemon.ml.dataset import Columns, Dataset, drop_rare, load_dataset, require_classes, stratified_split
@@ -676,11 +676,9 @@ def _evidence(
 ) -> thresholds.Evidence:
     """Validation tickets scored as `Head.predict` serves them: calibrated, then through the confidence map."""
     probs = calibrated(scores, cal["temperature"])
-    top = probs.max(axis=1)
-    if cal["confidence_map"]["kept"]:
-        mapping = cal["confidence_map"]["map"]
-        top = apply_confidence_map(top, (mapping["x"], mapping["y"]))
-    return thresholds.Evidence.from_scores(classes, probs.argmax(axis=1), top, y_val)
+    kept = cal["confidence_map"]
+    mapping = (kept["map"]["x"], kept["map"]["y"]) if kept["kept"] else None
+    return thresholds.Evidence.from_scores(classes, probs.argmax(axis=1), served_confidence(probs, mapping), y_val)
 
 
 def _train_label(
