@@ -64,6 +64,7 @@ class Daemon:
         self._reload_requested = False
         self.retraining = Retraining()  # one training at a time, the cron's and the API's
         self._retrain_task: asyncio.Task[Any] | None = None
+        self._below_target: set[tuple[str, str, str]] = set()  # classes flagged at the last harvest
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -384,6 +385,19 @@ class Daemon:
         for r in build_report(self.state, rules):
             if r.agreement is not None:
                 self.metrics.agreement(r.connector, r.label, r.agreement)
+            for c in r.classes:
+                self.metrics.class_quality(r.connector, r.label, c.name, c.precision, c.target, c.flagged)
+                key = (r.connector, r.label, c.name)
+                if c.flagged == (key in self._below_target):
+                    continue  # logged once when it falls below, once when it recovers
+                fields = {"connector": r.connector, "label": r.label, "model_class": c.name, "target": c.target}
+                fields |= {"precision": round(c.precision or 0.0, 3), "routed": c.routed}
+                if c.flagged:
+                    self._below_target.add(key)
+                    log.warning("live precision clearly below target", **fields)
+                else:
+                    self._below_target.discard(key)
+                    log.info("live precision no longer below target", **fields)
 
     def _tracked(self, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
         """Register the running task so shutdown can wait for the ticket in flight."""

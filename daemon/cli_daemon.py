@@ -236,7 +236,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         ledger = {f"{c}:{s}": n for (c, s), n in counts.items()}
         print(
             json.dumps(
-                {"labels": [r.__dict__ for r in reports], "ledger": ledger, "missing": [m.__dict__ for m in missing]}
+                {"labels": [r.as_json() for r in reports], "ledger": ledger, "missing": [m.__dict__ for m in missing]}
             )
         )
         return 0

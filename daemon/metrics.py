@@ -52,6 +52,24 @@ class Metrics:
             ["connector", "label"],
             registry=r,
         )
+        self.class_precision = Gauge(
+            "ticketd_class_precision_ratio",
+            "Live precision among closed tickets routed to a class (shadow: would have been), per connector and label",
+            ["connector", "label", "class"],
+            registry=r,
+        )
+        self.class_target = Gauge(
+            "ticketd_class_precision_target_ratio",
+            "The class's configured target_precision (absent without one)",
+            ["connector", "label", "class"],
+            registry=r,
+        )
+        self.class_below = Gauge(
+            "ticketd_class_below_target",
+            "1 while the class's live precision is clearly below its target (95% upper bound under it), else 0",
+            ["connector", "label", "class"],
+            registry=r,
+        )
         self.missing_targets = Counter(
             "ticketd_missing_target",
             "Decisions whose mapped queue or priority the helpdesk does not have (field left as is)",
@@ -100,6 +118,16 @@ class Metrics:
     def agreement(self, connector: str, label: str, ratio: float) -> None:
         """Latest shadow/live agreement with the agents' final labels."""
         self.shadow_agreement.labels(connector, label).set(ratio)
+
+    def class_quality(
+        self, connector: str, label: str, name: str, precision: float | None, target: float | None, flagged: bool
+    ) -> None:
+        """One class's live precision against its target, after a harvest."""
+        if precision is not None:
+            self.class_precision.labels(connector, label, name).set(precision)
+        if target is not None:
+            self.class_target.labels(connector, label, name).set(target)
+        self.class_below.labels(connector, label, name).set(1 if flagged else 0)
 
     def retrain(self, outcome: str) -> None:
         """A retrain finished as promoted, rejected, skipped or failed."""

@@ -256,6 +256,7 @@ class Pipeline:
                 "expected_queue": ticket.queue,
                 "reasons": decision.reasons,
                 "thresholds": decision.basis,
+                "routed": decision.routed,
                 **({"missing": decision.missing} if decision.missing else {}),
             },
             mode=self.mode,

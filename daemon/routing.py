@@ -61,6 +61,7 @@ class Decision:
     missing: dict[str, str] = field(default_factory=dict)  # label -> mapped target the helpdesk lacks
     # label -> {"threshold": value or None, "basis": fixed | target | never_route | fallback}
     basis: dict[str, dict[str, Any]] = field(default_factory=dict)
+    routed: dict[str, bool] = field(default_factory=dict)  # label -> the model's label was (or in shadow: would be) written
 
     @property
     def writes(self) -> bool:
@@ -83,6 +84,7 @@ def decide(
     reasons: dict[str, str] = {}
     missing: dict[str, str] = {}
     basis: dict[str, dict[str, Any]] = {}
+    routed: dict[str, bool] = {}
     for label in WRITABLE:
         prediction, rule = predictions.get(label), rules.get(label)
         if prediction is None or rule is None:
@@ -105,6 +107,7 @@ def decide(
         elif label in live and target not in live[label]:
             why = f"{target!r} does not exist in the helpdesk"
             missing[label] = target
+        routed[label] = why is None
         if why is not None:
             chosen[label] = rule.fallback
             reasons[label] = f"{why}: " + (f"fallback {rule.fallback!r}" if rule.fallback else "left as is")
@@ -115,7 +118,7 @@ def decide(
             if kind == "target":
                 goal = rule.target_precision
                 reasons[label] += f" at or above {threshold:.2f}, {predicted!r} at precision {goal:.2f}"
-    return Decision(chosen["queue"], chosen["priority"], reasons, missing, basis)
+    return Decision(chosen["queue"], chosen["priority"], reasons, missing, basis, routed)
 
 
 def _threshold(rule: LabelRule, predicted: str, fitted: Thresholds | None) -> tuple[float | None, str]:

@@ -550,7 +550,10 @@ class State:
     def agreement_counts(
         self, connector: str, thresholds: Mapping[str, float]
     ) -> dict[str, list[tuple[str, str, bool, int]]]:
-        """Classified tickets that have since closed, counted in SQL: per label, (predicted, final, at threshold, n).
+        """Classified tickets that have since closed, counted in SQL: per label, (predicted, final, routed, n).
+
+        Routed is what the decision recorded (the threshold that applied then, per class or fixed); an entry
+        decided before decisions recorded it counts as routed at or above `thresholds[label]`.
 
         One pass over the join for every label, as many result rows as label combinations whatever the
         ledger's size: the report and the gauges never load it. The training side is read through a
@@ -562,10 +565,11 @@ class State:
         columns: list[sa.ColumnElement[Any]] = []
         for label, threshold in thresholds.items():
             confidence = ledger.c.predictions[(label, "confidence")].as_float()
+            routed = ledger.c.decision[("routed", label)].as_boolean()  # recorded since per-class thresholds
             columns += [
                 ledger.c.predictions[(label, "label")].as_string(),
                 training.c[label],
-                sa.case((confidence >= threshold, True), else_=False),
+                sa.func.coalesce(routed, sa.case((confidence >= threshold, True), else_=False)),
             ]
         query = (
             sa.select(*columns, sa.func.count())

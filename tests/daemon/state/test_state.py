@@ -330,6 +330,24 @@ def test_agreement_is_counted_by_the_database(state: State) -> None:
     assert report.auto_routed_share == pytest.approx(2 / 3) and report.accuracy_at_threshold == 1.0
 
 
+def test_agreement_counts_what_the_decision_recorded_as_routed(state: State) -> None:
+    """A decision's `routed` (per-class thresholds, never_route) wins over the fixed threshold's what-if."""
+    from dataclasses import replace
+
+    def decided(tid: str, confidence: float, routed: bool) -> LedgerEntry:
+        e = entry(tid, state="applied")
+        decision = {**e.decision, "routed": {"queue": routed, "priority": False}}
+        return replace(e, predictions={"queue": {"label": "Billing", "confidence": confidence}}, decision=decision)
+
+    state.ledger_begin(decided("1", 0.95, False))  # above 0.6, but never_route (or its class's threshold) held it
+    state.ledger_begin(decided("2", 0.40, True))  # below 0.6, routed by its class's lower threshold
+    state.training_add([row("1"), row("2", queue="Sales")])
+    assert state.agreement_counts("helpdesk", {"queue": 0.6})["queue"] == [
+        ("Billing", "Billing", False, 1),
+        ("Billing", "Sales", True, 1),
+    ]
+
+
 def test_retention_deletes_old_training_rows_and_strips_old_finished_ledger_entries(state: State) -> None:
     day = timedelta(days=1)
     state.training_add([row("old", closed=T0 - 400 * day), row("new", closed=T0 - 10 * day)])
