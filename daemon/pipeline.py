@@ -28,6 +28,7 @@ import anyio.to_thread
 
 from connectors.base import Applied, Connector, Ticket, TicketUpdate
 from connectors.errors import TicketError
+from daemon import routing
 from daemon.logging import get_logger
 from daemon.metrics import Metrics
 from daemon.privacy import addresses, digest
@@ -234,6 +235,7 @@ class Pipeline:
     async def _record(self, ticket: Ticket, classified: _Classified) -> int:
         """Decide, claim the ledger row (pending), write back, finish the row; returns 1 if newly claimed."""
         model, predictions = classified.model, classified.predictions
+        words = {label: list(p.pop("words", None) or []) for label, p in predictions.items()}  # text-derived
         fitted = {
             label: model.thresholds(label, rule.target_precision)
             for label, rule in self.rules.items()
@@ -241,7 +243,11 @@ class Pipeline:
         }
         decision = decide(predictions, self.rules, self.live, fitted)
         self._missing_targets(decision, predictions)
-        note = self._note(model.version, predictions) if self.note and decision.writes else None
+        note = (
+            routing.note(model.version, predictions, decision, self.rules, words)
+            if self.note and decision.writes
+            else None
+        )
         shadow = self.mode == "shadow"
         now = datetime.now(UTC)
         entry = self._entry(
@@ -257,6 +263,7 @@ class Pipeline:
                 "reasons": decision.reasons,
                 "thresholds": decision.basis,
                 "routed": decision.routed,
+                **({"words": words} if self.include_ticket_text else {}),  # words come from the ticket's text
                 **({"missing": decision.missing} if decision.missing else {}),
             },
             mode=self.mode,
@@ -405,10 +412,6 @@ class Pipeline:
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """A state call in a worker thread: a locked or slow database never stalls the event loop (API, watchdog)."""
         return await anyio.to_thread.run_sync(functools.partial(fn, *args))
-
-    def _note(self, version: str | None, predictions: Mapping[str, Mapping[str, Any]]) -> str:
-        parts = [f"{k}={v['label']} ({float(v['confidence']):.2f})" for k, v in predictions.items()]
-        return f"ticketd {version or 'model'}: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,8 @@ def format_report(reports: list[LabelReport]) -> str:
             f"{r.connector:<20}{r.label:<10}{r.compared:>8}{pct(r.agreement):>9}"
             f"{pct(r.auto_routed_share):>9}{pct(r.accuracy_at_threshold):>9}"
         )
-    lines += ["", f"{'connector':<20}{'label':<10}{'class':<24}{'routed':>8}{'precision':>11}{'target':>8}{'recall':>9}"]
+    head = f"{'connector':<20}{'label':<10}{'class':<24}{'routed':>8}{'precision':>11}{'target':>8}{'recall':>9}"
+    lines += ["", head]
     for r in reports:
         for c in r.classes:
             flag = "  FLAGGED: clearly below target" if c.flagged else ""

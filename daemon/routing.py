@@ -61,7 +61,9 @@ class Decision:
     missing: dict[str, str] = field(default_factory=dict)  # label -> mapped target the helpdesk lacks
     # label -> {"threshold": value or None, "basis": fixed | target | never_route | fallback}
     basis: dict[str, dict[str, Any]] = field(default_factory=dict)
-    routed: dict[str, bool] = field(default_factory=dict)  # label -> the model's label was (or in shadow: would be) written
+    routed: dict[str, bool] = field(
+        default_factory=dict
+    )  # label -> the model's label was (or in shadow: would be) written
 
     @property
     def writes(self) -> bool:
@@ -119,6 +121,42 @@ def decide(
                 goal = rule.target_precision
                 reasons[label] += f" at or above {threshold:.2f}, {predicted!r} at precision {goal:.2f}"
     return Decision(chosen["queue"], chosen["priority"], reasons, missing, basis, routed)
+
+
+_BASIS = {
+    "fixed": "the configured threshold",
+    "target": "its class's threshold for precision {goal:.2f}",
+    "fallback": "the configured threshold (this model has no per-class thresholds)",
+}
+
+
+def note(
+    version: str | None,
+    predictions: Mapping[str, Mapping[str, Any]],
+    decision: Decision,
+    rules: Mapping[str, LabelRule],
+    words: Mapping[str, list[str]],
+) -> str:
+    """The internal note's sentence: per label what the model said, what was done and why, and the words behind it."""
+    parts = [
+        explain(label, predictions[label], decision, rules[label], words.get(label, []))
+        for label in WRITABLE
+        if label in predictions and label in rules and label in decision.basis
+    ]
+    return f"ticketd {version or 'model'}: " + ". ".join(parts) + "."
+
+
+def explain(label: str, prediction: Mapping[str, Any], decision: Decision, rule: LabelRule, words: list[str]) -> str:
+    """One label's reason in words: routed at which threshold and why, or left and why; then the words behind it."""
+    predicted, confidence = str(prediction["label"]), float(prediction["confidence"])
+    basis = decision.basis[label]
+    if decision.routed.get(label):
+        kind = _BASIS[basis["basis"]].format(goal=rule.target_precision or 0.0)
+        at = f"confidence {confidence:.2f} >= {basis['threshold']:.2f}"
+        said = f"{label} set to {rule.target(predicted)!r}: {at}, {kind}"
+    else:
+        said = f"{label} {decision.reasons[label]} (model said {predicted!r}, confidence {confidence:.2f})"
+    return said + ("; words: " + ", ".join(words) if words else "")
 
 
 def _threshold(rule: LabelRule, predicted: str, fitted: Thresholds | None) -> tuple[float | None, str]:

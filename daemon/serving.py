@@ -11,7 +11,7 @@ import anyio.to_thread
 from daemon.errors import ModelError
 from daemon.logging import get_logger
 from daemon.ml.classifier import Classifier
-from daemon.ml.thresholds import Thresholds
+from daemon.ml.thresholds import DEFAULT_TARGET, Thresholds
 from daemon.ml.versions import ModelStore
 
 log = get_logger(__name__)
@@ -44,6 +44,11 @@ class LoadedModel:
             head = self.classifier.heads.get(label)
             self._thresholds[key] = None if head is None else head.thresholds(target)
         return self._thresholds[key]
+
+    def trained_target(self, label: str) -> float:
+        """The precision target the head's thresholds were fitted for at training (the default without them)."""
+        head = self.classifier.heads.get(label)
+        return head.routing.target if head is not None and head.routing is not None else DEFAULT_TARGET
 
     @property
     def labels(self) -> dict[str, list[str]]:

@@ -55,6 +55,22 @@ class HeadPrediction(BaseModel):
     confidence: float = Field(ge=0, le=1)
 
 
+class Reason(BaseModel):
+    """Why a label would be routed or left, under the model's own per-class thresholds (no connector's rules)."""
+
+    predicted: str
+    confidence: float = Field(ge=0, le=1)
+    threshold: float | None = Field(description="the threshold that applies; null: the class is never routed")
+    basis: Literal["target", "fallback"] = Field(
+        description="target: the class's threshold for the model's precision target; fallback: the model has no "
+        "per-class thresholds, the default fixed threshold applies"
+    )
+    target_precision: float
+    routed: bool = Field(description="whether the daemon would route this label with a target_precision rule")
+    words: list[str] = Field(description="the ticket's words that pushed the TF-IDF part most toward the class")
+    text: str = Field(description="the same in one sentence, as in the daemon's internal note")
+
+
 class ClassifyResponse(BaseModel):
     """The queue prediction at top level (the on-prem API's shape), the priority, and every head."""
 
@@ -62,6 +78,7 @@ class ClassifyResponse(BaseModel):
     confidence: float = Field(ge=0, le=1)
     priority: HeadPrediction | None = Field(description="null when the model has no priority head")
     labels: dict[str, HeadPrediction] = Field(description="every head of the model, by label name")
+    reasons: dict[str, Reason] = Field(description="per routable label (queue, priority): the decision and why")
     model_version: str | None
 
 

@@ -221,11 +221,15 @@ class Classifier:
         heads = {name: Head.load(model_dir / name, precision=precision, threads=threads) for name in names}
         return cls(model_dir, heads, metadata)
 
-    def predict_texts(self, texts: Sequence[str], batch_size: int = 1) -> list[dict[str, dict[str, Any]]]:
+    def predict_texts(
+        self, texts: Sequence[str], batch_size: int = 1, *, explain: bool = False
+    ) -> list[dict[str, dict[str, Any]]]:
         """Classify normalised texts: per label, the top class and its calibrated confidence.
 
         An empty text (a ticket with no subject and no body text: only an attachment, or HTML without
         visible text) gets confidence 0: the model's prior is no evidence, so no threshold routes it.
+        With `explain`, each label also gets `words`: what pushed its TF-IDF part most toward the class
+        (empty for a head without one).
         """
         results: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
         if not texts:
@@ -236,12 +240,17 @@ class Classifier:
             for i, k in enumerate(best):
                 confidence = round(float(top[i]), 4) if texts[i].strip() else 0.0
                 results[i][name] = {"label": head.classes[int(k)], "confidence": confidence}
+                if explain:
+                    words = head.tfidf.top_words(texts[i], int(k), EXPLAIN_WORDS) if head.tfidf else []
+                    results[i][name]["words"] = words
         return results
 
     def classify(self, text: str = "", *, subject: str | None = None) -> dict[str, dict[str, Any]]:
-        """Classify one raw ticket (HTML allowed); the subject, when given, is kept ahead of the body."""
-        return self.predict_texts([compose(subject, text)])[0]
+        """Classify one raw ticket (HTML allowed), with the words behind each label (the daemon's reason)."""
+        return self.predict_texts([compose(subject, text)], explain=True)[0]
 
+
+EXPLAIN_WORDS = 3  # words per label in a decision's reason: enough to see why, short enough for a note
 
 PROBE_TICKET = ("Printer on the second floor does not print", "Since this morning every job stays in the queue.")
 

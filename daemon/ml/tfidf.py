@@ -61,6 +61,26 @@ class TfidfScorer:
             out[row] = self.coef[:, idx] @ vals + self.intercept
         return out
 
+    def top_words(self, text: str, class_index: int, k: int = 3) -> list[str]:
+        """The words (and word pairs) of `text` that pushed this model most toward the class.
+
+        A feature's push is its TF-IDF value times its coefficient for the class minus its mean
+        coefficient over all classes (the softmax only sees differences). Character n-grams are left
+        out: they are not words a person recognises. The ranking is exact without them: the vector's
+        norm, which includes them, scales every feature alike. Cheap: no model run, one pass over words.
+        """
+        known = [f for f in analyze(text, chars=False) if f in self.vocab]
+        names = {self.vocab[f]: f for f in known}
+        counts = Counter(self.vocab[f] for f in known)
+        if not counts or k <= 0:
+            return []
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        weights = self.coef[:, idx].astype(np.float64)
+        push = (np.log(tf) + 1.0) * self.idf[idx] * (weights[class_index] - weights.mean(axis=0))
+        order = np.argsort(-push, kind="stable")
+        return [names[int(idx[j])].split(":", 1)[1] for j in order[:k] if push[j] > 0]
+
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
         """Class probabilities, matching LogisticRegression.predict_proba (multinomial)."""
         return softmax(self.logits(texts))

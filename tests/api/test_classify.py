@@ -32,6 +32,26 @@ def test_classify_subject_and_body_matches_the_classifier(client: TestClient) ->
     assert response.json()["confidence"] == expected["queue"]["confidence"]
 
 
+def test_classify_says_why_with_the_models_own_thresholds(client: TestClient) -> None:
+    ticket = {"subject": "Invoice wrong", "body": "The invoice for the licence shows a wrong amount, please refund."}
+    body = client.post("/api/v1/classify", json=ticket, headers=AUTH).json()
+    model = services_of(client).model.get()
+    for label in ("queue", "priority"):
+        reason = body["reasons"][label]
+        assert reason["predicted"] == body["labels"][label]["label"]
+        assert reason["confidence"] == body["labels"][label]["confidence"]
+        head = model.classifier.heads[label]
+        assert head.routing is not None and reason["target_precision"] == head.routing.target
+        assert reason["basis"] == "target" and reason["threshold"] == head.routing.for_class(reason["predicted"])
+        threshold = reason["threshold"]
+        assert reason["routed"] == (threshold is not None and reason["confidence"] >= threshold)
+        assert 1 <= len(reason["words"]) <= 3  # the tiny model has a TF-IDF part
+        assert all(w in (ticket["subject"] + " " + ticket["body"]).lower() for w in reason["words"])
+        assert reason["text"].startswith(label) and ", ".join(reason["words"]) in reason["text"]
+    batch = client.post("/api/v1/classify/batch", json={"tickets": [ticket]}, headers=AUTH).json()
+    assert batch["predictions"][0]["reasons"] == body["reasons"]
+
+
 def test_classify_records_metrics(client: TestClient) -> None:
     client.post("/api/v1/classify", json={"ticket_data": "password reset please"}, headers=AUTH)
     text = client.get("/metrics").text

@@ -48,6 +48,9 @@ class KeywordModel:
         else:
             queue = {"label": "misc", "confidence": 0.31}
         priority = {"label": "high" if "urgent" in words else "normal", "confidence": 0.75}
+        # as the real classifier's reason: the ticket's own words behind each label
+        queue["words"] = [w for w in ("invoice", "printer") if w in words]
+        priority["words"] = ["urgent"] if "urgent" in words else []
         return {"queue": queue, "priority": priority}
 
 
@@ -95,7 +98,11 @@ async def test_new_tickets_are_routed_once_with_a_note(world: World) -> None:
     assert (world.fake.queue_name(b), world.fake.priority_name(b)) == ("Hardware", "3 normal")
     entry = world.state.ledger_get("znuny-test", str(a))
     assert entry is not None and entry.state == "applied" and entry.model_version == "v-test"
-    assert "queue=billing (0.93)" in entry.decision["note"]
+    note = entry.decision["note"]
+    assert note.startswith("ticketd v-test: queue set to 'Billing': confidence 0.93 >= 0.60, the configured threshold")
+    assert "; words: invoice." in note and "priority set to '4 high'" in note and "words: urgent" in note
+    assert entry.decision["routed"] == {"queue": True, "priority": True}
+    assert "words" not in entry.decision and "words" not in entry.predictions["queue"]  # ticket text stays out
     writes = world.fake.writes(a)
     assert await pipe.poll() == 0  # nothing new: no second write
     assert world.fake.writes(a) == writes
@@ -467,3 +474,14 @@ async def test_while_the_helpdesk_fails_pages_shrink_to_one_ticket(world: World)
     world.fake.add_customer_ticket("Invoice 4", "invoice", queue="Raw")
     limits.clear()
     assert await pipe.poll() == 1 and limits == [10]
+
+
+async def test_the_reason_words_are_kept_only_where_ticket_text_may_be(world: World) -> None:
+    tid = world.fake.add_customer_ticket("Invoice", "The invoice is wrong.", queue="Raw")
+    unsure = world.fake.add_customer_ticket("Hello", "Some question nobody can place.", queue="Raw")
+    await world.pipeline(include_ticket_text=True).poll()
+    entry = world.state.ledger_get("znuny-test", str(tid))
+    assert entry is not None and entry.decision["words"] == {"queue": ["invoice"], "priority": []}
+    left = world.state.ledger_get("znuny-test", str(unsure))
+    assert left is not None and left.decision["routed"]["queue"] is False
+    assert "queue confidence 0.31 below 0.60: left as is (model said 'misc', confidence 0.31)" in left.decision["note"]

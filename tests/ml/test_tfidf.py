@@ -88,3 +88,33 @@ def test_the_reference_candidate_is_the_baseline_prediction_for_prediction() -> 
     ours = np.array(classes)[scorer.predict_proba(test.texts()).argmax(axis=1)]  # the serving path
     theirs = baseline_tfidf_lr(train.texts(), train.labels("priority"), seed=0).predict(test.texts())
     assert len(ours) == 941 and int((ours != theirs).sum()) == 0
+
+
+def test_top_words_are_the_ticket_words_that_push_toward_the_class() -> None:
+    """A handmade scorer: the ranking is TF-IDF value times (class coefficient minus mean coefficient)."""
+    vocab = {"w:invoice": 0, "w:printer": 1, "w:the": 2, "b:the invoice": 3, "c: in": 4}
+    idf = np.ones(5, dtype=np.float32)
+    coef = np.array(
+        [  # billing, hardware
+            [2.0, -1.0, 0.5, 1.0, 9.0],
+            [-2.0, 1.0, 0.5, -1.0, -9.0],
+        ],
+        dtype=np.float32,
+    )
+    scorer = TfidfScorer(vocab, idf, coef, np.zeros(2, dtype=np.float32))
+    text = "the invoice and the printer"
+    assert scorer.top_words(text, 0) == ["invoice", "the invoice"]  # 'the' pushes both alike; chars are not words
+    assert scorer.top_words(text, 1) == ["printer"]
+    assert scorer.top_words(text, 0, k=1) == ["invoice"]
+    assert scorer.top_words("nothing known here", 0) == []
+    assert scorer.top_words("invoice invoice printer", 0)[0] == "invoice"
+
+
+def test_top_words_of_a_fitted_model_name_the_class(sample_csv: Path) -> None:
+    ds = load_dataset(sample_csv)
+    queues = ds.labels("queue")
+    classes = sorted(set(queues))
+    scorer, _ = fit_tfidf(ds.texts(), queues, classes, c=10.0, balanced=False, seed=0)
+    text = next(t for t, q in zip(ds.texts(), queues, strict=True) if q == classes[0])
+    words = scorer.top_words(text, 0)
+    assert 1 <= len(words) <= 3 and all(w in text.lower() for w in words)

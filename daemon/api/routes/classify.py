@@ -21,6 +21,8 @@ from daemon.api.schemas import (
 from daemon.api.services import Services
 from daemon.errors import ModelError
 from daemon.ml.text import compose
+from daemon.ml.thresholds import DEFAULT_TARGET
+from daemon.routing import WRITABLE, LabelRule, decide, explain
 from daemon.serving import LoadedModel
 
 
@@ -57,7 +59,7 @@ def _model(svc: Services) -> LoadedModel:
         ) from None
 
 
-def _answer(prediction: dict[str, dict[str, Any]], version: str | None) -> ClassifyResponse:
+def _answer(prediction: dict[str, dict[str, Any]], model: LoadedModel) -> ClassifyResponse:
     heads = {name: {"label": str(p["label"]), "confidence": float(p["confidence"])} for name, p in prediction.items()}
     top = heads.get("queue") or next(iter(heads.values()))
     return ClassifyResponse.model_validate(
@@ -66,19 +68,42 @@ def _answer(prediction: dict[str, dict[str, Any]], version: str | None) -> Class
             "confidence": top["confidence"],
             "priority": heads.get("priority"),
             "labels": heads,
-            "model_version": version,
+            "reasons": _reasons(prediction, model),
+            "model_version": model.version,
         }
     )
 
 
-def _classify(svc: Services, model: LoadedModel, texts: list[str]) -> list[dict[str, dict[str, Any]]]:
-    """Blocking (onnxruntime); runs in a worker thread so the scheduler's polls go on."""
+def _reasons(prediction: dict[str, dict[str, Any]], model: LoadedModel) -> dict[str, dict[str, Any]]:
+    """decide() with a target_precision rule at the model's own training target, per routable label."""
+    rules = {
+        label: LabelRule(target_precision=model.trained_target(label)) for label in WRITABLE if label in prediction
+    }
+    fitted = {label: model.thresholds(label, rule.target_precision or DEFAULT_TARGET) for label, rule in rules.items()}
+    decision = decide(prediction, rules, {}, fitted)
+    out = {}
+    for label, rule in rules.items():
+        words = list(prediction[label].get("words", []))
+        out[label] = {
+            "predicted": str(prediction[label]["label"]),
+            "confidence": float(prediction[label]["confidence"]),
+            **decision.basis[label],
+            "target_precision": rule.target_precision,
+            "routed": decision.routed[label],
+            "words": words,
+            "text": explain(label, prediction[label], decision, rule, words),
+        }
+    return out
+
+
+def _classify(svc: Services, model: LoadedModel, texts: list[str]) -> list[ClassifyResponse]:
+    """Blocking (onnxruntime, a first threshold fit); runs in a worker thread so the scheduler's polls go on."""
     started = time.perf_counter()
-    predictions = model.classifier.predict_texts(texts)
+    predictions = model.classifier.predict_texts(texts, explain=True)
     each = (time.perf_counter() - started) / max(len(texts), 1)
     for prediction in predictions:
         svc.metrics.classified(each, prediction)
-    return predictions
+    return [_answer(p, model) for p in predictions]
 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=_ERRORS)
@@ -86,8 +111,8 @@ async def classify(ticket: ClassifyRequest, svc: Annotated[Services, Depends(ser
     """Predict the queue and priority of one ticket (`ticket_data`, or `subject` and `body`)."""
     model = _model(svc)
     texts = [_text(ticket)]
-    (prediction,) = await anyio.to_thread.run_sync(_classify, svc, model, texts)
-    return _answer(prediction, model.version)
+    (answer,) = await anyio.to_thread.run_sync(_classify, svc, model, texts)
+    return answer
 
 
 @router.post(
@@ -100,5 +125,5 @@ async def classify_batch(body: BatchRequest, svc: Annotated[Services, Depends(se
     """Classify several tickets at once."""
     model = _model(svc)
     texts = [_text(ticket) for ticket in body.tickets]
-    predictions = await anyio.to_thread.run_sync(_classify, svc, model, texts)
-    return BatchResponse(predictions=[_answer(p, model.version) for p in predictions], model_version=model.version)
+    answers = await anyio.to_thread.run_sync(_classify, svc, model, texts)
+    return BatchResponse(predictions=answers, model_version=model.version)
