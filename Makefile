@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages of the real servers the tests start on loopback: Dovecot (IMAP), PostgreSQL (state,
-# Znuny's database) and Znuny 7.1.7 from ../shared/znuny on Apache + mod_perl with the Perl modules it needs.
+# Znuny's database) and Znuny 7.1.7 from ../shared/znuny on Apache + mod_perl with the Perl modules it needs,
+# and a headless Chromium with its chromedriver for the dashboard's browser tests (tests/ui).
 # With CI set, a test whose server cannot start fails; elsewhere it is skipped with one line saying why.
 SYSTEM_PACKAGES := dovecot-imapd postgresql apache2 libapache2-mod-perl2 libdbd-pg-perl libarchive-zip-perl \
   libdatetime-perl libdatetime-timezone-perl libtimedate-perl libjson-xs-perl libyaml-libyaml-perl \
@@ -33,7 +34,8 @@ SYSTEM_PACKAGES := dovecot-imapd postgresql apache2 libapache2-mod-perl2 libdbd-
   libmail-imapclient-perl libauthen-sasl-perl libcrypt-eksblowfish-perl libtext-csv-xs-perl libdbi-perl \
   libmoo-perl libhash-merge-perl libical-parser-perl libjavascript-minifier-xs-perl libcss-minifier-xs-perl \
   libencode-hanextra-perl libspreadsheet-xlsx-perl libio-socket-ssl-perl libnet-ldap-perl libapache-dbi-perl \
-  libdigest-sha-perl libcrypt-jwt-perl libdata-uuid-perl libsoap-lite-perl libnet-ssleay-perl libjson-perl
+  libdigest-sha-perl libcrypt-jwt-perl libdata-uuid-perl libsoap-lite-perl libnet-ssleay-perl libjson-perl \
+  chromium chromium-driver
 
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do \

@@ -151,6 +151,10 @@ class Connector(abc.ABC):
     async def apply(self, update: TicketUpdate) -> Outcome:
         """Write queue/priority/note; idempotent, and Skipped if the ticket left `expected_queue`."""
 
+    def ticket_url(self, ticket_id: str) -> str | None:
+        """Where an agent opens the ticket in the helpdesk's own UI (the dashboard links it); None if unknown."""
+        return None
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most connectors own nothing to release
         """Release what the connector opened itself (not a client it was given)."""
 

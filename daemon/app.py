@@ -97,7 +97,12 @@ class Daemon:
         from daemon.api.services import Services
 
         services = Services.from_config(
-            self.config, model=self.model, metrics=self.metrics, readiness=self.readiness, retraining=self.retraining
+            self.config,
+            model=self.model,
+            metrics=self.metrics,
+            readiness=self.readiness,
+            retraining=self.retraining,
+            dashboard=self._dashboard_source(),
         )
         self.api = ApiServer(services)
         try:
@@ -105,6 +110,38 @@ class Daemon:
         except OSError as exc:
             self.api = None
             raise ConfigError(f"api: {exc.strerror or exc}") from None
+
+    def _dashboard_source(self) -> Any:
+        """What /ui reads of this process: the state, each connector's health, the routing rules."""
+        from daemon.ui.data import DashboardSource
+
+        def connectors() -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": name,
+                    "type": w.entry.type,
+                    "mode": w.pipeline.mode,
+                    "state": w.coordinator.state,
+                    "failure": w.coordinator.failure_class,
+                    "reason": w.coordinator.reason if w.coordinator.state != "ok" else None,
+                    "last_success": w.coordinator.last_success.strftime("%Y-%m-%d %H:%M:%S UTC")
+                    if w.coordinator.last_success
+                    else None,
+                }
+                for name, w in self.stacks.items()
+            ]
+
+        def ticket_url(connector: str, ticket_id: str) -> str | None:
+            stack = self.stacks.get(connector)
+            return stack.connector.ticket_url(ticket_id) if stack is not None else None
+
+        return DashboardSource(
+            state=self.state,
+            connectors=connectors,
+            rules=lambda: {name: w.pipeline.rules for name, w in self.stacks.items()},
+            include_ticket_text=lambda: self.config.log.include_ticket_text,
+            ticket_url=ticket_url,
+        )
 
     async def start(self, *, load_model: bool = True) -> None:
         """Open state, load the model (not for `bootstrap`, which makes the first one), build connectors."""
@@ -504,7 +541,7 @@ class Daemon:
 
 # What a running process cannot change: the API's socket and body limit, the state database, the model store.
 _RESTART_ONLY = {
-    "api": ("enabled", "host", "port", "max_body_bytes"),
+    "api": ("enabled", "host", "port", "max_body_bytes", "dashboard"),
     "state": ("url",),
     "model": ("store", "threads"),
 }

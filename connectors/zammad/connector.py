@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -53,6 +54,10 @@ class ZammadConnector(Connector):
         if not isinstance(config, ZammadConfig):
             raise ConfigError(f"zammad connector got a {type(config).__name__}, not a ZammadConfig")
         return cls(config, client)
+
+    def ticket_url(self, ticket_id: str) -> str:
+        """The ticket's zoom view in Zammad's web app."""
+        return f"{self._config.url.rstrip('/')}/#ticket/zoom/{quote(ticket_id, safe='')}"
 
     async def check(self) -> None:
         await self._api.get("/users/me")

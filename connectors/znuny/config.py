@@ -91,10 +91,18 @@ class ZnunyConfig(ConnectorConfig):
         return self
 
     @property
+    def _prefix(self) -> str:
+        return (self.path_prefix if self.path_prefix is not None else self.type).strip("/")
+
+    @property
     def base_url(self) -> str:
         """The web service root; every route is appended to it."""
-        prefix = (self.path_prefix if self.path_prefix is not None else self.type).strip("/")
-        parts = [self.url, prefix, "nph-genericinterface.pl", "Webservice", quote(self.webservice, safe="")]
+        parts = [self.url, self._prefix, "nph-genericinterface.pl", "Webservice", quote(self.webservice, safe="")]
+        return "/".join(p for p in parts if p)
+
+    def agent_url(self, ticket_id: str) -> str:
+        """The ticket's page in the agent interface (AgentTicketZoom), beside the web service's script."""
+        parts = [self.url, self._prefix, f"index.pl?Action=AgentTicketZoom;TicketID={quote(ticket_id, safe='')}"]
         return "/".join(p for p in parts if p)
 
     @property

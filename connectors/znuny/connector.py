@@ -61,6 +61,10 @@ class ZnunyConnector(Connector):
             raise ConfigError(f"{config.type}: expected a ZnunyConfig, got {type(config).__name__}")
         return cls(config, client)
 
+    def ticket_url(self, ticket_id: str) -> str:
+        """AgentTicketZoom of the ticket (its TicketID is the id ticketd knows it by)."""
+        return self.config.agent_url(ticket_id)
+
     async def check(self) -> str:
         """A fresh login, every route ticketd uses probed anew, and every configured name checked by search."""
         self._contacted = False

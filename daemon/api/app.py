@@ -65,4 +65,8 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=services.api.max_body_bytes)
     for module in (train, classify, models, health):
         app.include_router(module.router)
+    if services.api.dashboard:
+        from daemon.ui import routes as dashboard
+
+        dashboard.install(app)
     return app

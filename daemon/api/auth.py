@@ -29,9 +29,15 @@ def token_matches(given: str, tokens: list[str]) -> bool:
     return any(results)
 
 
-def _check(svc: Services, credentials: HTTPAuthorizationCredentials | None) -> None:
-    tokens = [t.get_secret_value() for t in svc.api.tokens]
-    if not tokens:
+def role_of(svc: Services, given: str) -> str | None:
+    """ "admin" for one of `api.tokens`, "read-only" for one of `api.read_tokens`, else None (constant time)."""
+    admin = token_matches(given, [t.get_secret_value() for t in svc.api.tokens])
+    reader = token_matches(given, [t.get_secret_value() for t in svc.api.read_tokens])
+    return "admin" if admin else "read-only" if reader else None
+
+
+def _check(svc: Services, credentials: HTTPAuthorizationCredentials | None, *, read: bool = False) -> None:
+    if not svc.api.tokens and not (read and svc.api.read_tokens):
         raise ApiError(
             403,
             "auth_not_configured",
@@ -39,22 +45,35 @@ def _check(svc: Services, credentials: HTTPAuthorizationCredentials | None) -> N
         )
     if credentials is None:
         raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)", headers=_CHALLENGE)
-    if not token_matches(credentials.credentials, tokens):
+    role = role_of(svc, credentials.credentials)
+    if role is None:
         raise ApiError(401, "invalid_token", "the bearer token is not valid", headers=_CHALLENGE)
+    if role != "admin" and not read:
+        raise ApiError(
+            403, "read_only_token", "this token may only read (api.read_tokens); this needs one of api.tokens"
+        )
 
 
 def require_token(
     svc: Annotated[Services, Depends(services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    """Training, model and write endpoints: always a token."""
+    """Training, model changes and uploads: an admin token (`api.tokens`)."""
     _check(svc, credentials)
+
+
+def read_access(
+    svc: Annotated[Services, Depends(services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Reading model versions: an admin or a read-only token."""
+    _check(svc, credentials, read=True)
 
 
 def classify_access(
     svc: Annotated[Services, Depends(services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    """Classification: a token unless `api.public_classify` opens it to anyone who can reach the port."""
+    """Classification: any token unless `api.public_classify` opens it to anyone who can reach the port."""
     if not svc.api.public_classify:
-        _check(svc, credentials)
+        _check(svc, credentials, read=True)

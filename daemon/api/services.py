@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.api.datasets import DatasetStore
 from daemon.api.jobs import TrainingJobs
@@ -15,6 +15,9 @@ from daemon.ml.versions import ModelStore
 from daemon.retrain import RetrainPolicy, policy_from_config
 from daemon.retraining import Retraining
 from daemon.serving import ModelHolder
+
+if TYPE_CHECKING:
+    from daemon.ui.data import DashboardSource
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
@@ -41,6 +44,7 @@ class Services:
     policy: RetrainPolicy
     readiness: Readiness | None = None
     retraining: Retraining = field(default_factory=Retraining)  # `ticketd run` shares its own with the cron
+    dashboard: DashboardSource | None = None  # `ticketd run`'s state and connectors for /ui; None under `serve`
     datasets: DatasetStore = field(init=False)
     jobs: TrainingJobs = field(init=False)
 
@@ -64,6 +68,7 @@ class Services:
         metrics: Metrics | None = None,
         readiness: Readiness | None = None,
         retraining: Retraining | None = None,
+        dashboard: DashboardSource | None = None,
     ) -> Services:
         """Datasets in `<model.store>/datasets`, training files in `<model.store>/retrain` (as the daemon's cron)."""
         holder = model or ModelHolder(config.model.store, threads=config.model.threads)
@@ -77,6 +82,7 @@ class Services:
             policy=policy_from_config(config),
             readiness=readiness,
             retraining=retraining or Retraining(),
+            dashboard=dashboard,
         )
 
     def ready(self) -> tuple[bool, dict[str, Any]]:

@@ -17,8 +17,8 @@ from daemon.config.schema import Config, state_dir
 from daemon.config.yaml_lines import Loc, parse, repeats
 from daemon.errors import ConfigError
 
-# The daemon's own secrets that may come from a file instead: section -> (key, one value per line?).
-_SECRET_FILES: dict[str, tuple[str, bool]] = {"state": ("url", False), "api": ("tokens", True)}
+# The daemon's own secrets that may come from a file instead: section -> {key: one value per line?}.
+_SECRET_FILES: dict[str, dict[str, bool]] = {"state": {"url": False}, "api": {"tokens": True, "read_tokens": True}}
 _SECTIONS = ("model", "state", "retrain", "api", "log")
 MAX_CONFIG_BYTES = 1 << 20  # a config with hundreds of connectors is a few tens of KiB
 
@@ -102,8 +102,7 @@ def _resolve_env(value: Any, loc: Loc, problems: list[Problem]) -> Any:
 
 def _resolve_section(section: str, raw: dict[Any, Any], problems: list[Problem]) -> dict[Any, Any]:
     """A daemon section's `${ENV}` references and secret files, by the resolver connectors use too."""
-    key, per_line = _SECRET_FILES.get(section, (None, False))
-    resolved, found = secrets.resolve(raw, {key: per_line} if key else {}, (section,))
+    resolved, found = secrets.resolve(raw, _SECRET_FILES.get(section, {}), (section,))
     problems.extend(Problem(p.loc, p.message) for p in found)
     return resolved
 

@@ -179,21 +179,31 @@ class RetrainSection(_Section):
 
 
 class ApiSection(_Section):
-    """The HTTP API; callers authenticate with one of `tokens` (SecretStr: never printed)."""
+    """The HTTP API and the dashboard; `tokens` are admins, `read_tokens` may only look (SecretStr: never printed)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     tokens: list[SecretStr] = Field(default_factory=list)
+    read_tokens: list[SecretStr] = Field(default_factory=list)  # dashboard read-only, classify, GET models
     public_classify: bool = False
+    dashboard: bool = True  # /ui: a login page exchanges a token for a session cookie
+    public_dashboard: bool = False  # true: /ui read-only without login, to anyone who can reach the port
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
 
-    @field_validator("tokens")
+    @field_validator("tokens", "read_tokens")
     @classmethod
     def _no_blank_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
         if any(not t.get_secret_value().strip() for t in tokens):
             raise ValueError("an empty token would let anyone in")
         return tokens
+
+    @model_validator(mode="after")
+    def _roles_apart(self) -> ApiSection:
+        admin = {t.get_secret_value() for t in self.tokens}
+        if any(t.get_secret_value() in admin for t in self.read_tokens):
+            raise ValueError("a token is in both tokens and read_tokens: give each token one role")
+        return self
 
 
 with warnings.catch_warnings():

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,28 @@ def _aware(*values: datetime | None) -> None:
     for value in values:
         if value is not None and (value.tzinfo is None or value.utcoffset() is None):
             raise ValueError(f"naive datetime {value.isoformat()} given to the state store; pass a tz-aware one")
+
+
+def _agreement_columns(thresholds: Mapping[str, float]) -> list[sa.ColumnElement[Any]]:
+    """Per label: the predicted class, the final label, and whether it was routed (recorded, else at threshold)."""
+    unknown = [label for label in thresholds if label not in ("queue", "priority")]
+    if unknown:
+        raise ValueError(f"unknown label {unknown[0]!r}")
+    columns: list[sa.ColumnElement[Any]] = []
+    for label, threshold in thresholds.items():
+        confidence = ledger.c.predictions[(label, "confidence")].as_float()
+        routed = ledger.c.decision[("routed", label)].as_boolean()  # recorded since per-class thresholds
+        columns += [
+            ledger.c.predictions[(label, "label")].as_string(),
+            training.c[label],
+            sa.func.coalesce(routed, sa.case((confidence >= threshold, True), else_=False)),
+        ]
+    return columns
+
+
+def _same_ticket() -> sa.ColumnElement[bool]:
+    """The join of a ledger entry with its ticket's training row."""
+    return sa.and_(training.c.connector == ledger.c.connector, training.c.ticket_id == ledger.c.ticket_id)
 
 
 def _entry(row: sa.Row[Any]) -> LedgerEntry:
@@ -422,11 +444,14 @@ class State:
         with self._read() as conn:
             return [_entry(row) for row in conn.execute(query)]
 
-    def ledger_counts(self) -> dict[tuple[str, str], int]:
-        """Number of entries per (connector, state), for reports and metrics."""
+    def ledger_counts(self, since: datetime | None = None) -> dict[tuple[str, str], int]:
+        """Number of entries per (connector, state), for reports and metrics; `since`: created from then on."""
+        _aware(since)
         query = sa.select(ledger.c.connector, ledger.c.state, sa.func.count()).group_by(
             ledger.c.connector, ledger.c.state
         )
+        if since is not None:
+            query = query.where(ledger.c.created_at >= since)
         with self._read() as conn:
             return {(connector, state): int(n) for connector, state, n in conn.execute(query)}
 
@@ -559,26 +584,10 @@ class State:
         ledger's size: the report and the gauges never load it. The training side is read through a
         covering index, never its text.
         """
-        unknown = [label for label in thresholds if label not in ("queue", "priority")]
-        if unknown:
-            raise ValueError(f"unknown label {unknown[0]!r}")
-        columns: list[sa.ColumnElement[Any]] = []
-        for label, threshold in thresholds.items():
-            confidence = ledger.c.predictions[(label, "confidence")].as_float()
-            routed = ledger.c.decision[("routed", label)].as_boolean()  # recorded since per-class thresholds
-            columns += [
-                ledger.c.predictions[(label, "label")].as_string(),
-                training.c[label],
-                sa.func.coalesce(routed, sa.case((confidence >= threshold, True), else_=False)),
-            ]
+        columns = _agreement_columns(thresholds)
         query = (
             sa.select(*columns, sa.func.count())
-            .select_from(
-                ledger.join(
-                    training,
-                    sa.and_(training.c.connector == ledger.c.connector, training.c.ticket_id == ledger.c.ticket_id),
-                )
-            )
+            .select_from(ledger.join(training, _same_ticket()))
             .where(ledger.c.connector == connector)
             .group_by(*columns)
         )
@@ -593,6 +602,83 @@ class State:
                     key = (str(predicted), str(truth), bool(confident))
                     counts[label][key] = counts[label].get(key, 0) + n
         return {label: [(*key, n) for key, n in sorted(cells.items())] for label, cells in counts.items()}
+
+    def routed_counts(self, since: datetime) -> dict[str, int]:
+        """Per connector: entries created from `since` whose queue was routed (shadow: would have been)."""
+        _aware(since)
+        routed = ledger.c.decision[("routed", "queue")].as_boolean()
+        query = (
+            sa.select(ledger.c.connector, sa.func.count())
+            .where(ledger.c.created_at >= since, routed.is_(True))
+            .group_by(ledger.c.connector)
+        )
+        with self._read() as conn:
+            return {str(connector): int(n) for connector, n in conn.execute(query)}
+
+    def agreement_by_day(
+        self, connector: str, thresholds: Mapping[str, float], since: datetime
+    ) -> dict[str, list[tuple[date, str, str, bool, int]]]:
+        """As agreement_counts, per UTC day the ticket closed on (from `since`): the dashboard's weekly agreement."""
+        _aware(since)
+        columns = _agreement_columns(thresholds)
+        if self._engine.dialect.name == "postgresql":
+            day: sa.ColumnElement[Any] = sa.cast(sa.func.timezone("UTC", training.c.closed_at), sa.Date)
+        else:  # SQLite keeps UTC text; date() cuts it to the day
+            day = sa.func.date(training.c.closed_at)
+        query = (
+            sa.select(day, *columns, sa.func.count())
+            .select_from(ledger.join(training, _same_ticket()))
+            .where(ledger.c.connector == connector, training.c.closed_at >= since)
+            .group_by(day, *columns)
+        )
+        out: dict[str, list[tuple[date, str, str, bool, int]]] = {label: [] for label in thresholds}
+        with self._read() as conn:
+            for row in conn.execute(query):
+                when = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
+                for i, label in enumerate(thresholds):
+                    predicted, truth, routed = row[1 + 3 * i : 4 + 3 * i]
+                    if predicted is not None and truth is not None:
+                        out[label].append((when, str(predicted), str(truth), bool(routed), int(row[-1])))
+        return out
+
+    def ledger_recent(
+        self,
+        *,
+        limit: int = 50,
+        connector: str | None = None,
+        state: str | None = None,
+        label: str | None = None,
+        routed: bool | None = None,
+    ) -> list[tuple[LedgerEntry, dict[str, str | None] | None]]:
+        """The newest entries, each with its ticket's final labels once closed (None before): the dashboard's list.
+
+        `label` with `routed`: only entries whose decision routed (True) or left (False) that label.
+        """
+        final = (training.c.queue.label("final_queue"), training.c.priority.label("final_priority"))
+        query = (
+            sa.select(ledger, *final, training.c.closed_at.label("final_closed_at"))
+            .select_from(ledger.outerjoin(training, _same_ticket()))
+            .order_by(ledger.c.created_at.desc(), ledger.c.id.desc())
+            .limit(limit)
+        )
+        if connector is not None:
+            query = query.where(ledger.c.connector == connector)
+        if state is not None:
+            query = query.where(ledger.c.state == state)
+        if label is not None and routed is not None:
+            if label not in ("queue", "priority"):
+                raise ValueError(f"unknown label {label!r}")
+            recorded = ledger.c.decision[("routed", label)].as_boolean()
+            query = query.where(recorded.is_(True) if routed else sa.func.coalesce(recorded, False).is_(False))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            (
+                _entry(row),
+                None if row.final_closed_at is None else {"queue": row.final_queue, "priority": row.final_priority},
+            )
+            for row in rows
+        ]
 
     def ledger_connectors(self) -> list[str]:
         """Every connector the ledger has entries of (a removed one's still count in the report)."""
@@ -705,6 +791,16 @@ class State:
                     started_at=started_at, finished_at=finished_at, outcome=outcome, detail=detail
                 )
             )
+
+    def retrain_history(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest recorded retrain attempts first (champion against challenger, for the dashboard)."""
+        query = sa.select(retrain_runs).order_by(retrain_runs.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {"started_at": r.started_at, "finished_at": r.finished_at, "outcome": r.outcome, "detail": r.detail}
+            for r in rows
+        ]
 
     def retrain_last(self) -> dict[str, Any] | None:
         """The most recently recorded retrain attempt, or None if there was none."""

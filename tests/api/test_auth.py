@@ -93,3 +93,16 @@ def test_openapi_declares_bearer_auth(client: TestClient) -> None:
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "security" in schema["paths"]["/api/v1/train"]["post"]
     assert "security" not in schema["paths"]["/healthz"]["get"]
+
+
+def test_a_read_only_token_reads_and_classifies_but_changes_nothing(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(read_tokens=[SecretStr("reader-token-123")])
+    reader = {"Authorization": "Bearer reader-token-123"}
+    assert client.post("/api/v1/classify", json=TICKET, headers=reader).status_code == 200
+    assert client.get("/api/v1/models", headers=reader).status_code == 200
+    assert client.get("/api/v1/model", headers=reader).status_code == 200
+    for method, path in [("post", "/api/v1/models/v1/promote"), ("post", "/api/v1/models/rollback")]:
+        refused = client.request(method, path, headers=reader)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "read_only_token"
+    assert client.post("/api/v1/train", json={}, headers=reader).json()["error"]["code"] == "read_only_token"
+    assert client.get("/api/v1/model", headers=AUTH).json()["version"] == "v2"  # nothing was promoted

@@ -152,6 +152,14 @@ def test_secret_files_for_the_daemon_sections(tmp_path: Path, monkeypatch: pytes
     )
     assert config.state.url == "postgresql+psycopg://u:pw@db/t"
     assert [t.get_secret_value() for t in config.api.tokens] == ["one", "two"]
+    (credentials / "readers").write_text("three\n", encoding="utf-8")
+    config = load_config(write(tmp_path, ZAMMAD + "api:\n  read_tokens_file: ${CREDENTIALS_DIRECTORY}/readers\n"))
+    assert [t.get_secret_value() for t in config.api.read_tokens] == ["three"]
+
+
+def test_a_token_has_one_role(tmp_path: Path) -> None:
+    message = error(tmp_path, ZAMMAD + "api:\n  tokens: [same-token]\n  read_tokens: [same-token]\n")
+    assert "give each token one role" in message and "same-token" not in message
 
 
 MERGED = """\

@@ -21,7 +21,7 @@ from daemon.api.schemas import (
 from daemon.api.services import Services
 from daemon.errors import ModelError
 from daemon.ml.text import compose
-from daemon.ml.thresholds import DEFAULT_TARGET
+from daemon.ml.thresholds import DEFAULT_TARGET, Thresholds
 from daemon.routing import WRITABLE, LabelRule, decide, explain
 from daemon.serving import LoadedModel
 
@@ -76,12 +76,14 @@ def _answer(prediction: dict[str, dict[str, Any]], model: LoadedModel) -> Classi
 
 def _reasons(prediction: dict[str, dict[str, Any]], model: LoadedModel) -> dict[str, dict[str, Any]]:
     """decide() with a target_precision rule at the model's own training target, per routable label."""
-    rules = {
+    rules: dict[str, LabelRule] = {
         label: LabelRule(target_precision=model.trained_target(label)) for label in WRITABLE if label in prediction
     }
-    fitted = {label: model.thresholds(label, rule.target_precision or DEFAULT_TARGET) for label, rule in rules.items()}
+    fitted: dict[str, Thresholds | None] = {
+        label: model.thresholds(label, rule.target_precision or DEFAULT_TARGET) for label, rule in rules.items()
+    }
     decision = decide(prediction, rules, {}, fitted)
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for label, rule in rules.items():
         words = list(prediction[label].get("words", []))
         out[label] = {

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path
 
-from daemon.api.auth import require_token, services
+from daemon.api.auth import read_access, require_token, services
 from daemon.api.errors import ApiError, responses
 from daemon.api.schemas import VERSION_PATTERN, CurrentModel, ModelList, ModelVersion, PromoteResponse
 from daemon.api.services import Services
@@ -16,7 +16,9 @@ from daemon.logging import get_logger
 from daemon.ml.versions import VersionInfo
 
 log = get_logger(__name__)
-router = APIRouter(prefix="/api/v1", tags=["models"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api/v1", tags=["models"])
+_READ = [Depends(read_access)]
+_ADMIN = [Depends(require_token)]
 
 
 def _summary(info: VersionInfo) -> dict[str, Any]:
@@ -58,7 +60,7 @@ async def _reload(svc: Services) -> None:
     svc.note_model()
 
 
-@router.get("/model", response_model=CurrentModel, responses=responses(401, 403, 404, 500))
+@router.get("/model", response_model=CurrentModel, responses=responses(401, 403, 404, 500), dependencies=_READ)
 async def current_model(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """The store's current version with a metadata summary, and the version this process serves."""
     infos = await anyio.to_thread.run_sync(svc.store.list)
@@ -68,14 +70,19 @@ async def current_model(svc: Annotated[Services, Depends(services)]) -> dict[str
     return {**_summary(current), "served_version": _served(svc)}
 
 
-@router.get("/models", response_model=ModelList, responses=responses(401, 403, 500))
+@router.get("/models", response_model=ModelList, responses=responses(401, 403, 500), dependencies=_READ)
 async def list_models(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """Every stored version, oldest first."""
     infos = await anyio.to_thread.run_sync(svc.store.list)
     return {"current": svc.store.current(), "versions": [ModelVersion.model_validate(_summary(i)) for i in infos]}
 
 
-@router.post("/models/{version}/promote", response_model=PromoteResponse, responses=responses(401, 403, 404, 422, 500))
+@router.post(
+    "/models/{version}/promote",
+    response_model=PromoteResponse,
+    responses=responses(401, 403, 404, 422, 500),
+    dependencies=_ADMIN,
+)
 async def promote(
     version: Annotated[str, Path(pattern=VERSION_PATTERN, description="a stored version such as v3")],
     svc: Annotated[Services, Depends(services)],
@@ -93,7 +100,12 @@ async def promote(
     return {"current": version, "previous": previous, "served_version": _served(svc)}
 
 
-@router.post("/models/rollback", response_model=PromoteResponse, responses=responses(401, 403, 409, 422, 500))
+@router.post(
+    "/models/rollback",
+    response_model=PromoteResponse,
+    responses=responses(401, 403, 409, 422, 500),
+    dependencies=_ADMIN,
+)
 async def rollback(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """Return to the version promoted before the current one, and serve it."""
     previous = svc.store.current()

@@ -53,6 +53,10 @@ async def make(fake: FakeZammad) -> AsyncIterator[Make]:
 # ---- config ----------------------------------------------------------------------------------------------
 
 
+async def test_a_ticket_links_to_its_zoom_view(make: Make) -> None:
+    assert make().ticket_url("17") == f"{URL.rstrip('/')}/#ticket/zoom/17"
+
+
 def test_config_needs_one_way_to_authenticate() -> None:
     base = {"type": "zammad", "url": URL, "inbound_groups": ["Users"]}
     with pytest.raises(ValidationError):

@@ -35,6 +35,13 @@ def test_prefix_follows_the_type(kind: str, prefix: str) -> None:
     assert prefix in cfg.base_url and cfg.base_url.endswith("/Webservice/My%20Service")
 
 
+def test_the_agent_interface_link_of_a_ticket() -> None:
+    cfg = ZnunyConfig.model_validate({**BASE, "password": "pw"})
+    assert cfg.agent_url("42") == "https://helpdesk.example.org/znuny/index.pl?Action=AgentTicketZoom;TicketID=42"
+    root = ZnunyConfig.model_validate({**BASE, "password": "pw", "path_prefix": ""})
+    assert root.agent_url("7 8") == "https://helpdesk.example.org/index.pl?Action=AgentTicketZoom;TicketID=7%208"
+
+
 def test_secrets_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "pw").write_text("from-file\n")
     cfg = ZnunyConfig.model_validate({**BASE, "password_file": str(tmp_path / "pw")})

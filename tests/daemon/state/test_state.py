@@ -387,3 +387,47 @@ def test_only_entries_that_missed_a_target_are_loaded_for_the_report(state: Stat
     state.ledger_begin(plain)
     state.ledger_begin(missed)
     assert [e.ticket_id for e in state.ledger_with_missing()] == ["2"]
+
+
+def test_dashboard_queries_recent_decisions_days_and_retrain_history(state: State) -> None:
+    """Newest first with final labels once closed; agreement per closing day; filters; today's counts."""
+    from dataclasses import replace
+
+    day = timedelta(days=1)
+
+    def decided(tid: str, at: datetime, routed: bool, queue: str = "Billing") -> LedgerEntry:
+        e = entry(tid, state="applied", at=at)
+        decision = {**e.decision, "routed": {"queue": routed, "priority": False}}
+        return replace(e, predictions={"queue": {"label": queue, "confidence": 0.8}}, decision=decision)
+
+    state.ledger_begin(decided("1", T0 - 9 * day, True))
+    state.ledger_begin(decided("2", T0 - 8 * day, False, queue="IT"))
+    state.ledger_begin(decided("3", T0, True))
+    state.training_add([row("1", closed=T0 - 8 * day), row("2", queue="IT", closed=T0 - 1 * day)])
+    recent = state.ledger_recent(limit=10)
+    assert [(e.ticket_id, final) for e, final in recent] == [
+        ("3", None),
+        ("2", {"queue": "IT", "priority": "3 normal"}),
+        ("1", {"queue": "Billing", "priority": "3 normal"}),
+    ]
+    assert [e.ticket_id for e, _ in state.ledger_recent(limit=2)] == ["3", "2"]
+    assert [e.ticket_id for e, _ in state.ledger_recent(label="queue", routed=False)] == ["2"]
+    assert [e.ticket_id for e, _ in state.ledger_recent(label="queue", routed=True)] == ["3", "1"]
+    assert state.ledger_recent(connector="mail") == [] and state.ledger_recent(state="failed") == []
+    with pytest.raises(ValueError, match="unknown label"):
+        state.ledger_recent(label="language", routed=True)
+
+    days = state.agreement_by_day("helpdesk", {"queue": 0.6}, since=T0 - 30 * day)
+    assert days["queue"] == sorted(
+        [((T0 - 8 * day).date(), "Billing", "Billing", True, 1), ((T0 - 1 * day).date(), "IT", "IT", False, 1)]
+    )
+    assert state.agreement_by_day("helpdesk", {"queue": 0.6}, since=T0 - 2 * day)["queue"] == [
+        ((T0 - 1 * day).date(), "IT", "IT", False, 1)
+    ]
+    assert state.ledger_counts(since=T0 - day) == {("helpdesk", "applied"): 1}
+    assert state.routed_counts(since=T0 - 30 * day) == {"helpdesk": 2} and state.routed_counts(T0 + day) == {}
+
+    state.retrain_record(T0, T0 + day, "rejected", {"reason": "worse"})
+    state.retrain_record(T0 + day, T0 + 2 * day, "promoted", {"version": "v4"})
+    history = state.retrain_history()
+    assert [h["outcome"] for h in history] == ["promoted", "rejected"] and history[1]["detail"] == {"reason": "worse"}
