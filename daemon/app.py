@@ -110,6 +110,15 @@ class Daemon:
         except OSError as exc:
             self.api = None
             raise ConfigError(f"api: {exc.strerror or exc}") from None
+        if self.config.api.dashboard:
+            log.info("dashboard", url=self.dashboard_url)
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """Where /ui answers (None while the API is not listening or the dashboard is off)."""
+        if self.api is None or not self.config.api.dashboard:
+            return None
+        return f"http://{self.config.api.host}:{self.api.port}/ui"
 
     def _dashboard_source(self) -> Any:
         """What /ui reads of this process: the state, each connector's health, the routing rules."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from daemon.errors import TicketdError
 from daemon.logging import configure, get_logger
@@ -60,8 +63,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon.app import Daemon
 
     config = _config(args.config)
+    demo_token = None
     if args.config is None:
         _seed_demo(config)
+        if not config.api.tokens:  # the demo's dashboard needs someone who may log in: a token for this run only
+            demo_token = secrets.token_urlsafe(18)
+            config = config.model_copy(
+                update={"api": config.api.model_copy(update={"tokens": [SecretStr(demo_token)]})}
+            )
     daemon = Daemon(config, config_path=args.config, dry_run=args.dry_run)
     stopped: dict[str, tuple[str, str]] = {}
 
@@ -69,6 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         await daemon.start()
         if not args.once:
             await daemon.start_api()
+            if daemon.dashboard_url:
+                login = f"; log in with this run's admin token {demo_token}" if demo_token else ""
+                print(f"ticketd dashboard: {daemon.dashboard_url}{login}", file=sys.stderr, flush=True)
         if args.once:
             try:
                 done = await daemon.run_once()

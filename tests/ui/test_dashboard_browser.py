@@ -261,3 +261,34 @@ def test_an_admin_promotes_and_rolls_back_with_confirmation(browser: Browser, li
     assert browser.driver.find_element(By.ID, "served").text == "v2" and _served(live) == "v2"
     assert browser.console_errors() == []
     browser.assert_local()
+
+
+def test_make_run_prints_the_dashboard_url_and_a_token_that_logs_in(tmp_path: Path, tiny_model: Path) -> None:
+    """`ticketd run` on the embedded defaults (what `make run` starts): the URL and this run's admin token."""
+    import socket
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8080)) == 0:
+            pytest.skip("port 8080, the embedded defaults' API port, is taken on this machine")
+    linked_store(tmp_path / "models", tiny_model, 1)
+    log = tmp_path / "run.log"
+    env = {**os.environ, "STATE_DIRECTORY": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "run"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        line = _wait(
+            "the dashboard line",
+            lambda: next((x for x in log.read_text().splitlines() if x.startswith("ticketd dashboard: ")), None),
+        )
+        url, _, token = line.removeprefix("ticketd dashboard: ").partition("; log in with this run's admin token ")
+        assert url == "http://127.0.0.1:8080/ui" and len(token) >= 20
+        with httpx.Client(timeout=5) as client:
+            assert client.post(f"{url}/login", data={"token": "wrong"}).status_code == 401
+            page = client.post(f"{url}/login", data={"token": token, "next": "/ui/models"}, follow_redirects=True)
+            assert page.status_code == 200 and "Promote" not in page.text and "Roll back" in page.text
+        assert token not in "".join(x for x in log.read_text().splitlines() if x.startswith("{"))  # not in the log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
