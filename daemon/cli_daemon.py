@@ -78,8 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         await daemon.start()
         if not args.once:
             await daemon.start_api()
-            if daemon.dashboard_url:
-                login = f"; log in with this run's admin token {demo_token}" if demo_token else ""
+            if daemon.dashboard_url and demo_token:  # with a config, the log's `dashboard` event names the URL
+                login = f"; log in with this run's admin token {demo_token}"
                 print(f"ticketd dashboard: {daemon.dashboard_url}{login}", file=sys.stderr, flush=True)
         if args.once:
             try:

@@ -256,7 +256,7 @@ CASES: list[Case] = [
         "check-config exit 2; names file, line, key and the known keys",
         data={"api": {"enabled": False, "colour": "blue"}},
         status=2,
-        culprit=("{file}:{line}: api.colour: unknown key (known: enabled, host",),
+        culprit=("{file}:{line}: api.colour: unknown key (known: dashboard, enabled, host",),
         expect={"line_of": "colour"},
     ),
     Case(
@@ -676,9 +676,9 @@ class RecordingModel(LoadedModel):
         self.texts: list[str] = []
         inner = classifier.predict_texts
 
-        def record(texts: Any, batch_size: int = 1) -> list[dict[str, dict[str, Any]]]:
+        def record(texts: Any, batch_size: int = 1, *, explain: bool = False) -> list[dict[str, dict[str, Any]]]:
             self.texts.extend(texts)
-            return inner(texts, batch_size)
+            return inner(texts, batch_size, explain=explain)
 
         classifier.predict_texts = record  # type: ignore[method-assign]
 

@@ -25,6 +25,7 @@ VOCAB_FILE = "vocab.json"
 ARRAYS_FILE = "arrays.npz"
 CONFIG_FILE = "config.json"
 FEATURE_SETS = ("word", "word+char")
+TOP_WORDS_SHARE = 0.25  # a reason's word pushes at least this share of the strongest one: no filler words
 
 
 def softmax(z: npt.NDArray[Any], axis: int = -1) -> FloatArray:
@@ -67,7 +68,8 @@ class TfidfScorer:
         A feature's push is its TF-IDF value times its coefficient for the class minus its mean
         coefficient over all classes (the softmax only sees differences). Character n-grams are left
         out: they are not words a person recognises. The ranking is exact without them: the vector's
-        norm, which includes them, scales every feature alike. Cheap: no model run, one pass over words.
+        norm, which includes them, scales every feature alike. Words that push less than a quarter of the
+        strongest, and a pair whose words are already listed, are left out. Cheap: no model run.
         """
         known = [f for f in analyze(text, chars=False) if f in self.vocab]
         names = {self.vocab[f]: f for f in known}
@@ -79,7 +81,17 @@ class TfidfScorer:
         weights = self.coef[:, idx].astype(np.float64)
         push = (np.log(tf) + 1.0) * self.idf[idx] * (weights[class_index] - weights.mean(axis=0))
         order = np.argsort(-push, kind="stable")
-        return [names[int(idx[j])].split(":", 1)[1] for j in order[:k] if push[j] > 0]
+        floor = TOP_WORDS_SHARE * float(push[order[0]])
+        words: list[str] = []
+        seen: set[str] = set()
+        for j in order:
+            if len(words) == k or push[j] <= 0 or push[j] < floor:
+                break
+            phrase = names[int(idx[j])].split(":", 1)[1]
+            if seen.isdisjoint(phrase.split()):  # "the invoice" says nothing new after "invoice"
+                words.append(phrase)
+                seen.update(phrase.split())
+        return words
 
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
         """Class probabilities, matching LogisticRegression.predict_proba (multinomial)."""

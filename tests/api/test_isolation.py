@@ -1,4 +1,5 @@
-"""The API process never imports torch: classification is onnxruntime, training a child process."""
+"""The API process never imports torch: classification is onnxruntime, training a child process, the dashboard
+numpy and Jinja2."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ SCRIPT = textwrap.dedent(
         out["job"] = client.get("/api/v1/train/" + job, headers=auth).json()["outcome"]
         out["classify_after"] = client.post("/api/v1/classify", json={"ticket_data": "VPN down"},
                                             headers=auth).json()["model_version"]
+        client.post("/ui/login", data={"token": token})
+        out["ui"] = [client.get("/ui/" + page).status_code for page in ("overview", "quality", "models", "advisor")]
     out["heavy"] = sorted(m for m in ("torch", "transformers") if m in sys.modules)
     print(json.dumps(out))
     """
@@ -60,4 +63,5 @@ def test_api_process_never_imports_torch(tiny_model: Path, sample_csv: Path, tmp
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"classify": 200, "upload": 201, "job": "promoted", "classify_after": "v2", "heavy": []}
+    expected = {"classify": 200, "upload": 201, "job": "promoted", "classify_after": "v2", "ui": [200] * 4}
+    assert result == {**expected, "heavy": []}

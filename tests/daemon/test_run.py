@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-agent-password"
 ZAMMAD_TOKEN = "zammad-reliability-token"
+TARGETS = ["Billing", "Hardware", "Technical Support", "Misc"]  # the fake Znuny's queues ticketd routes into
 SUBJECTS = [
     ("Invoice charged twice", "We were billed twice for March, please refund."),
     ("VPN keeps dropping", "The VPN disconnects every few minutes since the update."),
@@ -52,7 +53,7 @@ def write_config(
     """Every model label routed (threshold 0) into the fake's queues, so each ticket gets exactly one write."""
     queues = json.loads((store / "current" / "queue" / "labels.json").read_text())
     priorities = json.loads((store / "current" / "priority" / "labels.json").read_text())
-    targets = ["Billing", "Hardware", "Technical Support", "Misc"]
+    targets = TARGETS
     config = {
         "model": {"store": str(store)},
         "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},

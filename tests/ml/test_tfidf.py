@@ -103,11 +103,16 @@ def test_top_words_are_the_ticket_words_that_push_toward_the_class() -> None:
     )
     scorer = TfidfScorer(vocab, idf, coef, np.zeros(2, dtype=np.float32))
     text = "the invoice and the printer"
-    assert scorer.top_words(text, 0) == ["invoice", "the invoice"]  # 'the' pushes both alike; chars are not words
+    # 'the' pushes both alike; chars are not words; 'the invoice' adds nothing after 'invoice'
+    assert scorer.top_words(text, 0) == ["invoice"]
     assert scorer.top_words(text, 1) == ["printer"]
     assert scorer.top_words(text, 0, k=1) == ["invoice"]
     assert scorer.top_words("nothing known here", 0) == []
     assert scorer.top_words("invoice invoice printer", 0)[0] == "invoice"
+    vocab2 = {"w:refund": 0, "w:please": 1, "w:charged": 2}
+    coef2 = np.array([[3.0, 0.2, 1.0], [-3.0, -0.2, -1.0]], dtype=np.float32)
+    weak = TfidfScorer(vocab2, np.ones(3, dtype=np.float32), coef2, np.zeros(2, dtype=np.float32))
+    assert weak.top_words("please refund what was charged", 0) == ["refund", "charged"]  # 'please' is filler
 
 
 def test_top_words_of_a_fitted_model_name_the_class(sample_csv: Path) -> None:

@@ -8,7 +8,6 @@ promotes and rolls back through the confirmation page. Each page's screenshot is
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,15 +22,16 @@ import httpx
 import pytest
 import yaml
 
+from tests.api.conftest import linked_store
+from tests.daemon.test_run import PASSWORD, TARGETS, daemon, write_config
 from tests.fakes.http import serve
 from tests.fakes.znuny import FakeZnuny
 from tests.servers import free_port
 from tests.ui.browser import Browser
-from tests.ui.world import ADMIN, READER, linked_store
+from tests.ui.world import ADMIN, READER
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-PASSWORD = "s3cret-agent-password"
 TICKETS = [
     ("Invoice charged twice", "We were billed twice for March, please refund the invoice."),
     ("VPN keeps dropping", "The VPN disconnects every few minutes since the update."),
@@ -42,7 +42,6 @@ TICKETS = [
     ("Refund request", "Please refund the second invoice."),
     ("Server down", "Our server is down since this morning, urgent."),
 ]
-TARGETS = ["Billing", "Hardware", "Technical Support", "Misc"]
 PAGES = {  # page -> (charts it draws, a table or text it must show)
     "overview": (0, "#connectors"),
     "quality": (4, "table.classes"),
@@ -61,39 +60,14 @@ class Live:
 
 
 def _config(tmp_path: Path, znuny_url: str, store: Path, port: int) -> Path:
-    queues = json.loads((store / "current" / "queue" / "labels.json").read_text())
-    priorities = json.loads((store / "current" / "priority" / "labels.json").read_text())
-    config = {
-        "model": {"store": str(store)},
-        "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
-        "retrain": {"enabled": False},
-        "api": {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": [ADMIN], "read_tokens": [READER]},
-        "log": {"level": "info", "json": True},
-        "connectors": [
-            {
-                "type": "znuny",
-                "name": "fake",
-                "url": znuny_url,
-                "user": "agent1",
-                "password": "${TEST_ZNUNY_PASSWORD}",
-                "inbound_queues": ["Raw"],
-                "queues": TARGETS,
-                "routing": {
-                    "poll_interval": 0.2,
-                    "harvest_interval": 0.5,
-                    "jitter": 0,
-                    "labels": {
-                        "queue": {"map": {q: TARGETS[i % 4] for i, q in enumerate(queues)}, "threshold": 0},
-                        "priority": {
-                            "map": {p: ["2 low", "3 normal", "4 high"][i % 3] for i, p in enumerate(priorities)},
-                            "target_precision": 0.9,
-                        },
-                    },
-                },
-            }
-        ],
-    }
-    path = tmp_path / "config.yaml"
+    """test_run's daemon config (every queue routed at threshold 0), with the API, the dashboard's two roles,
+    a priority target the tiny model cannot reach (so its classes are left) and a fast harvest."""
+    path = write_config(tmp_path, znuny_url, store, harvest_interval=0.5)
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": [ADMIN], "read_tokens": [READER]}
+    priority = config["connectors"][0]["routing"]["labels"]["priority"]
+    del priority["threshold"]
+    priority["target_precision"] = 0.9
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
@@ -125,15 +99,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator
         port = free_port()
         config = _config(tmp_path, znuny_url, store, port)
         log = tmp_path / "daemon.log"
-        env = {**os.environ, "TEST_ZNUNY_PASSWORD": PASSWORD, "HF_HUB_OFFLINE": "1"}
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = daemon(config, log=log)
         url = f"http://127.0.0.1:{port}"
         try:
             _wait("every ticket routed", lambda: all(znuny.writes(t) for t in ids))

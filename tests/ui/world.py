@@ -3,7 +3,6 @@ closed tickets and retrain runs, and the connectors' health as `ticketd run` rep
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from daemon.routing import LabelRule
 from daemon.serving import ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
 from daemon.ui.data import DashboardSource
+from tests.api.conftest import linked_store
 
 ADMIN = "admin-token-0123456789"
 READER = "reader-token-0123456789"
@@ -36,16 +36,6 @@ class World:
     @property
     def store(self) -> ModelStore:
         return self.services.store
-
-
-def linked_store(root: Path, model: Path, versions: int) -> Path:
-    """Versions that are symlinks to one trained model; the last is current."""
-    store = ModelStore(root)
-    store.versions_dir.mkdir(parents=True)
-    for n in range(1, versions + 1):
-        os.symlink(model, store.versions_dir / f"v{n}")
-        store.promote(f"v{n}")
-    return root
 
 
 def _decided(tid: str, queue: str, confidence: float, routed: bool, at: datetime, words: list[str]) -> LedgerEntry:
