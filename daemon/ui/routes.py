@@ -231,8 +231,10 @@ async def models_page(request: Request, who: Who, svc: Svc) -> HTMLResponse:
     if svc.dashboard is not None:
         history = await anyio.to_thread.run_sync(svc.dashboard.state.retrain_history)
     served = svc.model.get().version if svc.model.loaded else None
+    done = request.query_params.get("done")
+    has_daemon = svc.dashboard is not None
     return _page(
-        request, "models", who, versions=versions, history=history, served=served, done=request.query_params.get("done")
+        request, "models", who, versions=versions, history=history, served=served, done=done, has_daemon=has_daemon
     )
 
 

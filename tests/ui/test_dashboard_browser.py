@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -124,7 +125,8 @@ def _login(browser: Browser, live: Live, token: str, then: str = "/ui/overview")
     assert "/ui/login" in browser.driver.current_url  # no session: every page leads to the login
     browser.driver.find_element(By.ID, "token").send_keys(token)
     browser.driver.find_element(By.ID, "login").click()
-    _wait("the page after login", lambda: then in browser.driver.current_url, 15)
+    # the path itself: the login page's own URL names the page to go on to (?next=...)
+    _wait("the page after login", lambda: urlsplit(browser.driver.current_url).path == then, 15)
 
 
 def _served(live: Live) -> str:
@@ -152,8 +154,9 @@ def test_every_page_renders_offline_with_its_charts_for_a_read_only_token(browse
         assert len(browser.driver.find_elements(By.CSS_SELECTOR, "[data-chart]")) >= charts
         browser.screenshot(f"dashboard-{page}", full_page=True)
         assert browser.console_errors() == [], page
-    text = browser.driver.find_element(By.TAG_NAME, "body").text
-    assert "Threshold advisor" in text
+    browser.get(f"{live.url}/ui/advisor?target=0.5")  # a target the tiny model's classes can reach
+    assert "Threshold advisor" in browser.driver.find_element(By.TAG_NAME, "body").text
+    browser.screenshot("dashboard-advisor-target-0.5", full_page=True)
     browser.get(f"{live.url}/ui/decisions")
     rows = browser.driver.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
     assert len(rows) == 2 * len(live.ids)  # queue and priority of every ticket
@@ -162,6 +165,8 @@ def test_every_page_renders_offline_with_its_charts_for_a_read_only_token(browse
     assert len(browser.driver.find_elements(By.CSS_SELECTOR, "tr.corrected")) == 2  # the two the agents moved
     links = [a.get_attribute("href") for a in browser.driver.find_elements(By.CSS_SELECTOR, "#decisions a")]
     assert any("AgentTicketZoom" in (href or "") for href in links)
+    browser.get(f"{live.url}/ui/models")
+    assert "No retrain has run yet." in browser.driver.find_element(By.TAG_NAME, "body").text  # not `serve`'s
     browser.get(f"{live.url}/ui/overview")
     assert "fake" in browser.driver.find_element(By.ID, "connectors").text
     urls = browser.requested_urls()
@@ -176,6 +181,7 @@ def test_a_read_only_token_cannot_promote_even_with_a_hand_made_form(browser: Br
     assert not browser.driver.find_elements(By.CSS_SELECTOR, "a.promote")  # no promote button offered
     browser.get(f"{live.url}/ui/models/v1/promote")
     assert "admin token" in browser.driver.find_element(By.ID, "message").text
+    browser.get(f"{live.url}/ui/models")  # a page without a message, so the refusal below is the POST's answer
     csrf = browser.driver.find_element(By.CSS_SELECTOR, "form.inline input[name=csrf]").get_attribute("value")
     browser.driver.execute_script(  # the session's own CSRF value: only the role is wrong
         "const f = document.createElement('form'); f.method = 'post'; f.action = arguments[0];"
@@ -196,11 +202,12 @@ def test_login_logout_and_a_wrong_token(browser: Browser, live: Live) -> None:
     browser.get(f"{live.url}/ui/login")
     browser.driver.find_element(By.ID, "token").send_keys("not-a-token")
     browser.driver.find_element(By.ID, "login").click()
-    assert "not valid" in browser.driver.find_element(By.ID, "login-error").text
+    (refusal,) = _wait("the refusal", lambda: browser.driver.find_elements(By.ID, "login-error"), 10)
+    assert "not valid" in refusal.text
     assert browser.driver.get_cookie("ticketd_session") is None
     _login(browser, live, READER)
     browser.driver.find_element(By.ID, "logout").click()
-    _wait("the login page", lambda: "/ui/login" in browser.driver.current_url, 10)
+    _wait("the login page", lambda: urlsplit(browser.driver.current_url).path == "/ui/login", 10)
     assert browser.driver.get_cookie("ticketd_session") is None
     browser.get(f"{live.url}/ui/models")
     assert "/ui/login" in browser.driver.current_url  # logged out: the pages lead to the login again

@@ -62,7 +62,8 @@
         scales: { x: { time: false, range: [-0.5, d.names.length - 0.5] }, y: unit() },
         series: [{ label: "class" }, { label: "coverage", stroke: ACCENT, fill: "rgba(47,93,138,.35)",
                    paths: uPlot.paths.bars({ size: [0.7, 60] }), points: { show: false } }],
-        axes: [{ values: function (u, vals) { return vals.map(function (v) { return d.names[v] || ""; }); } },
+        axes: [{ values: function (u, vals) { return vals.map(function (v) { return d.names[v] || ""; }); },
+                 rotate: -25, size: 80, incrs: [1] },
                { values: pct }],
       }, [xs, d.coverage.map(function (v) { return v == null ? 0 : v; })], el);
     },
