@@ -121,15 +121,16 @@ def build_report(state: AgreementCounts, rules: Mapping[str, Mapping[str, LabelR
         counted = state.agreement_counts(connector, {label: rule.threshold for label, rule in label_rules.items()})
         for label in WRITABLE:
             rule = label_rules[label]
-            report = _label_report(connector, label, rule, counted[label])
+            report = label_report(connector, label, rule, counted[label])
             if report is not None:
                 out.append(report)
     return out
 
 
-def _label_report(
+def label_report(
     connector: str, label: str, rule: LabelRule, counted: list[tuple[str, str, bool, int]]
 ) -> LabelReport | None:
+    """One label's report from its (predicted, final, routed, n) counts; None when nothing has closed."""
     n = agreed = above = agreed_above = 0
     routed: dict[str, int] = {}
     correct: dict[str, int] = {}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from daemon.ml.thresholds import Evidence, fit
-from daemon.report import build_report
+from daemon.report import label_report
 from daemon.routing import WRITABLE, LabelRule
 
 WEEKS = 26  # the agreement chart's span
@@ -112,41 +112,43 @@ def quality(source: DashboardSource, evidence: Mapping[str, Evidence], threshold
     """Per connector and label: weekly agreement, per-class precision and recall, confusion; per head the model's
     reliability and coverage-precision curve with its thresholds marked."""
     rules = source.rules()
-    reports = build_report(source.state, rules)
     since = _today() - timedelta(weeks=WEEKS)
     sections = []
-    for report in reports:
-        rule = rules.get(report.connector, {}).get(report.label, LabelRule())
-        days = source.state.agreement_by_day(report.connector, {report.label: rule.threshold}, since)[report.label]
-        weekly: dict[date, list[int]] = {}
-        for day, predicted, truth, routed, n in days:
-            cell = weekly.setdefault(_week(day), [0, 0, 0, 0])  # compared, agreed, routed, routed right
-            ok = rule.target(predicted) == truth
-            cell[0] += n
-            cell[1] += n if ok else 0
-            cell[2] += n if routed else 0
-            cell[3] += n if routed and ok else 0
-        weeks = sorted(weekly)
-        chart = {
-            "x": [datetime(w.year, w.month, w.day, tzinfo=UTC).timestamp() for w in weeks],
-            "agreement": [round(weekly[w][1] / weekly[w][0], 4) for w in weeks],
-            "precision": [round(weekly[w][3] / weekly[w][2], 4) if weekly[w][2] else None for w in weeks],
-            "tickets": [weekly[w][0] for w in weeks],
-        }
-        counts = source.state.agreement_counts(report.connector, {report.label: rule.threshold})[report.label]
-        sections.append(
-            {
-                "report": report,
-                "weekly": chart,
-                "weekly_rows": [
-                    {"week": w.isoformat(), "compared": weekly[w][0], "agreement": weekly[w][1] / weekly[w][0]}
-                    for w in weeks
-                ],
-                "confusion": confusion(counts, rule),
-            }
-        )
-    heads = [{"name": name, **curves(ev, thresholds.get(name))} for name, ev in evidence.items() if name in WRITABLE]
-    return {"sections": sections, "heads": heads}
+    for connector in source.state.ledger_connectors():
+        label_rules = {label: rules.get(connector, {}).get(label, LabelRule()) for label in WRITABLE}
+        fixed = {label: rule.threshold for label, rule in label_rules.items()}
+        counted = source.state.agreement_counts(connector, fixed)  # one query feeds the report and the confusion
+        for label, rule in label_rules.items():
+            report = label_report(connector, label, rule, counted[label])
+            if report is not None:
+                days = source.state.agreement_by_day(connector, {label: rule.threshold}, since)[label]
+                sections.append({"report": report, **_weekly(days, rule), "confusion": confusion(counted[label], rule)})
+    return {"sections": sections, "heads": model_curves(evidence, thresholds)}
+
+
+def model_curves(evidence: Mapping[str, Evidence], thresholds: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per head the reliability and coverage-precision curves (also all `ticketd serve` has to show)."""
+    return [{"name": name, **curves(ev, thresholds.get(name))} for name, ev in evidence.items() if name in WRITABLE]
+
+
+def _weekly(days: list[tuple[date, str, str, bool, int]], rule: LabelRule) -> dict[str, Any]:
+    """Per closing week: agreement, and precision among routed tickets, as the chart's series."""
+    weekly: dict[date, list[int]] = {}
+    for day, predicted, truth, routed, n in days:
+        cell = weekly.setdefault(_week(day), [0, 0, 0, 0])
+        ok = rule.target(predicted) == truth
+        cell[0] += n
+        cell[1] += n if ok else 0
+        cell[2] += n if routed else 0
+        cell[3] += n if routed and ok else 0
+    weeks = sorted(weekly)
+    chart = {
+        "x": [datetime(w.year, w.month, w.day, tzinfo=UTC).timestamp() for w in weeks],
+        "agreement": [round(weekly[w][1] / weekly[w][0], 4) for w in weeks],
+        "precision": [round(weekly[w][3] / weekly[w][2], 4) if weekly[w][2] else None for w in weeks],
+        "tickets": [weekly[w][0] for w in weeks],
+    }
+    return {"weekly": chart}
 
 
 def confusion(counts: list[tuple[str, str, bool, int]], rule: LabelRule) -> dict[str, Any]:
@@ -261,9 +263,10 @@ def decisions(
     by_label = (label or "queue") if routed is not None else None
     rows = source.state.ledger_recent(limit=limit, connector=connector, state=state, label=by_label, routed=routed)
     text_allowed = source.include_ticket_text()
+    all_rules = source.rules()
     out = []
     for entry, final in rows:
-        rules = source.rules().get(entry.connector, {})
+        rules = all_rules.get(entry.connector, {})
         labels = []
         for name in WRITABLE:
             if label and name != label:

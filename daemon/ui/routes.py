@@ -182,10 +182,7 @@ async def overview(request: Request, who: Who, svc: Svc) -> HTMLResponse:
 async def quality(request: Request, who: Who, svc: Svc) -> HTMLResponse:
     evidence, fitted = _evidence(svc)
     if svc.dashboard is None:
-        page: dict[str, Any] = {
-            "sections": [],
-            "heads": [{"name": n, **data.curves(e, fitted.get(n))} for n, e in evidence.items()],
-        }
+        page: dict[str, Any] = {"sections": [], "heads": data.model_curves(evidence, fitted)}
     else:
         page = await anyio.to_thread.run_sync(data.quality, svc.dashboard, evidence, fitted)
     return _page(request, "quality", who, has_daemon=svc.dashboard is not None, **page)

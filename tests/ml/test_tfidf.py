@@ -123,3 +123,8 @@ def test_top_words_of_a_fitted_model_name_the_class(sample_csv: Path) -> None:
     text = next(t for t, q in zip(ds.texts(), queues, strict=True) if q == classes[0])
     words = scorer.top_words(text, 0)
     assert 1 <= len(words) <= 3 and all(w in text.lower() for w in words)
+    # each word, alone as a ticket, moves the class's score above the others' mean by more than no text does
+    empty = scorer.logits([""])[0]
+    for word in words:
+        logits = scorer.logits([word])[0]
+        assert logits[0] - logits.mean() > empty[0] - empty.mean(), word
