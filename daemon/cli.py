@@ -100,7 +100,7 @@ def _add_train(sub: Any) -> None:
         type=float,
         default=DEFAULT_TARGET,
         metavar="P",
-        help="fit each class's routing threshold so its validation precision reaches P by a conservative "
+        help="fit each class's routing threshold so its precision on unseen tickets reaches P by a conservative "
         f"bound; a class that cannot is never routed automatically (default: {DEFAULT_TARGET:g})",
     )
     p.add_argument(

@@ -1,17 +1,19 @@
 """Confidence thresholds for a precision target, per class and global: one rule for training, serving and reports.
 
-A class's threshold is the lowest confidence at which the validation tickets predicted as that class, at or
+A class's threshold is the lowest confidence at which the unseen tickets predicted as that class, at or
 above it, reach the target precision, estimated conservatively: their hits are pooled with PRIOR_TICKETS
 pseudo-tickets at the precision all classes together have at that confidence (an empirical-Bayes posterior
 mean), and at least MIN_SUPPORT of the class's own tickets must be above it. A class with little evidence
 therefore behaves like the pool and cannot be trusted by luck (5 of 5 right where the pool is 60% right is
-an estimated 73%); a class that earns it routes lower, one that errs more routes higher, and one that never
+an estimated 73%), while the pool never lifts a class above its own record (5 of 6 right stays 83% where the
+pool is 98% right); a class that earns it routes lower, one that errs more routes higher, and one that never
 reaches the target has no threshold: it is never routed automatically. The global threshold is the same
 rule on all classes at once: what one fixed threshold fitted for the target would be, the comparison every
 report shows.
 
-The evidence (each validation ticket's predicted class, served confidence and whether it was right) is
-stored with the model, so a different target (the config's, the dashboard's advisor) is one call away.
+The evidence (each unseen ticket's predicted class, served confidence and whether it was right: the
+validation split, or for a TF-IDF-alone head its cross-validated out-of-fold rows) is stored with the
+model, so a different target (the config's, the dashboard's advisor) is one call away.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 DEFAULT_TARGET = 0.9
-MIN_SUPPORT = 5  # a class's own validation tickets at or above its threshold, at least
+MIN_SUPPORT = 5  # a class's own unseen tickets at or above its threshold, at least
 PRIOR_TICKETS = 10.0  # weight of the pooled precision in a class's estimate, in tickets
 
 Array = npt.NDArray[Any]
@@ -67,7 +69,9 @@ def lowest_threshold(
         pool_conf, pool_precision = prior
         # The pool's precision at or above each of this class's confidences (pool_conf is descending).
         at = np.searchsorted(-pool_conf, -conf, side="right") - 1
-        estimate = (hits + PRIOR_TICKETS * pool_precision[np.clip(at, 0, None)]) / (n + PRIOR_TICKETS)
+        shrunk = (hits + PRIOR_TICKETS * pool_precision[np.clip(at, 0, None)]) / (n + PRIOR_TICKETS)
+        # Shrinkage only ever lowers the estimate: a class whose own tickets do worse than the pool is judged by them.
+        estimate = np.minimum(shrunk, estimate)
     ok = np.flatnonzero(cut & (n >= min_support) & (estimate >= target))
     return None if ok.size == 0 else float(conf[ok[-1]])
 

@@ -764,8 +764,14 @@ def _train_label(
     }
     if cal["confidence_map"]["kept"]:
         spec["confidence_map"] = cal["confidence_map"]["map"]
-    # Step 4b: routing thresholds for the precision target, from validation tickets as the served head scores them.
-    evidence = _evidence(classes, combine(logits_val, tfidf_val, weight), cal, y_val)
+    # Step 4b: routing thresholds for the precision target, from tickets as the served head scores them: for
+    # TF-IDF alone every cross-validated row (out of fold, so unseen, and several times the validation split's
+    # evidence per class), otherwise the validation split, the only rows the transformer did not see.
+    if weight >= 1.0:
+        oof_y = np.array([index[v] for v in tfidf["oof_labels"]])
+        evidence = _evidence(classes, combine(None, tfidf["oof"], 1.0), cal, oof_y)
+    else:
+        evidence = _evidence(classes, combine(logits_val, tfidf_val, weight), cal, y_val)
     fitted = thresholds.fit(evidence, opts.target_precision)
     spec["routing"] = {**fitted.to_json(), "evidence": evidence.to_json()}
     export: dict[str, Any] = {}

@@ -122,6 +122,11 @@ def test_tfidf_settings_are_cross_validated_on_a_capped_sample_and_fitted_on_eve
         assert head["tfidf"]["cross_validation"]["rows"] == 80 + 25, label
         assert head["tfidf"]["refit_rows"] == meta["data"]["rows"], label
         assert head["validation"]["rows"] == 25, label
+    # A TF-IDF-alone head's thresholds rest on every out-of-fold row, not the 25 of validation alone.
+    from daemon.ml.classifier import Classifier
+
+    for label, served in Classifier.load(tmp_path / "m").heads.items():
+        assert served.evidence is not None and len(served.evidence.confidence) == 80 + 25, label
 
 
 def test_a_cap_below_the_class_count_stops_before_any_training(sample_csv: Path, tmp_path: Path) -> None:

@@ -49,6 +49,19 @@ def test_a_class_with_little_evidence_is_not_trusted_by_luck() -> None:
     assert fit(_evidence(many, classes), 0.9).per_class["small"] == 0.55
 
 
+def test_a_class_worse_than_the_pool_is_judged_by_its_own_tickets() -> None:
+    classes = ["good", "shaky"]
+    # The pool is 99% right; "shaky" is right on 5 of its 6 tickets (83%).
+    rows = [("good", 0.95 + i / 10000, i % 100 != 0) for i in range(400)] + [("shaky", 0.96, i != 0) for i in range(6)]
+    fitted = fit(_evidence(rows, classes), 0.9)
+    # Shrunk toward the pool it would pass ((5 + 10 * 0.98) / 16 = 0.93); its own 83% does not.
+    assert fitted.per_class["shaky"] is None
+    assert fitted.per_class["good"] is not None
+    # Right on all 6, it is still held to the pool's conservative estimate and passes.
+    better = rows[:400] + [("shaky", 0.96, True)] * 6
+    assert fit(_evidence(better, classes), 0.9).per_class["shaky"] == 0.96
+
+
 def test_per_class_thresholds_route_a_precise_class_lower_and_an_erring_one_higher() -> None:
     rng = np.random.default_rng(0)
     rows = []
@@ -112,3 +125,5 @@ def test_a_trained_head_serves_its_thresholds_for_any_target(tiny_model: Path) -
         assert s is None or (lo is not None and lo <= s)  # a lower target never routes less
     meta = json.loads((tiny_model / "metadata.json").read_text())
     assert meta["heads"]["queue"]["thresholds"]["target"] == 0.9
+    # A head with a transformer part is judged on validation tickets alone: the only ones it did not see.
+    assert len(head.evidence.confidence) == meta["data"]["validation_rows"]

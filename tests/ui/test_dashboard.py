@@ -93,7 +93,7 @@ def test_every_page_shows_its_data_to_a_read_only_viewer(world: World) -> None:
     models = pages["models"].text
     assert "champion" in models.lower() and "0.440" in models and "0.410" in models
     assert "Promote" not in models and "Roll back" not in models  # nothing to press for a read-only viewer
-    assert "of 30 validation tickets routed" in pages["advisor"].text
+    assert "of 30 held-out tickets routed" in pages["advisor"].text
 
 
 def test_decisions_filter_and_show_words_only_where_ticket_text_is_allowed(world: World) -> None:
@@ -113,7 +113,7 @@ def test_the_advisor_fits_thresholds_for_the_chosen_target(world: World) -> None
     strict = c.get("/ui/advisor", params={"target": 0.99}).text
 
     def routed(page: str) -> list[float]:
-        return [float(v) for v in re.findall(r"([\d.]+)% of 30 validation tickets routed", page)]
+        return [float(v) for v in re.findall(r"([\d.]+)% of 30 held-out tickets routed", page)]
 
     assert len(routed(loose)) == 2 and all(a >= b for a, b in zip(routed(loose), routed(strict), strict=True))
     assert sum(routed(loose)) > sum(routed(strict))
