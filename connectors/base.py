@@ -7,7 +7,7 @@ belongs to the daemon's coordinator, which reacts to the error classes in `conne
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from connectors import secrets
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, PushRejected
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,14 @@ class Skipped:
 Outcome = Applied | Skipped
 
 
+@dataclass(frozen=True)
+class Push:
+    """One verified push from the helpdesk: the tickets it names and its delivery id (for logs), if any."""
+
+    ticket_ids: tuple[str, ...]
+    delivery: str | None = None
+
+
 class ConnectorConfig(BaseModel):
     """Base for connector configs: unknown keys rejected, secrets resolved by `connectors.secrets`."""
 
@@ -120,6 +128,8 @@ class Connector(abc.ABC):
     # Labels whose live names the helpdesk cannot list, so they come from this key of the connector's config
     # (Znuny: `queues`, `priorities`): `ticketd check` then names that key, not the label map, when one is missing.
     names_from_config: ClassVar[dict[str, str]] = {}
+    # The connection key whose secret verifies pushes (`read_push`); None where the helpdesk cannot push.
+    push_secret_key: ClassVar[str | None] = None
 
     @classmethod
     @abc.abstractmethod
@@ -150,6 +160,21 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def apply(self, update: TicketUpdate) -> Outcome:
         """Write queue/priority/note; idempotent, and Skipped if the ticket left `expected_queue`."""
+
+    def accepts_push(self) -> bool:
+        """Whether this connector is configured to verify pushes (a webhook secret, an invoker token)."""
+        return False
+
+    def read_push(self, headers: Mapping[str, str], body: bytes) -> Push:
+        """Verify one push request and name its tickets; PushRejected unless it is from the helpdesk.
+
+        `headers` are looked up by lower-case name; a verified body that names no ticket raises ValueError.
+        """
+        raise PushRejected("this connector takes no pushes")
+
+    async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
+        """One ticket by id if it is still new work in an inbound queue (a pushed id); None otherwise."""
+        raise NotImplementedError(f"{self.type_name} cannot fetch one ticket by id")
 
     def ticket_url(self, ticket_id: str) -> str | None:
         """Where an agent opens the ticket in the helpdesk's own UI (the dashboard links it); None if unknown."""

@@ -4,7 +4,8 @@ ConnectorError
 ├── TransientError   the helpdesk is unreachable or failing: retry later with backoff
 ├── AuthError        credentials rejected: stop polling, report not ready
 ├── TicketError      this one ticket cannot be read or written: skip it, keep going
-└── ConfigError      the connector's configuration is invalid (names the key)
+├── ConfigError      the connector's configuration is invalid (names the key)
+└── PushRejected     a push request is not from the helpdesk (no or a wrong signature/token): 401
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class TicketError(ConnectorError):
 
 class ConfigError(ConnectorError):
     """The connector cannot be built from its configuration."""
+
+
+class PushRejected(ConnectorError):
+    """A push request that cannot be shown to come from the helpdesk; its body is not looked at further."""

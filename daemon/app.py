@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.to_thread
 import httpx
 
 from connectors.base import Connector
+from connectors.errors import PushRejected
 from connectors.registry import connector_class
 from daemon import systemd
 from daemon.config import Config, ConnectorEntry, load_config
@@ -22,6 +24,7 @@ from daemon.errors import ConfigError, TicketdError
 from daemon.logging import configure, get_logger
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.push import Inbox, InboxFull, PushResult
 from daemon.retraining import Retraining
 from daemon.routing import label_rules
 from daemon.serving import ModelHolder
@@ -43,6 +46,20 @@ class ConnectorStack:
     coordinator: Coordinator
     pipeline: Pipeline
     client: httpx.AsyncClient  # its own timeouts; closed with the connector
+    inbox: Inbox | None = None  # pushed ids waiting, while `routing.push` is on
+    # Polls and pushed tickets of one connector take turns: one conversation with the helpdesk at a time.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    drain: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True)
+class PushReply:
+    """How `/api/v1/hooks/<connector>` answers one push: the result (metric label), HTTP status and message."""
+
+    result: PushResult | Literal["unknown"]
+    status: int
+    message: str
+    queued: int = 0
 
 
 class Daemon:
@@ -83,6 +100,7 @@ class Daemon:
                 "reason": w.coordinator.reason,
                 "last_success": w.coordinator.last_success.isoformat() if w.coordinator.last_success else None,
                 "last_error": w.coordinator.last_error if w.coordinator.state != "ok" else None,
+                "mode": "push" if w.inbox is not None else "poll",
             }
             for name, w in self.stacks.items()
         }
@@ -103,6 +121,7 @@ class Daemon:
             readiness=self.readiness,
             retraining=self.retraining,
             dashboard=self._dashboard_source(),
+            hooks=self.receive_push,
         )
         self.api = ApiServer(services)
         try:
@@ -198,7 +217,15 @@ class Daemon:
                 metrics=self.metrics,
                 scrub=config.privacy.scrubber().scrub if config.privacy.scrub else None,
             )
-            self.stacks[entry.name] = ConnectorStack(entry, connector, coordinator, pipeline, client)
+            inbox = None
+            if routing.push.enabled:
+                if not connector.accepts_push():
+                    key = connector.push_secret_key
+                    how = f"set connection.{key}" if key else f"the {entry.type} connector takes no pushes"
+                    raise ConfigError(f"connectors.{entry.name}.routing.push.enabled: {how}")
+                inbox = Inbox(routing.push.queue_limit)
+            self.metrics.push_mode.labels(entry.name).set(1 if inbox is not None else 0)
+            self.stacks[entry.name] = ConnectorStack(entry, connector, coordinator, pipeline, client, inbox)
 
     def stopped(self) -> dict[str, tuple[str, str]]:
         """Connectors that stopped (rejected credentials, configuration error): name -> (reason, error)."""
@@ -298,6 +325,12 @@ class Daemon:
         """
         if self._scheduler is not None:
             self._scheduler.pause()
+        drains = [w.drain for w in self.stacks.values() if w.drain is not None]
+        for worker in self.stacks.values():
+            if worker.inbox is not None:
+                worker.inbox.close()  # the ticket in hand finishes; what still waits is left to polling
+        if drains:
+            await asyncio.gather(*drains, return_exceptions=True)
         while self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
         if self._scheduler is not None:
@@ -344,7 +377,8 @@ class Daemon:
         now = datetime.now(UTC)
         for name, worker in self.stacks.items():
             routing = worker.entry.routing
-            for what, seconds in (("poll", routing.poll_interval), ("harvest", routing.harvest_interval)):
+            poll = routing.push.poll_interval if worker.inbox is not None else routing.poll_interval
+            for what, seconds in (("poll", poll), ("harvest", routing.harvest_interval)):
                 scheduler.add_job(
                     self._job,
                     IntervalTrigger(seconds=seconds, jitter=routing.jitter or None),
@@ -372,6 +406,9 @@ class Daemon:
             )
         scheduler.start()
         self._scheduler = scheduler
+        for worker in self.stacks.values():
+            if worker.inbox is not None:
+                worker.drain = asyncio.create_task(self._drain(worker), name=f"push:{worker.entry.name}")
 
     async def _job(self, name: str, what: str) -> None:
         worker = self.stacks.get(name)
@@ -385,7 +422,12 @@ class Daemon:
     def _work(self, worker: ConnectorStack, what: str) -> Callable[[], Awaitable[int]]:
         """A poll, or a harvest followed by the agreement gauges: one job, so one failure policy covers both."""
         if what == "poll":
-            return worker.pipeline.poll
+
+            async def poll() -> int:
+                async with worker.lock:
+                    return await worker.pipeline.poll()
+
+            return poll
 
         async def harvest() -> int:
             harvested = await worker.pipeline.harvest()
@@ -394,6 +436,51 @@ class Daemon:
             return harvested
 
         return harvest
+
+    def receive_push(self, name: str, headers: Mapping[str, str], body: bytes) -> PushReply:
+        """One push request (`POST /api/v1/hooks/<name>`): verified by the connector, its ids queued for routing."""
+        worker = self.stacks.get(name)
+        if worker is None or worker.inbox is None:
+            return PushReply("unknown", 404, f"no connector {name!r} takes pushes (routing.push.enabled)")
+        try:
+            push = worker.connector.read_push(headers, body)
+        except PushRejected as exc:
+            log.warning("push rejected", connector=name, error=str(exc))
+            return self._push_reply(name, PushReply("rejected", 401, str(exc)))
+        except ValueError as exc:
+            return self._push_reply(name, PushReply("invalid", 400, str(exc)))
+        try:
+            offered = worker.inbox.offer(push.ticket_ids)
+        except InboxFull as exc:
+            return self._push_reply(name, PushReply("throttled", 429, f"{exc}; polling will route them"))
+        result: PushResult = "accepted" if offered.queued else "duplicate"
+        log.debug("push received", connector=name, tickets=list(push.ticket_ids), delivery=push.delivery)
+        message = "queued" if offered.queued else "already waiting"
+        return self._push_reply(name, PushReply(result, 202, message, offered.queued))
+
+    def _push_reply(self, name: str, reply: PushReply) -> PushReply:
+        self.metrics.push(name, reply.result)
+        return reply
+
+    async def _drain(self, worker: ConnectorStack) -> None:
+        """Route pushed ids one by one through the connector's pipeline and failure policy."""
+        assert worker.inbox is not None
+        name = worker.entry.name
+        while not self._stopping:
+            item = await worker.inbox.take()
+            if item is None:
+                return
+            ticket_id, received = item
+
+            async def route(tid: str = ticket_id) -> int:
+                async with worker.lock:
+                    return await worker.pipeline.route_pushed(tid)
+
+            # Backing off or failing: the id is dropped here and the next poll routes the ticket.
+            routed = await self._tracked(lambda: worker.coordinator.run(route, "push"))()
+            if routed:
+                self.metrics.pushed_routed(name, time.monotonic() - received)
+            self.metrics.connector_health(name, worker.coordinator.ready, worker.coordinator.failure_class)
 
     async def purge_now(self) -> tuple[int, int]:
         """Retention (`retrain.keep_days`, `state.keep_days`): old training rows go, old ledger details go."""

@@ -88,6 +88,34 @@ class Metrics:
             registry=r,
         )
 
+        self.pushes = Counter(
+            "ticketd_pushes",
+            "Push requests per connector: accepted, duplicate (waiting), rejected (401), invalid, throttled (429)",
+            ["connector", "result"],
+            registry=r,
+        )
+        self.push_latency = Histogram(
+            "ticketd_push_to_writeback_seconds",
+            "From a push's arrival to its ticket's write-back (or shadow record), per connector",
+            ["connector"],
+            buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0),
+            registry=r,
+        )
+        self.push_mode = Gauge(
+            "ticketd_connector_push_mode",
+            "1 while the connector takes pushes (polling slowed to routing.push.poll_interval), 0 while it is polled",
+            ["connector"],
+            registry=r,
+        )
+
+    def push(self, connector: str, result: str) -> None:
+        """One push request answered as `result`."""
+        self.pushes.labels(connector, result).inc()
+
+    def pushed_routed(self, connector: str, seconds: float) -> None:
+        """A pushed ticket was recorded: how long after its push."""
+        self.push_latency.labels(connector).observe(seconds)
+
     def ticket(self, connector: str, decision: str) -> None:
         """One ticket recorded in the ledger as `decision` (applied, skipped, left, failed, shadow)."""
         self.tickets.labels(connector, decision).inc()

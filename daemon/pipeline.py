@@ -212,6 +212,17 @@ class Pipeline:
             self._seen_again.add(ticket.id)
             self.log.info("ticket already in the ledger; not routed again", ticket_id=ticket.id, number=ticket.number)
 
+    async def route_pushed(self, ticket_id: str) -> int:
+        """A pushed id: routed now if the ledger does not know it and the helpdesk still has it as new work."""
+        if await self._db(self.state.ledger_get, self.name, ticket_id) is not None:
+            return 0  # a replayed or late push, or a poll got there first
+        if not self.live:
+            await self.refresh_taxonomy()
+        ticket = await self.connector.fetch_ticket(ticket_id)
+        if ticket is None or self._stopping():
+            return 0
+        return await self.process(ticket)
+
     async def process(self, ticket: Ticket) -> int:
         """Route one ticket exactly once; returns 1 if it was new to the ledger."""
         if await self._db(self.state.ledger_get, self.name, ticket.id) is not None:

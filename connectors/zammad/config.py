@@ -21,6 +21,8 @@ class ZammadConfig(ConnectorConfig):
     new_states: list[str] = Field(default_factory=lambda: ["new"], min_length=1)
     per_page: int = Field(default=100, ge=1, le=200)
     on_behalf_of: str | None = None
+    # The webhook's "signature token" in Zammad: pushes to /api/v1/hooks/<name> must carry its X-Hub-Signature.
+    webhook_secret: SecretStr | None = None
 
     @field_validator("url")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,11 +19,14 @@ from connectors.base import (
     Named,
     Outcome,
     Page,
+    Push,
     Skipped,
+    Ticket,
     TicketUpdate,
+    secret,
     validate_names,
 )
-from connectors.errors import ConfigError, TicketError, TransientError
+from connectors.errors import ConfigError, PushRejected, TicketError, TransientError
 from connectors.zammad.client import ZammadClient
 from connectors.zammad.config import ZammadConfig
 from connectors.zammad.mapping import (
@@ -30,6 +36,7 @@ from connectors.zammad.mapping import (
     parse_time,
     tickets_from_search,
     to_ticket,
+    webhook_ticket_ids,
 )
 
 # Zammad's "after (absolute)" is strict; we ask from a little earlier and drop what the cursor already covers,
@@ -43,6 +50,7 @@ class ZammadConnector(Connector):
 
     type_name = "zammad"
     config_model = ZammadConfig
+    push_secret_key = "webhook_secret"
 
     def __init__(self, config: ZammadConfig, client: httpx.AsyncClient) -> None:
         self._config = config
@@ -78,6 +86,39 @@ class ZammadConnector(Connector):
     async def fetch_closed(self, since: str | None, limit: int) -> Page:
         condition: dict[str, Any] = {"ticket.state_id": {"operator": "is", "value": await self._closed_state_ids()}}
         return await self._page(condition, "close_at", since, limit)
+
+    def accepts_push(self) -> bool:
+        return self._config.webhook_secret is not None
+
+    def read_push(self, headers: Mapping[str, str], body: bytes) -> Push:
+        """A trigger's webhook: `X-Hub-Signature: sha1=<HMAC-SHA1 of the raw body>` keyed by the signature token."""
+        key = secret(self._config.webhook_secret)
+        if not key:
+            raise PushRejected("no webhook_secret configured for this connector")
+        given = headers.get("x-hub-signature", "")
+        wanted = "sha1=" + hmac.new(key.encode(), body, hashlib.sha1).hexdigest()
+        if not hmac.compare_digest(given.encode(), wanted.encode()):
+            raise PushRejected("X-Hub-Signature missing or not signed with the webhook_secret")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise ValueError("the webhook body is not JSON") from None
+        return Push(webhook_ticket_ids(payload), delivery=headers.get("x-zammad-delivery"))
+
+    async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
+        """A pushed ticket, if it is still new (inbound group, new state); None if gone or already handled."""
+        if not ticket_id.isdigit():
+            return None
+        try:
+            row = await self._api.get(f"/tickets/{ticket_id}", {"expand": "true"}, ticket_id=ticket_id)
+            if not isinstance(row, Mapping):
+                raise TransientError(f"zammad GET /api/v1/tickets/{ticket_id}: unexpected response shape")
+            if row.get("group") not in self._config.inbound_groups or row.get("state") not in self._config.new_states:
+                return None
+            articles = await self._api.get(f"/ticket_articles/by_ticket/{ticket_id}", ticket_id=ticket_id)
+        except TicketError:
+            return None  # deleted, or not ours to read: nothing to triage
+        return to_ticket(row, [a for a in articles or [] if isinstance(a, Mapping)])
 
     async def apply(self, update: TicketUpdate) -> Outcome:
         tid = update.ticket_id

@@ -96,3 +96,12 @@ def tickets_from_search(data: Any) -> list[Mapping[str, Any]]:
         by_id = assets.get("Ticket") or {} if isinstance(assets, Mapping) else {}
         return [by_id[str(i)] for i in data.get("tickets") or [] if str(i) in by_id]
     raise ValueError("search response is neither a list nor an object")
+
+
+def webhook_ticket_ids(payload: Any) -> tuple[str, ...]:
+    """The ticket a trigger's webhook is about: Zammad's default payload is `{"ticket": {...}, "article": {...}}`."""
+    ticket = payload.get("ticket") if isinstance(payload, Mapping) else None
+    ref = ticket.get("id") if isinstance(ticket, Mapping) else None
+    if isinstance(ref, bool) or not isinstance(ref, int | str) or not str(ref).isdigit():
+        raise ValueError("the webhook payload has no ticket.id (use the trigger's default payload)")
+    return (str(ref),)

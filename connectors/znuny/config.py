@@ -65,6 +65,9 @@ class ZnunyConfig(ConnectorConfig):
     timezone: str = "UTC"
     note_subject: str = "ticketd"
     routes: RoutesConfig | None = None  # None: probe the web service for a stock layout
+    # The shared token of the TicketCreate invoker (deploy/znuny/): its pushes carry it as the Basic auth password
+    # (the requester's BasicAuth) or in an `X-Ticketd-Token` header (its AdditionalHeaders).
+    push_token: SecretStr | None = None
 
     @field_validator("url")
     @classmethod

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
 
-from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Skipped, Ticket, TicketUpdate
-from connectors.errors import AuthError, ConfigError, TicketError, TransientError
+from connectors.base import (
+    Applied,
+    Connector,
+    ConnectorConfig,
+    Named,
+    Outcome,
+    Page,
+    Push,
+    Skipped,
+    Ticket,
+    TicketUpdate,
+    secret,
+)
+from connectors.errors import AuthError, ConfigError, PushRejected, TicketError, TransientError
 from connectors.znuny.client import ApiError, FaultError, NoAnswer, NoRoute, ZnunyClient
 from connectors.znuny.config import ZnunyConfig
-from connectors.znuny.mapping import TIME_FORMAT, Cursor, shift, to_ticket
+from connectors.znuny.mapping import TIME_FORMAT, Cursor, invoker_ticket_ids, shift, to_ticket
 from connectors.znuny.routes import HOW_TO_ADD, LAYOUTS, Route, Routes
 
 GET_BATCH = 50  # ids per TicketGet, to keep the URL short
@@ -29,6 +45,7 @@ class ZnunyConnector(Connector):
 
     type_name = "znuny"
     config_model = ZnunyConfig
+    push_secret_key = "push_token"
     # Each request stands alone (KeepAlive or not, the pool gives concurrent calls their own connections); the only
     # shared state is the SessionID, and two calls that both find it expired each log in once and go on.
     concurrent_apply = True
@@ -201,6 +218,42 @@ class ZnunyConnector(Connector):
         base = after or Cursor(FLOOR)
         next_cursor = base.after(p for p, _ in pairs).encode() if pairs else cursor
         return Page(tickets, next_cursor, more=more)
+
+    def accepts_push(self) -> bool:
+        return self.config.push_token is not None
+
+    def read_push(self, headers: Mapping[str, str], body: bytes) -> Push:
+        """The TicketCreate invoker's request: the push_token as Basic auth password or `X-Ticketd-Token`."""
+        token = secret(self.config.push_token)
+        if not token:
+            raise PushRejected("no push_token configured for this connector")
+        given = headers.get("x-ticketd-token", "")
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        if not given and scheme.lower() == "basic":
+            try:
+                given = base64.b64decode(value, validate=True).decode().partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                given = ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise PushRejected("no or a wrong push_token (Basic auth password or X-Ticketd-Token)")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise ValueError("the invoker's body is not JSON") from None
+        return Push(invoker_ticket_ids(payload))
+
+    async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
+        """A pushed ticket, if it is still new (an inbound queue, a new state type); None if gone or handled."""
+        if not ticket_id.isdigit():
+            return None
+        try:
+            raws = await self._get_many([ticket_id])
+        except TicketError:
+            return None  # deleted, or not ours to read
+        for raw in raws:
+            if raw.get("Queue") in self.config.inbound_queues and raw.get("StateType") in self.config.new_state_types:
+                return self._ticket(raw)
+        return None
 
     async def fetch_closed(self, since: str | None, limit: int) -> Page:
         """By close time. TicketSearch cannot sort by it, so the window is halved until it fits one page."""

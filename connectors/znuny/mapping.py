@@ -111,3 +111,13 @@ class Cursor:
 
 
 START = Cursor("1970-01-01 00:00:00")
+
+
+def invoker_ticket_ids(payload: Any) -> tuple[str, ...]:
+    """The ticket an invoker's request is about: Ticket::Generic sends `{"Event": {"TicketID"}, "Ticket": {...}}`."""
+    if isinstance(payload, Mapping):
+        for part in (payload.get("Event"), payload.get("Ticket"), payload):
+            ref = part.get("TicketID") if isinstance(part, Mapping) else None
+            if isinstance(ref, int | str) and not isinstance(ref, bool) and str(ref).isdigit():
+                return (str(ref),)
+    raise ValueError("the invoker's body has no Event.TicketID (use the Ticket::Generic invoker)")

@@ -16,7 +16,7 @@ from fastapi_offline import FastAPIOffline
 from daemon import __version__
 from daemon.api import errors
 from daemon.api.limits import BodyLimitMiddleware
-from daemon.api.routes import classify, health, models, train
+from daemon.api.routes import classify, health, hooks, models, train
 from daemon.api.services import Services
 from daemon.logging import get_logger
 
@@ -28,6 +28,7 @@ On-prem ticket triage: upload labelled tickets, train, classify.
 **Auth**: `Authorization: Bearer <token>` with one of the daemon's `api.tokens`. Training, model and upload
 endpoints always need one; classification too unless `api.public_classify: true`. With no tokens configured
 those endpoints answer 403 `auth_not_configured`. `/healthz`, `/readyz` and `/metrics` are open.
+`/api/v1/hooks/{connector}` takes no token: the helpdesk's own signature (Zammad) or shared token (Znuny) is checked.
 
 **Errors** are `{"error": {"code", "message", "details"}}`: 401/403 auth, 404 unknown job/version/path,
 409 conflicts (a training job running, nothing to roll back to, no data uploaded), 413 body over
@@ -63,7 +64,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=services.api.max_body_bytes)
-    for module in (train, classify, models, health):
+    for module in (train, classify, models, health, hooks):
         app.include_router(module.router)
     if services.api.dashboard:
         from daemon.ui import routes as dashboard

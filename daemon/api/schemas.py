@@ -205,3 +205,10 @@ class Readiness(BaseModel):
 
     ready: bool
     details: dict[str, Any]
+
+
+class PushAccepted(BaseModel):
+    """A push taken: its ticket queued for routing now, or already waiting (a retry of the same push)."""
+
+    result: Literal["accepted", "duplicate"]
+    queued: int = Field(description="ticket ids newly queued by this push")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,9 +17,12 @@ from daemon.retraining import Retraining
 from daemon.serving import ModelHolder
 
 if TYPE_CHECKING:
+    from daemon.app import PushReply
     from daemon.ui.data import DashboardSource
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+# `ticketd run`'s Daemon.receive_push: (connector, headers, raw body) -> reply; None under `ticketd serve`.
+Hooks = Callable[[str, Mapping[str, str], bytes], "PushReply"]
 
 
 def model_readiness(model: ModelHolder) -> Readiness:
@@ -45,6 +48,7 @@ class Services:
     readiness: Readiness | None = None
     retraining: Retraining = field(default_factory=Retraining)  # `ticketd run` shares its own with the cron
     dashboard: DashboardSource | None = None  # `ticketd run`'s state and connectors for /ui; None under `serve`
+    hooks: Hooks | None = None  # pushes from the helpdesks; None under `serve`
     datasets: DatasetStore = field(init=False)
     jobs: TrainingJobs = field(init=False)
 
@@ -69,6 +73,7 @@ class Services:
         readiness: Readiness | None = None,
         retraining: Retraining | None = None,
         dashboard: DashboardSource | None = None,
+        hooks: Hooks | None = None,
     ) -> Services:
         """Datasets in `<model.store>/datasets`, training files in `<model.store>/retrain` (as the daemon's cron)."""
         holder = model or ModelHolder(config.model.store, threads=config.model.threads)
@@ -83,6 +88,7 @@ class Services:
             readiness=readiness,
             retraining=retraining or Retraining(),
             dashboard=dashboard,
+            hooks=hooks,
         )
 
     def ready(self) -> tuple[bool, dict[str, Any]]:

@@ -71,6 +71,14 @@ def _default_labels() -> dict[str, LabelRouting]:
     return {label: LabelRouting() for label in WRITABLE}
 
 
+class PushSection(_Section):
+    """Pushes from the helpdesk to `/api/v1/hooks/<connector>` (daemon.push); polling stays as the safety net."""
+
+    enabled: bool = False
+    poll_interval: float = Field(default=300.0, gt=0)  # seconds between polls while pushes are on
+    queue_limit: int = Field(default=1000, ge=1)  # pushed ids waiting; a push beyond it gets 429
+
+
 class RoutingSection(_Section):
     """The daemon's per-connector behaviour: which labels it writes, how often it polls, live or shadow."""
 
@@ -85,6 +93,7 @@ class RoutingSection(_Section):
     labels: dict[str, LabelRouting] = Field(default_factory=_default_labels)
     never_route: list[str] = Field(default_factory=list)  # queues (model or helpdesk names) left to people
     note: bool = True
+    push: PushSection = Field(default_factory=PushSection)
 
     @field_validator("labels")
     @classmethod

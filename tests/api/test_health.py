@@ -62,6 +62,7 @@ def test_openapi_and_docs(client: TestClient) -> None:
         "/api/v1/models",
         "/api/v1/models/{version}/promote",
         "/api/v1/models/rollback",
+        "/api/v1/hooks/{connector}",
         "/healthz",
         "/readyz",
         "/metrics",

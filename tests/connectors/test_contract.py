@@ -137,3 +137,19 @@ async def test_unknown_ticket_raises_ticket_error(harness: Harness) -> None:
     conn = await harness.connector()
     with pytest.raises(TicketError):
         await conn.apply(TicketUpdate("999999", expected_queue=harness.inbound, queue=harness.target))
+
+
+async def test_one_ticket_by_id_where_offered(harness: Harness) -> None:
+    """A pushed id: the new ticket itself; None once it left the inbound queue, or for an id nobody has."""
+    tid = harness.add_ticket("Pushed ticket", "The scanner on floor 2 jams on every page.")
+    conn = await harness.connector()
+    if type(conn).fetch_ticket is Connector.fetch_ticket:  # mailboxes wake on IDLE or file events instead
+        with pytest.raises(NotImplementedError):
+            await conn.fetch_ticket(tid)
+        return
+    ticket = await conn.fetch_ticket(tid)
+    assert ticket is not None and ticket.id == tid and ticket.subject == "Pushed ticket"
+    assert "jams on every page" in ticket.body and ticket.queue == harness.inbound
+    assert await conn.fetch_ticket("987654") is None
+    harness.human_move(tid, harness.other)
+    assert await conn.fetch_ticket(tid) is None  # no longer new work: a late push must not route it

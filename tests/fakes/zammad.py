@@ -21,11 +21,19 @@ Facts reproduced (each has a test in tests/connectors/zammad/test_fake_fidelity.
   of tickets on the page, as Zammad's controller counts them (`tickets.count` after limit/offset).
 - `PUT /tickets/{id}` by names or ids, with an optional article, returns the ticket with ids;
   closing sets `close_at`.
+- trigger webhooks (`webhook_request`), as Zammad's TriggerWebhookJob and UserAgent send them: POST with
+  `Content-Type: application/json; charset=utf-8`, `User-Agent: Zammad User Agent`, `X-Zammad-Trigger`
+  (the trigger's name), `X-Zammad-Delivery` (the job id, the same on every retry), and with a signature
+  token `X-Hub-Signature: sha1=<hex HMAC-SHA1 of the raw body>`; the default payload is
+  `{"ticket": {...}, "article": {...}}` (the expanded ticket and the triggering article). A non-2xx answer
+  is retried: 5 attempts in all, the n-th retry n x 10 s after the previous one (`WEBHOOK_RETRY_WAITS`).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -42,6 +50,8 @@ STATE_TYPES = {1: "new", 2: "open", 3: "pending reminder", 4: "pending action", 
 SENDERS = {1: "Agent", 2: "Customer", 3: "System"}
 ARTICLE_TYPES = {1: "email", 5: "phone", 10: "note", 11: "web"}
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+WEBHOOK_ATTEMPTS = 5  # TriggerWebhookJob: retry_on RequestError, attempts: 5
+WEBHOOK_RETRY_WAITS = (10, 20, 30, 40)  # seconds before retry n: executions * 10
 
 
 def ts(value: datetime | None) -> str | None:
@@ -568,6 +578,25 @@ class FakeZammad:
             ),
             "ticket_time_accounting_ids": [],
         }
+
+    def webhook_request(
+        self, ticket_id: int, signature_token: str | None, *, trigger: str = "ticketd", delivery: str | None = None
+    ) -> tuple[dict[str, str], bytes]:
+        """Headers and raw body of the webhook a trigger sends for `ticket_id` (see the module docstring)."""
+        ticket = self._expanded(self.tickets[ticket_id])
+        articles = sorted((a for a in self.articles.values() if a["ticket_id"] == ticket_id), key=lambda a: a["id"])
+        payload = {"ticket": ticket, "article": self._article(articles[-1]) if articles else {}}
+        body = json.dumps(payload).encode()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Zammad User Agent",
+            "X-Zammad-Trigger": trigger,
+            "X-Zammad-Delivery": delivery or secrets.token_hex(18),
+        }
+        if signature_token:
+            digest = hmac.new(signature_token.encode(), body, hashlib.sha1).hexdigest()
+            headers["X-Hub-Signature"] = f"sha1={digest}"
+        return headers, body
 
     def _article(self, article: dict[str, Any]) -> dict[str, Any]:
         return {

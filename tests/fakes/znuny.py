@@ -783,6 +783,24 @@ class FakeZnuny:
             tickets.append(ticket)
         return {"Ticket": [self._ticket_json(t, data) for t in tickets]}
 
+    def invoker_request(
+        self, ticket_id: int, token: str | None, *, via: Literal["basic", "header"] = "basic"
+    ) -> tuple[dict[str, str], bytes]:
+        """Headers and body of the Ticket::Generic invoker's HTTP::REST request on TicketCreate (Znuny 7.1.7).
+
+        Ticket::Generic's PrepareRequest sends `{"Ticket": TicketDeepGet, "Event": the event's data}`; the
+        requester posts it as `application/json; charset=UTF-8`, with BasicAuth (user:password) or an
+        AdditionalHeaders entry. The Ticket part here is TicketGet's, the fields ticketd could read.
+        """
+        ticket = self._ticket_json(self.tickets[ticket_id], {})
+        payload = {"Event": {"Event": "TicketCreate", "TicketID": str(ticket_id)}, "Ticket": ticket}
+        headers = {"Content-Type": "application/json; charset=UTF-8"}
+        if token is not None and via == "basic":
+            headers["Authorization"] = "Basic " + base64.b64encode(f"znuny:{token}".encode()).decode()
+        elif token is not None:
+            headers["X-Ticketd-Token"] = token
+        return headers, json.dumps(payload).encode()
+
     def _ticket_json(self, t: Ticket, opts: Mapping[str, Any]) -> dict[str, Any]:
         state, state_type = STATES[t.state_id]
         out: dict[str, Any] = {

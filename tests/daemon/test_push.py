@@ -1,0 +1,212 @@
+"""Pushes end to end: the daemon's API takes a helpdesk's push and routes the ticket once, for Znuny and Zammad.
+
+Each flavour's push is built as that helpdesk sends it (tests/fakes: Zammad's signed trigger webhook,
+Znuny's Ticket::Generic invoker with BasicAuth), the daemon runs in this process with its scheduler and
+API, and polling is slowed to an hour, so only a push can route a ticket created after the first poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from structlog.testing import capture_logs
+
+from daemon.app import Daemon
+from daemon.config import load_config
+from daemon.errors import ConfigError
+from daemon.push import Inbox, InboxFull
+from tests.daemon.test_run import PASSWORD, ZAMMAD_TOKEN
+from tests.reliability.helpdesks import FLAVOURS, Helpdesk
+
+SECRET = "push-s3cret-value"
+SECRET_KEY = {"znuny": "push_token", "zammad": "webhook_secret"}
+
+
+@dataclass
+class Running:
+    desk: Helpdesk
+    daemon: Daemon
+    api: httpx.AsyncClient
+
+    def request(self, tid: int, secret: str | None = SECRET) -> tuple[dict[str, str], bytes]:
+        """The push the helpdesk sends for a new ticket."""
+        if self.desk.flavour == "zammad":
+            return self.desk.zammad.webhook_request(tid, secret)
+        return self.desk.znuny.invoker_request(tid, secret)
+
+    async def push(self, tid: int, secret: str | None = SECRET) -> httpx.Response:
+        headers, body = self.request(tid, secret)
+        return await self.api.post("/api/v1/hooks/fake", content=body, headers=headers)
+
+    async def routed(self, tids: list[int], timeout: float = 20.0) -> None:
+        """Wait until every ticket left the inbound queue (the daemon wrote it back)."""
+        for _ in range(int(timeout / 0.05)):
+            if all(self.desk.queue_of(t) != self.desk.inbound for t in tids):
+                return
+            await asyncio.sleep(0.05)
+        pytest.fail(f"not routed within {timeout} s: {[t for t in tids if self.desk.queue_of(t) == self.desk.inbound]}")
+
+    async def idle(self) -> None:
+        """The push inbox is empty and no pushed ticket is being routed."""
+        stack = self.daemon.stacks["fake"]
+        for _ in range(400):
+            if stack.inbox is not None and not len(stack.inbox) and not stack.lock.locked():
+                await asyncio.sleep(0.2)
+                if not len(stack.inbox) and not stack.lock.locked():
+                    return
+            await asyncio.sleep(0.05)
+        pytest.fail("the push inbox did not drain")
+
+    def metric(self, line: str) -> float:
+        text = self.daemon.metrics.render()[0].decode()
+        found = [row for row in text.splitlines() if row.startswith(line + " ")]
+        return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(desk: Helpdesk, tmp_path: Path, url: str, store: Path, **push: Any) -> Path:
+    path = desk.config(tmp_path, url, store, push={"enabled": True, "poll_interval": 3600, **push})
+    config = yaml.safe_load(path.read_text())
+    config["connectors"][0][SECRET_KEY[desk.flavour]] = SECRET
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": _port(), "tokens": ["t0ken"]}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(params=FLAVOURS)
+async def running(
+    request: pytest.FixtureRequest, tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Running]:
+    monkeypatch.setenv("TEST_ZNUNY_PASSWORD", PASSWORD)
+    monkeypatch.setenv("TEST_ZAMMAD_TOKEN", ZAMMAD_TOKEN)
+    desk = Helpdesk(request.param)
+    with desk.served() as url:
+        config = load_config(_config(desk, tmp_path, url, store))
+        daemon = Daemon(config)
+        await daemon.start()
+        await daemon.start_api()
+        serving = asyncio.create_task(daemon.serve())
+        assert daemon.api is not None
+        try:
+            for _ in range(400):  # the first poll (at start) is over: from now on only pushes route
+                if daemon.stacks["fake"].coordinator.last_success is not None:
+                    break
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.api.port}", timeout=10) as api:
+                yield Running(desk, daemon, api)
+        finally:
+            daemon.request_stop("test")
+            await asyncio.wait_for(serving, 30)
+
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_a_push_routes_its_ticket_at_once_and_a_replay_writes_nothing(running: Running) -> None:
+    desk = running.desk
+    tids = [desk.add_ticket("VPN keeps dropping", f"The VPN disconnects every few minutes ({i}).") for i in range(3)]
+    answers = [await running.push(t) for t in tids]
+    assert [a.status_code for a in answers] == [202] * 3, answers[0].text
+    assert answers[0].json() == {"result": "accepted", "queued": 1}
+    await running.routed(tids)
+    writes = {t: desk.writes(t) for t in tids}
+    assert all(n >= 1 for n in writes.values())
+    for t in tids:  # the helpdesk retries, or a replay: the same request again
+        assert (await running.push(t)).status_code == 202
+    await running.idle()
+    assert {t: desk.writes(t) for t in tids} == writes
+    assert all(desk.notes(t) == 1 for t in tids)
+    assert running.metric('ticketd_tickets_total{connector="fake",decision="applied"}') == 3
+    assert running.metric('ticketd_pushes_total{connector="fake",result="accepted"}') == 6
+    assert running.metric('ticketd_push_to_writeback_seconds_count{connector="fake"}') == 3
+    assert running.metric('ticketd_connector_push_mode{connector="fake"}') == 1
+    ready = (await running.api.get("/readyz")).json()
+    assert ready["details"]["connectors"]["fake"]["mode"] == "push"
+
+
+async def test_a_forged_or_unsigned_push_is_refused_counted_and_writes_nothing(running: Running) -> None:
+    desk = running.desk
+    tid = desk.add_ticket("Invoice charged twice", "We were billed twice for March.")
+    with capture_logs() as logs:
+        forged = await running.push(tid, secret="guessed-secret")
+        unsigned = await running.push(tid, secret=None)
+    assert (forged.status_code, unsigned.status_code) == (401, 401)
+    assert forged.json()["error"]["code"] == "push_rejected"
+    await asyncio.sleep(0.5)
+    assert desk.queue_of(tid) == desk.inbound and desk.writes(tid) == 0
+    assert running.metric('ticketd_pushes_total{connector="fake",result="rejected"}') == 2
+    rejected = [e for e in logs if e["event"] == "push rejected"]
+    assert len(rejected) == 2 and not any(SECRET in repr(e) or "guessed-secret" in repr(e) for e in logs)
+    unknown = await running.api.post("/api/v1/hooks/nobody", content=b"{}")
+    assert unknown.status_code == 404
+
+
+async def test_a_burst_beyond_the_queue_gets_429_and_polling_routes_every_ticket_once(running: Running) -> None:
+    desk = running.desk
+    stack = running.daemon.stacks["fake"]
+    assert stack.inbox is not None
+    stack.inbox.limit = 3  # a small queue, so a burst of 8 overflows it
+    tids = [desk.add_ticket(f"Password reset {i}", "I cannot reset my password, the link expired.") for i in range(8)]
+    async with stack.lock:  # a poll is talking to the helpdesk: pushed ids wait in the inbox meanwhile
+        answers = [await running.push(tids[0])]
+        for _ in range(200):  # the drain holds the first id, waiting for its turn with the helpdesk
+            if not len(stack.inbox):
+                break
+            await asyncio.sleep(0.01)
+        answers += [await running.push(t) for t in tids[1:]]
+        again = await running.push(tids[1])  # a retry of a push that is still waiting: coalesced
+    assert [a.status_code for a in answers] == [202] * 4 + [429] * 4
+    assert answers[4].headers["Retry-After"] == "30" and answers[4].json()["error"]["code"] == "push_queue_full"
+    assert again.json() == {"result": "duplicate", "queued": 0}
+    await running.routed(tids[:4])
+    await running.idle()
+    assert all(desk.queue_of(t) == desk.inbound for t in tids[4:])  # refused, so far: polling is the safety net
+    await running.daemon.run_once()
+    await running.routed(tids)
+    assert all(desk.notes(t) == 1 for t in tids)
+    assert running.metric('ticketd_tickets_total{connector="fake",decision="applied"}') == 8
+    assert running.metric('ticketd_pushes_total{connector="fake",result="throttled"}') == 4
+
+
+async def test_push_without_the_connectors_secret_is_a_config_error(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ZNUNY_PASSWORD", PASSWORD)
+    desk = Helpdesk("znuny")
+    path = desk.config(tmp_path, "http://127.0.0.1:9", store, push={"enabled": True})
+    daemon = Daemon(load_config(path))
+    with pytest.raises(ConfigError, match=r"connectors\.fake\.routing\.push\.enabled: set connection\.push_token"):
+        await daemon.start()
+    if daemon.state is not None:
+        daemon.state.close()
+
+
+async def test_the_inbox_coalesces_waiting_ids_and_refuses_what_does_not_fit() -> None:
+    inbox = Inbox(3)
+    assert inbox.offer(["1", "2"]).queued == 2
+    assert (inbox.offer(["2", "2"]).queued, inbox.offer(["2"]).coalesced) == (0, 1)
+    with pytest.raises(InboxFull):
+        inbox.offer(["3", "4"])  # both or neither: a push is answered as one
+    assert len(inbox) == 2
+    first = await inbox.take()
+    assert first is not None and first[0] == "1"
+    inbox.close()
+    assert await inbox.take() is None
