@@ -89,6 +89,23 @@ class Push:
     delivery: str | None = None
 
 
+class Watch(abc.ABC):
+    """An open wait for new work that the helpdesk signals itself (IMAP IDLE, file-system events).
+
+    The daemon owns the loop: it calls `wait` again and again and polls when it returns True. A watch
+    never sleeps longer than it is asked to, never retries and never fetches tickets; a failure is raised
+    as a connector error (TransientError, AuthError, ConfigError) and the daemon decides what happens next.
+    """
+
+    @abc.abstractmethod
+    async def wait(self, timeout: float) -> bool:
+        """True as soon as new work may have arrived (a poll finds it), False after `timeout` seconds without."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """End the watch promptly, also while a `wait` is under way (it then returns False)."""
+
+
 class ConnectorConfig(BaseModel):
     """Base for connector configs: unknown keys rejected, secrets resolved by `connectors.secrets`."""
 
@@ -175,6 +192,17 @@ class Connector(abc.ABC):
     async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
         """One ticket by id if it is still new work in an inbound queue (a pushed id); None otherwise."""
         raise NotImplementedError(f"{self.type_name} cannot fetch one ticket by id")
+
+    def offers_watch(self) -> bool:
+        """Whether this helpdesk can signal new work itself (`watch` is overridden)."""
+        return type(self).watch is not Connector.watch
+
+    async def watch(self) -> Watch | None:
+        """Start waiting for new work in the inbound queue(s); None where the helpdesk cannot signal it.
+
+        Helpdesks that push over HTTP (webhooks, invokers) return None here and use `read_push` instead.
+        """
+        return None
 
     def ticket_url(self, ticket_id: str) -> str | None:
         """Where an agent opens the ticket in the helpdesk's own UI (the dashboard links it); None if unknown."""

@@ -24,7 +24,7 @@ from daemon.errors import ConfigError, TicketdError
 from daemon.logging import configure, get_logger
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
-from daemon.push import Inbox, InboxFull, PushResult
+from daemon.push import Inbox, InboxFull, PushResult, Watcher
 from daemon.retraining import Retraining
 from daemon.routing import label_rules
 from daemon.serving import ModelHolder
@@ -46,10 +46,18 @@ class ConnectorStack:
     coordinator: Coordinator
     pipeline: Pipeline
     client: httpx.AsyncClient  # its own timeouts; closed with the connector
-    inbox: Inbox | None = None  # pushed ids waiting, while `routing.push` is on
+    inbox: Inbox | None = None  # pushed ids waiting, while `routing.push` is on (webhooks, invokers)
+    watcher: Watcher | None = None  # the mailbox's own signal of new mail, while `routing.push` is on
     # Polls and pushed tickets of one connector take turns: one conversation with the helpdesk at a time.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    drain: asyncio.Task[None] | None = None
+    drain: asyncio.Task[None] | None = None  # routes the inbox's ids, or runs the watcher
+    pushing: bool = False  # the helpdesk announces new work now, so polling runs at routing.push.poll_interval
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between polls: slower while the helpdesk announces new work itself."""
+        routing = self.entry.routing
+        return routing.push.poll_interval if self.pushing else routing.poll_interval
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,7 @@ class Daemon:
                 "reason": w.coordinator.reason,
                 "last_success": w.coordinator.last_success.isoformat() if w.coordinator.last_success else None,
                 "last_error": w.coordinator.last_error if w.coordinator.state != "ok" else None,
-                "mode": "push" if w.inbox is not None else "poll",
+                "mode": "push" if w.pushing else "poll",
             }
             for name, w in self.stacks.items()
         }
@@ -217,15 +225,51 @@ class Daemon:
                 metrics=self.metrics,
                 scrub=config.privacy.scrubber().scrub if config.privacy.scrub else None,
             )
-            inbox = None
+            worker = ConnectorStack(entry, connector, coordinator, pipeline, client)
             if routing.push.enabled:
-                if not connector.accepts_push():
+                if connector.accepts_push():
+                    worker.inbox = Inbox(routing.push.queue_limit)
+                    worker.pushing = True
+                elif connector.offers_watch():
+                    worker.watcher = self._watcher(worker)
+                else:
                     key = connector.push_secret_key
                     how = f"set connection.{key}" if key else f"the {entry.type} connector takes no pushes"
                     raise ConfigError(f"connectors.{entry.name}.routing.push.enabled: {how}")
-                inbox = Inbox(routing.push.queue_limit)
-            self.metrics.push_mode.labels(entry.name).set(1 if inbox is not None else 0)
-            self.stacks[entry.name] = ConnectorStack(entry, connector, coordinator, pipeline, client, inbox)
+            self.metrics.push_mode.labels(entry.name).set(int(worker.pushing))
+            self.stacks[entry.name] = worker
+
+    def _watcher(self, worker: ConnectorStack) -> Watcher:
+        """The loop that polls a mailbox when it signals new mail; its failures go through a coordinator too."""
+        name, routing = worker.entry.name, worker.entry.routing
+
+        def mode(pushing: bool) -> None:
+            if pushing == worker.pushing or self._stopping:
+                return
+            worker.pushing = pushing
+            self.metrics.push_mode.labels(name).set(int(pushing))
+            if self._scheduler is not None:
+                from apscheduler.triggers.interval import IntervalTrigger
+
+                trigger = IntervalTrigger(seconds=worker.poll_interval, jitter=routing.jitter or None)
+                self._scheduler.reschedule_job(f"poll:{name}", trigger=trigger)
+            how = "new mail is signalled; polling slowed" if pushing else "the signal of new mail is gone; polling"
+            log.info(
+                f"connector {'in push' if pushing else 'back in poll'} mode: {how}",
+                connector=name,
+                poll_interval=worker.poll_interval,
+            )
+
+        return Watcher(
+            name,
+            worker.connector,
+            policy=Coordinator(
+                name, base_delay=5.0, max_delay=routing.max_backoff, recover_after=routing.recover_after
+            ),
+            poll=lambda: self._job(name, "poll", signalled=True),
+            mode=mode,
+            routed=lambda seconds: self.metrics.pushed_routed(name, seconds),
+        )
 
     def stopped(self) -> dict[str, tuple[str, str]]:
         """Connectors that stopped (rejected credentials, configuration error): name -> (reason, error)."""
@@ -329,6 +373,8 @@ class Daemon:
         for worker in self.stacks.values():
             if worker.inbox is not None:
                 worker.inbox.close()  # the ticket in hand finishes; what still waits is left to polling
+            if worker.watcher is not None:
+                await worker.watcher.stop()
         if drains:
             await asyncio.gather(*drains, return_exceptions=True)
         while self._inflight:
@@ -377,8 +423,7 @@ class Daemon:
         now = datetime.now(UTC)
         for name, worker in self.stacks.items():
             routing = worker.entry.routing
-            poll = routing.push.poll_interval if worker.inbox is not None else routing.poll_interval
-            for what, seconds in (("poll", poll), ("harvest", routing.harvest_interval)):
+            for what, seconds in (("poll", worker.poll_interval), ("harvest", routing.harvest_interval)):
                 scheduler.add_job(
                     self._job,
                     IntervalTrigger(seconds=seconds, jitter=routing.jitter or None),
@@ -409,15 +454,24 @@ class Daemon:
         for worker in self.stacks.values():
             if worker.inbox is not None:
                 worker.drain = asyncio.create_task(self._drain(worker), name=f"push:{worker.entry.name}")
+            elif worker.watcher is not None:
+                worker.drain = asyncio.create_task(worker.watcher.run(), name=f"watch:{worker.entry.name}")
 
-    async def _job(self, name: str, what: str) -> None:
+    async def _job(self, name: str, what: str, *, signalled: bool = False) -> int | None:
+        """One poll or harvest under the connector's failure policy; how many tickets it took, None if it failed.
+
+        `signalled`: the helpdesk just announced new work, which may end a transient backoff early.
+        """
         worker = self.stacks.get(name)
         if worker is None or self._stopping:
-            return
-        result = await self._tracked(lambda: worker.coordinator.run(self._work(worker, what), what))()
+            return None
+        if signalled:
+            worker.coordinator.signalled()
+        result: int | None = await self._tracked(lambda: worker.coordinator.run(self._work(worker, what), what))()
         if result is not None and what == "poll":
             self.metrics.poll_succeeded(name)
         self.metrics.connector_health(name, worker.coordinator.ready, worker.coordinator.failure_class)
+        return result
 
     def _work(self, worker: ConnectorStack, what: str) -> Callable[[], Awaitable[int]]:
         """A poll, or a harvest followed by the agreement gauges: one job, so one failure policy covers both."""
@@ -477,6 +531,7 @@ class Daemon:
                     return await worker.pipeline.route_pushed(tid)
 
             # Backing off or failing: the id is dropped here and the next poll routes the ticket.
+            worker.coordinator.signalled()
             routed = await self._tracked(lambda: worker.coordinator.run(route, "push"))()
             if routed:
                 self.metrics.pushed_routed(name, time.monotonic() - received)

@@ -33,6 +33,7 @@ Health = Literal["ok", "failing", "stopped"]
 StopReason = Literal["credentials rejected", "configuration error"]
 FailureClass = Literal["transient", "credentials", "configuration", "state", "unexpected"]
 UNEXPECTED_BEFORE_NOT_READY = 2  # one odd failure may be a fluke; the second in a row is a broken connector
+SIGNAL_RETRY = 5.0  # seconds: while signals keep coming during an outage, at most one call this often
 
 _WHAT_FAILED = {
     "transient": "connector failing; backing off",
@@ -81,6 +82,7 @@ class Coordinator:
         self.last_error: str | None = None
         self.stop_reason: StopReason | None = None  # while stopped
         self._outage: dict[str, Any] | None = None  # announced and not yet over: since, failed calls
+        self._failed_at = 0.0
         self._healthy_since: float | None = None
 
     @property
@@ -108,6 +110,12 @@ class Coordinator:
     def next_delay(self) -> float:
         """Exponential backoff: base, 2x base, 4x base ... capped at max_delay."""
         return float(min(self.max_delay, self.base_delay * 2 ** max(self.failures - 1, 0)))
+
+    def signalled(self) -> None:
+        """The helpdesk just announced new work (a push, new mail), so it is likely up: a transient backoff
+        ends early, but no sooner than SIGNAL_RETRY seconds after the last failed call."""
+        if self.state == "failing" and self.failure_class == "transient":
+            self.not_before = min(self.not_before, self._failed_at + SIGNAL_RETRY)
 
     async def run(self, job: Callable[[], Awaitable[T]], what: str = "poll") -> T | None:
         """Run `job` unless backing off or stopped; every failure becomes state, never an exception."""
@@ -145,6 +153,7 @@ class Coordinator:
 
     def _failed(self, kind: FailureClass, exc: Exception, what: str) -> None:
         now = self._clock()
+        self._failed_at = now
         self.failures += 1
         delay = self.next_delay()
         if isinstance(exc, TransientError) and exc.retry_after is not None:

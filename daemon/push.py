@@ -1,20 +1,35 @@
-"""Pushed ticket ids (webhooks, invokers) waiting to be routed: one bounded inbox per connector.
+"""New work announced by the helpdesk instead of found by polling: pushed ids, and watched mailboxes.
 
-A push only says "look at ticket N now". The ticket still goes through the connector's pipeline (ledger ->
-classify -> decide -> write back), so a duplicate or replayed push, or one for a ticket a poll already
-routed, writes nothing twice. The inbox is bounded: an id already waiting is coalesced with it, and a push
+Two ways in, one path on: whatever the helpdesk says, the ticket goes through the connector's
+pipeline (ledger -> classify -> decide -> write back), and polling goes on, slower, as the safety net.
+
+Pushes (`Inbox`): Zammad's webhook and Znuny's invoker name ticket ids; a push only says "look at
+ticket N now", so a duplicate or replayed push, or one for a ticket a poll already routed, writes
+nothing twice. The inbox is bounded: an id already waiting is coalesced with it, and a push
 that finds the inbox full is refused (429) without loss, because polling goes on at
 `routing.push.poll_interval` and fetches every new ticket that a push did not route.
+
+Watches (`Watcher`): a mailbox signals new mail itself (IMAP IDLE, file events on a Maildir's new/), so
+the daemon polls the moment it does. The watch fails like any helpdesk call does, under the same failure
+policy (`daemon.coordinator`: logged once, backoff), and while it is down the connector is polled at its
+normal `routing.poll_interval`; a server without IDLE is simply polled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from connectors.base import Connector, Watch
+from daemon.coordinator import Coordinator
+from daemon.logging import get_logger
+
+log = get_logger(__name__)
 
 PushResult = Literal["accepted", "duplicate", "rejected", "invalid", "throttled"]
 
@@ -70,3 +85,82 @@ class Inbox:
         """Stop handing out ids (shutdown, reload); what still waits is left to polling."""
         self._closed = True
         self._wake.set()
+
+
+class Watcher:
+    """Waits on one connector's own signal of new work and polls when it comes; `mode(True)` while it can."""
+
+    WAIT = 30.0  # seconds per wait: how often the loop looks up from a quiet mailbox
+
+    def __init__(
+        self,
+        name: str,
+        connector: Connector,
+        *,
+        policy: Coordinator,
+        poll: Callable[[], Awaitable[int | None]],
+        mode: Callable[[bool], None],
+        routed: Callable[[float], None],
+    ) -> None:
+        self.name = name
+        self._connector = connector
+        self.policy = policy
+        self._poll = poll
+        self._mode = mode
+        self._routed = routed
+        self._watch: Watch | None = None
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        """Until `stop`: open the watch, poll once it is in place, then poll on every signal."""
+        try:
+            while not self._stop.is_set():
+                if self._watch is None and not await self._open():
+                    return
+                if self._watch is None:
+                    continue
+                woke = await self.policy.run(self._watch_wait, "watch")
+                if self.policy.state != "ok":  # broken: polled as usual until it is back
+                    await self._drop()
+                    continue
+                if woke and not self._stop.is_set():
+                    signalled = time.monotonic()
+                    if await self._poll():
+                        self._routed(time.monotonic() - signalled)
+        finally:
+            await self._drop()
+
+    async def _watch_wait(self) -> bool:
+        return await self._watch.wait(self.WAIT) if self._watch is not None else False
+
+    async def _open(self) -> bool:
+        """Try to open the watch; False when there is nothing to wait for (no IDLE, stopped, shutting down)."""
+        watch = await self.policy.run(self._connector.watch, "watch")
+        if watch is not None:
+            if self._stop.is_set():
+                await watch.aclose()
+                return False
+            self._watch = watch
+            self._mode(True)
+            await self._poll()  # what arrived before the watch was in place
+            return True
+        if self.policy.state == "ok":
+            log.info("helpdesk cannot signal new work; polling", connector=self.name)
+            return False
+        if self.policy.state == "stopped":
+            return False
+        with contextlib.suppress(TimeoutError):  # backing off; a stop ends the pause
+            await asyncio.wait_for(self._stop.wait(), max(0.0, self.policy.not_before - time.monotonic()))
+        return not self._stop.is_set()
+
+    async def _drop(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            self._mode(False)
+            await watch.aclose()
+
+    async def stop(self) -> None:
+        """End the loop promptly: a wait under way returns at once."""
+        self._stop.set()
+        if self._watch is not None:
+            await self._watch.aclose()

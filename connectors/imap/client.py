@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -227,14 +227,12 @@ def _login(client: IMAPClient, config: ImapConfig) -> None:
         raise AuthError(f"imap {config.host}: login as {config.user!r} rejected: {reason}") from None
 
 
-def run_session(config: ImapConfig, work: Callable[[Session], T]) -> T:
-    """Connect, log in, run `work`, log out; network and protocol failures become connector errors."""
+@contextlib.contextmanager
+def translated(config: ImapConfig) -> Iterator[None]:
+    """Network and protocol failures inside the block become connector errors naming the server."""
     where = f"imap {config.host}:{config.effective_port}"
-    client: IMAPClient | None = None
     try:
-        client = _connect(config)
-        _login(client, config)
-        return work(Session(client, config))
+        yield
     except ConnectorError:
         raise
     except IMAPClientAbortError as exc:
@@ -247,12 +245,35 @@ def run_session(config: ImapConfig, work: Callable[[Session], T]) -> T:
         raise TransientError(f"{where}: {exc.strerror or type(exc).__name__}") from None
     except IMAPClientError as exc:
         raise TransientError(f"{where}: server refused: {_text(exc)}") from None
-    finally:
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.logout()
-            with contextlib.suppress(Exception):
-                client.shutdown()
+
+
+def close_quietly(client: IMAPClient) -> None:
+    """Log out if the connection still allows it, then close the socket whatever happened."""
+    with contextlib.suppress(Exception):
+        client.logout()
+    with contextlib.suppress(Exception):
+        client.shutdown()
+
+
+def open_client(config: ImapConfig) -> IMAPClient:
+    """A logged-in connection; the caller closes it (`close_quietly`)."""
+    client = _connect(config)
+    try:
+        _login(client, config)
+    except BaseException:
+        close_quietly(client)
+        raise
+    return client
+
+
+def run_session(config: ImapConfig, work: Callable[[Session], T]) -> T:
+    """Connect, log in, run `work`, log out; network and protocol failures become connector errors."""
+    with translated(config):
+        client = open_client(config)
+        try:
+            return work(Session(client, config))
+        finally:
+            close_quietly(client)
 
 
 async def in_session(config: ImapConfig, work: Callable[[Session], T]) -> T:

@@ -21,6 +21,9 @@ class ImapConfig(MailboxConfig):
     password: SecretStr
     timeout: float = Field(default=30.0, gt=0)
     use_move: Literal["auto", "never"] = Field(default="auto", description="never: COPY + \\Deleted + UID EXPUNGE")
+    # With routing.push: IDLE is ended and issued again this often; RFC 2177 lets a server drop an idle
+    # client after 30 minutes, and NAT boxes often forget a silent connection sooner.
+    idle_renew: float = Field(default=600.0, gt=0, le=1740, description="seconds between IDLE renewals")
 
     @model_validator(mode="after")
     def _tls_choice(self) -> ImapConfig:

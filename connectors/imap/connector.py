@@ -20,6 +20,8 @@ Semantics, since IMAP has no tickets:
   dropped; the keyword `$ticketd` marks the mail instead, so people can see ticketd handled it.
 - The priority keyword needs `\\*` in the folder's PERMANENTFLAGS; without it priority is not
   written (a warning is logged) and not reported as changed.
+- `watch` keeps a connection of its own in IDLE on the inbound folder (`connectors.imap.idle`), so
+  the daemon hears of new mail at once; a server without IDLE gets None, and is polled.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import partial
 
+import anyio.to_thread
 import httpx
 import structlog
 
@@ -43,11 +46,12 @@ from connectors._mail.priorities import (
 )
 from connectors._mail.queues import QueueFolders
 from connectors._mail.tickets import mail_ticket, one_per_mail
-from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Ticket, TicketUpdate
+from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Ticket, TicketUpdate, Watch
 from connectors.errors import ConfigError, TicketError
 from connectors.imap import mapping
 from connectors.imap.client import DELETED, Fetched, Folder, FolderMissing, Selected, Session, in_session
 from connectors.imap.config import ImapConfig
+from connectors.imap.idle import IdleWatch
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +170,10 @@ class ImapConnector(Connector):
         tickets = self._tickets(session, selected, page, self.inbound_queue)
         cursor = mapping.encode_cursor({selected.name: [selected.uidvalidity, page[-1] if page else last]})
         return Page(tickets=tickets, cursor=cursor, more=len(uids) > limit)
+
+    async def watch(self) -> Watch | None:
+        """IDLE on the inbound folder over a connection of its own; None when the server lacks IDLE."""
+        return await anyio.to_thread.run_sync(IdleWatch.open, self.config, self._inbound)
 
     async def fetch_closed(self, since: str | None, limit: int) -> Page:
         state = cursors.read("imap", mapping.decode_cursor, since)

@@ -13,6 +13,8 @@ Dovecot and an MTA use at the same time (run ticketd as the mail user):
   keyword format (`connectors.maildir.keywords`), in that same rename. The mail is looked for in
   the expected queue's folder, then in the target (already done: Applied with no changes), then
   anywhere (a person moved it: Skipped, naming where). A note's text cannot be stored in a mail.
+- `watch` reports files landing in the inbound folder's new/ (`connectors.maildir.watch`), so the daemon
+  routes a delivered mail at once instead of at the next poll.
 - Errors: a missing Maildir is a ConfigError; any other OSError (permissions, I/O, a file renamed
   by Dovecot between our scan and our rename) is a TransientError: the coordinator retries later.
 """
@@ -41,12 +43,13 @@ from connectors._mail.priorities import (
 )
 from connectors._mail.queues import QueueFolders
 from connectors._mail.tickets import mail_ticket, one_per_mail
-from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Ticket, TicketUpdate
+from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Ticket, TicketUpdate, Watch
 from connectors.errors import ConfigError, ConnectorError, TicketError, TransientError
 from connectors.maildir import cursor as cursors
 from connectors.maildir import files, folders, keywords
 from connectors.maildir.config import MaildirConfig
 from connectors.maildir.files import Entry
+from connectors.maildir.watch import NewMailWatch
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +130,11 @@ class MaildirConnector(Connector):
             files.scan(path)
 
         await self._run(probe)
+
+    async def watch(self) -> Watch | None:
+        """File events on the inbound folder's new/, where every delivered mail appears."""
+        inbound = await self._run(self._inbound_path)
+        return await NewMailWatch(inbound / "new").start()
 
     async def list_queues(self) -> list[Named]:
         queues = await self._run(self._queues)

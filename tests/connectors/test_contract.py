@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from connectors.base import Applied, Connector, Skipped, TicketUpdate
@@ -153,3 +155,26 @@ async def test_one_ticket_by_id_where_offered(harness: Harness) -> None:
     assert await conn.fetch_ticket("987654") is None
     harness.human_move(tid, harness.other)
     assert await conn.fetch_ticket(tid) is None  # no longer new work: a late push must not route it
+
+
+async def test_a_watch_wakes_on_new_work_where_offered(harness: Harness) -> None:
+    """Mailboxes signal new mail themselves (IDLE, file events); HTTP helpdesks push instead and offer no watch."""
+    conn = await harness.connector()
+    watch = await conn.watch()
+    if type(conn).watch is Connector.watch:
+        assert watch is None
+        return
+    assert watch is not None
+    try:
+        assert await watch.wait(0.5) is False  # nothing arrived: the wait ends at its timeout
+        harness.add_ticket("Watched ticket", "The badge reader at the side door stays red.")
+        assert await watch.wait(10) is True
+        harness.add_ticket("Second watched ticket", "arrived between two waits")
+        await asyncio.sleep(0.5)
+        assert await watch.wait(10) is True  # what arrived while nobody waited is reported by the next wait
+        closing = asyncio.create_task(watch.wait(30))
+        await asyncio.sleep(0.3)
+        await asyncio.wait_for(watch.aclose(), 5)
+        assert await asyncio.wait_for(closing, 5) is False  # closing ends a wait under way at once
+    finally:
+        await watch.aclose()

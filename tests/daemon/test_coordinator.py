@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 
 from connectors.errors import AuthError, ConfigError, TransientError
 from daemon.coordinator import Coordinator
+from daemon.errors import StateError
 
 pytestmark = pytest.mark.anyio
 
@@ -237,3 +238,33 @@ async def test_a_failure_that_changes_its_nature_is_said_again() -> None:
         "connector failing; backing off",
         "state database failing; backing off",
     ]
+
+
+async def test_a_signal_from_the_helpdesk_ends_a_transient_backoff_early_but_not_more_than_every_5_s() -> None:
+    clock = Clock()
+    coord = Coordinator("z", base_delay=3600, clock=clock)
+    job = Flaky(2, TransientError("HTTP 502"))
+    assert await coord.run(job) is None  # fails: an hour of backoff
+    clock.now += 1
+    coord.signalled()  # a push or new mail, one second later: the last failure is too recent
+    assert await coord.run(job) is None and job.calls == 1
+    clock.now += 4
+    coord.signalled()
+    assert await coord.run(job) is None and job.calls == 2  # tried at once, failed again
+    clock.now += 5
+    coord.signalled()
+    assert await coord.run(job) == "ok" and job.calls == 3
+
+
+async def test_a_signal_does_not_lift_a_stop_or_a_state_backoff() -> None:
+    clock = Clock()
+    coord = Coordinator("z", base_delay=3600, clock=clock)
+    await coord.run(Flaky(1, AuthError("401")))
+    clock.now += 60
+    coord.signalled()
+    assert not coord.due()
+    state = Coordinator("s", base_delay=3600, clock=clock)
+    await state.run(Flaky(1, StateError("database is locked")))
+    clock.now += 60
+    state.signalled()
+    assert not state.due()

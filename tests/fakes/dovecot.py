@@ -66,8 +66,9 @@ def _wait_for_greeting(port: int, deadline: float) -> None:
 class Dovecot:
     """One running Dovecot under `root`, plain IMAP on 127.0.0.1:`port`, users from a passwd file."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: str = "") -> None:
         self.root = root
+        self.extra = extra  # more dovecot.conf lines (a capability list, say)
         self.port = free_port()
         self.conf = root / "dovecot.conf"
         self.users = root / "users"
@@ -80,6 +81,7 @@ class Dovecot:
         for sub in ("run", "state", "mail"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         text = TEMPLATE.read_text().replace("@DIR@", str(self.root)).replace("@PORT@", str(self.port))
+        text += self.extra
         if os.geteuid() == 0:
             shutil.chown(self.root / "mail", "nobody", "nogroup")
             # Dovecot's unprivileged processes must be able to reach the tmp dir.
@@ -211,12 +213,21 @@ class FlakyProxy:
         self._fail = 0
         self._lock = threading.Lock()
         self._closed = False
+        self._open: set[socket.socket] = set()
         self._thread = threading.Thread(target=self._serve, name="flaky-proxy", daemon=True)
         self._thread.start()
 
     def fail_next(self, connections: int) -> None:
         with self._lock:
             self._fail += connections
+
+    def cut(self) -> None:
+        """Drop every relayed connection now, as a restarted server or a NAT box would."""
+        with self._lock:
+            conns, self._open = list(self._open), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def _serve(self) -> None:
         while not self._closed:
@@ -242,6 +253,8 @@ class FlakyProxy:
         except OSError:
             client.close()
             return
+        with self._lock:
+            self._open.add(client)
         sel = selectors.DefaultSelector()
         sel.register(client, selectors.EVENT_READ, upstream)
         sel.register(upstream, selectors.EVENT_READ, client)
@@ -255,6 +268,8 @@ class FlakyProxy:
         except OSError:
             return
         finally:
+            with self._lock:
+                self._open.discard(client)
             sel.close()
             client.close()
             upstream.close()
