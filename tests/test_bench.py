@@ -17,7 +17,16 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
-SMOKED = {"classify.py", "end_to_end.py", "privacy.py", "quality.py", "retrain.py", "state.py", "thresholds.py"}
+SMOKED = {
+    "classify.py",
+    "end_to_end.py",
+    "latency.py",
+    "privacy.py",
+    "quality.py",
+    "retrain.py",
+    "state.py",
+    "thresholds.py",
+}
 
 
 def _bench(script: str, *args: str, cwd: Path) -> tuple[str, dict[str, Any]]:
@@ -68,6 +77,25 @@ def test_end_to_end_smoke(tmp_path: Path) -> None:
     assert "daemon / model" in table
     assert summary["n"] == 5 and summary["routed"] + summary["left_unrouted"] == 5
     assert summary["daemon_tickets_per_s"] > 0 and summary["model_tickets_per_s"] > 0
+
+
+def test_latency_smoke(tmp_path: Path) -> None:
+    """Push and poll on the fake Zammad and a Maildir (the real Znuny's start is left to the full run)."""
+    store = tmp_path / "models"
+    cmd = [sys.executable, "-m", "daemon", "train", str(STARTER), "--store", str(store), "--promote", "--tfidf-only"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    args = ["--model", str(store), "--tickets", "4", "--rate", "8", "--poll-interval", "5", "--desks", "zammad,maildir"]
+    table, summary = _bench("latency.py", *args, cwd=tmp_path)
+    assert "| maildir | push | 4 | 0 |" in table and "| zammad (fake) | poll | 4 | 0 |" in table
+    assert summary["lost"] == 0 and set(summary["runs"]) == {
+        "zammad/push",
+        "zammad/poll",
+        "maildir/push",
+        "maildir/poll",
+    }
+    # The next poll comes at least 4.5 s after the tickets (created within 0.5 s of the first poll's end), so
+    # only the push or the file event can have routed every ticket sooner.
+    assert summary["push_p99_s"] < 2.5 and summary["poll_p50_s"] >= 2.5
 
 
 def test_privacy_smoke(sample_csv: Path, tmp_path: Path) -> None:
