@@ -228,6 +228,11 @@ class Daemon:
             worker = ConnectorStack(entry, connector, coordinator, pipeline, client)
             if routing.push.enabled:
                 if connector.accepts_push():
+                    if not config.api.enabled:
+                        raise ConfigError(
+                            f"connectors.{entry.name}.routing.push.enabled: pushes arrive at the API "
+                            f"(POST /api/v1/hooks/{entry.name}); set api.enabled: true"
+                        )
                     worker.inbox = Inbox(routing.push.queue_limit)
                     worker.pushing = True
                 elif connector.offers_watch():

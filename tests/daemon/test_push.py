@@ -199,6 +199,21 @@ async def test_push_without_the_connectors_secret_is_a_config_error(
         daemon.state.close()
 
 
+async def test_push_without_the_api_is_a_config_error_that_names_the_fix(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ZNUNY_PASSWORD", PASSWORD)
+    path = Helpdesk("znuny").config(tmp_path, "http://127.0.0.1:9", store, push={"enabled": True})
+    config = yaml.safe_load(path.read_text())
+    config["connectors"][0]["push_token"] = SECRET  # the api section stays disabled
+    path.write_text(yaml.safe_dump(config))
+    daemon = Daemon(load_config(path))
+    with pytest.raises(ConfigError, match=r"pushes arrive at the API \(POST /api/v1/hooks/fake\); set api\.enabled"):
+        await daemon.start()
+    if daemon.state is not None:
+        daemon.state.close()
+
+
 async def test_the_inbox_coalesces_waiting_ids_and_refuses_what_does_not_fit() -> None:
     inbox = Inbox(3)
     assert inbox.offer(["1", "2"]).queued == 2
