@@ -24,6 +24,7 @@ from daemon.config import load_config
 from daemon.errors import ConfigError
 from daemon.push import Inbox, InboxFull
 from tests.daemon.test_run import PASSWORD, ZAMMAD_TOKEN
+from tests.fakes.zammad_trigger import TriggerWebhook
 from tests.reliability.helpdesks import FLAVOURS, Helpdesk
 
 SECRET = "push-s3cret-value"
@@ -225,3 +226,30 @@ async def test_the_inbox_coalesces_waiting_ids_and_refuses_what_does_not_fit() -
     assert first is not None and first[0] == "1"
     inbox.close()
     assert await inbox.take() is None
+
+
+async def test_zammads_trigger_retries_a_refused_webhook_five_times_with_one_delivery_id(running: Running) -> None:
+    """As Zammad's TriggerWebhookJob does: a refused call (here: signed with another token) is retried."""
+    if running.desk.flavour != "zammad":
+        pytest.skip("Zammad's own trigger")
+    hook = str(running.api.base_url).rstrip("/") + "/api/v1/hooks/fake"
+    wrong = TriggerWebhook(running.desk.zammad, hook, "not-the-secret", wait_scale=0.01)
+    right = TriggerWebhook(running.desk.zammad, hook, SECRET, wait_scale=0.01)
+    try:
+        refused = running.desk.add_ticket("Scanner offline", "The scanner on floor 1 is offline.")
+        wrong.ticket_created(refused)
+        await asyncio.to_thread(wrong.join)
+        assert [a.status for a in wrong.attempts] == [401] * 5
+        assert len({a.delivery for a in wrong.attempts}) == 1
+        assert running.metric('ticketd_pushes_total{connector="fake",result="rejected"}') == 5
+        assert running.desk.queue_of(refused) == running.desk.inbound  # polling waits an hour
+        tid = running.desk.add_ticket("Headset broken", "The left ear of my headset is silent.")
+        right.ticket_created(tid)
+        await running.routed([tid])
+        await asyncio.to_thread(right.join)
+        assert [a.status for a in right.attempts] == [202]
+        await running.idle()
+        assert running.desk.notes(tid) == 1
+    finally:
+        wrong.close()
+        right.close()
