@@ -243,7 +243,13 @@ class ZnunyConnector(Connector):
         return Push(invoker_ticket_ids(payload))
 
     async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
-        """A pushed ticket, if it is still new (an inbound queue, a new state type); None if gone or handled."""
+        """A pushed ticket, if it is still new (an inbound queue, a new state type); None if gone or handled.
+
+        None also while it has no article at all: Znuny raises TicketCreate before the first article is
+        written. Its invokers run at the transaction's end, by then the article is there, but not on every path
+        (TicketCreate with ArticleSend fires pending events before it writes the article), and a push that
+        came that early would classify an empty ticket. Polling routes such a ticket later.
+        """
         if not ticket_id.isdigit():
             return None
         try:
@@ -251,6 +257,8 @@ class ZnunyConnector(Connector):
         except TicketError:
             return None  # deleted, or not ours to read
         for raw in raws:
+            if not raw.get("Article"):
+                return None  # not yet: no article (the push came before it was written)
             if raw.get("Queue") in self.config.inbound_queues and raw.get("StateType") in self.config.new_state_types:
                 return self._ticket(raw)
         return None

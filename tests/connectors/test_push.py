@@ -69,11 +69,13 @@ def test_a_signed_zammad_body_without_a_ticket_id_is_invalid_not_a_crash() -> No
             conn.read_push({"x-hub-signature": signature}, body)
 
 
+@pytest.mark.parametrize("mapped", [True, False], ids=["shipped mapping", "no mapping"])
 @pytest.mark.parametrize("via", ["basic", "header"])
-def test_a_znuny_invoker_request_with_the_token_names_its_ticket(via: str) -> None:
+def test_a_znuny_invoker_request_with_the_token_names_its_ticket(via: str, mapped: bool) -> None:
     fake, conn = _znuny(push_token=SECRET)
     tid = fake.add_customer_ticket("Printer", "offline again")
-    headers, body = fake.invoker_request(tid, SECRET, via="basic" if via == "basic" else "header")
+    headers, body = fake.invoker_request(tid, SECRET, via="basic" if via == "basic" else "header", mapped=mapped)
+    assert (b"Printer" in body) is not mapped  # the shipped definition sends no ticket text
     assert conn.read_push(_lower(headers), body).ticket_ids == (str(tid),)
 
 
@@ -94,3 +96,15 @@ def test_a_connector_without_a_push_secret_takes_no_pushes() -> None:
     assert not conn.accepts_push()
     with pytest.raises(PushRejected):
         conn.read_push(*fake.invoker_request(tid, SECRET))
+
+
+@pytest.mark.anyio
+async def test_a_pushed_znuny_ticket_without_any_article_yet_is_left_to_polling() -> None:
+    """TicketCreate comes before the first article: a push that early must not classify an empty ticket."""
+    fake, conn = _znuny(push_token=SECRET)
+    tid = fake.add_customer_ticket("Printer", "offline again")
+    article = fake.ticket(tid).articles.pop()
+    assert await conn.fetch_ticket(str(tid)) is None
+    fake.ticket(tid).articles.append(article)
+    ticket = await conn.fetch_ticket(str(tid))
+    assert ticket is not None and "offline again" in ticket.body

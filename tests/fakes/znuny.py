@@ -784,22 +784,30 @@ class FakeZnuny:
         return {"Ticket": [self._ticket_json(t, data) for t in tickets]}
 
     def invoker_request(
-        self, ticket_id: int, token: str | None, *, via: Literal["basic", "header"] = "basic"
+        self,
+        ticket_id: int,
+        token: str | None,
+        *,
+        via: Literal["basic", "header"] = "basic",
+        mapped: bool = True,
     ) -> tuple[dict[str, str], bytes]:
-        """Headers and body of the Ticket::Generic invoker's HTTP::REST request on TicketCreate (Znuny 7.1.7).
+        """Headers and body of the TicketCreated invoker's request, as the real Znuny 7.1.7 sends it.
 
-        Ticket::Generic's PrepareRequest sends `{"Ticket": TicketDeepGet, "Event": the event's data}`; the
-        requester posts it as `application/json; charset=UTF-8`, with BasicAuth (user:password) or an
-        AdditionalHeaders entry. The Ticket part here is TicketGet's, the fields ticketd could read.
+        Seen from the real server (tests/daemon/test_znuny_push.py) with deploy/znuny/ticketd-webservice.yml:
+        Ticket::Generic's `{"Ticket": TicketDeepGet, "Event": the event's data}` after the outbound mapping
+        that keeps `Event` only, compact JSON with the TicketID a number, posted by REST::Client as
+        `application/json; charset=UTF-8` with BasicAuth `znuny:<token>` (or an AdditionalHeaders entry).
+        `mapped=False`: an invoker without that mapping, which sends the ticket too (here TicketGet's fields).
         """
-        ticket = self._ticket_json(self.tickets[ticket_id], {})
-        payload = {"Event": {"Event": "TicketCreate", "TicketID": str(ticket_id)}, "Ticket": ticket}
-        headers = {"Content-Type": "application/json; charset=UTF-8"}
+        payload: dict[str, Any] = {"Event": {"Event": "TicketCreate", "TicketID": ticket_id}}
+        if not mapped:
+            payload["Ticket"] = self._ticket_json(self.tickets[ticket_id], {})
+        headers = {"User-Agent": "REST::Client/273", "Content-Type": "application/json; charset=UTF-8"}
         if token is not None and via == "basic":
             headers["Authorization"] = "Basic " + base64.b64encode(f"znuny:{token}".encode()).decode()
         elif token is not None:
             headers["X-Ticketd-Token"] = token
-        return headers, json.dumps(payload).encode()
+        return headers, json.dumps(payload, separators=(",", ":")).encode()
 
     def _ticket_json(self, t: Ticket, opts: Mapping[str, Any]) -> dict[str, Any]:
         state, state_type = STATES[t.state_id]

@@ -100,6 +100,7 @@ class ZnunyServer:
     path_prefix: str = PATH_PREFIX
     timings: dict[str, float] = field(default_factory=dict)
     _apache: subprocess.Popen[bytes] | None = None
+    _daemon: subprocess.Popen[bytes] | None = None
     _pg_started: bool = False
 
     @property
@@ -129,6 +130,22 @@ class ZnunyServer:
             raise ZnunyError(f"znuny.Console.pl {' '.join(args)} failed ({done.returncode}): {output}")
         return done.stdout
 
+    def perl(self, code: str, *args: str, timeout: float = 60) -> str:
+        """Run Perl code with Znuny's libraries as www-data in its home, as its own bin/ scripts do; raise on failure.
+
+        `$Kernel::OM` is set up; `@ARGV` holds args. For what neither REST nor the console can do (e.g. run
+        one invoker the way the scheduler does).
+        """
+        prelude = "use lib '.'; use lib 'Kernel/cpan-lib'; use lib 'Custom'; use Kernel::System::ObjectManager; "
+        prelude += "local $Kernel::OM = Kernel::System::ObjectManager->new(); "
+        command = ["runuser", "-u", ZNUNY_USER, "--", "perl", "-e", prelude + code, *args]
+        done = subprocess.run(
+            command, cwd=self.home, capture_output=True, text=True, timeout=timeout, env=_console_env(), check=False
+        )
+        if done.returncode != 0:
+            raise ZnunyError(f"perl failed ({done.returncode}): {(done.stdout + done.stderr).strip()[-3000:]}")
+        return done.stdout
+
     def psql(self, sql: str) -> str:
         """Run SQL as the znuny database user (for checks a test cannot make through REST)."""
         return _psql(self.pg_port, "znuny", self.db_password, "-d", "znuny", "-A", "-t", "-c", sql, cwd=self.root)
@@ -140,8 +157,41 @@ class ZnunyServer:
             f"--- postgresql.log ---\n{_tail(self.root / 'pg' / 'server.log')}"
         )
 
+    def start_daemon(self) -> None:
+        """Start Znuny's own daemon (bin/znuny.Daemon.pl, as www-data): its scheduler runs asynchronous invokers.
+
+        In the foreground of a process group of its own, so stop_daemon can end it and every module it forked.
+        Its scheduler picks up tasks queued before it started, too.
+        """
+        if self._daemon is not None and self._daemon.poll() is None:
+            return
+        log = (self.root / "daemon.log").open("ab")
+        command = ["runuser", "-u", ZNUNY_USER, "--", "perl", "bin/znuny.Daemon.pl", "start", "--foreground"]
+        self._daemon = subprocess.Popen(
+            command, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, env=_console_env(), start_new_session=True
+        )
+        log.close()
+
+    def stop_daemon(self) -> None:
+        """Stop the daemon started by start_daemon (and the modules it forked); safe to call twice."""
+        daemon, self._daemon = self._daemon, None
+        if daemon is None:
+            return
+        if daemon.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGTERM)  # the daemon stops its modules, then exits
+            try:
+                daemon.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):  # no module may outlive the daemon
+            os.killpg(daemon.pid, signal.SIGKILL)
+
     def stop(self) -> None:
-        """Stop Apache (and its children) and PostgreSQL; safe to call twice."""
+        """Stop Znuny's daemon (if started), Apache (and its children) and PostgreSQL; safe to call twice."""
+        self.stop_daemon()
         apache, self._apache = self._apache, None
         if apache is not None and apache.poll() is None:
             apache.terminate()  # SIGTERM: the prefork parent kills its children and waits for them
@@ -213,7 +263,10 @@ def _config_pm(home: Path, db_password: str, pg_port: int) -> None:
         "    $Self->{'FQDN'} = '127.0.0.1';\n"
         "    $Self->{'CheckMXRecord'} = 0;\n"
         "    $Self->{'CheckEmailAddresses'} = 0;\n"
-        "    $Self->{'OTRSTimeZone'} = 'UTC';\n",
+        "    $Self->{'OTRSTimeZone'} = 'UTC';\n"
+        # A test helpdesk sends no mail: notifications queued by the tests never reach a mailer, even while
+        # Znuny's daemon (start_daemon) runs its every-minute MailQueueSend.
+        "    $Self->{'SendmailModule'} = 'Kernel::System::Email::DoNotSendEmail';\n",
     }
     for old, new in edits.items():
         if old not in text:
