@@ -524,7 +524,7 @@ class Daemon:
     async def _drain(self, worker: ConnectorStack) -> None:
         """Route pushed ids one by one through the connector's pipeline and failure policy."""
         assert worker.inbox is not None
-        name = worker.entry.name
+        name, coordinator = worker.entry.name, worker.coordinator
         while not self._stopping:
             item = await worker.inbox.take()
             if item is None:
@@ -535,9 +535,14 @@ class Daemon:
                 async with worker.lock:
                     return await worker.pipeline.route_pushed(tid)
 
-            # Backing off or failing: the id is dropped here and the next poll routes the ticket.
-            worker.coordinator.signalled()
-            routed = await self._tracked(lambda: worker.coordinator.run(route, "push"))()
+            coordinator.signalled()
+            # During a transient outage the id waits for the next call the policy allows (a push ends the
+            # backoff SIGNAL_RETRY s after the last failure) instead of for the slow poll.
+            while not self._stopping and coordinator.state == "failing" and not coordinator.due():
+                await asyncio.sleep(min(1.0, max(0.05, coordinator.not_before - time.monotonic())))
+            routed = await self._tracked(lambda: coordinator.run(route, "push"))()
+            if routed is None and coordinator.state == "failing" and not self._stopping:
+                worker.inbox.retry(ticket_id, received)  # tried again once the policy allows; a stop leaves it
             if routed:
                 self.metrics.pushed_routed(name, time.monotonic() - received)
             self.metrics.connector_health(name, worker.coordinator.ready, worker.coordinator.failure_class)

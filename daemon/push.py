@@ -70,6 +70,12 @@ class Inbox:
             self._wake.set()
         return Offered(queued=len(new), coalesced=len(ticket_ids) - len(new))
 
+    def retry(self, ticket_id: str, received: float) -> None:
+        """Put back an id whose routing failed, first in line and with its first arrival time."""
+        self._waiting[ticket_id] = min(received, self._waiting.get(ticket_id, received))
+        self._waiting.move_to_end(ticket_id, last=False)
+        self._wake.set()
+
     async def take(self) -> tuple[str, float] | None:
         """The oldest waiting id and when it arrived; None once the inbox is closed."""
         while not self._waiting:

@@ -253,3 +253,15 @@ async def test_zammads_trigger_retries_a_refused_webhook_five_times_with_one_del
     finally:
         wrong.close()
         right.close()
+
+
+async def test_a_push_that_meets_a_failing_helpdesk_is_routed_after_a_short_pause_not_at_the_next_poll(
+    running: Running,
+) -> None:
+    desk = running.desk
+    tid = desk.add_ticket("Docking station", "The docking station does not charge the laptop.")
+    desk.fake.fail_next(1)  # the first call for this push fails (5xx): a transient outage
+    assert (await running.push(tid)).status_code == 202
+    await running.routed([tid], timeout=20)  # SIGNAL_RETRY (5 s) after the failure, not an hour later
+    await running.idle()
+    assert desk.notes(tid) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -14,20 +13,11 @@ from connectors.base import Applied, Page, Skipped, Ticket, TicketUpdate
 from connectors.errors import ConfigError, TicketError, TransientError
 from connectors.imap import ImapConnector
 from tests.connectors.backends.imap import ImapHarness
-from tests.fakes.dovecot import connected, shared_dovecot
+from tests.fakes.dovecot import connected
 
 pytestmark = pytest.mark.anyio
 
 FIXTURES = Path(__file__).with_name("fixtures")
-
-
-@pytest.fixture
-async def h() -> AsyncIterator[ImapHarness]:
-    harness = ImapHarness(shared_dovecot())
-    try:
-        yield harness
-    finally:
-        await harness.aclose()
 
 
 async def drain(fetch: object, cursor: str | None = None, limit: int = 50) -> tuple[list[Ticket], str | None]:

@@ -6,7 +6,6 @@ import asyncio
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from connectors.errors import TransientError
 from connectors.imap import ImapConnector
 from connectors.imap.idle import IdleWatch
 from tests.connectors.backends.imap import ImapHarness
-from tests.fakes.dovecot import Dovecot, shared_dovecot
+from tests.fakes.dovecot import Dovecot
 
 pytestmark = pytest.mark.anyio
 
@@ -26,15 +25,6 @@ NO_IDLE = (
     "LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS "
     "BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE\n"
 )
-
-
-@pytest.fixture
-async def h() -> AsyncIterator[ImapHarness]:
-    harness = ImapHarness(shared_dovecot())
-    try:
-        yield harness
-    finally:
-        await harness.aclose()
 
 
 async def test_idle_is_renewed_before_the_server_times_out_and_still_reports_new_mail(h: ImapHarness) -> None:
