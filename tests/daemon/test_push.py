@@ -265,3 +265,52 @@ async def test_a_push_that_meets_a_failing_helpdesk_is_routed_after_a_short_paus
     await running.routed([tid], timeout=20)  # SIGNAL_RETRY (5 s) after the failure, not an hour later
     await running.idle()
     assert desk.notes(tid) == 1
+
+
+@pytest.mark.parametrize("running", ["zammad"], indirect=True)
+async def test_the_fake_zammads_own_trigger_routes_through_the_hook_and_a_refused_first_call_is_retried(
+    running: Running,
+) -> None:
+    """Zammad's side end to end: the fake's trigger fires on create, its worker POSTs to the daemon's hook.
+
+    The first call of each ticket is refused by the daemon (a token typo the admin then fixes: 401; a full push
+    queue: 429); Zammad's retry 10 s later (scaled to 0.5 s) is accepted and the ticket is routed once.
+    """
+    desk, zammad = running.desk, running.desk.zammad
+    stack = running.daemon.stacks["fake"]
+    assert stack.inbox is not None
+    hook = str(running.api.base_url).rstrip("/") + "/api/v1/hooks/fake"
+    webhook_id, _ = zammad.add_webhook_trigger(hook, "a-typo", groups=[desk.inbound], states=["new"])
+    worker = zammad.webhook_worker.start(wait_scale=0.05)
+    try:
+
+        async def first_try(tid: int) -> None:
+            for _ in range(400):
+                if worker.attempts_for(tid):
+                    return
+                await asyncio.sleep(0.01)
+            pytest.fail("no webhook call")
+
+        typo = desk.add_ticket("Scanner offline", "The scanner on floor 1 is offline.")
+        await first_try(typo)
+        zammad.webhooks[webhook_id]["signature_token"] = SECRET  # the admin fixes the webhook's token
+        await running.routed([typo])
+
+        limit, stack.inbox.limit = stack.inbox.limit, 0  # the push queue is full for the first call
+        busy = desk.add_ticket("Headset broken", "The left ear of my headset is silent.")
+        await first_try(busy)
+        stack.inbox.limit = limit
+        await running.routed([busy])
+        assert await asyncio.to_thread(worker.wait_idle)
+    finally:
+        await asyncio.to_thread(worker.stop)
+    await running.idle()
+    for tid, refused in ((typo, 401), (busy, 429)):
+        attempts = worker.attempts_for(tid)
+        assert [a.status for a in attempts] == [refused, 202], attempts
+        assert len({a.delivery for a in attempts}) == 1
+        assert desk.notes(tid) == 1
+    assert running.metric('ticketd_pushes_total{connector="fake",result="rejected"}') == 1
+    assert running.metric('ticketd_pushes_total{connector="fake",result="throttled"}') == 1
+    assert running.metric('ticketd_pushes_total{connector="fake",result="accepted"}') == 2
+    assert running.metric('ticketd_tickets_total{connector="fake",decision="applied"}') == 2

@@ -2,7 +2,8 @@
 
 The server logic lives in `FakeZammad.handle`, which takes and returns plain data; `transport()` wraps
 it as an `httpx.MockTransport` and `asgi_app()` as an ASGI app, so it can also be served on a port.
-Facts reproduced (each has a test in tests/connectors/zammad/test_fake_fidelity.py):
+Facts reproduced (each has a test in tests/connectors/zammad/test_fake_fidelity.py, the webhook ones in
+test_webhook.py):
 
 - auth by `Authorization: Token token=…` or HTTP Basic; bad basic credentials -> 401
   "Invalid BasicAuth credentials", unknown token -> 401 "Can't find User for Token", no credentials ->
@@ -21,28 +22,64 @@ Facts reproduced (each has a test in tests/connectors/zammad/test_fake_fidelity.
   of tickets on the page, as Zammad's controller counts them (`tickets.count` after limit/offset).
 - `PUT /tickets/{id}` by names or ids, with an optional article, returns the ticket with ids;
   closing sets `close_at`.
-- trigger webhooks (`webhook_request`), as Zammad's TriggerWebhookJob and UserAgent send them: POST with
-  `Content-Type: application/json; charset=utf-8`, `User-Agent: Zammad User Agent`, `X-Zammad-Trigger`
-  (the trigger's name), `X-Zammad-Delivery` (the job id, the same on every retry), and with a signature
-  token `X-Hub-Signature: sha1=<hex HMAC-SHA1 of the raw body>`; the default payload is
-  `{"ticket": {...}, "article": {...}}` (the expanded ticket and the triggering article). A non-2xx answer
-  is retried: 5 attempts in all, the n-th retry n x 10 s after the previous one (`WEBHOOK_RETRY_WAITS`).
+- admin objects: `POST/GET /api/v1/webhooks` (permission `admin.webhook`) and `/api/v1/triggers`
+  (`admin.trigger`) create and list webhooks and triggers as `model_create_render` does: unknown attributes
+  are dropped (`param_cleanup`), the record comes back with its id and 201; a webhook needs a name and an
+  http(s) endpoint with a host, a trigger a unique name, `activator` action|time (default action),
+  `execution_condition_mode` selective|always (default selective) and `perform` `notification.webhook` with a
+  `webhook_id`; invalid values are 422. Conditions are the flat hash (`ticket.action`, `ticket.<attr>_id` with
+  `is`/`is not`); what the fake cannot evaluate is 422 "Invalid object selector conditions", so a shipped
+  definition that passes here uses nothing beyond that. A custom or pre-defined payload is refused (422): only
+  the default payload is modelled.
+
+Trigger webhooks, as Zammad sends them (sources: zammad/zammad app/jobs/trigger_webhook_job.rb,
+app/jobs/trigger_webhook_job/record_payload{,/base,/ticket,/ticket/article}.rb, lib/user_agent.rb,
+app/models/webhook.rb, app/models/trigger.rb, spec/jobs/trigger_webhook_job_spec.rb; zammad-admin-documentation
+manage/webhook.rst, manage/webhook/add.rst, manage/webhook/payload.rst, manage/trigger.rst; details and versions in
+tests/connectors/zammad/fixtures/README.md):
+
+- `webhook_request` is the one place that builds the request: POST with `Content-Type: application/json;
+  charset=utf-8`, `User-Agent: Zammad User Agent`, `X-Zammad-Trigger` (the trigger's name), `X-Zammad-Delivery`
+  (the ActiveJob job id, a UUID, the same on every retry), and with a signature token `X-Hub-Signature:
+  sha1=<hex HMAC-SHA1 of the raw body>` (none without a token). The default payload is
+  `{"ticket": {...}, "article": {...}}`: the ticket's attributes with association names, keys sorted, owner,
+  customer, created_by, updated_by, organization, priority and group replaced by the associated record (users
+  without password/preferences/group data; `{}` when there is none), and the triggering article with its
+  created_by/updated_by records and `accounted_time`. (Zammad's `to_json` is compact; the fake keeps Python's
+  separators, which a receiver cannot tell apart: it must verify the raw bytes it got.)
+- A trigger fires when a ticket is created through the fake (`create_ticket`, after its first article exists)
+  and its conditions match (triggers in name order); each firing enqueues one job. The background worker
+  (`WebhookWorker`, a thread; `fake.webhook_worker.start()`/`stop()` or `with fake.webhook_worker.running():`)
+  runs the jobs. Each execution rebuilds the request from the current ticket, trigger and webhook (a token fixed
+  between retries signs the next try); a webhook that is gone or inactive sends nothing. Success is a 2xx answer
+  only: any other status (3xx, redirects are not followed; 4xx; 5xx) and no answer at all (refused, reset,
+  timeout: connect 4 s, read 30 s) fail the execution, which is retried: 5 executions in all, retry n starting
+  n x 10 s after the failure before it (`WEBHOOK_RETRY_WAITS`, scaled by `wait_scale` in tests), then the
+  job gives up. Every try is recorded in `webhook_worker.attempts` (time, status or error, the request).
+  The fake sends to loopback addresses only; any other host counts as a failed try without a request.
+  `add_webhook_trigger(endpoint, token, groups=…, states=…)` sets up both objects in one call.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import hmac
+import itertools
 import json
 import re
 import secrets
+import threading
+import time
+import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -50,8 +87,12 @@ STATE_TYPES = {1: "new", 2: "open", 3: "pending reminder", 4: "pending action", 
 SENDERS = {1: "Agent", 2: "Customer", 3: "System"}
 ARTICLE_TYPES = {1: "email", 5: "phone", 10: "note", 11: "web"}
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-WEBHOOK_ATTEMPTS = 5  # TriggerWebhookJob: retry_on RequestError, attempts: 5
-WEBHOOK_RETRY_WAITS = (10, 20, 30, 40)  # seconds before retry n: executions * 10
+WEBHOOK_ATTEMPTS = 5  # TriggerWebhookJob: retry_on RequestError, attempts: 5 (executions in all)
+WEBHOOK_RETRY_WAITS = (10, 20, 30, 40)  # seconds before retry n: wait: executions * 10.seconds
+WEBHOOK_TIMEOUT = httpx.Timeout(30.0, connect=4.0)  # UserAgent.post: open_timeout 4, read_timeout 30
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+USER_PAYLOAD_BLACKLIST = {"last_login", "login_failed", "password", "preferences", "group_ids", "groups"}
+TRIGGER_OPERATORS = {"is", "is not"}
 
 
 def ts(value: datetime | None) -> str | None:
@@ -123,6 +164,190 @@ class User:
         }
 
 
+@dataclass(frozen=True)
+class WebhookAttempt:
+    """One try of a trigger's webhook job: what went out and what came back (times are `time.monotonic()`)."""
+
+    ticket_id: int
+    delivery: str
+    attempt: int  # 1 is the first try, WEBHOOK_ATTEMPTS the last
+    fired_at: float  # when the trigger fired (the ticket was created)
+    sent_at: float
+    status: int | None  # the HTTP status; None when no answer came (refused, reset, timeout, not loopback)
+    error: str | None
+    endpoint: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass
+class _Job:
+    """A TriggerWebhookJob in the queue: it holds references (trigger, ticket, article), not the request."""
+
+    trigger_id: int
+    ticket_id: int
+    article_id: int | None
+    delivery: str
+    fired_at: float
+    executions: int = 0
+
+
+class WebhookWorker:
+    """Zammad's background worker for TriggerWebhookJob: one thread that runs queued jobs when they are due.
+
+    Jobs queue up whether or not the worker runs (as they wait in Zammad's job table); `start` runs them,
+    `stop` ends the thread (a request in flight finishes first, bounded by the timeouts) and drops what is
+    left. `wait_scale` shrinks the retry waits for tests; `pickup_delay` adds the time a job waits for a
+    worker before its first try (not modelled unless set).
+    """
+
+    def __init__(self, fake: FakeZammad) -> None:
+        self._fake = fake
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, _Job]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._busy = 0
+        self.wait_scale = 1.0
+        self.pickup_delay = 0.0
+        self.timeout: httpx.Timeout = WEBHOOK_TIMEOUT
+        self.attempts: list[WebhookAttempt] = []
+        self.given_up: list[str] = []  # delivery ids whose last try failed
+        self.dropped: list[str] = []  # delivery ids not sent: trigger or webhook gone, webhook inactive
+
+    # ---- control ------------------------------------------------------------------------------------------
+
+    def start(
+        self, *, wait_scale: float = 1.0, pickup_delay: float = 0.0, timeout: httpx.Timeout | None = None
+    ) -> WebhookWorker:
+        with self._cond:
+            if self._thread is not None:
+                raise RuntimeError("the webhook worker is already running")
+            self.wait_scale, self.pickup_delay = wait_scale, pickup_delay
+            self.timeout = timeout or WEBHOOK_TIMEOUT
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="fake-zammad-webhooks", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 70.0) -> None:
+        """End the thread; raises if it does not end within `timeout` (no thread is left behind silently)."""
+        with self._cond:
+            thread, self._stopping = self._thread, True
+            self._queue.clear()
+            self._cond.notify_all()
+        if thread is None:
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            raise RuntimeError("the fake's webhook worker did not stop")
+        with self._cond:
+            self._thread = None
+            self._queue.clear()  # a retry the last try scheduled
+
+    @contextmanager
+    def running(self, **options: Any) -> Iterator[WebhookWorker]:
+        self.start(**options)
+        try:
+            yield self
+        finally:
+            self.stop()
+
+    def __enter__(self) -> WebhookWorker:
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ---- state for tests ----------------------------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Jobs queued (due or waiting for a retry) or in flight."""
+        with self._cond:
+            return len(self._queue) + self._busy
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until no job is queued or in flight; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def attempts_for(self, ticket_id: int) -> list[WebhookAttempt]:
+        with self._cond:
+            return [a for a in self.attempts if a.ticket_id == ticket_id]
+
+    # ---- the worker ---------------------------------------------------------------------------------------
+
+    def enqueue(self, job: _Job, *, delay: float = 0.0) -> None:
+        with self._cond:
+            heapq.heappush(self._queue, (time.monotonic() + delay, next(self._seq), job))
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and (not self._queue or self._queue[0][0] > time.monotonic()):
+                    self._cond.wait(self._queue[0][0] - time.monotonic() if self._queue else None)
+                if self._stopping:
+                    return
+                _, _, job = heapq.heappop(self._queue)
+                self._busy += 1
+            try:
+                self._execute(job)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def _execute(self, job: _Job) -> None:
+        """One `perform`: look the objects up now, send, and on failure schedule the retry or give up."""
+        job.executions += 1
+        built = self._fake._webhook_job_request(job)
+        if built is None:
+            with self._cond:
+                self.dropped.append(job.delivery)
+            return
+        endpoint, verify, headers, body = built
+        sent_at = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        if (urlsplit(endpoint).hostname or "") not in LOOPBACK:
+            error = "not sent: the fake only talks to loopback addresses"
+        else:
+            try:
+                with httpx.Client(timeout=self.timeout, verify=verify, trust_env=False) as client:
+                    status = client.post(endpoint, content=body, headers=headers).status_code
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+        attempt = WebhookAttempt(
+            job.ticket_id, job.delivery, job.executions, job.fired_at, sent_at, status, error, endpoint, headers, body
+        )
+        with self._cond:  # record and schedule in one step: a test that sees the try also sees its retry
+            self.attempts.append(attempt)
+            if attempt.ok:
+                return
+            if job.executions >= WEBHOOK_ATTEMPTS:
+                self.given_up.append(job.delivery)
+                return
+            wait = WEBHOOK_RETRY_WAITS[job.executions - 1] * self.wait_scale
+            heapq.heappush(self._queue, (time.monotonic() + wait, next(self._seq), job))
+            self._cond.notify_all()
+
+
 class FakeZammad:
     """One Zammad instance in memory; `es` switches Elasticsearch on (query-string search) or off (SQL LIKE)."""
 
@@ -173,6 +398,11 @@ class FakeZammad:
         self._next_ticket = 1
         self._next_article = 1
         self._next_number = 31001
+        # The server thread, the test and the webhook worker all touch this state: one lock around each change.
+        self.lock = threading.RLock()
+        self.webhooks: dict[int, dict[str, Any]] = {}
+        self.triggers: dict[int, dict[str, Any]] = {}
+        self.webhook_worker = WebhookWorker(self)
 
     # ---- state set up by tests ("a human in the browser") -------------------------------------------------
 
@@ -234,7 +464,26 @@ class FakeZammad:
         article_type: str = "email",
         sender: str = "Customer",
     ) -> int:
-        """A customer writes in (email by default); returns the new ticket's id."""
+        """A customer writes in (email by default); returns the new ticket's id. Matching triggers fire."""
+        with self.lock:
+            tid, aid = self._create_ticket(
+                title, body, group, content_type, created_at, priority, state, article_type, sender
+            )
+            self._fire_triggers("create", tid, aid)
+        return tid
+
+    def _create_ticket(
+        self,
+        title: str,
+        body: str,
+        group: str,
+        content_type: str,
+        created_at: datetime | None,
+        priority: str,
+        state: str,
+        article_type: str,
+        sender: str,
+    ) -> tuple[int, int]:
         at = created_at or self.tick()
         tid = self._next_ticket
         self._next_ticket += 1
@@ -269,7 +518,7 @@ class FakeZammad:
             "created_at": ts(at),
             "updated_at": ts(at),
         }
-        self.add_article(
+        aid = self.add_article(
             tid,
             body,
             subject=title,
@@ -280,7 +529,7 @@ class FakeZammad:
             by=self.customer,
             count_write=False,
         )
-        return tid
+        return tid, aid
 
     def add_article(
         self,
@@ -295,6 +544,24 @@ class FakeZammad:
         at: datetime | None = None,
         by: User | None = None,
         count_write: bool = True,
+    ) -> int:
+        with self.lock:
+            return self._add_article(
+                ticket_id, body, subject, content_type, type, sender, internal, at, by, count_write
+            )
+
+    def _add_article(
+        self,
+        ticket_id: int,
+        body: str,
+        subject: str,
+        content_type: str,
+        type: str,
+        sender: str,
+        internal: bool,
+        at: datetime | None,
+        by: User | None,
+        count_write: bool,
     ) -> int:
         ticket = self._ticket(ticket_id)
         at = at or self.tick()
@@ -367,6 +634,171 @@ class FakeZammad:
         """The next `calls` requests get 429 with this Retry-After (seconds or an HTTP date)."""
         self._throttle.extend([retry_after] * calls)
 
+    # ---- webhooks and triggers (Manage > Webhook, Manage > Trigger; POST /api/v1/webhooks, /triggers) ------
+
+    def add_webhook(self, params: dict[str, Any], *, by: User | None = None) -> int:
+        """Create a webhook as `Webhook.create` would from API params; raises HttpError(422) when invalid."""
+        fields: dict[str, Any] = {
+            "name": None,
+            "endpoint": None,
+            "signature_token": None,
+            "ssl_verify": True,
+            "basic_auth_username": None,
+            "basic_auth_password": None,
+            "customized_payload": False,
+            "custom_payload": None,
+            "pre_defined_webhook_type": None,
+            "note": None,
+            "active": True,
+            "preferences": {},
+        }
+        with self.lock:
+            record = self._record(fields, params, by)
+            if not str(record["name"] or "").strip():
+                raise HttpError(422, "Validation failed: Name can't be blank")
+            endpoint = urlsplit(str(record["endpoint"] or ""))
+            if endpoint.scheme not in ("http", "https"):
+                raise HttpError(
+                    422, "Validation failed: The provided endpoint is invalid, no http or https protocol was specified."
+                )
+            if not endpoint.hostname:
+                raise HttpError(422, "Validation failed: The provided endpoint is invalid, no hostname was specified.")
+            if len(str(record["note"] or "")) > 500:
+                raise HttpError(422, "Validation failed: Note is too long (maximum is 500 characters)")
+            if record["customized_payload"] or record["pre_defined_webhook_type"]:
+                raise HttpError(422, "the fake models the default payload only (customized_payload: false)")
+            record["custom_payload"] = None  # reset_custom_payload: kept only while customized
+            record["id"] = len(self.webhooks) + 1
+            self.webhooks[record["id"]] = record
+            return int(record["id"])
+
+    def add_trigger(self, params: dict[str, Any], *, by: User | None = None) -> int:
+        """Create a trigger as `Trigger.create` would from API params; raises HttpError(422) when invalid."""
+        fields: dict[str, Any] = {
+            "name": None,
+            "condition": {},
+            "perform": {},
+            "activator": "action",
+            "execution_condition_mode": "selective",
+            "disable_notification": True,
+            "localization": None,
+            "timezone": None,
+            "note": None,
+            "active": True,
+        }
+        with self.lock:
+            record = self._record(fields, params, by)
+            name = str(record["name"] or "").strip()
+            if not name:
+                raise HttpError(422, "Validation failed: Name can't be blank")
+            if any(str(t["name"]).lower() == name.lower() for t in self.triggers.values()):
+                raise HttpError(422, "Validation failed: Name has already been taken")
+            if record["activator"] not in ("action", "time"):
+                raise HttpError(422, "Validation failed: Activator is not included in the list")
+            if record["execution_condition_mode"] not in ("selective", "always"):
+                raise HttpError(422, "Validation failed: Execution condition mode is not included in the list")
+            if len(str(record["note"] or "")) > 250:
+                raise HttpError(422, "Validation failed: Note is too long (maximum is 250 characters)")
+            perform = record["perform"]
+            hook = perform.get("notification.webhook") if isinstance(perform, dict) else None
+            if isinstance(hook, dict) and not str(hook.get("webhook_id") or "").strip():
+                raise HttpError(422, "Validation failed: notification.webhook.webhook_id is missing")
+            self._check_condition(record["condition"])
+            record["id"] = len(self.triggers) + 1
+            self.triggers[record["id"]] = record
+            return int(record["id"])
+
+    def add_webhook_trigger(
+        self,
+        endpoint: str,
+        signature_token: str | None,
+        *,
+        name: str = "ticketd",
+        groups: list[str] | None = None,
+        states: list[str] | None = None,
+        active: bool = True,
+    ) -> tuple[int, int]:
+        """A webhook and a trigger that fires it on ticket create (in `groups`, in `states`, if given)."""
+        webhook_id = self.add_webhook(
+            {"name": name, "endpoint": endpoint, "signature_token": signature_token, "active": active}
+        )
+        condition: dict[str, Any] = {"ticket.action": {"operator": "is", "value": "create"}}
+        for attribute, names, table in (("group", groups, self.groups), ("state", states, self.states)):
+            if names is not None:
+                ids = [str(self._id_by_name(table, n, attribute)) for n in names]
+                condition[f"ticket.{attribute}_id"] = {"operator": "is", "value": ids}
+        trigger = {
+            "name": name,
+            "condition": condition,
+            "perform": {"notification.webhook": {"webhook_id": str(webhook_id)}},
+            "active": active,
+        }
+        return webhook_id, self.add_trigger(trigger)
+
+    def _record(self, fields: dict[str, Any], params: dict[str, Any], by: User | None) -> dict[str, Any]:
+        """`param_cleanup`: only the model's attributes, the rest dropped; then the defaults and the stamps."""
+        record = {k: params.get(k, default) for k, default in fields.items()}
+        now = ts(self.tick())
+        uid = (by or self.admin).id
+        return {**record, "updated_by_id": uid, "created_by_id": uid, "created_at": now, "updated_at": now}
+
+    def _check_condition(self, condition: Any) -> None:
+        """What the fake's trigger evaluation understands; anything else is refused, never silently ignored."""
+        invalid = HttpError(422, "Invalid object selector conditions")
+        if not isinstance(condition, dict):
+            raise invalid
+        for attribute, spec in condition.items():
+            if not isinstance(spec, dict) or spec.get("operator") not in TRIGGER_OPERATORS:
+                raise invalid
+            if attribute == "ticket.action":
+                wanted: Any = spec.get("value")
+                if not {str(v) for v in (wanted if isinstance(wanted, list) else [wanted])} <= {"create", "update"}:
+                    raise invalid
+            elif not re.fullmatch(r"ticket\.(group|state|priority)_id", attribute):
+                raise invalid
+
+    def _trigger_matches(self, trigger: dict[str, Any], action: str, ticket: dict[str, Any]) -> bool:
+        """On create every condition is checked (selective and always agree there)."""
+        if not trigger["active"] or trigger["activator"] != "action":
+            return False
+        for attribute, spec in trigger["condition"].items():
+            wanted: Any = spec.get("value")
+            values = {str(v) for v in (wanted if isinstance(wanted, list) else [wanted])}
+            actual = action if attribute == "ticket.action" else str(ticket.get(attribute.removeprefix("ticket.")))
+            if (actual in values) != (spec["operator"] == "is"):
+                return False
+        return True
+
+    def _fire_triggers(self, action: str, ticket_id: int, article_id: int | None) -> None:
+        """Transaction::Trigger: each matching trigger with a webhook enqueues a TriggerWebhookJob."""
+        ticket = self.tickets[ticket_id]
+        fired_at = time.monotonic()
+        for trigger in sorted(self.triggers.values(), key=lambda t: str(t["name"])):
+            hook = trigger["perform"].get("notification.webhook") if isinstance(trigger["perform"], dict) else None
+            if not isinstance(hook, dict) or not self._trigger_matches(trigger, action, ticket):
+                continue
+            job = _Job(int(trigger["id"]), ticket_id, article_id, str(uuid.uuid4()), fired_at)
+            self.webhook_worker.enqueue(job, delay=self.webhook_worker.pickup_delay)
+
+    def _webhook_job_request(self, job: _Job) -> tuple[str, bool, dict[str, str], bytes] | None:
+        """TriggerWebhookJob#perform's lookups: endpoint, ssl_verify and the request, or None to abort."""
+        with self.lock:
+            trigger = self.triggers.get(job.trigger_id)
+            if trigger is None or job.ticket_id not in self.tickets:
+                return None  # discard_on DeserializationError: a record is gone
+            hook = trigger["perform"].get("notification.webhook") or {}
+            webhook = self.webhooks.get(int(str(hook.get("webhook_id") or 0)))
+            if webhook is None or not webhook["active"]:
+                return None  # "Can't find Webhook for ID …": logged, nothing sent, no retry
+            headers, body = self.webhook_request(
+                job.ticket_id,
+                webhook["signature_token"],
+                trigger=str(trigger["name"]),
+                delivery=job.delivery,
+                article_id=job.article_id,
+            )
+            return str(webhook["endpoint"]), bool(webhook["ssl_verify"]), headers, body
+
     # ---- transports ---------------------------------------------------------------------------------------
 
     def transport(self) -> httpx.MockTransport:
@@ -418,6 +850,12 @@ class FakeZammad:
         self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP exchange; raises httpx.ConnectError for an injected dropped connection."""
+        with self.lock:
+            return self._handle(method, path, query_string, headers, body)
+
+    def _handle(
+        self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         query = parse_qs(query_string, keep_blank_values=True)
         parsed: Any = None
         if body:
@@ -534,6 +972,14 @@ class FakeZammad:
             if method == "PUT":
                 self._update(ticket, body if isinstance(body, dict) else {}, user)
                 return 200, self._expanded(ticket) if expand else dict(ticket)
+        if path in ("/api/v1/webhooks", "/api/v1/triggers") and method in ("GET", "POST"):
+            kind = path.rsplit("/", 1)[1]
+            need(f"admin.{kind[:-1]}")
+            table = self.webhooks if kind == "webhooks" else self.triggers
+            if method == "GET":
+                return 200, list(table.values())
+            add = self.add_webhook if kind == "webhooks" else self.add_trigger
+            return 201, table[add(body if isinstance(body, dict) else {}, by=user)]
         if method == "GET" and (m := re.fullmatch(r"/api/v1/ticket_articles/by_ticket/([^/]+)", path)):
             need("ticket.agent")
             ticket = self._ticket(m.group(1))
@@ -580,23 +1026,56 @@ class FakeZammad:
         }
 
     def webhook_request(
-        self, ticket_id: int, signature_token: str | None, *, trigger: str = "ticketd", delivery: str | None = None
+        self,
+        ticket_id: int,
+        signature_token: str | None,
+        *,
+        trigger: str = "ticketd",
+        delivery: str | None = None,
+        article_id: int | None = None,
     ) -> tuple[dict[str, str], bytes]:
-        """Headers and raw body of the webhook a trigger sends for `ticket_id` (see the module docstring)."""
-        ticket = self._expanded(self.tickets[ticket_id])
-        articles = sorted((a for a in self.articles.values() if a["ticket_id"] == ticket_id), key=lambda a: a["id"])
-        payload = {"ticket": ticket, "article": self._article(articles[-1]) if articles else {}}
+        """Headers and raw body of the webhook a trigger sends for `ticket_id` (see the module docstring).
+
+        `article_id` is the article the trigger fired on (default: the ticket's latest); the ticket and the
+        article are read as they are now, as each execution of the job reads them.
+        """
+        with self.lock:
+            ticket = self._expanded(self.tickets[ticket_id])
+            for association, table in (("priority", self.priorities), ("group", self.groups)):
+                ticket[association] = dict(sorted(table[ticket[f"{association}_id"]].items()))
+            for association in ("owner", "customer", "created_by", "updated_by"):
+                ticket[association] = self._user_payload(ticket[f"{association}_id"])
+            ticket["organization"] = {}  # no organization_id in the fake
+            articles = sorted(
+                (a for a in list(self.articles.values()) if a["ticket_id"] == ticket_id), key=lambda a: a["id"]
+            )
+            chosen = next((a for a in articles if a["id"] == article_id), articles[-1] if articles else None)
+            article: dict[str, Any] = {}
+            if chosen is not None:
+                article = self._article(chosen)
+                article["created_by"] = self._user_payload(chosen["created_by_id"])
+                article["updated_by"] = self._user_payload(chosen["updated_by_id"])
+                article["accounted_time"] = 0
+                article = dict(sorted(article.items()))
+            payload = {"ticket": dict(sorted(ticket.items())), "article": article}
         body = json.dumps(payload).encode()
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "Zammad User Agent",
             "X-Zammad-Trigger": trigger,
-            "X-Zammad-Delivery": delivery or secrets.token_hex(18),
+            "X-Zammad-Delivery": delivery or str(uuid.uuid4()),
         }
         if signature_token:
             digest = hmac.new(signature_token.encode(), body, hashlib.sha1).hexdigest()
             headers["X-Hub-Signature"] = f"sha1={digest}"
         return headers, body
+
+    def _user_payload(self, uid: int | None) -> dict[str, Any]:
+        """An associated user in the webhook payload: its attributes without the blacklisted ones."""
+        if uid is None or uid not in self.users:
+            return {}
+        row = {**self.users[uid].json(), "created_at": ts(START - timedelta(days=30)), "out_of_office": False}
+        return dict(sorted((k, v) for k, v in row.items() if k not in USER_PAYLOAD_BLACKLIST))
 
     def _article(self, article: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -638,6 +1117,10 @@ class FakeZammad:
 
     def _change(self, ticket_id: int, changes: dict[str, Any], user: User) -> datetime:
         """Apply attribute changes as Rails would: only real changes write; a close stamps `close_at`."""
+        with self.lock:
+            return self._apply_change(ticket_id, changes, user)
+
+    def _apply_change(self, ticket_id: int, changes: dict[str, Any], user: User) -> datetime:
         ticket = self._ticket(ticket_id)
         real = {k: v for k, v in changes.items() if ticket.get(k) != v}
         at = self.tick()
