@@ -24,7 +24,6 @@ from daemon.config import load_config
 from daemon.errors import ConfigError
 from daemon.push import Inbox, InboxFull
 from tests.daemon.test_run import PASSWORD, ZAMMAD_TOKEN
-from tests.fakes.zammad_trigger import TriggerWebhook
 from tests.reliability.helpdesks import FLAVOURS, Helpdesk
 
 SECRET = "push-s3cret-value"
@@ -232,27 +231,24 @@ async def test_zammads_trigger_retries_a_refused_webhook_five_times_with_one_del
     """As Zammad's TriggerWebhookJob does: a refused call (here: signed with another token) is retried."""
     if running.desk.flavour != "zammad":
         pytest.skip("Zammad's own trigger")
+    zammad, desk = running.desk.zammad, running.desk
     hook = str(running.api.base_url).rstrip("/") + "/api/v1/hooks/fake"
-    wrong = TriggerWebhook(running.desk.zammad, hook, "not-the-secret", wait_scale=0.01)
-    right = TriggerWebhook(running.desk.zammad, hook, SECRET, wait_scale=0.01)
-    try:
-        refused = running.desk.add_ticket("Scanner offline", "The scanner on floor 1 is offline.")
-        wrong.ticket_created(refused)
-        await asyncio.to_thread(wrong.join)
-        assert [a.status for a in wrong.attempts] == [401] * 5
-        assert len({a.delivery for a in wrong.attempts}) == 1
+    webhook_id, _ = zammad.add_webhook_trigger(hook, "not-the-secret", groups=[desk.inbound])
+    with zammad.webhook_worker.running(wait_scale=0.01) as worker:
+        refused = desk.add_ticket("Scanner offline", "The scanner on floor 1 is offline.")
+        assert await asyncio.to_thread(worker.wait_idle, 30)
+        wrong = worker.attempts_for(refused)
+        assert [a.status for a in wrong] == [401] * 5
+        assert len({a.delivery for a in wrong}) == 1
         assert running.metric('ticketd_pushes_total{connector="fake",result="rejected"}') == 5
-        assert running.desk.queue_of(refused) == running.desk.inbound  # polling waits an hour
-        tid = running.desk.add_ticket("Headset broken", "The left ear of my headset is silent.")
-        right.ticket_created(tid)
+        assert desk.queue_of(refused) == desk.inbound  # polling waits an hour
+        zammad.webhooks[webhook_id]["signature_token"] = SECRET  # the admin fixes the token
+        tid = desk.add_ticket("Headset broken", "The left ear of my headset is silent.")
         await running.routed([tid])
-        await asyncio.to_thread(right.join)
-        assert [a.status for a in right.attempts] == [202]
+        assert await asyncio.to_thread(worker.wait_idle, 30)
+        assert [a.status for a in worker.attempts_for(tid)] == [202]
         await running.idle()
-        assert running.desk.notes(tid) == 1
-    finally:
-        wrong.close()
-        right.close()
+        assert desk.notes(tid) == 1
 
 
 async def test_a_push_that_meets_a_failing_helpdesk_is_routed_after_a_short_pause_not_at_the_next_poll(
