@@ -205,16 +205,22 @@ class ZnunyDesk:
         ).fetchall()
         return {r[0] for r in rows}
 
-    def close(self) -> None:
+    def close(self, keep: Path | None = None) -> None:
         self.db.close()
         self.server.stop()
+        if keep is not None:  # Apache's logs, for a run whose daemon log shows dropped connections
+            for name in ("error.log", "access.log"):
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(self.root / "apache" / name, keep / f"znuny-apache-{name}")
         shutil.rmtree(self.root, ignore_errors=True)
 
 
 DESKS = {"zammad": ZammadDesk, "maildir": MaildirDesk, "znuny": ZnunyDesk}
 
 
-def write_config(tmp: Path, desk: Any, store: Path, push: bool, poll_interval: float, port: int) -> Path:
+def write_config(
+    tmp: Path, desk: Any, store: Path, push: bool, poll_interval: float, port: int, log_level: str = "info"
+) -> Path:
     connection = desk.connection(store, f"http://127.0.0.1:{port}")
     labels = connection.pop("labels")
     routing: dict[str, Any] = {"poll_interval": poll_interval, "jitter": 0, "labels": labels, "recover_after": 0}
@@ -225,7 +231,7 @@ def write_config(tmp: Path, desk: Any, store: Path, push: bool, poll_interval: f
         "state": {"url": f"sqlite:///{tmp / 'state.db'}"},
         "retrain": {"enabled": False},
         "api": {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["bench-token"]},
-        "log": {"level": "info", "json": True},
+        "log": {"level": log_level, "json": True},
         "connectors": [{**connection, "name": desk.connector, "routing": routing}],
     }
     path = tmp / "config.yaml"
@@ -259,12 +265,21 @@ def running(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def measure(
-    desk: Any, store: Path, tmp: Path, *, push: bool, n: int, rate: float, poll_interval: float
+    desk: Any,
+    store: Path,
+    tmp: Path,
+    *,
+    push: bool,
+    n: int,
+    rate: float,
+    poll_interval: float,
+    log_level: str = "info",
+    keep_log: Path | None = None,
 ) -> dict[str, Any]:
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     log = tmp / f"daemon-{'push' if push else 'poll'}.log"
-    config = write_config(tmp, desk, store, push, poll_interval, port)
+    config = write_config(tmp, desk, store, push, poll_interval, port, log_level)
     created: dict[str, float] = {}
     done: dict[str, float] = {}
     with running(config, log) as proc:
@@ -302,6 +317,10 @@ def measure(
     if len(latencies) < n:  # say why, from the daemon's own log
         problems = [line for line in log.read_text(errors="replace").splitlines() if '"level": "info"' not in line]
         print(f"# {n - len(latencies)} not routed; daemon log:", *problems[-10:], sep="\n", file=sys.stderr)
+    events = [line for line in log.read_text(errors="replace").splitlines() if "pushed ticket" in line]
+    if keep_log is not None:
+        keep_log.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, keep_log)
     return {
         "tickets": n,
         "routed": len(latencies),
@@ -309,6 +328,9 @@ def measure(
         "p50_s": round(percentile(latencies, 0.5), 3) if latencies else None,
         "p99_s": round(percentile(latencies, 0.99), 3) if latencies else None,
         "max_s": round(max(latencies), 3) if latencies else None,
+        # pushes that came before the ticket was complete (looked at again; counted at log level debug)
+        "early_looks": sum("looking again soon" in line for line in events),
+        "left_to_poll": sum("left to polling" in line for line in events),
     }
 
 
@@ -319,6 +341,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=4.0, help="tickets created per second")
     parser.add_argument("--poll-interval", type=float, default=30.0)
     parser.add_argument("--desks", default="zammad,maildir,znuny")
+    parser.add_argument("--modes", default="push,poll")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info"])
+    parser.add_argument("--keep-logs", type=Path, help="copy each run's daemon log into this folder")
     args = parser.parse_args()
     store = ensure_model(args.model)
     rows: dict[str, dict[str, Any]] = {}
@@ -327,16 +352,27 @@ def main() -> None:
             tmp = Path(tmpdir)
             desk = DESKS[key](tmp)
             try:
-                for push in (True, False):
+                for push in [m == "push" for m in args.modes.split(",")]:
                     sub = tmp / ("push" if push else "poll")
                     sub.mkdir()
                     result = measure(
-                        desk, store, sub, push=push, n=args.tickets, rate=args.rate, poll_interval=args.poll_interval
+                        desk,
+                        store,
+                        sub,
+                        push=push,
+                        n=args.tickets,
+                        rate=args.rate,
+                        poll_interval=args.poll_interval,
+                        log_level=args.log_level,
+                        keep_log=args.keep_logs / f"{key}-{sub.name}.log" if args.keep_logs else None,
                     )
                     rows[f"{key}/{'push' if push else 'poll'}"] = {"desk": desk.name, **result}
                     print(f"# {desk.name} {'push' if push else 'poll'}: {result}", file=sys.stderr, flush=True)
             finally:
-                desk.close()
+                if args.keep_logs and isinstance(desk, ZnunyDesk):
+                    desk.close(keep=args.keep_logs)
+                else:
+                    desk.close()
     print(f"tickets per run: {args.tickets} at {args.rate:g}/s; poll interval {args.poll_interval:g} s; 2 cores")
     print("| helpdesk | mode | routed | lost | p50 s | p99 s | max s |")
     print("|---|---|---|---|---|---|---|")

@@ -190,7 +190,10 @@ class Connector(abc.ABC):
         raise PushRejected("this connector takes no pushes")
 
     async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
-        """One ticket by id if it is still new work in an inbound queue (a pushed id); None otherwise."""
+        """One ticket by id if it is still new work in an inbound queue (a pushed id); None otherwise.
+
+        NotReady where the helpdesk announced the ticket before it finished writing it (no article yet).
+        """
         raise NotImplementedError(f"{self.type_name} cannot fetch one ticket by id")
 
     def offers_watch(self) -> bool:

@@ -5,7 +5,8 @@ ConnectorError
 ├── AuthError        credentials rejected: stop polling, report not ready
 ├── TicketError      this one ticket cannot be read or written: skip it, keep going
 ├── ConfigError      the connector's configuration is invalid (names the key)
-└── PushRejected     a push request is not from the helpdesk (no or a wrong signature/token): 401
+├── PushRejected     a push request is not from the helpdesk (no or a wrong signature/token): 401
+└── NotReady         a pushed ticket exists but is not complete yet (no article): ask again shortly
 """
 
 from __future__ import annotations
@@ -41,3 +42,11 @@ class ConfigError(ConnectorError):
 
 class PushRejected(ConnectorError):
     """A push request that cannot be shown to come from the helpdesk; its body is not looked at further."""
+
+
+class NotReady(ConnectorError):
+    """The helpdesk announced a ticket before it finished writing it; the same call soon will succeed."""
+
+    def __init__(self, message: str, *, ticket_id: str) -> None:
+        super().__init__(f"ticket {ticket_id}: {message}")
+        self.ticket_id = ticket_id

@@ -15,7 +15,7 @@ import anyio.to_thread
 import httpx
 
 from connectors.base import Connector
-from connectors.errors import PushRejected
+from connectors.errors import NotReady, PushRejected
 from connectors.registry import connector_class
 from daemon import systemd
 from daemon.config import Config, ConnectorEntry, load_config
@@ -531,9 +531,15 @@ class Daemon:
                 return
             ticket_id, received = item
 
-            async def route(tid: str = ticket_id) -> int:
+            early: list[NotReady] = []
+
+            async def route(tid: str = ticket_id, found: list[NotReady] = early) -> int:
                 async with worker.lock:
-                    return await worker.pipeline.route_pushed(tid)
+                    try:
+                        return await worker.pipeline.route_pushed(tid)
+                    except NotReady as exc:  # announced before it was written: not a failure of the helpdesk
+                        found.append(exc)
+                        return 0
 
             coordinator.signalled()
             # During a transient outage the id waits for the next call the policy allows (a push ends the
@@ -543,6 +549,13 @@ class Daemon:
             routed = await self._tracked(lambda: coordinator.run(route, "push"))()
             if routed is None and coordinator.state == "failing" and not self._stopping:
                 worker.inbox.retry(ticket_id, received)  # tried again once the policy allows; a stop leaves it
+            elif early:
+                if worker.inbox.later(ticket_id, received):
+                    log.debug("pushed ticket not complete yet; looking again soon", connector=name, ticket_id=ticket_id)
+                else:
+                    log.info("pushed ticket still not complete; left to polling", connector=name, ticket_id=ticket_id)
+            else:
+                worker.inbox.done(ticket_id)
             if routed:
                 self.metrics.pushed_routed(name, time.monotonic() - received)
             self.metrics.connector_health(name, worker.coordinator.ready, worker.coordinator.failure_class)

@@ -213,9 +213,17 @@ class Pipeline:
             self.log.info("ticket already in the ledger; not routed again", ticket_id=ticket.id, number=ticket.number)
 
     async def route_pushed(self, ticket_id: str) -> int:
-        """A pushed id: routed now if the ledger does not know it and the helpdesk still has it as new work."""
-        if await self._db(self.state.ledger_get, self.name, ticket_id) is not None:
-            return 0  # a replayed or late push, or a poll got there first
+        """A pushed id: routed now if the ledger does not know it and the helpdesk still has it as new work.
+
+        An id whose write-back failed (a put-back push) is still pending in the ledger: it is written back
+        now, not left to the next poll's replay.
+        """
+        entry = await self._db(self.state.ledger_get, self.name, ticket_id)
+        if entry is not None:
+            if entry.state != "pending" or self._stopping():
+                return 0  # a replayed or late push, or a poll got there first
+            await self._apply(entry)
+            return 1
         if not self.live:
             await self.refresh_taxonomy()
         ticket = await self.connector.fetch_ticket(ticket_id)

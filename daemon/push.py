@@ -7,7 +7,9 @@ Pushes (`Inbox`): Zammad's webhook and Znuny's invoker name ticket ids; a push o
 ticket N now", so a duplicate or replayed push, or one for a ticket a poll already routed, writes
 nothing twice. The inbox is bounded: an id already waiting is coalesced with it, and a push
 that finds the inbox full is refused (429) without loss, because polling goes on at
-`routing.push.poll_interval` and fetches every new ticket that a push did not route.
+`routing.push.poll_interval` and fetches every new ticket that a push did not route. A push can come
+before the helpdesk finished writing its ticket (Znuny runs TicketCreate's invokers before the first
+article exists); such an id is looked at again after `RECHECK` seconds, then left to polling.
 
 Watches (`Watcher`): a mailbox signals new mail itself (IMAP IDLE, file events on a Maildir's new/), so
 the daemon polls the moment it does. The watch fails like any helpdesk call does, under the same failure
@@ -33,6 +35,8 @@ log = get_logger(__name__)
 
 PushResult = Literal["accepted", "duplicate", "rejected", "invalid", "throttled"]
 
+RECHECK = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # waits before each new look at a not-yet-complete pushed ticket
+
 
 class InboxFull(Exception):
     """No room for a pushed id; polling will route the ticket."""
@@ -49,9 +53,12 @@ class Offered:
 class Inbox:
     """Pushed ids of one connector in arrival order, each at most once, with the time it arrived."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, recheck: Sequence[float] | None = None) -> None:
         self.limit = limit
+        self.recheck = tuple(RECHECK if recheck is None else recheck)
         self._waiting: OrderedDict[str, float] = OrderedDict()
+        self._early: dict[str, int] = {}  # not-yet-complete ids: how many looks they have had
+        self._timers: set[asyncio.TimerHandle] = set()
         self._wake = asyncio.Event()
         self._closed = False
 
@@ -76,6 +83,32 @@ class Inbox:
         self._waiting.move_to_end(ticket_id, last=False)
         self._wake.set()
 
+    def later(self, ticket_id: str, received: float) -> bool:
+        """Look at an id again after the next `recheck` wait; False once they are used up (polling routes it)."""
+        looks = self._early.get(ticket_id, 0)
+        if self._closed or looks >= len(self.recheck):
+            self._early.pop(ticket_id, None)
+            return False
+        self._early[ticket_id] = looks + 1
+
+        def due() -> None:
+            self._timers.discard(handle)
+            if self._closed or ticket_id in self._waiting:
+                return
+            if len(self._waiting) >= self.limit:  # full: the id is left to polling, like a refused push
+                self._early.pop(ticket_id, None)
+                return
+            self._waiting[ticket_id] = received
+            self._wake.set()
+
+        handle = asyncio.get_running_loop().call_later(self.recheck[looks], due)
+        self._timers.add(handle)
+        return True
+
+    def done(self, ticket_id: str) -> None:
+        """The id was routed or turned out not to be new work: forget its re-checks."""
+        self._early.pop(ticket_id, None)
+
     async def take(self) -> tuple[str, float] | None:
         """The oldest waiting id and when it arrived; None once the inbox is closed."""
         while not self._waiting:
@@ -90,6 +123,9 @@ class Inbox:
     def close(self) -> None:
         """Stop handing out ids (shutdown, reload); what still waits is left to polling."""
         self._closed = True
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
         self._wake.set()
 
 

@@ -49,6 +49,30 @@ class NoAnswer(TransientError):
     """The server closed the connection without a byte: a dying proxy, or Znuny's answer to an unknown web service."""
 
 
+class _ConnectionTrace:
+    """Whether a request went out on a kept-alive connection (httpcore's trace: no new TCP connection made).
+
+    A server may close an idle kept-alive connection just as a request is sent on it (Apache reaping a
+    child above MaxSpareServers, KeepAliveTimeout). That request got no byte back and was never read, so,
+    as browsers do, it is sent once more on a new connection. On a connection of its own, no answer is
+    the server's answer (Znuny's to an unknown web service) and is not repeated.
+    """
+
+    def __init__(self) -> None:
+        self.sent = False
+        self.connected = False
+
+    async def event(self, name: str, _info: dict[str, Any]) -> None:
+        if name.startswith("connection.connect_tcp."):
+            self.connected = True
+        elif name.startswith("http11.send_request_headers."):
+            self.sent = True
+
+    @property
+    def reused(self) -> bool:
+        return self.sent and not self.connected
+
+
 class ZnunyClient:
     """One web service; keeps a SessionID and renews it once when the server no longer accepts it."""
 
@@ -139,12 +163,23 @@ class ZnunyClient:
             else:
                 payload = {"SessionID": self._session, **(payload or {})}
         with transport_errors(f"{self._label}: {operation}", self._scrub):
-            try:
-                response = await self._http.request(method, self._base + path, params=query or None, json=payload)
-            except httpx.RemoteProtocolError as exc:
-                if str(exc).startswith("Server disconnected without"):
+            for sent in (1, 2):
+                connection = _ConnectionTrace()
+                try:
+                    response = await self._http.request(
+                        method,
+                        self._base + path,
+                        params=query or None,
+                        json=payload,
+                        extensions={"trace": connection.event},
+                    )
+                    break
+                except httpx.RemoteProtocolError as exc:
+                    if not str(exc).startswith("Server disconnected without"):
+                        raise
+                    if sent == 1 and connection.reused:
+                        continue  # the server ended this kept-alive connection as the request went out: resend
                     raise NoAnswer(f"{self._label}: {operation}: the server closed the connection, no answer") from None
-                raise
         return self._decode(operation, response)
 
     def _decode(self, operation: str, response: httpx.Response) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from connectors.base import (
     TicketUpdate,
     secret,
 )
-from connectors.errors import AuthError, ConfigError, PushRejected, TicketError, TransientError
+from connectors.errors import AuthError, ConfigError, NotReady, PushRejected, TicketError, TransientError
 from connectors.znuny.client import ApiError, FaultError, NoAnswer, NoRoute, ZnunyClient
 from connectors.znuny.config import ZnunyConfig
 from connectors.znuny.mapping import TIME_FORMAT, Cursor, invoker_ticket_ids, shift, to_ticket
@@ -245,10 +245,10 @@ class ZnunyConnector(Connector):
     async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
         """A pushed ticket, if it is still new (an inbound queue, a new state type); None if gone or handled.
 
-        None also while it has no article at all: Znuny raises TicketCreate before the first article is
-        written. Its invokers run at the transaction's end, by then the article is there, but not on every path
-        (TicketCreate with ArticleSend fires pending events before it writes the article), and a push that
-        came that early would classify an empty ticket. Polling routes such a ticket later.
+        NotReady while it has no article at all: Znuny raises TicketCreate before the first article is
+        written, and its REST TicketCreate discards its objects (so runs the event's invokers) before it
+        writes the article. A push that came that early must not classify an empty ticket; the daemon asks
+        again a moment later.
         """
         if not ticket_id.isdigit():
             return None
@@ -257,10 +257,13 @@ class ZnunyConnector(Connector):
         except TicketError:
             return None  # deleted, or not ours to read
         for raw in raws:
+            if raw.get("Queue") not in self.config.inbound_queues:
+                return None
+            if raw.get("StateType") not in self.config.new_state_types:
+                return None
             if not raw.get("Article"):
-                return None  # not yet: no article (the push came before it was written)
-            if raw.get("Queue") in self.config.inbound_queues and raw.get("StateType") in self.config.new_state_types:
-                return self._ticket(raw)
+                raise NotReady("pushed before its first article was written", ticket_id=ticket_id)
+            return self._ticket(raw)
         return None
 
     async def fetch_closed(self, since: str | None, limit: int) -> Page:

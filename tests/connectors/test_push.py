@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from connectors.base import Connector
-from connectors.errors import PushRejected
+from connectors.errors import NotReady, PushRejected
 from connectors.registry import connector_class, parse_config
 from tests.connectors.backends.znuny import PASSWORD
 from tests.connectors.backends.znuny import config as znuny_config
@@ -99,12 +99,17 @@ def test_a_connector_without_a_push_secret_takes_no_pushes() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_pushed_znuny_ticket_without_any_article_yet_is_left_to_polling() -> None:
+async def test_a_pushed_znuny_ticket_without_any_article_yet_is_not_ready() -> None:
     """TicketCreate comes before the first article: a push that early must not classify an empty ticket."""
     fake, conn = _znuny(push_token=SECRET)
     tid = fake.add_customer_ticket("Printer", "offline again")
     article = fake.ticket(tid).articles.pop()
+    with pytest.raises(NotReady, match=f"ticket {tid}: pushed before its first article"):
+        await conn.fetch_ticket(str(tid))
+    inbound = fake.ticket(tid).queue_id
+    fake.ticket(tid).queue_id = fake.queue_id("Misc")  # moved away, still without an article: not new work
     assert await conn.fetch_ticket(str(tid)) is None
+    fake.ticket(tid).queue_id = inbound
     fake.ticket(tid).articles.append(article)
     ticket = await conn.fetch_ticket(str(tid))
     assert ticket is not None and "offline again" in ticket.body

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
+from connectors.errors import TransientError
 from daemon.app import Daemon
 from daemon.config import load_config
 from daemon.errors import ConfigError
@@ -227,6 +228,63 @@ async def test_the_inbox_coalesces_waiting_ids_and_refuses_what_does_not_fit() -
     assert await inbox.take() is None
 
 
+async def test_the_inbox_looks_again_at_a_not_yet_complete_id_a_bounded_number_of_times() -> None:
+    inbox = Inbox(3, recheck=[0.01, 0.02])
+    assert inbox.later("7", received=1.0) and inbox.later("7", received=1.0)
+    assert await asyncio.wait_for(inbox.take(), 2) == ("7", 1.0)  # back with its first arrival time
+    assert not inbox.later("7", received=1.0)  # looks used up: polling routes it
+    assert inbox.later("8", received=2.0)
+    inbox.close()  # a stop or reload: pending looks are dropped, not handed out
+    await asyncio.sleep(0.05)
+    assert len(inbox) == 0 and await inbox.take() is None
+
+
+@pytest.mark.parametrize("running", ["znuny"], indirect=True)
+async def test_a_znuny_push_that_comes_before_the_first_article_is_routed_once_the_article_is_there(
+    running: Running,
+) -> None:
+    """Znuny's REST TicketCreate runs the TicketCreate invokers before it writes the article."""
+    desk, znuny = running.desk, running.desk.znuny
+    tid = desk.add_ticket("Keyboard", "Several keys of my keyboard stopped working.")
+    article = znuny.ticket(tid).articles.pop()
+    with capture_logs() as logs:
+        assert (await running.push(tid)).status_code == 202
+        await asyncio.sleep(1.0)
+        assert desk.queue_of(tid) == desk.inbound and desk.writes(tid) == 0  # nothing classified from nothing
+        znuny.ticket(tid).articles.append(article)
+        await running.routed([tid], timeout=15)  # the next look (at most 8 s later), not the hourly poll
+        await running.idle()
+    assert desk.notes(tid) == 1
+    looks = [e for e in logs if e["event"].startswith("pushed ticket not complete yet")]
+    assert looks and all(e["ticket_id"] == str(tid) for e in looks)
+    assert running.metric('ticketd_push_to_writeback_seconds_count{connector="fake"}') == 1
+    assert running.daemon.stacks["fake"].coordinator.failures == 0  # early is not a failure of the helpdesk
+
+
+@pytest.mark.parametrize("running", ["znuny"], indirect=True)
+async def test_a_pushed_ticket_that_never_gets_an_article_is_left_to_polling_after_a_few_looks(
+    running: Running,
+) -> None:
+    desk, znuny = running.desk, running.desk.znuny
+    stack = running.daemon.stacks["fake"]
+    assert stack.inbox is not None
+    stack.inbox.recheck = (0.05, 0.05, 0.05)
+    tid = desk.add_ticket("Monitor", "My second monitor flickers.")
+    znuny.ticket(tid).articles.clear()
+    with capture_logs() as logs:
+        assert (await running.push(tid)).status_code == 202
+        for _ in range(200):
+            if any(e["event"] == "pushed ticket still not complete; left to polling" for e in logs):
+                break
+            await asyncio.sleep(0.05)
+        await running.idle()
+    looks = [e["event"] for e in logs if e["event"].startswith("pushed ticket")]
+    assert looks == ["pushed ticket not complete yet; looking again soon"] * 3 + [
+        "pushed ticket still not complete; left to polling"
+    ]
+    assert desk.writes(tid) == 0 and stack.coordinator.state == "ok"
+
+
 async def test_zammads_trigger_retries_a_refused_webhook_five_times_with_one_delivery_id(running: Running) -> None:
     """As Zammad's TriggerWebhookJob does: a refused call (here: signed with another token) is retried."""
     if running.desk.flavour != "zammad":
@@ -261,6 +319,30 @@ async def test_a_push_that_meets_a_failing_helpdesk_is_routed_after_a_short_paus
     await running.routed([tid], timeout=20)  # SIGNAL_RETRY (5 s) after the failure, not an hour later
     await running.idle()
     assert desk.notes(tid) == 1
+
+
+async def test_a_push_whose_write_back_fails_is_written_back_after_a_short_pause_not_at_the_next_poll(
+    running: Running,
+) -> None:
+    """The write-back meets a dropped connection (Apache ending a keep-alive one): the ledger row is pending."""
+    desk, stack = running.desk, running.daemon.stacks["fake"]
+    apply, failed = stack.connector.apply, []
+
+    async def dropped_once(update: Any) -> Any:
+        if not failed:
+            failed.append(update.ticket_id)
+            raise TransientError("the server closed the connection, no answer")
+        return await apply(update)
+
+    stack.connector.apply = dropped_once  # type: ignore[method-assign]
+    tid = desk.add_ticket("Docking station", "The docking station does not charge the laptop.")
+    assert (await running.push(tid)).status_code == 202
+    await running.routed([tid], timeout=20)  # SIGNAL_RETRY (5 s) after the failure, not an hour later
+    await running.idle()
+    assert failed == [str(tid)] and desk.notes(tid) == 1
+    entry = running.daemon.state.ledger_get("fake", str(tid)) if running.daemon.state else None
+    assert entry is not None and entry.state == "applied"
+    assert running.metric('ticketd_push_to_writeback_seconds_count{connector="fake"}') == 1
 
 
 @pytest.mark.parametrize("running", ["zammad"], indirect=True)
