@@ -48,8 +48,11 @@ class ConnectorStack:
     client: httpx.AsyncClient  # its own timeouts; closed with the connector
     inbox: Inbox | None = None  # pushed ids waiting, while `routing.push` is on (webhooks, invokers)
     watcher: Watcher | None = None  # the mailbox's own signal of new mail, while `routing.push` is on
-    # Polls and pushed tickets of one connector take turns: one conversation with the helpdesk at a time.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Polls and pushed tickets of one connector take turns for its lanes: one conversation with the helpdesk
+    # at a time, two where the connector declares `concurrent_apply` (a burst of pushes then overlaps).
+    lanes: int = 1
+    lock: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    active: int = 0  # pushed tickets being routed now
     drain: asyncio.Task[None] | None = None  # routes the inbox's ids, or runs the watcher
     pushing: bool = False  # the helpdesk announces new work now, so polling runs at routing.push.poll_interval
 
@@ -225,7 +228,10 @@ class Daemon:
                 metrics=self.metrics,
                 scrub=config.privacy.scrubber().scrub if config.privacy.scrub else None,
             )
-            worker = ConnectorStack(entry, connector, coordinator, pipeline, client)
+            lanes = 2 if connector.concurrent_apply else 1
+            worker = ConnectorStack(
+                entry, connector, coordinator, pipeline, client, lanes=lanes, lock=asyncio.Semaphore(lanes)
+            )
             if routing.push.enabled:
                 if connector.accepts_push():
                     if not config.api.enabled:
@@ -522,7 +528,10 @@ class Daemon:
         return reply
 
     async def _drain(self, worker: ConnectorStack) -> None:
-        """Route pushed ids one by one through the connector's pipeline and failure policy."""
+        """Route pushed ids, one per lane at a time, through the connector's pipeline and failure policy."""
+        await asyncio.gather(*(self._drain_lane(worker) for _ in range(worker.lanes)))
+
+    async def _drain_lane(self, worker: ConnectorStack) -> None:
         assert worker.inbox is not None
         name, coordinator = worker.entry.name, worker.coordinator
         while not self._stopping:
@@ -535,11 +544,14 @@ class Daemon:
 
             async def route(tid: str = ticket_id, found: list[NotReady] = early) -> int:
                 async with worker.lock:
+                    worker.active += 1
                     try:
                         return await worker.pipeline.route_pushed(tid)
                     except NotReady as exc:  # announced before it was written: not a failure of the helpdesk
                         found.append(exc)
                         return 0
+                    finally:
+                        worker.active -= 1
 
             coordinator.signalled()
             # During a transient outage the id waits for the next call the policy allows (a push ends the
