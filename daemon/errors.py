@@ -58,3 +58,7 @@ class StateError(TicketdError):
 
 class TrainingError(TicketdError):
     """Training cannot start or finish."""
+
+
+class Fenced(TicketdError):
+    """A write by a replica that no longer owns the lease (another replica took it over): refused, not failed."""

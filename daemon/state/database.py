@@ -25,6 +25,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from connectors.secrets import redact_url
 from daemon.errors import StateError
 from daemon.logging import get_logger
+from daemon.state import leases as leasing
+from daemon.state.leases import Fence
 from daemon.state.schema import MISSED_TARGET, VERSION_TABLE, cursors, forgotten, ledger, retrain_runs, training
 
 log = get_logger(__name__)
@@ -341,11 +343,13 @@ class State:
             raise StateError(f"state database {self._url}: {_dbapi_message(error)}") from error
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """One committed write transaction (BEGIN IMMEDIATE on SQLite)."""
+    def _write(self, fence: Fence | None = None) -> Iterator[Connection]:
+        """One committed write transaction (BEGIN IMMEDIATE on SQLite); with `fence`, only while it holds."""
         with self._errors(), self._engine.connect() as conn:
             conn.execution_options(ticketd_write=True)
             with conn.begin():
+                if fence is not None:
+                    leasing.check(conn, fence)
                 yield conn
 
     @contextlib.contextmanager
@@ -375,7 +379,7 @@ class State:
                 found.update(conn.execute(query).scalars())
         return found
 
-    def ledger_begin(self, entry: LedgerEntry) -> bool:
+    def ledger_begin(self, entry: LedgerEntry, fence: Fence | None = None) -> bool:
         """Claim a ticket atomically: True if this call inserted it, False if it was already in the ledger."""
         _check_state(entry.state)
         _aware(entry.created_at, entry.updated_at)
@@ -394,7 +398,7 @@ class State:
             "updated_at": entry.updated_at,
         }
         try:
-            with self._write() as conn:
+            with self._write(fence) as conn:
                 conn.execute(_LEDGER_INSERT, values)
         except exc.IntegrityError:
             # Only the unique (connector, ticket_id) key makes this insert fail; anything else is a real bug.
@@ -403,7 +407,9 @@ class State:
             return False
         return True
 
-    def ledger_finish(self, connector: str, ticket_id: str, state: str, detail: str | None = None) -> None:
+    def ledger_finish(
+        self, connector: str, ticket_id: str, state: str, detail: str | None = None, fence: Fence | None = None
+    ) -> None:
         """Record how routing ended (state and detail replace the previous ones); the entry must exist."""
         _check_state(state)
         params = {
@@ -413,7 +419,7 @@ class State:
             "detail": detail,
             "updated_at": _now(),
         }
-        with self._write() as conn:
+        with self._write(fence) as conn:
             matched = conn.execute(_LEDGER_FINISH, params).rowcount
         if matched == 0:
             raise KeyError(f"no ledger entry for connector {connector!r} ticket {ticket_id!r}")
@@ -463,10 +469,10 @@ class State:
         with self._read() as conn:
             return conn.execute(query).scalar_one_or_none()
 
-    def cursor_set(self, connector: str, kind: str, value: str | None) -> None:
+    def cursor_set(self, connector: str, kind: str, value: str | None, fence: Fence | None = None) -> None:
         """Save the connector's position (None resets it to "start over")."""
         values = {"connector": connector, "kind": kind, "value": value, "updated_at": _now()}
-        with self._write() as conn:
+        with self._write(fence) as conn:
             name = conn.dialect.name
             if name in ("sqlite", "postgresql"):
                 insert = sqlite_insert(cursors) if name == "sqlite" else postgresql_insert(cursors)
@@ -483,6 +489,55 @@ class State:
             if conn.execute(update).rowcount:
                 return
             conn.execute(sa.insert(cursors).values(**values))
+
+    # -- leases (several replicas on PostgreSQL; daemon/leadership.py) --------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether several processes may share this database as replicas (PostgreSQL; SQLite is one process)."""
+        return self._engine.dialect.name == "postgresql"
+
+    def fence_check(self, fence: Fence) -> None:
+        """Fenced unless the lease still holds: checked right before a write-back to the helpdesk."""
+        with self._write(fence):
+            pass
+
+    def lease_take(self, name: str, owner: str, ttl: float, *, force: bool = False) -> Fence | None:
+        with self._write() as conn:
+            return leasing.take(conn, name, owner, ttl, force=force)
+
+    def lease_renew(self, fence: Fence, ttl: float) -> bool:
+        with self._write() as conn:
+            return leasing.renew(conn, fence, ttl)
+
+    def lease_release(self, fence: Fence) -> None:
+        with self._write() as conn:
+            leasing.release(conn, fence)
+
+    def leases(self) -> list[leasing.Lease]:
+        with self._read() as conn:
+            return leasing.listed(conn)
+
+    def replica_beat(self, owner: str, ttl: float) -> int:
+        with self._write() as conn:
+            return leasing.beat(conn, owner, ttl)
+
+    def replica_gone(self, owner: str) -> None:
+        with self._write() as conn:
+            leasing.gone(conn, owner)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Connection]:
+        """A connection of its own outside any transaction, for session advisory locks; closed on leaving.
+
+        Closed for real, not handed back to the pool: its session, and every advisory lock it holds, ends.
+        """
+        with self._errors(), self._engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                yield conn
+            finally:
+                conn.invalidate()
 
     # -- training store ------------------------------------------------------------------------------------------
 

@@ -122,3 +122,25 @@ forgotten = sa.Table(
     sa.Column("training_rows", sa.Integer, nullable=False),
     sa.Column("ledger_rows", sa.Integer, nullable=False),
 )
+
+# Several replicas on one PostgreSQL (daemon/leadership.py): who owns each connector (and the scheduler's
+# jobs) now. `epoch` grows by one at every change of owner; every fenced write checks it in its own
+# transaction, so a replica that lost a lease (paused past it, cut off) has its writes refused.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("acquired_at", UTCDateTime(), nullable=True),
+)
+
+# Replicas alive now (a heartbeat each renewal), so leases spread: each takes its share, no more.
+replicas = sa.Table(
+    "replicas",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
+)

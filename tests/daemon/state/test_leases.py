@@ -1,0 +1,109 @@
+"""Leases and fencing on a real PostgreSQL: the database, not a timer, refuses a former owner's writes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from daemon.errors import Fenced
+from daemon.state import LedgerEntry, State
+from daemon.state import leases as leasing
+from tests.daemon.state.conftest import PostgresServer
+
+
+@pytest.fixture
+def pg(postgres_server: PostgresServer) -> Iterator[State]:
+    state = State.open(postgres_server.new_database())
+    try:
+        yield state
+    finally:
+        state.close()
+
+
+def _entry(tid: str) -> LedgerEntry:
+    now = datetime.now(UTC)
+    return LedgerEntry("znuny", tid, "v1", {}, {"queue": "Billing"}, "live", "pending", None, now, now)
+
+
+def test_a_lease_has_one_owner_until_it_expires_then_the_next_owner_fences_the_former(pg: State) -> None:
+    a = pg.lease_take("znuny", "replica-a", ttl=0.5)
+    assert a is not None and a.epoch == 1
+    assert pg.lease_take("znuny", "replica-b", ttl=0.5) is None  # held and not expired
+    assert pg.ledger_begin(_entry("1"), fence=a)
+    time.sleep(0.7)  # replica-a stopped renewing (paused): its lease runs out on the database's clock
+    b = pg.lease_take("znuny", "replica-b", ttl=5)
+    assert b is not None and b.epoch == 2
+    assert not pg.lease_renew(a, ttl=5)  # a wakes up: its renewal says it lost the lease
+    with pytest.raises(Fenced, match=r"lease 'znuny': held by replica-b at epoch 2, not by replica-a at epoch 1"):
+        pg.ledger_begin(_entry("2"), fence=a)
+    with pytest.raises(Fenced):
+        pg.ledger_finish("znuny", "1", "applied", fence=a)
+    with pytest.raises(Fenced):
+        pg.cursor_set("znuny", "new", "cursor-of-a", fence=a)
+    with pytest.raises(Fenced):
+        pg.fence_check(a)
+    assert pg.ledger_get("znuny", "2") is None and pg.cursor_get("znuny", "new") is None
+    assert pg.ledger_get("znuny", "1").state == "pending"  # type: ignore[union-attr]
+    pg.ledger_finish("znuny", "1", "applied", fence=b)  # the new owner finishes what a left pending
+    assert pg.lease_renew(b, ttl=5)
+    assert [(x.name, x.owner, x.epoch, x.expired) for x in pg.leases()] == [("znuny", "replica-b", 2, False)]
+
+
+def test_a_released_lease_is_taken_at_once_and_force_takes_an_unexpired_one(pg: State) -> None:
+    a = pg.lease_take("zammad", "replica-a", ttl=60)
+    assert a is not None
+    pg.lease_release(a)
+    b = pg.lease_take("zammad", "replica-b", ttl=60)
+    assert b is not None and b.epoch == 2
+    c = pg.lease_take("zammad", "replica-c", ttl=60, force=True)  # b's session is gone (its advisory lock free)
+    assert c is not None and c.epoch == 3
+    with pytest.raises(Fenced):
+        pg.fence_check(b)
+
+
+def test_a_takeover_waits_for_a_fenced_write_in_flight_to_commit(pg: State) -> None:
+    """The fence is checked under a share lock: the new owner's epoch cannot slip in between check and write."""
+    a = pg.lease_take("znuny", "replica-a", ttl=60)
+    assert a is not None
+    order: list[str] = []
+    inside = threading.Event()
+
+    def slow_write() -> None:
+        with pg._write(a) as conn:  # the check runs here, then the write takes its time
+            inside.set()
+            time.sleep(0.5)
+            conn.execute(leasing.sa.text("SELECT 1"))
+            order.append("a committed")
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    assert inside.wait(10)
+    assert pg.lease_take("znuny", "replica-b", ttl=60, force=True) is not None
+    order.append("b took over")
+    writer.join()
+    assert order == ["a committed", "b took over"]
+
+
+def test_an_advisory_lock_is_freed_by_postgresql_when_its_session_ends(pg: State) -> None:
+    with pg.session() as first:
+        assert leasing.try_lock(first, "znuny")
+        with pg.session() as second:
+            assert not leasing.try_lock(second, "znuny")
+    with pg.session() as third:  # the first session is closed (as a killed replica's is)
+        assert leasing.try_lock(third, "znuny")
+
+
+def test_replicas_count_themselves_alive_and_a_leaving_one_is_dropped(pg: State) -> None:
+    assert pg.replica_beat("replica-a", ttl=10) == 1
+    assert pg.replica_beat("replica-b", ttl=10) == 2
+    pg.replica_gone("replica-a")
+    assert pg.replica_beat("replica-b", ttl=10) == 1
+
+
+def test_sqlite_is_one_process_and_takes_no_part(tmp_path: object) -> None:
+    with State.open("sqlite://") as state:
+        assert not state.shared
