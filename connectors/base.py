@@ -7,7 +7,7 @@ belongs to the daemon's coordinator, which reacts to the error classes in `conne
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -60,6 +60,14 @@ class TicketUpdate:
     queue: str | None = None
     priority: str | None = None
     note: str | None = None
+    # The daemon's last word before the helpdesk is written (a replica still owns the connector): awaited
+    # right before each write request; what it raises stops the write and propagates.
+    guard: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
+
+    async def guarded(self) -> None:
+        """Run the guard, if any, immediately before a write; connectors call this, never skip it."""
+        if self.guard is not None:
+            await self.guard()
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,8 @@ from connectors.registry import connector_class
 from daemon import systemd
 from daemon.config import Config, ConnectorEntry, load_config
 from daemon.coordinator import Coordinator
-from daemon.errors import ConfigError, TicketdError
+from daemon.errors import ConfigError, Fenced, TicketdError
+from daemon.leadership import SCHEDULER, Leadership, default_replica_id
 from daemon.logging import configure, get_logger
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
@@ -29,6 +31,7 @@ from daemon.retraining import Retraining
 from daemon.routing import label_rules
 from daemon.serving import ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
+from daemon.state.leases import Fence
 
 if TYPE_CHECKING:
     from daemon.api.server import ApiServer
@@ -93,13 +96,23 @@ class Daemon:
         self.retraining = Retraining()  # one training at a time, the cron's and the API's
         self._retrain_task: asyncio.Task[Any] | None = None
         self._below_target: set[tuple[str, str, str]] = set()  # classes flagged at the last harvest
+        self.leadership: Leadership | None = None  # several replicas on PostgreSQL: who owns which connector
+        self._leading: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        """A model is loaded and every connector is ready (see the failure classes in daemon.coordinator)."""
-        return self.model.loaded and all(w.coordinator.ready for w in self.stacks.values())
+        """A model is loaded, the database answers (replicas) and every connector this replica runs is ready."""
+        reachable = self.leadership is None or self.leadership.reachable
+        return self.model.loaded and reachable and all(w.coordinator.ready for w in self.stacks.values())
+
+    def owns(self, name: str) -> bool:
+        """Whether this replica runs connector `name` (or, for SCHEDULER, the once-only jobs) now."""
+        return self.leadership is None or self.leadership.owns(name)
+
+    def _fence(self, name: str) -> Fence | None:
+        return self.leadership.fence(name) if self.leadership is not None else None
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """`/readyz`: the verdict and, per part, why."""
@@ -112,11 +125,20 @@ class Daemon:
                 "last_success": w.coordinator.last_success.isoformat() if w.coordinator.last_success else None,
                 "last_error": w.coordinator.last_error if w.coordinator.state != "ok" else None,
                 "mode": "push" if w.pushing else "poll",
+                "owned": self.owns(name),
             }
             for name, w in self.stacks.items()
         }
         model = {"loaded": self.model.loaded, "version": self.model.get().version if self.model.loaded else None}
-        return self.ready, {"model": model, "connectors": connectors}
+        details: dict[str, Any] = {"model": model, "connectors": connectors}
+        if self.leadership is not None:
+            details["replica"] = {
+                "id": self.leadership.replica,
+                "database": "reachable" if self.leadership.reachable else "unreachable",
+                "leases": self.leadership.held(),
+                "replicas_alive": self.leadership.alive,
+            }
+        return self.ready, details
 
     async def start_api(self) -> None:
         """The REST API in this process and event loop, sharing the model, metrics and readiness."""
@@ -189,6 +211,16 @@ class Daemon:
             await self.model.reload()
             self.metrics.model_version(self.model.get().version)
         self._build_stacks(self.config)
+        if self.state.shared:
+            cluster = self.config.cluster
+            self.leadership = Leadership(
+                self.state,
+                cluster.replica_id or default_replica_id(),
+                [*self.stacks, SCHEDULER],
+                ttl=cluster.lease_seconds,
+                renew=cluster.renew_interval,
+                on_change=self._ownership_changed,
+            )
         log.info(
             "ticketd started",
             connectors=list(self.stacks),
@@ -226,6 +258,7 @@ class Daemon:
                 stopping=lambda: self._stopping,
                 degraded=coordinator.failing,
                 metrics=self.metrics,
+                fence=lambda name=entry.name: self._fence(name),  # type: ignore[misc]
                 scrub=config.privacy.scrubber().scrub if config.privacy.scrub else None,
             )
             lanes = 2 if connector.concurrent_apply else 1
@@ -308,6 +341,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        if self.leadership is not None:
+            self._leading = asyncio.create_task(self._lead(self.leadership), name="leadership")
         self._start_scheduler()
         self._notify_ready()
         watchdog = systemd.start_watchdog()
@@ -362,11 +397,58 @@ class Daemon:
             self.api = None
         await self._stop_scheduler()
         await self._stop_retrain()
+        await self._stop_leading()
         await self._close_stacks()
         if self.state is not None:
             self.state.close()
             self.state = None
         log.info("ticketd stopped")
+
+    async def _stop_leading(self) -> None:
+        """Hand every lease back once the work in flight is done, so another replica takes over at once."""
+        if self.leadership is None:
+            return
+        await self.leadership.stop()
+        if self._leading is not None:
+            await asyncio.gather(self._leading, return_exceptions=True)
+            self._leading = None
+
+    async def _lead(self, leadership: Leadership) -> None:
+        listening = asyncio.create_task(leadership.listen(self._relayed), name="push relay")
+        try:
+            await leadership.run()
+        finally:
+            await asyncio.gather(listening, return_exceptions=True)
+
+    def _ownership_changed(self, name: str, gained: bool) -> None:
+        """A lease came or went: poll at once when it came; stop watching the mailbox when it went."""
+        if name == SCHEDULER or name not in self.stacks:
+            return
+        worker = self.stacks[name]
+        self.metrics.owned(name, gained)
+        if gained:
+            if self._scheduler is not None and not self._stopping:
+                self._scheduler.modify_job(f"poll:{name}", next_run_time=datetime.now(UTC))
+                self._start_watch(worker)
+            return
+        if worker.watcher is not None and worker.drain is not None:
+            watcher, worker.drain = worker.watcher, None
+            worker.watcher = self._watcher(worker)  # a fresh one for the next time this replica owns it
+            self._track(asyncio.create_task(watcher.stop()))
+
+    def _start_watch(self, worker: ConnectorStack) -> None:
+        if worker.watcher is not None and (worker.drain is None or worker.drain.done()) and not self._stopping:
+            worker.drain = asyncio.create_task(worker.watcher.run(), name=f"watch:{worker.entry.name}")
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    def _lost(self, name: str, exc: Fenced) -> int:
+        """A fenced write was refused: this replica no longer owns the connector; the job ends quietly."""
+        if self.leadership is not None:
+            self.leadership.fenced(name, str(exc))
+        return 0
 
     async def _close_stacks(self) -> None:
         for worker in self.stacks.values():
@@ -444,8 +526,8 @@ class Daemon:
                     coalesce=True,
                     next_run_time=now,
                 )
-        scheduler.add_job(  # retention: once a minute after start, then daily
-            self._tracked(self.purge_now),
+        scheduler.add_job(  # retention: once a minute after start, then daily (on one replica)
+            self._tracked(self._purge_job),
             IntervalTrigger(hours=24),
             id="retention",
             max_instances=1,
@@ -465,8 +547,8 @@ class Daemon:
         for worker in self.stacks.values():
             if worker.inbox is not None:
                 worker.drain = asyncio.create_task(self._drain(worker), name=f"push:{worker.entry.name}")
-            elif worker.watcher is not None:
-                worker.drain = asyncio.create_task(worker.watcher.run(), name=f"watch:{worker.entry.name}")
+            elif worker.watcher is not None and self.owns(worker.entry.name):
+                self._start_watch(worker)
 
     async def _job(self, name: str, what: str, *, signalled: bool = False) -> int | None:
         """One poll or harvest under the connector's failure policy; how many tickets it took, None if it failed.
@@ -474,7 +556,7 @@ class Daemon:
         `signalled`: the helpdesk just announced new work, which may end a transient backoff early.
         """
         worker = self.stacks.get(name)
-        if worker is None or self._stopping:
+        if worker is None or self._stopping or not self.owns(name):
             return None
         if signalled:
             worker.coordinator.signalled()
@@ -490,12 +572,18 @@ class Daemon:
 
             async def poll() -> int:
                 async with worker.lock:
-                    return await worker.pipeline.poll()
+                    try:
+                        return await worker.pipeline.poll()
+                    except Fenced as exc:
+                        return self._lost(worker.entry.name, exc)
 
             return poll
 
         async def harvest() -> int:
-            harvested = await worker.pipeline.harvest()
+            try:
+                harvested = await worker.pipeline.harvest()
+            except Fenced as exc:
+                return self._lost(worker.entry.name, exc)
             if harvested:
                 await anyio.to_thread.run_sync(self._update_agreement)  # reads the state: off the event loop
             return harvested
@@ -514,6 +602,9 @@ class Daemon:
             return self._push_reply(name, PushReply("rejected", 401, str(exc)))
         except ValueError as exc:
             return self._push_reply(name, PushReply("invalid", 400, str(exc)))
+        if self.leadership is not None and not self.owns(name):  # another replica routes this connector
+            self._track(asyncio.create_task(self._relay(name, push.ticket_ids)))
+            return self._push_reply(name, PushReply("relayed", 202, "relayed to the replica that owns it", 0))
         try:
             offered = worker.inbox.offer(push.ticket_ids)
         except InboxFull as exc:
@@ -522,6 +613,21 @@ class Daemon:
         log.debug("push received", connector=name, tickets=list(push.ticket_ids), delivery=push.delivery)
         message = "queued" if offered.queued else "already waiting"
         return self._push_reply(name, PushReply(result, 202, message, offered.queued))
+
+    async def _relay(self, name: str, ticket_ids: Sequence[str]) -> None:
+        assert self.leadership is not None
+        try:
+            await anyio.to_thread.run_sync(self.leadership.relay, name, ticket_ids)
+        except TicketdError as exc:  # the owner's poll routes them
+            log.warning("push not relayed to the owning replica", connector=name, error=str(exc))
+
+    def _relayed(self, name: str, ticket_ids: list[str]) -> None:
+        """A push another replica received for a connector this one owns."""
+        worker = self.stacks.get(name)
+        if worker is None or worker.inbox is None or not self.owns(name) or self._stopping:
+            return
+        with contextlib.suppress(InboxFull):  # the poll routes them
+            worker.inbox.offer(ticket_ids)
 
     def _push_reply(self, name: str, reply: PushReply) -> PushReply:
         self.metrics.push(name, reply.result)
@@ -539,6 +645,8 @@ class Daemon:
             if item is None:
                 return
             ticket_id, received = item
+            if not self.owns(name):  # the lease went meanwhile: the new owner's poll routes it
+                continue
 
             early: list[NotReady] = []
 
@@ -550,6 +658,8 @@ class Daemon:
                     except NotReady as exc:  # announced before it was written: not a failure of the helpdesk
                         found.append(exc)
                         return 0
+                    except Fenced as exc:
+                        return self._lost(name, exc)
                     finally:
                         worker.active -= 1
 
@@ -643,11 +753,18 @@ class Daemon:
 
         return run
 
+    async def _purge_job(self) -> None:
+        if self.owns(SCHEDULER):
+            await self.purge_now()
+
     def _start_retrain(self) -> None:
         """The cron's job: start the retrain as a task of its own and return at once.
 
         Polling, SIGHUP and the API never wait for a training (hours); shutdown cancels it instead.
+        With several replicas only the one that holds the scheduler's lease retrains.
         """
+        if not self.owns(SCHEDULER):
+            return
         if self._stopping or (self._retrain_task is not None and not self._retrain_task.done()):
             return
         self._retrain_task = asyncio.create_task(self._retrain_job(), name="retrain")

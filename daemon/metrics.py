@@ -107,6 +107,15 @@ class Metrics:
             ["connector"],
             registry=r,
         )
+        self.connector_owned = Gauge(
+            "ticketd_connector_owned",
+            "1 while this replica owns the connector's lease (several replicas on PostgreSQL; always 1 on SQLite)",
+            ["connector"],
+            registry=r,
+        )
+
+    def owned(self, connector: str, owned: bool) -> None:
+        self.connector_owned.labels(connector).set(int(owned))
 
     def push(self, connector: str, result: str) -> None:
         """One push request answered as `result`."""

@@ -39,6 +39,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from daemon.ml.thresholds import Thresholds
     from daemon.state import LedgerEntry, TrainingRow
+    from daemon.state.leases import Fence
 
 
 class Predictor(Protocol):
@@ -55,11 +56,14 @@ class LedgerState(Protocol):
 
     def ledger_get(self, connector: str, ticket_id: str) -> LedgerEntry | None: ...
     def ledger_known(self, connector: str, ticket_ids: Sequence[str]) -> set[str]: ...
-    def ledger_begin(self, entry: LedgerEntry) -> bool: ...
-    def ledger_finish(self, connector: str, ticket_id: str, state: str, detail: str | None = None) -> None: ...
+    def ledger_begin(self, entry: LedgerEntry, fence: Fence | None = None) -> bool: ...
+    def ledger_finish(
+        self, connector: str, ticket_id: str, state: str, detail: str | None = None, fence: Fence | None = None
+    ) -> None: ...
     def ledger_pending(self, connector: str | None = None) -> list[LedgerEntry]: ...
     def cursor_get(self, connector: str, kind: str) -> str | None: ...
-    def cursor_set(self, connector: str, kind: str, value: str | None) -> None: ...
+    def cursor_set(self, connector: str, kind: str, value: str | None, fence: Fence | None = None) -> None: ...
+    def fence_check(self, fence: Fence) -> None: ...
     def training_add(self, rows: Sequence[TrainingRow]) -> int: ...
     def forgotten(self) -> tuple[set[tuple[str | None, str]], set[str]]: ...
 
@@ -98,6 +102,7 @@ class Pipeline:
         stopping: Callable[[], bool] = lambda: False,
         degraded: Callable[[], bool] = lambda: False,
         metrics: Metrics | None = None,
+        fence: Callable[[], Fence | None] = lambda: None,
         scrub: Callable[[str], tuple[str, Mapping[str, int]]] | None = None,
     ) -> None:
         self.name = name
@@ -114,6 +119,7 @@ class Pipeline:
         self._stopping = stopping
         self._degraded = degraded
         self.metrics = metrics
+        self.fence = fence  # this replica's proof of ownership for every write (None: one process, no leases)
         self._scrub = scrub  # personal data out of the training store (daemon/privacy.py); None keeps the text
         self.live: dict[str, set[str]] = {}
         self._warned: set[tuple[str, str]] = set()  # (label, target) already warned about; a reload starts afresh
@@ -144,7 +150,7 @@ class Pipeline:
             if not finished:
                 return done  # cursor not advanced: the rest of the page comes again
             if page.cursor != cursor:
-                await self._db(self.state.cursor_set, self.name, "new", page.cursor)
+                await self._db(self.state.cursor_set, self.name, "new", page.cursor, self.fence())
                 cursor = page.cursor
             if not page.more or not page.tickets:
                 break
@@ -291,7 +297,7 @@ class Pipeline:
             created_at=now,
             updated_at=now,
         )
-        if not await self._db(self.state.ledger_begin, entry):
+        if not await self._db(self.state.ledger_begin, entry, self.fence()):
             return 0
         fields: dict[str, Any] = {"ticket_id": ticket.id, "mode": self.mode, "reasons": decision.reasons}
         fields.update({f"{k}_predicted": v["label"] for k, v in predictions.items()})
@@ -335,30 +341,35 @@ class Pipeline:
         decision = entry.decision
         tid = entry.ticket_id
         if decision.get("queue") is None and decision.get("priority") is None:
-            await self._db(
-                self.state.ledger_finish, self.name, tid, "skipped", "below threshold everywhere: left as is"
-            )
+            why = "below threshold everywhere: left as is"
+            await self._db(self.state.ledger_finish, self.name, tid, "skipped", why, self.fence())
             self.counters.add("left")
             self.log.info("ticket left as is", ticket_id=tid, reasons=decision.get("reasons"))
             return
+        fence = self.fence()
+
+        async def still_owner() -> None:  # the database refuses a replica that lost the connector (Fenced)
+            if fence is not None:
+                await self._db(self.state.fence_check, fence)
+
         update = TicketUpdate(
             tid,
             expected_queue=decision["expected_queue"],
             queue=decision.get("queue"),
             priority=decision.get("priority"),
             note=decision.get("note"),
+            guard=still_owner if fence is not None else None,
         )
         try:
             outcome = await self.connector.apply(update)
         except TicketError as exc:
-            await self._db(self.state.ledger_finish, self.name, tid, "failed", str(exc))
+            await self._db(self.state.ledger_finish, self.name, tid, "failed", str(exc), self.fence())
             self.counters.add("failed")
             self.log.warning("ticket could not be updated; skipped", ticket_id=tid, error=str(exc))
             return
         if isinstance(outcome, Applied):
-            await self._db(
-                self.state.ledger_finish, self.name, tid, "applied", ",".join(outcome.changed) or "already applied"
-            )
+            changed = ",".join(outcome.changed) or "already applied"
+            await self._db(self.state.ledger_finish, self.name, tid, "applied", changed, self.fence())
             self.counters.add("applied")
             self.log.info(
                 "ticket routed",
@@ -368,7 +379,7 @@ class Pipeline:
                 changed=list(outcome.changed),
             )
         else:
-            await self._db(self.state.ledger_finish, self.name, tid, "skipped", outcome.reason)
+            await self._db(self.state.ledger_finish, self.name, tid, "skipped", outcome.reason, self.fence())
             self.counters.add("skipped")
             self.log.info("ticket skipped", ticket_id=tid, reason=outcome.reason)
 
@@ -409,7 +420,7 @@ class Pipeline:
             if rows:
                 added += await self._db(self.state.training_add, rows)
             if page.cursor != cursor:
-                await self._db(self.state.cursor_set, self.name, "closed", page.cursor)
+                await self._db(self.state.cursor_set, self.name, "closed", page.cursor, self.fence())
                 cursor = page.cursor
             if not page.more or not page.tickets:
                 break

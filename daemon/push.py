@@ -33,7 +33,7 @@ from daemon.logging import get_logger
 
 log = get_logger(__name__)
 
-PushResult = Literal["accepted", "duplicate", "rejected", "invalid", "throttled"]
+PushResult = Literal["accepted", "duplicate", "rejected", "invalid", "throttled", "relayed"]
 
 RECHECK = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # waits before each new look at a not-yet-complete pushed ticket
 

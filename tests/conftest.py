@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import unavailable
+from tests.servers.postgres import postgres_server  # noqa: F401 - a session fixture for every suite
 from tests.servers.znuny import ZnunyServer, missing_reason, start_znuny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -205,6 +205,7 @@ class ImapConnector(Connector):
         if ref is None:
             raise TicketError("not an IMAP ticket id (<message-id> or uid:...)", ticket_id=update.ticket_id)
         priority = requested_priority(update, self.config.priorities)
+        await update.guarded()  # a mailbox is written inside a session of its own: checked before it opens
         return await in_session(self.config, partial(self._apply, update, ref, priority))
 
     def _apply(self, update: TicketUpdate, ref: mapping.MessageRef, priority: str | None, session: Session) -> Outcome:

@@ -239,6 +239,7 @@ class MaildirConnector(Connector):
         priority = requested_priority(update, self.config.priorities)
         expected = self._folders.folder_of(update.expected_queue)
         target = self._folders.folder_of(update.queue) if update.queue is not None else None
+        await update.guarded()  # the files are written in a worker thread: checked before it starts
         return await self._run(partial(self._apply, update, tid, priority, expected, target))
 
     def _apply(

@@ -135,6 +135,7 @@ class ZammadConnector(Connector):
             # Only a note-only update has to look for its note among the articles.
             note_only = update.note and update.queue is None and update.priority is None
             if note_only and not await self._has_note(tid, update.note or ""):
+                await update.guarded()
                 await self._put(tid, {"article": _note(update.note or "")})
                 return Applied(tid, ("note",))
             return Applied(tid, ())
@@ -151,6 +152,7 @@ class ZammadConnector(Connector):
         if update.note:
             body["article"] = _note(update.note)
             changed.append("note")
+        await update.guarded()
         await self._put(tid, body)
         return Applied(tid, tuple(changed))
 

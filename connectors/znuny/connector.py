@@ -349,6 +349,7 @@ class ZnunyConnector(Connector):
                 "Body": note,
                 "ContentType": "text/plain; charset=utf8",
             }
+        await update.guarded()
         try:
             await self._call(self._routes.ticket_update, ticket_id=tid, body=body)
         except ApiError as exc:

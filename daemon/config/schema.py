@@ -187,6 +187,25 @@ class RetrainSection(_Section):
         return cron
 
 
+class ClusterSection(_Section):
+    """Several replicas on one PostgreSQL `state.url` (daemon/leadership.py); SQLite is one process, no leases."""
+
+    # An owner that has not renewed a lease for this long loses it (a paused or cut-off replica); a crashed
+    # owner's leases go at once (PostgreSQL ends its session and its advisory locks).
+    lease_seconds: float = Field(default=10.0, gt=0, le=300)
+    renew_interval: float = Field(default=2.0, gt=0)  # renew held leases, look for free ones
+    replica_id: str | None = None  # default: host name and process id (a pod's name in Kubernetes)
+
+    @model_validator(mode="after")
+    def _renew_well_within_the_lease(self) -> ClusterSection:
+        if self.renew_interval * 3 > self.lease_seconds:
+            raise ValueError(
+                f"renew_interval ({self.renew_interval:g} s) must be at most a third of lease_seconds "
+                f"({self.lease_seconds:g} s), or one slow renewal loses the lease"
+            )
+        return self
+
+
 class ApiSection(_Section):
     """The HTTP API and the dashboard; `tokens` are admins, `read_tokens` may only look (SecretStr: never printed)."""
 
@@ -268,6 +287,7 @@ class Config(_Section):
     state: StateSection = Field(default_factory=StateSection)
     retrain: RetrainSection = Field(default_factory=RetrainSection)
     api: ApiSection = Field(default_factory=ApiSection)
+    cluster: ClusterSection = Field(default_factory=ClusterSection)
     log: LogSection = Field(default_factory=LogSection)
     privacy: PrivacySection = Field(default_factory=PrivacySection)
 

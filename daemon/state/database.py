@@ -526,6 +526,11 @@ class State:
         with self._write() as conn:
             leasing.gone(conn, owner)
 
+    def notify(self, channel: str, payload: str) -> None:
+        """PostgreSQL NOTIFY on `channel` (sent when the transaction commits)."""
+        with self._write() as conn:
+            conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
+
     @contextlib.contextmanager
     def session(self) -> Iterator[Connection]:
         """A connection of its own outside any transaction, for session advisory locks; closed on leaving.

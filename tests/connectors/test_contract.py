@@ -89,6 +89,31 @@ async def test_apply_twice_has_one_effect(harness: Harness) -> None:
     assert harness.queue_of(tid) == harness.target
 
 
+class Refused(Exception):
+    """What the daemon's guard raises when this replica lost the connector (daemon.errors.Fenced)."""
+
+
+async def test_a_guard_that_refuses_stops_the_write_back(harness: Harness) -> None:
+    """The daemon's guard (a replica still owns the connector) is asked right before the helpdesk is written."""
+    tid = harness.add_ticket("Printer jam", "Tray 2 jams on every page.")
+    conn = await harness.connector()
+    asked: list[str] = []
+
+    async def lost() -> None:
+        asked.append(tid)
+        raise Refused("another replica owns this connector now")
+
+    update = TicketUpdate(
+        tid, expected_queue=harness.inbound, queue=harness.target, priority=harness.priority, note="ticketd: x"
+    )
+    writes = harness.writes(tid)
+    with pytest.raises(Refused):
+        await conn.apply(TicketUpdate(**{**vars(update), "guard": lost}))
+    assert asked == [tid]
+    assert harness.writes(tid) == writes and harness.queue_of(tid) == harness.inbound
+    assert isinstance(await conn.apply(update), Applied)  # without the guard the same update goes through
+
+
 async def test_ticket_moved_by_a_human_is_skipped(harness: Harness) -> None:
     tid = harness.add_ticket("Laptop broken", "Screen flickers.")
     harness.human_move(tid, harness.other)

@@ -12,7 +12,7 @@ import pytest
 from daemon.errors import Fenced
 from daemon.state import LedgerEntry, State
 from daemon.state import leases as leasing
-from tests.daemon.state.conftest import PostgresServer
+from tests.servers.postgres import PostgresServer
 
 
 @pytest.fixture

@@ -1,0 +1,256 @@
+"""Several replicas on one PostgreSQL: each connector is owned by one replica at a time, and fenced.
+
+Every replica runs the same config. Leadership keeps this replica's share of the leases
+(daemon/state/leases.py): one per connector, plus `SCHEDULER` for the jobs that must run once (retention,
+the retrain cron). Each renewal it says it is alive, renews what it holds, gives up a lease beyond its
+share (so a replica that joins gets work) and takes free ones up to its share. A lease is free when
+released, expired (its owner stopped renewing: paused, cut off) or when its owner's session is gone
+(crashed: the session advisory lock it held is free). Only the owner polls, harvests, watches and
+writes back a connector; every such write carries the owner's `Fence`, so a former owner's write is
+refused by the database (`Fenced`), however long it was paused.
+
+With SQLite there is no Leadership: one process owns everything, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from daemon.errors import StateError
+from daemon.logging import get_logger
+from daemon.state import State
+from daemon.state import leases as leasing
+from daemon.state.leases import Fence
+
+log = get_logger(__name__)
+
+SCHEDULER = "~scheduler"  # retention and the retrain cron run on the replica that holds this
+RELAY = "ticketd_push"  # NOTIFY channel: a push that reached a replica not owning its connector, to the owner
+
+
+def default_replica_id() -> str:
+    """Host name and process id: a pod's name in Kubernetes, unique per process elsewhere."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Leadership:
+    """This replica's leases: renewed, spread across the replicas alive, taken over from dead owners."""
+
+    def __init__(
+        self,
+        state: State,
+        replica: str,
+        names: Sequence[str],
+        *,
+        ttl: float,
+        renew: float,
+        on_change: Callable[[str, bool], None],
+    ) -> None:
+        self.state = state
+        self.replica = replica
+        self.names = list(dict.fromkeys(names))
+        self.ttl = ttl
+        self.renew = renew
+        self.reachable = True  # the database answered the last renewal
+        self.alive = 1
+        self._on_change = on_change
+        self._held: dict[str, Fence] = {}
+        self._locked: set[str] = set()  # leases whose advisory lock this replica's session holds
+        self._mutex = threading.Lock()  # _held is read on the event loop and renewed in a worker thread
+        self._session: contextlib.ExitStack | None = None
+        self._conn: Any = None
+        self._stop = asyncio.Event()
+        self._stopped = threading.Event()  # the same, for the relay's listening thread
+
+    # -- what the daemon asks ---------------------------------------------------------------------------------
+
+    def fence(self, name: str) -> Fence | None:
+        with self._mutex:
+            return self._held.get(name)
+
+    def owns(self, name: str) -> bool:
+        return self.fence(name) is not None
+
+    def held(self) -> list[str]:
+        with self._mutex:
+            return sorted(self._held)
+
+    def fenced(self, name: str, why: str) -> None:
+        """A write was refused: another replica took the lease over before this one's renewal noticed."""
+        with self._mutex:
+            fence = self._held.pop(name, None)
+        if fence is not None:
+            log.info("lease lost: another replica owns it now", lease=name, epoch=fence.epoch, why=why)
+            self._on_change(name, False)
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Renew and balance every `renew` seconds until `stop`; changes are applied on the event loop."""
+        while not self._stop.is_set():
+            changes = await anyio.to_thread.run_sync(self._tick)
+            for name, gained in changes:
+                self._on_change(name, gained)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.renew)
+
+    async def stop(self) -> None:
+        """Give every lease back at once (a clean stop: the next owner need not wait for them to expire)."""
+        self._stop.set()
+        self._stopped.set()
+        await anyio.to_thread.run_sync(self._release_all)
+
+    def _release_all(self) -> None:
+        with self._mutex:
+            held, self._held = self._held, {}
+        try:
+            for fence in held.values():
+                self.state.lease_release(fence)
+            self.state.replica_gone(self.replica)
+        except StateError as exc:
+            log.warning("leases not released; they expire on their own", error=str(exc))
+        self._close_session()
+
+    # -- pushes that reached another replica ------------------------------------------------------------------
+
+    def relay(self, name: str, ticket_ids: Sequence[str]) -> None:
+        """Hand a verified push to whichever replica owns `name` (PostgreSQL NOTIFY; lost only if none listens)."""
+        self.state.notify(RELAY, json.dumps({"connector": name, "ids": list(ticket_ids)}))
+
+    async def listen(self, deliver: Callable[[str, list[str]], None]) -> None:
+        """Until `stop`: pushes relayed by other replicas, handed to `deliver` on the event loop."""
+        loop = asyncio.get_running_loop()
+        await anyio.to_thread.run_sync(self._listen, loop, deliver, abandon_on_cancel=True)
+
+    def _listen(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[str, list[str]], None]) -> None:
+        while not self._stopped.is_set():
+            try:
+                with self.state.session() as conn:
+                    raw: Any = conn.connection.driver_connection  # psycopg's own connection: LISTEN, notifies
+                    raw.execute(f"LISTEN {RELAY}")
+                    while not self._stopped.is_set():
+                        for note in raw.notifies(timeout=1.0):
+                            push = json.loads(note.payload)
+                            loop.call_soon_threadsafe(deliver, str(push["connector"]), [str(i) for i in push["ids"]])
+            except Exception as exc:  # the database went away: listen again once it is back; polling covers it
+                log.debug("push relay not listening; trying again", error=str(exc))
+                self._stopped.wait(2.0)
+
+    # -- one renewal, in a worker thread ------------------------------------------------------------------------
+
+    def _tick(self) -> list[tuple[str, bool]]:
+        changes: list[tuple[str, bool]] = []
+        try:
+            conn = self._connection()
+            self.alive = self.state.replica_beat(self.replica, self.ttl)
+            changes += self._renew_held(conn)
+            share = math.ceil(len(self.names) / max(self.alive, 1))
+            changes += self._give_surplus(conn, share)
+            changes += self._take_free(conn, share)
+        except StateError as exc:
+            changes += self._unreachable(exc)
+            return changes
+        if not self.reachable:
+            self.reachable = True
+            log.info("state database reachable again; taking leases", replica=self.replica)
+        return changes
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            stack = contextlib.ExitStack()
+            self._conn = stack.enter_context(self.state.session())
+            self._session = stack
+        return self._conn
+
+    def _close_session(self) -> None:
+        session, self._session, self._conn = self._session, None, None
+        self._locked.clear()
+        if session is not None:
+            with contextlib.suppress(Exception):
+                session.close()
+
+    def _renew_held(self, conn: Any) -> list[tuple[str, bool]]:
+        lost: list[tuple[str, bool]] = []
+        for name, fence in list(self._snapshot().items()):
+            if self.state.lease_renew(fence, self.ttl):
+                if name not in self._locked and leasing.try_lock(conn, name):
+                    self._locked.add(name)
+                continue
+            self._forget(name, conn)
+            log.info("lease lost: another replica owns it now", lease=name, epoch=fence.epoch, why="renewal refused")
+            lost.append((name, False))
+        return lost
+
+    def _give_surplus(self, conn: Any, share: int) -> list[tuple[str, bool]]:
+        held = self._snapshot()
+        if len(held) <= share:
+            return []
+        name = max((n for n in held if n != SCHEDULER), key=lambda n: held[n].epoch, default=None)
+        if name is None:
+            return []
+        self.state.lease_release(held[name])
+        self._forget(name, conn)
+        log.info("lease handed over: more replicas are alive", lease=name, alive=self.alive, share=share)
+        return [(name, False)]
+
+    def _take_free(self, conn: Any, share: int) -> list[tuple[str, bool]]:
+        gained: list[tuple[str, bool]] = []
+        held = set(self._snapshot())
+        if len(held) >= share:
+            return gained
+        current = {lease.name: lease for lease in self.state.leases()}
+        for name in self.names:
+            if len(held) >= share:
+                break
+            if name in held:
+                continue
+            lease = current.get(name)
+            free = lease is None or lease.owner is None or lease.expired
+            locked = leasing.try_lock(conn, name)  # free only if no live session holds it
+            if not free and not locked:
+                continue
+            fence = self.state.lease_take(name, self.replica, self.ttl, force=locked)
+            if fence is None:
+                if locked:
+                    leasing.unlock(conn, name)
+                continue
+            if locked:
+                self._locked.add(name)
+            with self._mutex:
+                self._held[name] = fence
+            held.add(name)
+            why = "free" if lease is None or lease.owner is None else "expired" if lease.expired else "owner gone"
+            log.info("lease taken: this replica owns it now", lease=name, epoch=fence.epoch, why=why)
+            gained.append((name, True))
+        return gained
+
+    def _unreachable(self, exc: StateError) -> list[tuple[str, bool]]:
+        """No database: nothing can be fenced, so nothing is owned until it answers again."""
+        with self._mutex:
+            held, self._held = self._held, {}
+        self._close_session()
+        if self.reachable:
+            self.reachable = False
+            log.warning("state database unreachable; leases given up until it answers", error=str(exc))
+        return [(name, False) for name in held]
+
+    def _forget(self, name: str, conn: Any) -> None:
+        with self._mutex:
+            self._held.pop(name, None)
+        if name in self._locked:
+            self._locked.discard(name)
+            leasing.unlock(conn, name)
+
+    def _snapshot(self) -> dict[str, Fence]:
+        with self._mutex:
+            return dict(self._held)
