@@ -112,7 +112,16 @@ class Daemon:
         return self.leadership is None or self.leadership.owns(name)
 
     def _fence(self, name: str) -> Fence | None:
-        return self.leadership.fence(name) if self.leadership is not None else None
+        """The owner's proof for a write; Fenced once this replica no longer owns `name` (None: one process)."""
+        if self.leadership is None:
+            return None
+        fence = self.leadership.fence(name)
+        if fence is None:
+            raise Fenced(f"lease {name!r}: not held by {self.leadership.replica} any more")
+        stale = self.leadership.stale(name)
+        if stale is not None:  # paused or cut off: another replica may own it by now, whatever the lease row says
+            raise Fenced(f"lease {name!r}: not renewed for {stale:.1f} s; this replica stalled")
+        return fence
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """`/readyz`: the verdict and, per part, why."""
@@ -213,6 +222,7 @@ class Daemon:
         self._build_stacks(self.config)
         if self.state.shared:
             cluster = self.config.cluster
+            self.state.end_stalled_transactions(cluster.lease_seconds / 2)
             self.leadership = Leadership(
                 self.state,
                 cluster.replica_id or default_replica_id(),

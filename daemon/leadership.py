@@ -1,13 +1,13 @@
 """Several replicas on one PostgreSQL: each connector is owned by one replica at a time, and fenced.
 
 Every replica runs the same config. Leadership keeps this replica's share of the leases
-(daemon/state/leases.py): one per connector, plus `SCHEDULER` for the jobs that must run once (retention,
-the retrain cron). Each renewal it says it is alive, renews what it holds, gives up a lease beyond its
-share (so a replica that joins gets work) and takes free ones up to its share. A lease is free when
-released, expired (its owner stopped renewing: paused, cut off) or when its owner's session is gone
-(crashed: the session advisory lock it held is free). Only the owner polls, harvests, watches and
-writes back a connector; every such write carries the owner's `Fence`, so a former owner's write is
-refused by the database (`Fenced`), however long it was paused.
+(daemon/state/leases.py): one per connector, plus `SCHEDULER` for the jobs that must run once
+(retention, the retrain cron). Each renewal it says it is alive, renews what it holds, gives up a lease
+beyond its share (so a replica that joins gets work) and takes free ones up to its share. A lease is
+free when released, expired (its owner stopped renewing: paused, cut off) or when its owner's session
+is gone (crashed: the advisory lock it took for its epoch is free). Only the owner polls, harvests,
+watches and writes back a connector; every such write carries the owner's `Fence`, so a former
+owner's write is refused by the database (`Fenced`), however long it was paused.
 
 With SQLite there is no Leadership: one process owns everything, as before.
 """
@@ -21,6 +21,7 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,8 +66,9 @@ class Leadership:
         self.alive = 1
         self._on_change = on_change
         self._held: dict[str, Fence] = {}
-        self._locked: set[str] = set()  # leases whose advisory lock this replica's session holds
+        self._locked: dict[str, int] = {}  # lease -> the epoch whose advisory lock this replica's session holds
         self._mutex = threading.Lock()  # _held is read on the event loop and renewed in a worker thread
+        self._renewed: dict[str, float] = {}  # lease -> monotonic time its last successful renewal started
         self._session: contextlib.ExitStack | None = None
         self._conn: Any = None
         self._stop = asyncio.Event()
@@ -77,6 +79,13 @@ class Leadership:
     def fence(self, name: str) -> Fence | None:
         with self._mutex:
             return self._held.get(name)
+
+    def stale(self, name: str) -> float | None:
+        """Seconds since the lease was last renewed, if that is more than half of it (the process stalled)."""
+        with self._mutex:
+            renewed = self._renewed.get(name)
+        age = time.monotonic() - renewed if renewed is not None else None
+        return age if age is not None and age > self.ttl / 2 else None
 
     def owns(self, name: str) -> bool:
         return self.fence(name) is not None
@@ -182,9 +191,10 @@ class Leadership:
     def _renew_held(self, conn: Any) -> list[tuple[str, bool]]:
         lost: list[tuple[str, bool]] = []
         for name, fence in list(self._snapshot().items()):
+            started = time.monotonic()
             if self.state.lease_renew(fence, self.ttl):
-                if name not in self._locked and leasing.try_lock(conn, name):
-                    self._locked.add(name)
+                with self._mutex:
+                    self._renewed[name] = started
                 continue
             self._forget(name, conn)
             log.info("lease lost: another replica owns it now", lease=name, epoch=fence.epoch, why="renewal refused")
@@ -215,19 +225,26 @@ class Leadership:
             if name in held:
                 continue
             lease = current.get(name)
+            seen = lease.epoch if lease is not None else 0
             free = lease is None or lease.owner is None or lease.expired
-            locked = leasing.try_lock(conn, name)  # free only if no live session holds it
-            if not free and not locked:
+            gone = False
+            if not free and leasing.try_lock(conn, name, seen):  # nobody holds the owner's lock: its session ended
+                leasing.unlock(conn, name, seen)
+                gone = True
+            if not (free or gone):
                 continue
-            fence = self.state.lease_take(name, self.replica, self.ttl, force=locked)
+            # The next epoch's lock first: once the new epoch is visible, its owner's session provably holds it.
+            if not leasing.try_lock(conn, name, seen + 1):
+                continue  # another replica is taking it right now
+            started = time.monotonic()
+            fence = self.state.lease_take(name, self.replica, self.ttl, seen=seen, force=gone)
             if fence is None:
-                if locked:
-                    leasing.unlock(conn, name)
+                leasing.unlock(conn, name, seen + 1)
                 continue
-            if locked:
-                self._locked.add(name)
+            self._locked[name] = fence.epoch
             with self._mutex:
                 self._held[name] = fence
+                self._renewed[name] = started
             held.add(name)
             why = "free" if lease is None or lease.owner is None else "expired" if lease.expired else "owner gone"
             log.info("lease taken: this replica owns it now", lease=name, epoch=fence.epoch, why=why)
@@ -247,9 +264,9 @@ class Leadership:
     def _forget(self, name: str, conn: Any) -> None:
         with self._mutex:
             self._held.pop(name, None)
-        if name in self._locked:
-            self._locked.discard(name)
-            leasing.unlock(conn, name)
+        epoch = self._locked.pop(name, None)
+        if epoch is not None:
+            leasing.unlock(conn, name, epoch)
 
     def _snapshot(self) -> dict[str, Fence]:
         with self._mutex:

@@ -351,6 +351,7 @@ class Pipeline:
         async def still_owner() -> None:  # the database refuses a replica that lost the connector (Fenced)
             if fence is not None:
                 await self._db(self.state.fence_check, fence)
+                self.fence()  # and, last, without a thread hop: the lease was renewed lately (not paused since)
 
         update = TicketUpdate(
             tid,

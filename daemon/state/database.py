@@ -497,14 +497,39 @@ class State:
         """Whether several processes may share this database as replicas (PostgreSQL; SQLite is one process)."""
         return self._engine.dialect.name == "postgresql"
 
+    def end_stalled_transactions(self, seconds: float) -> None:
+        """PostgreSQL ends a session idle inside a transaction this long (`idle_in_transaction_session_timeout`).
+
+        A replica paused mid-write (SIGSTOP, a stalled node) would otherwise keep its share lock on a lease row
+        for as long as it is paused, and no other replica could take the lease over.
+        """
+        millis = max(1, int(seconds * 1000))
+
+        @event.listens_for(self._engine, "connect")
+        def _limit(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {millis}")
+            cursor.close()
+            dbapi_connection.commit()
+
+        self._engine.dispose()  # pooled connections opened before this get replaced by limited ones
+
     def fence_check(self, fence: Fence) -> None:
         """Fenced unless the lease still holds: checked right before a write-back to the helpdesk."""
         with self._write(fence):
             pass
 
-    def lease_take(self, name: str, owner: str, ttl: float, *, force: bool = False) -> Fence | None:
-        with self._write() as conn:
-            return leasing.take(conn, name, owner, ttl, force=force)
+    def lease_take(self, name: str, owner: str, ttl: float, *, seen: int, force: bool = False) -> Fence | None:
+        """Compare-and-set: owner at `seen` + 1 if the lease is still at epoch `seen` and may be taken."""
+        try:
+            with self._write() as conn:
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '1s'")  # a stalled writer holds the row: next round
+                leasing.ensure(conn, name)
+                return leasing.take(conn, name, owner, ttl, seen=seen, force=force)
+        except StateError as error:
+            if getattr(getattr(error.__cause__, "orig", None), "sqlstate", None) == "55P03":  # lock_not_available
+                return None
+            raise
 
     def lease_renew(self, fence: Fence, ttl: float) -> bool:
         with self._write() as conn:

@@ -2,8 +2,10 @@
 
 A lease row names its owner, an `epoch` that grows by one at every change of owner, and `expires_at` on
 the database's clock. The owner renews it every few seconds; another replica takes it over when it
-expired (the owner stopped renewing: paused, cut off) or when the owner's session is gone (crashed: its
-advisory lock, held by the leadership's own connection, was released by PostgreSQL with the session).
+expired (the owner stopped renewing: paused, cut off) or when the owner's session is gone (crashed).
+For the latter, each owner holds a session advisory lock keyed by (lease, epoch), taken *before* its
+epoch becomes visible; PostgreSQL releases it with the session, so a free lock for the current epoch
+proves its owner is gone. A paused owner's lock is for an older epoch and proves nothing about the new.
 A fenced write checks, in its own transaction and under a share lock on the row, that the lease still
 has this owner and epoch: a takeover waits for it to commit, and a former owner's write is refused by
 the database, whatever that replica's clock or timers think.
@@ -21,7 +23,7 @@ from sqlalchemy.engine import Connection
 from daemon.errors import Fenced
 from daemon.state.schema import leases
 
-ADVISORY_CLASS = 0x7469636C  # first key of every lease's advisory lock ("ticl"); the second is hashtext(name)
+ADVISORY_SEED = 0x7469636C  # seeds the 64-bit advisory lock key of (lease, epoch): "ticl"
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ _ENSURE = sa.text(
 _TAKE = sa.text(
     "UPDATE leases SET owner = :owner, epoch = epoch + 1, acquired_at = clock_timestamp(), "
     "expires_at = clock_timestamp() + make_interval(secs => :ttl) "
-    "WHERE name = :name AND (owner IS NULL OR expires_at <= clock_timestamp() OR :force) RETURNING epoch"
+    "WHERE name = :name AND epoch = :seen AND (owner IS NULL OR expires_at <= clock_timestamp() OR :force) "
+    "RETURNING epoch"
 )
 _RENEW = sa.text(
     "UPDATE leases SET expires_at = clock_timestamp() + make_interval(secs => :ttl) "
@@ -77,14 +80,20 @@ _BEAT = sa.text(
 )
 _ALIVE = sa.text("SELECT count(*) FROM replicas WHERE seen_at > clock_timestamp() - make_interval(secs => :ttl)")
 _GONE = sa.text("DELETE FROM replicas WHERE id = :owner OR seen_at < clock_timestamp() - interval '1 day'")
-_TRY_LOCK = sa.text(f"SELECT pg_try_advisory_lock({ADVISORY_CLASS}, hashtext(:name))")
-_UNLOCK = sa.text(f"SELECT pg_advisory_unlock({ADVISORY_CLASS}, hashtext(:name))")
+_KEY = f"hashtextextended(:name || '#' || CAST(:epoch AS text), {ADVISORY_SEED})"
+_TRY_LOCK = sa.text(f"SELECT pg_try_advisory_lock({_KEY})")
+_UNLOCK = sa.text(f"SELECT pg_advisory_unlock({_KEY})")
 
 
-def take(conn: Connection, name: str, owner: str, ttl: float, *, force: bool) -> Fence | None:
-    """Become the owner if the lease is free or expired (or `force`: its owner's session is gone)."""
+def ensure(conn: Connection, name: str) -> None:
+    """The lease's row (epoch 0, nobody's) if it has none yet."""
     conn.execute(_ENSURE, {"name": name})
-    epoch = conn.execute(_TAKE, {"name": name, "owner": owner, "ttl": ttl, "force": force}).scalar_one_or_none()
+
+
+def take(conn: Connection, name: str, owner: str, ttl: float, *, seen: int, force: bool) -> Fence | None:
+    """Become the owner at epoch `seen` + 1 if it is still at `seen` and free, expired or `force`d."""
+    params = {"name": name, "owner": owner, "ttl": ttl, "seen": seen, "force": force}
+    epoch = conn.execute(_TAKE, params).scalar_one_or_none()
     return None if epoch is None else Fence(name, owner, int(epoch))
 
 
@@ -113,10 +122,10 @@ def gone(conn: Connection, owner: str) -> None:
     conn.execute(_GONE, {"owner": owner})
 
 
-def try_lock(conn: Connection, name: str) -> bool:
-    """The lease's session advisory lock on this (the leadership's own) connection, if no session holds it."""
-    return bool(conn.execute(_TRY_LOCK, {"name": name}).scalar_one())
+def try_lock(conn: Connection, name: str, epoch: int) -> bool:
+    """The (lease, epoch) session advisory lock on this (the leadership's own) connection, if no session holds it."""
+    return bool(conn.execute(_TRY_LOCK, {"name": name, "epoch": epoch}).scalar_one())
 
 
-def unlock(conn: Connection, name: str) -> None:
-    conn.execute(_UNLOCK, {"name": name})
+def unlock(conn: Connection, name: str, epoch: int) -> None:
+    conn.execute(_UNLOCK, {"name": name, "epoch": epoch})

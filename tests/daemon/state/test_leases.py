@@ -30,12 +30,13 @@ def _entry(tid: str) -> LedgerEntry:
 
 
 def test_a_lease_has_one_owner_until_it_expires_then_the_next_owner_fences_the_former(pg: State) -> None:
-    a = pg.lease_take("znuny", "replica-a", ttl=0.5)
+    a = pg.lease_take("znuny", "replica-a", ttl=0.5, seen=0)
     assert a is not None and a.epoch == 1
-    assert pg.lease_take("znuny", "replica-b", ttl=0.5) is None  # held and not expired
+    assert pg.lease_take("znuny", "replica-b", ttl=0.5, seen=1) is None  # held and not expired
     assert pg.ledger_begin(_entry("1"), fence=a)
     time.sleep(0.7)  # replica-a stopped renewing (paused): its lease runs out on the database's clock
-    b = pg.lease_take("znuny", "replica-b", ttl=5)
+    assert pg.lease_take("znuny", "replica-b", ttl=5, seen=0) is None  # compare-and-set: epoch 1 is not 0
+    b = pg.lease_take("znuny", "replica-b", ttl=5, seen=1)
     assert b is not None and b.epoch == 2
     assert not pg.lease_renew(a, ttl=5)  # a wakes up: its renewal says it lost the lease
     with pytest.raises(Fenced, match=r"lease 'znuny': held by replica-b at epoch 2, not by replica-a at epoch 1"):
@@ -54,12 +55,12 @@ def test_a_lease_has_one_owner_until_it_expires_then_the_next_owner_fences_the_f
 
 
 def test_a_released_lease_is_taken_at_once_and_force_takes_an_unexpired_one(pg: State) -> None:
-    a = pg.lease_take("zammad", "replica-a", ttl=60)
+    a = pg.lease_take("zammad", "replica-a", ttl=60, seen=0)
     assert a is not None
     pg.lease_release(a)
-    b = pg.lease_take("zammad", "replica-b", ttl=60)
+    b = pg.lease_take("zammad", "replica-b", ttl=60, seen=1)
     assert b is not None and b.epoch == 2
-    c = pg.lease_take("zammad", "replica-c", ttl=60, force=True)  # b's session is gone (its advisory lock free)
+    c = pg.lease_take("zammad", "replica-c", ttl=60, seen=2, force=True)  # b's session is gone (lock free)
     assert c is not None and c.epoch == 3
     with pytest.raises(Fenced):
         pg.fence_check(b)
@@ -67,7 +68,7 @@ def test_a_released_lease_is_taken_at_once_and_force_takes_an_unexpired_one(pg: 
 
 def test_a_takeover_waits_for_a_fenced_write_in_flight_to_commit(pg: State) -> None:
     """The fence is checked under a share lock: the new owner's epoch cannot slip in between check and write."""
-    a = pg.lease_take("znuny", "replica-a", ttl=60)
+    a = pg.lease_take("znuny", "replica-a", ttl=60, seen=0)
     assert a is not None
     order: list[str] = []
     inside = threading.Event()
@@ -82,7 +83,7 @@ def test_a_takeover_waits_for_a_fenced_write_in_flight_to_commit(pg: State) -> N
     writer = threading.Thread(target=slow_write)
     writer.start()
     assert inside.wait(10)
-    assert pg.lease_take("znuny", "replica-b", ttl=60, force=True) is not None
+    assert pg.lease_take("znuny", "replica-b", ttl=60, seen=1, force=True) is not None
     order.append("b took over")
     writer.join()
     assert order == ["a committed", "b took over"]
@@ -90,11 +91,12 @@ def test_a_takeover_waits_for_a_fenced_write_in_flight_to_commit(pg: State) -> N
 
 def test_an_advisory_lock_is_freed_by_postgresql_when_its_session_ends(pg: State) -> None:
     with pg.session() as first:
-        assert leasing.try_lock(first, "znuny")
+        assert leasing.try_lock(first, "znuny", 1)
         with pg.session() as second:
-            assert not leasing.try_lock(second, "znuny")
+            assert not leasing.try_lock(second, "znuny", 1)
+            assert leasing.try_lock(second, "znuny", 2)  # each epoch has a lock of its own
     with pg.session() as third:  # the first session is closed (as a killed replica's is)
-        assert leasing.try_lock(third, "znuny")
+        assert leasing.try_lock(third, "znuny", 1)
 
 
 def test_replicas_count_themselves_alive_and_a_leaving_one_is_dropped(pg: State) -> None:

@@ -1,0 +1,183 @@
+"""Several `ticketd run` processes on one PostgreSQL against a fake Znuny and a fake Zammad (suite and bench).
+
+Every replica gets the same config but its own `cluster.replica_id` and log. Leases are read from the
+database itself, so the suite knows which process owns which connector when it picks one to kill.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from daemon.state import State
+from tests.daemon.test_run import SUBJECTS, events
+from tests.reliability.helpdesks import Helpdesk, start_daemon
+
+LEASE_SECONDS = 3.0  # short, so the suite's SIGSTOP case runs in seconds; renewals every 0.5 s
+RENEW_INTERVAL = 0.5
+
+
+@dataclass
+class Replica:
+    id: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    started: float = field(default_factory=time.time)
+
+    def routed(self, connector: str | None = None, after: float = 0.0) -> list[dict[str, Any]]:
+        """This replica's "ticket routed" events (for one connector, after a wall-clock time)."""
+        found = []
+        for e in events(self.log) if self.log.exists() else []:
+            if e["event"] != "ticket routed" or (connector is not None and e.get("connector") != connector):
+                continue
+            if when(e) > after:
+                found.append(e)
+        return found
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def when(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
+
+
+class Cluster:
+    """Two fake helpdesks served on loopback, one PostgreSQL database, and the replicas started so far."""
+
+    def __init__(self, tmp: Path, store: Path, database: str, *, tickets: int, batch_limit: int = 5) -> None:
+        self.tmp, self.store, self.database = tmp, store, database
+        self.desks = {"znuny": Helpdesk("znuny"), "zammad": Helpdesk("zammad")}
+        self.ids: dict[str, list[int]] = {name: [] for name in self.desks}
+        for i in range(tickets):
+            name = "znuny" if i % 2 == 0 else "zammad"
+            subject, body = SUBJECTS[i % len(SUBJECTS)]
+            self.ids[name].append(self.desks[name].add_ticket(f"{subject} #{i}", body))
+        self.batch_limit = batch_limit
+        self.replicas: list[Replica] = []
+        self._serving = ExitStack()
+        self.urls = {name: self._serving.enter_context(desk.served()) for name, desk in self.desks.items()}
+        State.open(database).close()  # the schema, before any replica or the suite looks at the leases
+        self._engine = sa.create_engine(database)
+        self._count = 0
+
+    def config(self, replica_id: str) -> Path:
+        entries = []
+        for name, desk in self.desks.items():
+            built = yaml.safe_load(
+                desk.config(self.tmp, self.urls[name], self.store, batch_limit=self.batch_limit).read_text()
+            )
+            entry = built["connectors"][0]
+            entry["name"] = name
+            entries.append(entry)
+        config = {
+            **built,
+            "state": {"url": self.database},
+            "cluster": {
+                "lease_seconds": LEASE_SECONDS,
+                "renew_interval": RENEW_INTERVAL,
+                "replica_id": replica_id,
+            },
+            "connectors": entries,
+        }
+        path = self.tmp / f"{replica_id}.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        return path
+
+    def start(self) -> Replica:
+        self._count += 1
+        replica_id = f"replica-{self._count}"
+        log = self.tmp / f"{replica_id}.log"
+        replica = Replica(replica_id, start_daemon(self.config(replica_id), log=log), log)
+        self.replicas.append(replica)
+        return replica
+
+    def owners(self) -> dict[str, str]:
+        """Connector -> replica id, for leases held and not expired (on the database's clock)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT name, owner FROM leases WHERE owner IS NOT NULL AND expires_at > clock_timestamp()")
+            )
+            return {r.name: r.owner for r in rows if not r.name.startswith("~")}
+
+    def replica(self, replica_id: str) -> Replica:
+        return next(r for r in self.replicas if r.id == replica_id)
+
+    def wait_owned(self, names: list[str], timeout: float = 90.0, exclude: set[str] | None = None) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            owners = self.owners()
+            if all(n in owners and owners[n] not in (exclude or set()) for n in names):
+                return owners
+            time.sleep(0.05)
+        raise AssertionError(f"not owned within {timeout} s: {names}; leases {self.owners()}; logs {self.tails()}")
+
+    def remaining(self) -> dict[str, list[int]]:
+        return {
+            n: [t for t in ids if self.desks[n].queue_of(t) == self.desks[n].inbound] for n, ids in self.ids.items()
+        }
+
+    def wait_routed(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(self.remaining().values()):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def verdict(self) -> dict[str, Any]:
+        """Lost (still inbound), doubled (notes other than one) and rewritten (more than move+priority+note)."""
+        out: dict[str, Any] = {"lost": 0, "doubled": 0, "rewritten": 0, "tickets": 0}
+        for name, ids in self.ids.items():
+            desk = self.desks[name]
+            out["tickets"] += len(ids)
+            out["lost"] += sum(desk.queue_of(t) == desk.inbound for t in ids)
+            out["doubled"] += sum(desk.notes(t) != 1 for t in ids)
+            out["rewritten"] += sum(desk.writes(t) > 3 for t in ids)
+        return out
+
+    def tails(self) -> str:
+        return "\n".join(
+            f"--- {r.id}\n{r.log.read_text(errors='replace')[-1500:]}" for r in self.replicas if r.log.exists()
+        )
+
+    def stop(self) -> None:
+        for r in self.replicas:
+            if r.alive:
+                r.proc.send_signal(signal.SIGCONT)
+                r.proc.send_signal(signal.SIGTERM)
+        for r in self.replicas:
+            try:
+                r.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                r.proc.kill()
+        self._engine.dispose()
+        self._serving.close()
+
+
+@contextmanager
+def cluster(tmp: Path, store: Path, database: str, *, tickets: int, batch_limit: int = 5) -> Iterator[Cluster]:
+    c = Cluster(tmp, store, database, tickets=tickets, batch_limit=batch_limit)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def log_events(replica: Replica, name: str) -> list[dict[str, Any]]:
+    return [e for e in events(replica.log) if e["event"] == name] if replica.log.exists() else []
+
+
+__all__ = ["Cluster", "Replica", "cluster", "json", "log_events", "when"]
