@@ -105,7 +105,8 @@ class Daemon:
     def ready(self) -> bool:
         """A model is loaded, the database answers (replicas) and every connector this replica runs is ready."""
         reachable = self.leadership is None or self.leadership.reachable
-        return self.model.loaded and reachable and all(w.coordinator.ready for w in self.stacks.values())
+        running = [w for name, w in self.stacks.items() if self.owns(name)]  # another replica's are its business
+        return self.model.loaded and reachable and all(w.coordinator.ready for w in running)
 
     def owns(self, name: str) -> bool:
         """Whether this replica runs connector `name` (or, for SCHEDULER, the once-only jobs) now."""

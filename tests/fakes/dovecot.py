@@ -204,10 +204,15 @@ def _next_source() -> tuple[str, int]:
 
 
 class FlakyProxy:
-    """A TCP relay to Dovecot that can drop the next N connections right after accepting them."""
+    """A TCP relay to Dovecot (or another loopback server) that can drop the next N connections after accepting.
 
-    def __init__(self, target_port: int) -> None:
+    `fresh_sources`: each relayed connection comes from a loopback address of its own (Dovecot's auth penalty
+    is per client address); off for servers that only admit 127.0.0.1 (PostgreSQL's pg_hba.conf).
+    """
+
+    def __init__(self, target_port: int, *, fresh_sources: bool = True) -> None:
         self.target_port = target_port
+        self.fresh_sources = fresh_sources
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._fail = 0
@@ -220,6 +225,11 @@ class FlakyProxy:
     def fail_next(self, connections: int) -> None:
         with self._lock:
             self._fail += connections
+
+    def heal(self) -> None:
+        """Relay new connections again (after `fail_next`)."""
+        with self._lock:
+            self._fail = 0
 
     def cut(self) -> None:
         """Drop every relayed connection now, as a restarted server or a NAT box would."""
@@ -248,7 +258,7 @@ class FlakyProxy:
             # A fresh loopback source address per connection: Dovecot's auth penalty is kept per
             # client address (after two failed logins the next one from there waits 4-6 s), and
             # tests fail logins on purpose; other tests must not inherit the delay.
-            source = _next_source()
+            source = _next_source() if self.fresh_sources else ("127.0.0.1", 0)
             upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10, source_address=source)
         except OSError:
             client.close()

@@ -73,7 +73,7 @@ class Cluster:
         self._engine = sa.create_engine(database)
         self._count = 0
 
-    def config(self, replica_id: str) -> Path:
+    def config(self, replica_id: str, *, database: str | None = None, api_port: int | None = None) -> Path:
         entries = []
         for name, desk in self.desks.items():
             built = yaml.safe_load(
@@ -84,7 +84,7 @@ class Cluster:
             entries.append(entry)
         config = {
             **built,
-            "state": {"url": self.database},
+            "state": {"url": database or self.database},
             "cluster": {
                 "lease_seconds": LEASE_SECONDS,
                 "renew_interval": RENEW_INTERVAL,
@@ -92,15 +92,18 @@ class Cluster:
             },
             "connectors": entries,
         }
+        if api_port is not None:
+            config["api"] = {"enabled": True, "host": "127.0.0.1", "port": api_port, "tokens": ["t0ken"]}
         path = self.tmp / f"{replica_id}.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path
 
-    def start(self) -> Replica:
+    def start(self, *, database: str | None = None, api_port: int | None = None) -> Replica:
         self._count += 1
         replica_id = f"replica-{self._count}"
         log = self.tmp / f"{replica_id}.log"
-        replica = Replica(replica_id, start_daemon(self.config(replica_id), log=log), log)
+        config = self.config(replica_id, database=database, api_port=api_port)
+        replica = Replica(replica_id, start_daemon(config, log=log), log)
         self.replicas.append(replica)
         return replica
 

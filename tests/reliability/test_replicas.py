@@ -19,10 +19,15 @@ import signal
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.daemon.test_run import events as log_events_all
+from tests.daemon.test_run import readyz
+from tests.fakes.dovecot import FlakyProxy
 from tests.reliability.replicas import LEASE_SECONDS, cluster, log_events, when
+from tests.servers import free_port
 from tests.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -106,3 +111,43 @@ def test_a_paused_owner_is_fenced_and_writes_nothing_after_it_resumes(
     assert len(stale) <= 1, f"the paused replica wrote under its old lease after it resumed: {stale}"
     # Later it may take its share again (a new epoch), as any live replica does; nothing is routed twice.
     assert verdict["lost"] == 0 and verdict["doubled"] == 0 and verdict["rewritten"] == 0, verdict
+
+
+def test_a_replica_cut_off_the_database_gives_its_leases_up_and_is_ready_again_when_it_is_back(
+    tmp_path: Path, store: Path, postgres_server: PostgresServer
+) -> None:
+    database = postgres_server.new_database()
+    proxy = FlakyProxy(postgres_server.port, fresh_sources=False)  # the cut-off replica's only way to PostgreSQL
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    try:
+        with cluster(tmp_path, store, database, tickets=0) as c:
+            relayed = c.start(database=database.replace(f":{postgres_server.port}/", f":{proxy.port}/"), api_port=port)
+            c.wait_owned(["znuny", "zammad"])
+            other = c.start()
+            _wait_ready(api, 200)
+            proxy.fail_next(10**6)  # the network to the database goes down
+            proxy.cut()
+            owners = c.wait_owned(["znuny", "zammad"], exclude={relayed.id})
+            assert set(owners.values()) == {other.id}
+            _, body = _wait_ready(api, 503)
+            assert body["details"]["replica"]["database"] == "unreachable"
+            assert body["details"]["replica"]["leases"] == []
+            proxy.heal()  # back
+            _, body = _wait_ready(api, 200)
+            assert body["details"]["replica"]["database"] == "reachable"
+            events = [e["event"] for e in log_events_all(relayed.log)]
+            assert events.count("state database unreachable; leases given up until it answers") == 1
+            assert events.count("state database reachable again; taking leases") == 1
+    finally:
+        proxy.close()
+
+
+def _wait_ready(api: str, want: int, timeout: float = 60.0) -> tuple[int, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = readyz(api)
+        if status == want:
+            return status, body
+        time.sleep(0.2)
+    raise AssertionError(f"/readyz not {want} within {timeout} s: {readyz(api)}")
