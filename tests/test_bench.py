@@ -23,6 +23,7 @@ SMOKED = {
     "latency.py",
     "privacy.py",
     "quality.py",
+    "replicas.py",
     "retrain.py",
     "state.py",
     "thresholds.py",
@@ -77,6 +78,17 @@ def test_end_to_end_smoke(tmp_path: Path) -> None:
     assert "daemon / model" in table
     assert summary["n"] == 5 and summary["routed"] + summary["left_unrouted"] == 5
     assert summary["daemon_tickets_per_s"] > 0 and summary["model_tickets_per_s"] > 0
+
+
+def test_replicas_smoke(tmp_path: Path) -> None:
+    """Three replicas on a private PostgreSQL: a few kills, then 1 and 3 replicas over four fake connectors."""
+    store = tmp_path / "models"
+    cmd = [sys.executable, "-m", "daemon", "train", str(STARTER), "--store", str(store), "--promote", "--tfidf-only"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    table, summary = _bench("replicas.py", "--model", str(store), "--tickets", "60", "--kills", "2", cwd=tmp_path)
+    assert "| failover | 3 | 2 | 2 (" in table and "| throughput | 3 | 4 (spread " in table
+    assert summary["lost"] == 0 and summary["doubled"] == 0 and summary["kills"] == 2
+    assert {"failover_p50_s", "failover_p99_s", "throughput_1_per_s", "throughput_3_per_s"} <= set(summary)
 
 
 def test_latency_smoke(tmp_path: Path) -> None:

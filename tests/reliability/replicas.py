@@ -57,12 +57,23 @@ def when(event: dict[str, Any]) -> float:
 class Cluster:
     """Two fake helpdesks served on loopback, one PostgreSQL database, and the replicas started so far."""
 
-    def __init__(self, tmp: Path, store: Path, database: str, *, tickets: int, batch_limit: int = 5) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        store: Path,
+        database: str,
+        *,
+        tickets: int,
+        batch_limit: int = 5,
+        desks: dict[str, str] | None = None,
+    ) -> None:
         self.tmp, self.store, self.database = tmp, store, database
-        self.desks = {"znuny": Helpdesk("znuny"), "zammad": Helpdesk("zammad")}
+        flavours = desks or {"znuny": "znuny", "zammad": "zammad"}  # connector name -> fake helpdesk
+        self.desks = {name: Helpdesk(flavour) for name, flavour in flavours.items()}
         self.ids: dict[str, list[int]] = {name: [] for name in self.desks}
+        names = list(self.desks)
         for i in range(tickets):
-            name = "znuny" if i % 2 == 0 else "zammad"
+            name = names[i % len(names)]
             subject, body = SUBJECTS[i % len(SUBJECTS)]
             self.ids[name].append(self.desks[name].add_ticket(f"{subject} #{i}", body))
         self.batch_limit = batch_limit
@@ -171,8 +182,10 @@ class Cluster:
 
 
 @contextmanager
-def cluster(tmp: Path, store: Path, database: str, *, tickets: int, batch_limit: int = 5) -> Iterator[Cluster]:
-    c = Cluster(tmp, store, database, tickets=tickets, batch_limit=batch_limit)
+def cluster(
+    tmp: Path, store: Path, database: str, *, tickets: int, batch_limit: int = 5, desks: dict[str, str] | None = None
+) -> Iterator[Cluster]:
+    c = Cluster(tmp, store, database, tickets=tickets, batch_limit=batch_limit, desks=desks)
     try:
         yield c
     finally:

@@ -44,6 +44,13 @@ class PostgresServer:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """Start a private cluster with initdb + pg_ctl; skip (with the reason) when that is impossible here."""
+    with running_postgres() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """The cluster itself (the fixture's, and `bench/replicas.py`'s); stopped and removed on leaving."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
