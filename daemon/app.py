@@ -335,9 +335,17 @@ class Daemon:
         }
 
     async def run_once(self) -> dict[str, int]:
-        """One poll and one harvest per connector, then return (tests, demos, cron-style use)."""
+        """One poll and one harvest per connector, then return (tests, demos, cron-style use).
+
+        With several replicas, only the connectors whose leases this process can take now (its share).
+        """
         done: dict[str, int] = {}
+        if self.leadership is not None and not self.leadership.held():
+            for name, gained in await anyio.to_thread.run_sync(self.leadership.renew_now):
+                self._ownership_changed(name, gained)
         for name, worker in self.stacks.items():
+            if not self.owns(name):
+                continue
             routed = await worker.coordinator.run(self._work(worker, "poll"), "poll")
             if routed is not None:
                 self.metrics.poll_succeeded(name)

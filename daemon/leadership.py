@@ -157,6 +157,10 @@ class Leadership:
 
     # -- one renewal, in a worker thread ------------------------------------------------------------------------
 
+    def renew_now(self) -> list[tuple[str, bool]]:
+        """One renewal outside the loop (`ticketd run --once`): the changes, for the caller to apply."""
+        return self._tick()
+
     def _tick(self) -> list[tuple[str, bool]]:
         changes: list[tuple[str, bool]] = []
         try:

@@ -26,6 +26,7 @@ import pytest
 from tests.daemon.test_run import events as log_events_all
 from tests.daemon.test_run import readyz
 from tests.fakes.dovecot import FlakyProxy
+from tests.reliability.helpdesks import start_daemon
 from tests.reliability.replicas import LEASE_SECONDS, cluster, log_events, when
 from tests.servers import free_port
 from tests.servers.postgres import PostgresServer
@@ -151,3 +152,14 @@ def _wait_ready(api: str, want: int, timeout: float = 60.0) -> tuple[int, dict[s
             return status, body
         time.sleep(0.2)
     raise AssertionError(f"/readyz not {want} within {timeout} s: {readyz(api)}")
+
+
+def test_run_once_on_postgresql_takes_the_leases_routes_and_gives_them_back(
+    tmp_path: Path, store: Path, postgres_server: PostgresServer
+) -> None:
+    with cluster(tmp_path, store, postgres_server.new_database(), tickets=20) as c:
+        log = tmp_path / "once.log"
+        once = start_daemon(c.config("once"), "--once", log=log)
+        assert once.wait(timeout=300) == 0, log.read_text()
+        assert c.verdict() == {"lost": 0, "doubled": 0, "rewritten": 0, "tickets": 20}
+        assert c.owners() == {}  # released at exit: a replica running next need not wait for them
