@@ -56,6 +56,7 @@ class ConnectorStack:
     lanes: int = 1
     lock: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     active: int = 0  # pushed tickets being routed now
+    jobs: int = 0  # polls, harvests and pushed tickets running now (a lease is handed over only at 0)
     drain: asyncio.Task[None] | None = None  # routes the inbox's ids, or runs the watcher
     pushing: bool = False  # the helpdesk announces new work now, so polling runs at routing.push.poll_interval
 
@@ -231,6 +232,7 @@ class Daemon:
                 ttl=cluster.lease_seconds,
                 renew=cluster.renew_interval,
                 on_change=self._ownership_changed,
+                busy=lambda name: name in self.stacks and self.stacks[name].jobs > 0,
             )
         log.info(
             "ticketd started",
@@ -244,7 +246,10 @@ class Daemon:
         self.stacks = {}
         for entry in config.connectors:
             timeout = entry.routing.timeout
-            client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                event_hooks={"request": [self._last_check(entry.name)]},
+            )
             connector = connector_class(entry.type).from_config(entry.connection, client)
             mode = "shadow" if self.dry_run else entry.routing.mode
             routing = entry.routing
@@ -439,6 +444,26 @@ class Daemon:
         finally:
             await asyncio.gather(listening, return_exceptions=True)
 
+    def _last_check(self, name: str) -> Callable[[httpx.Request], Awaitable[None]]:
+        """Replicas: a request that changes the helpdesk is stopped (Fenced) as its first byte is about to leave,
+        if this replica lost the connector or stalled since its last check (a pause in between is caught here).
+        """
+
+        async def hook(request: httpx.Request) -> None:
+            if self.leadership is None or request.method in ("GET", "HEAD", "OPTIONS"):
+                return
+            inner = request.extensions.get("trace")
+
+            async def trace(event: str, info: dict[str, Any]) -> None:
+                if event == "http11.send_request_headers.started":
+                    self._fence(name)  # raises Fenced: nothing of this request was sent
+                if inner is not None:
+                    await inner(event, info)
+
+            request.extensions = {**request.extensions, "trace": trace}
+
+        return hook
+
     def _ownership_changed(self, name: str, gained: bool) -> None:
         """A lease came or went: poll at once when it came; stop watching the mailbox when it went."""
         if name == SCHEDULER or name not in self.stacks:
@@ -579,7 +604,11 @@ class Daemon:
             return None
         if signalled:
             worker.coordinator.signalled()
-        result: int | None = await self._tracked(lambda: worker.coordinator.run(self._work(worker, what), what))()
+        worker.jobs += 1
+        try:
+            result: int | None = await self._tracked(lambda: worker.coordinator.run(self._work(worker, what), what))()
+        finally:
+            worker.jobs -= 1
         if result is not None and what == "poll":
             self.metrics.poll_succeeded(name)
         self.metrics.connector_health(name, worker.coordinator.ready, worker.coordinator.failure_class)
@@ -687,11 +716,16 @@ class Daemon:
             # backoff SIGNAL_RETRY s after the last failure) instead of for the slow poll.
             while not self._stopping and coordinator.state == "failing" and not coordinator.due():
                 await asyncio.sleep(min(1.0, max(0.05, coordinator.not_before - time.monotonic())))
-            routed = await self._tracked(lambda: coordinator.run(route, "push"))()
+            worker.jobs += 1
+            try:
+                routed = await self._tracked(lambda: coordinator.run(route, "push"))()
+            finally:
+                worker.jobs -= 1
             if routed is None and coordinator.state == "failing" and not self._stopping:
                 worker.inbox.retry(ticket_id, received)  # tried again once the policy allows; a stop leaves it
             elif early:
                 if worker.inbox.later(ticket_id, received):
+                    self.metrics.push_recheck(name)
                     log.debug("pushed ticket not complete yet; looking again soon", connector=name, ticket_id=ticket_id)
                 else:
                     log.info("pushed ticket still not complete; left to polling", connector=name, ticket_id=ticket_id)

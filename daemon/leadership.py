@@ -56,6 +56,7 @@ class Leadership:
         ttl: float,
         renew: float,
         on_change: Callable[[str, bool], None],
+        busy: Callable[[str], bool] = lambda _name: False,
     ) -> None:
         self.state = state
         self.replica = replica
@@ -65,6 +66,8 @@ class Leadership:
         self.reachable = True  # the database answered the last renewal
         self.alive = 1
         self._on_change = on_change
+        self._busy = busy  # whether a job of that connector is still running (a lease is handed over only idle)
+        self._draining: dict[str, Fence] = {}  # handed over: no new work here, released once the last job ended
         self._held: dict[str, Fence] = {}
         self._locked: dict[str, int] = {}  # lease -> the epoch whose advisory lock this replica's session holds
         self._mutex = threading.Lock()  # _held is read on the event loop and renewed in a worker thread
@@ -121,7 +124,8 @@ class Leadership:
 
     def _release_all(self) -> None:
         with self._mutex:
-            held, self._held = self._held, {}
+            held, self._held = {**self._held, **self._draining}, {}
+            self._draining = {}
         try:
             for fence in held.values():
                 self.state.lease_release(fence)
@@ -194,6 +198,10 @@ class Leadership:
 
     def _renew_held(self, conn: Any) -> list[tuple[str, bool]]:
         lost: list[tuple[str, bool]] = []
+        for name, fence in list(self._draining.items()):
+            if not self.state.lease_renew(fence, self.ttl):
+                self._draining.pop(name)
+                self._forget(name, conn)
         for name, fence in list(self._snapshot().items()):
             started = time.monotonic()
             if self.state.lease_renew(fence, self.ttl):
@@ -206,30 +214,38 @@ class Leadership:
         return lost
 
     def _give_surplus(self, conn: Any, share: int) -> list[tuple[str, bool]]:
+        """Hand a lease over in two steps: no new work here at once, the release once its last job ended.
+
+        Released mid-write, the next owner would replay the pending write-back while this one still sends it.
+        """
+        for name, fence in list(self._draining.items()):
+            if not self._busy(name):
+                self._draining.pop(name)
+                self.state.lease_release(fence)
+                self._forget(name, conn)
+                log.info("lease handed over: more replicas are alive", lease=name, alive=self.alive, share=share)
         held = self._snapshot()
-        if len(held) <= share:
+        if len(held) <= share or self._draining:
             return []
-        name = max((n for n in held if n != SCHEDULER), key=lambda n: held[n].epoch, default=None)
-        if name is None:
+        surplus = max((n for n in held if n != SCHEDULER), key=lambda n: held[n].epoch, default=None)
+        if surplus is None:
             return []
-        self.state.lease_release(held[name])
-        self._forget(name, conn)
-        log.info("lease handed over: more replicas are alive", lease=name, alive=self.alive, share=share)
-        return [(name, False)]
+        with self._mutex:
+            self._draining[surplus] = self._held.pop(surplus)
+        return [(surplus, False)]
 
     def _take_free(self, conn: Any, share: int) -> list[tuple[str, bool]]:
         gained: list[tuple[str, bool]] = []
         held = set(self._snapshot())
-        if len(held) >= share:
-            return gained
         current = {lease.name: lease for lease in self.state.leases()}
         for name in self.names:
-            if len(held) >= share:
-                break
             if name in held:
                 continue
             lease = current.get(name)
             seen = lease.epoch if lease is not None else 0
+            orphaned = lease is not None and lease.owner is not None  # had an owner that may be dead
+            if len(held) >= share and not orphaned:
+                continue  # a free lease goes to a replica below its share
             free = lease is None or lease.owner is None or lease.expired
             gone = False
             if not free and leasing.try_lock(conn, name, seen):  # nobody holds the owner's lock: its session ended
@@ -259,6 +275,7 @@ class Leadership:
         """No database: nothing can be fenced, so nothing is owned until it answers again."""
         with self._mutex:
             held, self._held = self._held, {}
+            self._draining = {}
         self._close_session()
         if self.reachable:
             self.reachable = False

@@ -94,6 +94,12 @@ class Metrics:
             ["connector", "result"],
             registry=r,
         )
+        self.push_rechecks = Counter(
+            "ticketd_push_rechecks",
+            "Pushed tickets looked at again because the helpdesk had not finished writing them (no article yet)",
+            ["connector"],
+            registry=r,
+        )
         self.push_latency = Histogram(
             "ticketd_push_to_writeback_seconds",
             "From a push's arrival to its ticket's write-back (or shadow record), per connector",
@@ -120,6 +126,9 @@ class Metrics:
     def push(self, connector: str, result: str) -> None:
         """One push request answered as `result`."""
         self.pushes.labels(connector, result).inc()
+
+    def push_recheck(self, connector: str) -> None:
+        self.push_rechecks.labels(connector).inc()
 
     def pushed_routed(self, connector: str, seconds: float) -> None:
         """A pushed ticket was recorded: how long after its push."""
