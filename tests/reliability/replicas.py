@@ -6,7 +6,6 @@ database itself, so the suite knows which process owns which connector when it p
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
@@ -196,4 +195,4 @@ def log_events(replica: Replica, name: str) -> list[dict[str, Any]]:
     return [e for e in events(replica.log) if e["event"] == name] if replica.log.exists() else []
 
 
-__all__ = ["Cluster", "Replica", "cluster", "json", "log_events", "when"]
+__all__ = ["Cluster", "Replica", "cluster", "log_events", "when"]
