@@ -29,7 +29,7 @@ from daemon.pipeline import Pipeline
 from daemon.push import Inbox, InboxFull, PushResult, Watcher
 from daemon.retraining import Retraining
 from daemon.routing import label_rules
-from daemon.serving import ModelHolder
+from daemon.serving import Follower, ModelHolder
 from daemon.state import LedgerEntry, State, TrainingRow
 from daemon.state.leases import Fence
 
@@ -217,17 +217,21 @@ class Daemon:
 
     async def start(self, *, load_model: bool = True) -> None:
         """Open state, load the model (not for `bootstrap`, which makes the first one), build connectors."""
-        self.state = await anyio.to_thread.run_sync(State.open, self.config.state.url)
+        self.state = state = await anyio.to_thread.run_sync(State.open, self.config.state.url)
+        cluster = self.config.cluster
+        replica = cluster.replica_id or default_replica_id()
+        if state.shared:
+            state.end_stalled_transactions(cluster.lease_seconds / 2)
+            await anyio.to_thread.run_sync(lambda: self.model.share(state.model_versions(replica)))
+            self.retraining.share(state)
         if load_model:
             await self.model.reload()
             self.metrics.model_version(self.model.get().version)
         self._build_stacks(self.config)
-        if self.state.shared:
-            cluster = self.config.cluster
-            self.state.end_stalled_transactions(cluster.lease_seconds / 2)
+        if state.shared:
             self.leadership = Leadership(
-                self.state,
-                cluster.replica_id or default_replica_id(),
+                state,
+                replica,
                 [*self.stacks, SCHEDULER],
                 ttl=cluster.lease_seconds,
                 renew=cluster.renew_interval,
@@ -439,10 +443,20 @@ class Daemon:
 
     async def _lead(self, leadership: Leadership) -> None:
         listening = asyncio.create_task(leadership.listen(self._relayed), name="push relay")
+        following = asyncio.create_task(self._follow_model(leadership.renew), name="model follower")
         try:
             await leadership.run()
         finally:
-            await asyncio.gather(listening, return_exceptions=True)
+            following.cancel()
+            await asyncio.gather(listening, following, return_exceptions=True)
+
+    async def _follow_model(self, every: float) -> None:
+        """Replicas: a promotion or rollback anywhere (API, CLI, a retrain) is served here within `every` s."""
+        follower = Follower(self.model)
+        while not self._stopping:
+            await asyncio.sleep(every)
+            if await anyio.to_thread.run_sync(follower.tick):
+                self.metrics.model_version(self.model.get().version)
 
     def _last_check(self, name: str) -> Callable[[httpx.Request], Awaitable[None]]:
         """Replicas: a request that changes the helpdesk is stopped (Fenced) as its first byte is about to leave,

@@ -138,12 +138,21 @@ def _add_evaluate(sub: Any) -> None:
 
 
 def _add_models(sub: Any) -> None:
-    p = sub.add_parser("models", help="list, promote or roll back stored model versions")
+    p = sub.add_parser("models", help="add, list, promote or roll back stored model versions")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--root", help="model store root (default: model.store of --config, or the embedded default)")
-    where.add_argument("--config", type=Path, help="config file whose model.store to use")
+    where.add_argument(
+        "--root", help="a model store directory, used as it is (default: the store of --config or of the defaults)"
+    )
+    where.add_argument(
+        "--config",
+        type=Path,
+        help="config file whose model store to use (in its database when state.url is PostgreSQL)",
+    )
     msub = p.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="show stored versions")
+    pa = msub.add_parser("add", help="store a model directory trained elsewhere as the next version")
+    pa.add_argument("model_dir", type=Path, help="a model directory (with metadata.json), e.g. `ticketd train --out`")
+    pa.add_argument("--promote", action="store_true", help="and make it current")
     pp = msub.add_parser("promote", help="make a version current (after loading it and classifying a probe ticket)")
     pp.add_argument("version", help="a stored version such as v3")
     msub.add_parser("rollback", help="return to the version promoted before the current one")
@@ -366,21 +375,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from daemon.ml.versions import ModelStore
+    from daemon.serving import configured_store
 
-    if args.root is None:  # like the daemon: the config's model store, or the embedded default's
-        from daemon.app import load_or_default
+    if args.root is not None:
+        return _models(ModelStore(args.root), args)
+    from daemon.app import load_or_default
 
-        args.root = str(load_or_default(args.config).model.store)
-    store = ModelStore(args.root)
+    with configured_store(load_or_default(args.config), who=f"ticketd models {args.models_command}") as store:
+        return _models(store, args)
+
+
+def _models(store: Any, args: argparse.Namespace) -> int:
     if args.models_command == "list":
         versions = store.list()
         if not versions:
-            print(f"no model versions in {args.root}")
+            print(f"no model versions in {store.where}")
         for v in versions:
             heads = v.metadata.get("heads", {})
             scores = ", ".join(f"{k} {h['chosen']} F1 {h['validation']['macro_f1']:.3f}" for k, h in heads.items())
             mark = "*" if v.current else " "
             print(f"{mark} {v.version:<6} {v.metadata.get('created_at', '?'):<26} {scores}")
+    elif args.models_command == "add":
+        version = store.add(args.model_dir)  # copied in: the directory given stays as it is
+        if args.promote:
+            store.promote(version)
+        print(f"added {version} to {store.where}" + (" (current)" if args.promote else ""))
     elif args.models_command == "promote":
         store.promote(args.version)
         print(f"current -> {args.version}")

@@ -156,13 +156,14 @@ async def _check(config: Any) -> list[str]:
     from connectors.errors import ConnectorError
     from connectors.registry import connector_class
     from daemon.routing import label_rules
-    from daemon.serving import ModelHolder
+    from daemon.serving import ModelHolder, configured_store
 
     problems: list[str] = []
     holder = ModelHolder(config.model.store)
     labels: dict[str, list[str]] = {}
     try:
-        holder.load()
+        with configured_store(config, who="ticketd check") as holder.store:  # the database's, on PostgreSQL
+            holder.load()
         labels = holder.get().labels
         print(f"model: {holder.get().version} ({', '.join(f'{k}: {len(v)} labels' for k, v in labels.items())})")
     except TicketdError as exc:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from daemon.errors import TicketdError
+from daemon.errors import ModelStoreError, TicketdError
 from daemon.logging import get_logger
 from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
 from daemon.ml.text import compose
@@ -397,28 +397,6 @@ def _evaluate(model_dir: Path, rows: Sequence[TrainingRowLike], labels: Sequence
     return out
 
 
-def _rollback_target(store: ModelStore) -> str | None:
-    stack = store._history()
-    return stack[-2] if len(stack) >= 2 else None
-
-
-def _prune(store: ModelStore, keep: int) -> tuple[str, ...]:
-    """Delete the oldest versions beyond `keep`, never the current one or the one rollback would return."""
-    with store._locked():
-        protected = {store.current(), _rollback_target(store)}
-        versions = [v.version for v in store.list()]
-        excess = len(versions) - keep
-        doomed = [v for v in versions if v not in protected][: max(excess, 0)]
-        for version in doomed:
-            # Rename first, so a half-deleted directory never looks like a version.
-            trash = store.versions_dir / f".deleted-{version}-{os.getpid()}"
-            os.rename(store.versions_dir / version, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-    if doomed:
-        log.info("retrain_pruned", versions=doomed, keep=keep)
-    return tuple(doomed)
-
-
 def _prune_logs(workdir: Path) -> None:
     """Keep only the newest training logs, so a weekly retrain does not fill the state directory."""
     logs = sorted(workdir.glob("retrain-*.log"))
@@ -428,6 +406,18 @@ def _prune_logs(workdir: Path) -> None:
 
 def _fmt(metrics: dict[str, dict[str, Any]]) -> str:
     return ", ".join(f"{name} {m['macro_f1']:.3f}" for name, m in metrics.items())
+
+
+def _champion_dir(store: ModelStore, champion: str | None) -> Path | None:
+    """The current version's directory (fetched into the cache from a shared store), if it can be read."""
+    if champion is None:
+        return None
+    try:
+        path = store.path(champion)
+    except (TicketdError, OSError) as exc:
+        log.warning("retrain_champion_unreadable", champion=champion, error=str(exc))
+        return None
+    return path if path.is_dir() else None
 
 
 Rows = Sequence[TrainingRowLike] | Callable[[], Iterable[TrainingRowLike]]
@@ -489,10 +479,11 @@ def retrain(
     model_dir = staging / "model"
     cmd = [sys.executable, "-m", "daemon", "train", str(csv_path), "--out", str(model_dir)]
     cmd += training_size_args(policy)
+    champion_dir = _champion_dir(store, champion)
     if policy.warm_start:
         cmd.append("--keep-torch")
-        if champion is not None and (store.versions_dir / champion).is_dir():
-            cmd += ["--warm-start", str(store.versions_dir / champion)]
+        if champion_dir is not None:
+            cmd += ["--warm-start", str(champion_dir)]
     for name in labels:
         cmd += ["--label", name]
     cmd += list(policy.train_args)
@@ -525,7 +516,9 @@ def retrain(
         champion_metrics: dict[str, dict[str, Any]] = {}
         if champion is not None:
             try:
-                champion_metrics = _evaluate(store.versions_dir / champion, holdout, labels)
+                if champion_dir is None:
+                    raise ModelStoreError(f"{champion} could not be read from {store.where}")
+                champion_metrics = _evaluate(champion_dir, holdout, labels)
             except (TicketdError, OSError, ValueError, KeyError) as exc:
                 log.warning("retrain_champion_unusable", champion=champion, error=str(exc))
                 champion_metrics = {}
@@ -551,7 +544,7 @@ def retrain(
         try:
             version = store.add(model_dir)
             store.promote(version)
-            pruned = _prune(store, policy.keep_versions)
+            pruned = store.prune(policy.keep_versions)
         except (TicketdError, OSError) as exc:
             return result("failed", f"could not store or promote the new model: {exc}", log_path=log_path)
         if champion is None:

@@ -1,8 +1,11 @@
 """The one place that says whether a training runs: the daemon's cron and the API both claim it here.
 
 Never two trainings at once: they would compete for the same cores for hours and race to promote.
-The claim carries who holds it and since when (for `/readyz`, the API's 409 and the log) and one
-cancel event, which kills the training process of whoever holds the claim (daemon.retrain).
+With several replicas on PostgreSQL the claim also takes a session advisory lock there, so one training
+runs in the whole cluster (the cron's owner, an API request to any replica, a retrain Job); PostgreSQL
+frees it with the session when its holder dies. The claim carries who holds it and since when (for
+`/readyz`, the API's 409 and the log) and one cancel event, which kills the training process of whoever
+holds the claim (daemon.retrain).
 """
 
 from __future__ import annotations
@@ -12,8 +15,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from daemon.state import State
+
+TRAINING_LOCK = 0x74696374  # session advisory lock key of the cluster's one training ("tict")
+ELSEWHERE = "a training on another replica or in a retrain Job"
 Who = Literal["schedule", "api"]
 
 
@@ -38,6 +48,20 @@ class Retraining:
         self._claim: Claim | None = None
         self.cancel = threading.Event()
         self.progress: dict[str, Any] | None = None  # the holder's latest training event
+        self._state: State | None = None
+        self._session: Connection | None = None
+        self._elsewhere = False
+
+    def share(self, state: State) -> None:
+        """Several replicas: claim the cluster's one training in `state`'s PostgreSQL as well."""
+        self._state = state
+
+    def busy_with(self) -> str:
+        """For a refusal: what holds the training now."""
+        claim = self._claim
+        if claim is not None:
+            return claim.describe()
+        return ELSEWHERE if self._elsewhere else "another training"
 
     @property
     def holder(self) -> Claim | None:
@@ -49,6 +73,11 @@ class Retraining:
         with self._lock:
             if self._claim is not None:
                 return None
+            if self._state is not None:
+                self._session = self._state.try_session_lock(TRAINING_LOCK)
+                self._elsewhere = self._session is None
+                if self._session is None:
+                    return None
             self.cancel.clear()
             self.progress = None
             self._claim = Claim(who, time.monotonic())
@@ -59,6 +88,10 @@ class Retraining:
         with self._lock:
             if self._claim is claim:
                 self._claim = None
+                if self._session is not None:
+                    self._session.invalidate()  # the session ends, and its advisory lock with it
+                    self._session.close()
+                    self._session = None
 
     @contextmanager
     def claimed(self, who: Who) -> Iterator[Claim | None]:

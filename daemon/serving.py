@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -13,6 +15,10 @@ from daemon.logging import get_logger
 from daemon.ml.classifier import Classifier
 from daemon.ml.thresholds import DEFAULT_TARGET, Thresholds
 from daemon.ml.versions import ModelStore
+
+if TYPE_CHECKING:
+    from daemon.config import Config
+    from daemon.state.models import DatabaseVersions
 
 log = get_logger(__name__)
 
@@ -65,6 +71,12 @@ class ModelHolder:
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
 
+    def share(self, versions: DatabaseVersions | None) -> None:
+        """Several replicas: versions and `current` come from the database, and the store's root caches them."""
+        if versions is not None:
+            self.store = ModelStore(self.store.root, shared=versions)
+            self.store.adopt_local()
+
     @property
     def loaded(self) -> bool:
         """Whether a model is ready to classify (readiness)."""
@@ -85,7 +97,7 @@ class ModelHolder:
             if self._model is not None and self._model.version == version:
                 return False
             try:
-                classifier = Classifier.load(self.store.versions_dir / version, threads=self.threads)
+                classifier = Classifier.load(self.store.path(version), threads=self.threads)
             except ModelError as exc:  # at start the daemon refuses to run on it; on reload it keeps the loaded one
                 raise ModelError(
                     f"current model version {version} cannot be loaded: {exc} "
@@ -99,3 +111,39 @@ class ModelHolder:
     async def reload(self) -> bool:
         """Load in a worker thread so polling of other connectors goes on meanwhile."""
         return await anyio.to_thread.run_sync(self.load)
+
+
+class Follower:
+    """Replicas: load a version another replica (or a command) promoted; one line per new failure, one on recovery."""
+
+    def __init__(self, model: ModelHolder) -> None:
+        self.model = model
+        self._failing: str | None = None
+
+    def tick(self) -> bool:
+        """Look at the shared `current` once and load it if it changed; returns whether the model changed."""
+        try:
+            changed = self.model.load()
+        except Exception as exc:  # keep serving the loaded model whatever went wrong
+            if str(exc) != self._failing:
+                log.error("model reload failed; keeping the loaded model", error=str(exc))
+            self._failing = str(exc)
+            return False
+        if self._failing is not None:
+            log.info("model reload works again", version=self.model.get().version)
+            self._failing = None
+        return changed
+
+
+@contextlib.contextmanager
+def configured_store(config: Config, who: str) -> Iterator[ModelStore]:
+    """The config's model store: in the state's database when that is PostgreSQL (replicas), else the directory."""
+    from daemon.state import State
+
+    if not State.is_shared_url(config.state.url):
+        yield ModelStore(config.model.store)
+        return
+    with State.open(config.state.url) as state:
+        store = ModelStore(config.model.store, shared=state.model_versions(who))
+        store.adopt_local()
+        yield store

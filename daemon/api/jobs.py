@@ -116,8 +116,7 @@ class TrainingJobs:
                 raise JobConflict(busy)
             claim = self.services.retraining.try_claim("api")
             if claim is None:
-                holder = self.services.retraining.holder
-                raise TrainingBusy(holder.describe() if holder is not None else "another training")
+                raise TrainingBusy(self.services.retraining.busy_with())
             self._claim = claim
             job = Job(uuid.uuid4().hex, dataset_version, promote, labels, epochs)
             self._jobs[job.id] = job

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +16,10 @@ from daemon.api.app import create_app
 from daemon.api.services import Services
 from daemon.config import Config
 from daemon.errors import TicketdError
+from daemon.leadership import default_replica_id
 from daemon.logging import get_logger
+from daemon.serving import Follower
+from daemon.state import State
 
 log = get_logger(__name__)
 
@@ -96,6 +101,16 @@ class ApiServer:
 def serve(config: Config) -> int:
     """`ticketd serve`: the API alone, on the configured host and port, until SIGTERM/SIGINT; returns an exit code."""
     services = Services.from_config(config)
+    state = None
+    if State.is_shared_url(config.state.url):  # replicas: the models, and the one training, are the database's
+        try:
+            state = State.open(config.state.url)
+            services.model.share(state.model_versions(config.cluster.replica_id or default_replica_id()))
+        except TicketdError as exc:
+            log.error("api cannot start", error=str(exc))
+            return 1
+        services.retraining.share(state)
+        follow(services, every=config.cluster.renew_interval)
     try:
         services.model.load()
     except (TicketdError, OSError) as exc:  # serve anyway: /readyz says 503 and training can make a model
@@ -107,5 +122,24 @@ def serve(config: Config) -> int:
         return 1
     log.info("api listening", host=services.api.host, port=sock.getsockname()[1])
     server = uvicorn.Server(uvicorn_config(services))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if state is not None:
+            state.close()
     return 0 if server.started else 1
+
+
+def follow(services: Services, every: float) -> threading.Thread:
+    """`serve` on PostgreSQL: load what another replica or a command promoted, within `every` seconds."""
+    follower = Follower(services.model)
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            if follower.tick():
+                services.note_model()
+
+    thread = threading.Thread(target=loop, name="model follower", daemon=True)
+    thread.start()
+    return thread

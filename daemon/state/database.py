@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -28,6 +28,9 @@ from daemon.logging import get_logger
 from daemon.state import leases as leasing
 from daemon.state.leases import Fence
 from daemon.state.schema import MISSED_TARGET, VERSION_TABLE, cursors, forgotten, ledger, retrain_runs, training
+
+if TYPE_CHECKING:
+    from daemon.state.models import DatabaseVersions
 
 log = get_logger(__name__)
 _YIELD_ROWS = 2000  # training rows fetched per round trip when the store is read
@@ -243,6 +246,8 @@ class State:
                 f"state database {shown}: not a valid database URL (expected sqlite:///PATH or "
                 "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB)"
             ) from error
+        if parsed.drivername in ("postgresql", "postgres"):  # e.g. CloudNativePG's `uri`: psycopg 3 is installed
+            parsed = parsed.set(drivername="postgresql+psycopg")
         if parsed.get_backend_name() == "sqlite":
             _prepare_sqlite(parsed, shown)
         try:
@@ -492,6 +497,25 @@ class State:
 
     # -- leases (several replicas on PostgreSQL; daemon/leadership.py) --------------------------------------------
 
+    @staticmethod
+    def is_shared_url(url: str) -> bool:
+        """Whether a state URL names PostgreSQL, which several replicas share (without connecting)."""
+        try:
+            return make_url(url).get_backend_name() in ("postgresql", "postgres")
+        except (exc.ArgumentError, ValueError):
+            return False
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password masked, for messages."""
+        return self._url
+
+    def model_versions(self, who: str) -> DatabaseVersions | None:
+        """The model store's database side on PostgreSQL (several replicas share it); None on SQLite."""
+        from daemon.state.models import DatabaseVersions
+
+        return DatabaseVersions(self, who) if self.shared else None
+
     @property
     def shared(self) -> bool:
         """Whether several processes may share this database as replicas (PostgreSQL; SQLite is one process)."""
@@ -555,6 +579,26 @@ class State:
         """PostgreSQL NOTIFY on `channel` (sent when the transaction commits)."""
         with self._write() as conn:
             conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
+
+    def try_session_lock(self, key: int) -> Connection | None:
+        """A connection of its own holding session advisory lock `key`, or None while another session holds it.
+
+        The caller ends it with `invalidate()` and `close()`; PostgreSQL frees the lock when the session ends,
+        also when its process dies.
+        """
+        with self._errors():
+            conn = self._engine.connect()
+            try:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                if conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one():
+                    return conn
+            except BaseException:
+                conn.invalidate()
+                conn.close()
+                raise
+            conn.invalidate()
+            conn.close()
+            return None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Connection]:

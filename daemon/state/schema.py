@@ -144,3 +144,37 @@ replicas = sa.Table(
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("seen_at", UTCDateTime(), nullable=False),
 )
+
+# The model store that several replicas share (daemon/state/models.py): each version as a tar archive in
+# chunks (bounded memory on both ends), and one `current` pointer row with its promotion stack. A replica's
+# `model.store` directory is only a cache of these. SQLite gets the tables too and leaves them empty.
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("number", sa.Integer, nullable=False, unique=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("model_metadata", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+)
+
+model_chunks = sa.Table(
+    "model_chunks",
+    metadata,
+    sa.Column("version", sa.String(32), sa.ForeignKey("model_versions.version", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+model_pointer = sa.Table(
+    "model_pointer",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("stack", sa.JSON(), nullable=False),
+    sa.Column("serial", sa.BigInteger, nullable=False),
+    sa.Column("changed_at", UTCDateTime(), nullable=False),
+    sa.Column("changed_by", sa.String(255), nullable=False),
+)

@@ -17,7 +17,7 @@ import pytest
 
 from daemon.ml.dataset import load_dataset
 from daemon.ml.versions import ModelStore
-from daemon.retrain import RetrainPolicy, RetrainResult, _prune, retrain
+from daemon.retrain import RetrainPolicy, RetrainResult, retrain
 
 ROOT = Path(__file__).resolve().parents[2]
 # TF-IDF only: seconds per training run; one test below trains a tiny transformer.
@@ -257,9 +257,9 @@ def test_prune_keeps_current_and_rollback_target(tmp_path: Path) -> None:
         store.add(_fake(tmp_path / f"m{i}"))
     for version in ("v1", "v3", "v2"):  # current v2, rollback would return v3
         store.promote(version, check=False)  # metadata-only stand-ins: pruning never loads a model
-    assert _prune(store, keep=3) == ("v1", "v4")
+    assert store.prune(keep=3) == ("v1", "v4")
     assert [v.version for v in store.list()] == ["v2", "v3", "v5"]
-    assert _prune(store, keep=1) == ("v5",)  # never below the two protected versions
+    assert store.prune(keep=1) == ("v5",)  # never below the two protected versions
     assert [v.version for v in store.list()] == ["v2", "v3"]
     assert store.rollback(check=False) == "v3"
     assert leftovers(store) == []

@@ -38,13 +38,13 @@ def head() -> str:
 
 def test_fresh_database_reaches_head_and_reopen_is_a_no_op(url: str) -> None:
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == head() == "0003"
+        assert state.schema_version() == head() == "0004"
         state.cursor_set("helpdesk", "new", "41")
     assert [e["event"] for e in logs] == ["state.migrated", "state.opened"]
-    assert logs[0]["from_revision"] is None and logs[0]["to_revision"] == "0003"
+    assert logs[0]["from_revision"] is None and logs[0]["to_revision"] == "0004"
 
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == "0003"
+        assert state.schema_version() == "0004"
         assert state.cursor_get("helpdesk", "new") == "41"
     assert [e["event"] for e in logs] == ["state.opened"]
 
@@ -95,10 +95,10 @@ def test_a_database_of_the_first_release_upgrades_with_its_data(url: str) -> Non
     finally:
         engine.dispose()
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == "0003"
+        assert state.schema_version() == "0004"
         assert state.cursor_get("a", "new") == "7"
         assert state.forgotten() == (set(), set())
-    assert logs[0]["from_revision"] == "0001" and logs[0]["to_revision"] == "0003"
+    assert logs[0]["from_revision"] == "0001" and logs[0]["to_revision"] == "0004"
 
 
 def test_database_from_a_newer_ticketd_is_refused(url: str) -> None:
@@ -216,7 +216,7 @@ def test_locked_database_raises_state_error(tmp_path: Path, monkeypatch: pytest.
 
 def test_memory_database(tmp_path: Path) -> None:
     with State.open("sqlite://") as state:
-        assert state.schema_version() == "0003"
+        assert state.schema_version() == "0004"
         state.retrain_record(T0, T0, "skipped", {"reason": "too few examples"})
         last = state.retrain_last()
         assert last is not None and last["outcome"] == "skipped"
