@@ -363,6 +363,24 @@ class Daemon:
             done[name] = routed or 0
         return done
 
+    async def harvest_all(self) -> dict[str, int | None]:
+        """`ticketd bootstrap`: harvest every connector, then give the leases back (before a training of hours).
+
+        With several replicas, the connectors this process can lease now; a running replica that owns one
+        harvests it on its own schedule (None here). The leases are renewed while the harvest runs.
+        """
+        if self.leadership is not None:
+            for name, gained in await anyio.to_thread.run_sync(self.leadership.renew_now):
+                self._ownership_changed(name, gained)
+            self._leading = asyncio.create_task(self._lead(self.leadership), name="leadership")
+        try:
+            return {
+                name: await worker.pipeline.harvest() if self.owns(name) else None
+                for name, worker in self.stacks.items()
+            }
+        finally:
+            await self._stop_leading()
+
     async def serve(self) -> None:
         """Run the scheduler until SIGTERM/SIGINT; SIGHUP reloads the config."""
         loop = asyncio.get_running_loop()
@@ -453,7 +471,7 @@ class Daemon:
     async def _follow_model(self, every: float) -> None:
         """Replicas: a promotion or rollback anywhere (API, CLI, a retrain) is served here within `every` s."""
         follower = Follower(self.model)
-        while not self._stopping:
+        while not self._stopping and self.model.loaded:  # `bootstrap` loads none: it makes the first one
             await asyncio.sleep(every)
             if await anyio.to_thread.run_sync(follower.tick):
                 self.metrics.model_version(self.model.get().version)

@@ -270,9 +270,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     async def main() -> Any:
         await daemon.start(load_model=False)
         try:
-            for name, worker in daemon.stacks.items():
-                rows = await worker.pipeline.harvest()
-                print(f"{name}: {rows} closed tickets harvested")
+            for name, rows in (await daemon.harvest_all()).items():
+                if rows is None:
+                    print(f"{name}: harvested by the replica that owns it")
+                else:
+                    print(f"{name}: {rows} closed tickets harvested")
             return await daemon.retrain_now(force=True)
         finally:
             await daemon.shutdown()

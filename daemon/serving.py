@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from daemon.errors import ModelError
+from daemon.errors import ModelError, StateError
 from daemon.logging import get_logger
 from daemon.ml.classifier import Classifier
 from daemon.ml.thresholds import DEFAULT_TARGET, Thresholds
@@ -124,6 +124,8 @@ class Follower:
         """Look at the shared `current` once and load it if it changed; returns whether the model changed."""
         try:
             changed = self.model.load()
+        except StateError:  # the database is unreachable: the leadership says so, once, and gives its leases up
+            return False
         except Exception as exc:  # keep serving the loaded model whatever went wrong
             if str(exc) != self._failing:
                 log.error("model reload failed; keeping the loaded model", error=str(exc))

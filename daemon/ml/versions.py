@@ -232,9 +232,10 @@ class ModelStore:
             added = self.shared.add(archive, metadata, version=version)
             assert added is not None
             self._marker(added).write_text(_sha256(archive), encoding="utf-8")
+            size = archive.stat().st_size
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        log.info("model version stored in the database", version=added, size_bytes=archive.stat().st_size)
+        log.info("model version stored in the database", version=added, size_bytes=size)
         return added
 
     def current(self) -> str | None:

@@ -99,6 +99,10 @@ class DatabaseVersions:
                 return None
             number = int(version[1:]) if version is not None else max(numbers, default=0) + 1
             name = version or f"v{number}"
+            row = {"version": name, "number": number, "model_metadata": metadata, "created_by": self.who}
+            conn.execute(  # the chunks need their version's row; nobody sees either before the commit
+                sa.insert(model_versions).values(**row, sha256="", size_bytes=0, chunks=0, created_at=datetime.now(UTC))
+            )
             size = chunks = 0
             with open(archive, "rb") as fh:
                 while block := fh.read(CHUNK):
@@ -106,16 +110,9 @@ class DatabaseVersions:
                     conn.execute(sa.insert(model_chunks).values(version=name, seq=chunks, data=block))
                     size, chunks = size + len(block), chunks + 1
             conn.execute(
-                sa.insert(model_versions).values(
-                    version=name,
-                    number=number,
-                    sha256=digest.hexdigest(),
-                    size_bytes=size,
-                    chunks=chunks,
-                    model_metadata=metadata,
-                    created_at=datetime.now(UTC),
-                    created_by=self.who,
-                )
+                sa.update(model_versions)
+                .where(model_versions.c.version == name)
+                .values(sha256=digest.hexdigest(), size_bytes=size, chunks=chunks)
             )
         return name
 
@@ -157,9 +154,9 @@ class DatabaseVersions:
             ).one_or_none()
             if (row.serial if row is not None else 0) != serial:
                 return False
-            missing = set(stack) - set(conn.execute(sa.select(model_versions.c.version)).scalars())
-            if missing:
-                raise ModelStoreError(f"{self.where}: no version {', '.join(sorted(missing))} (removed meanwhile)")
+            top = conn.execute(sa.select(model_versions.c.version).where(model_versions.c.version == stack[-1]))
+            if top.one_or_none() is None:  # older entries may have been pruned, as in a local store's history
+                raise ModelStoreError(f"{self.where}: no version {stack[-1]} (removed meanwhile)")
             values = {"stack": stack, "serial": serial + 1, "changed_at": now, "changed_by": self.who}
             if row is None:
                 conn.execute(sa.insert(model_pointer).values(id=1, **values))

@@ -91,9 +91,18 @@ def test_report_after_shadow_run_and_closing(
     assert report["ledger"] == {"fake:shadow": len(ids)}
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_bootstrap_harvests_closed_tickets_and_trains_the_first_model(
-    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path, sample_csv: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    fake: tuple[FakeZnuny, str],
+    store: Path,
+    sample_csv: Path,
+    capsys: pytest.CaptureFixture[str],
+    database: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """On PostgreSQL (replicas, or a retrain Job beside them) it leases the connector to harvest it, gives it
+    back, and the model goes into the database's store, which every replica serves from."""
     import csv
 
     znuny, url = fake
@@ -109,10 +118,20 @@ def test_bootstrap_harvests_closed_tickets_and_trains_the_first_model(
     config["model"]["store"] = str(tmp_path / "fresh-store")
     config["retrain"] = {"enabled": False, "epochs": 1, "max_length": 32, "min_new_examples": 10}
     config["connectors"][0]["routing"].pop("labels")
+    if database == "postgresql":
+        config["state"] = {"url": request.getfixturevalue("postgres_server").new_database()}
     path = tmp_path / "bootstrap.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["bootstrap", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "closed tickets harvested" in out and "bootstrap: promoted" in out
     metadata = json.loads((tmp_path / "fresh-store" / "current" / "metadata.json").read_text())
+    if database == "postgresql":
+        from daemon.state import State
+
+        with State.open(config["state"]["url"]) as state:
+            versions = state.model_versions("test")
+            assert versions is not None and versions.pointer().stack == ["v1"]
+            assert versions.versions()[0].metadata == metadata
+            assert [lease.owner for lease in state.leases() if lease.name == "fake"] == [None]  # given back
     assert set(metadata["heads"]["queue"]["classes"]) <= {"Billing", "Technical Support", "Junk"}

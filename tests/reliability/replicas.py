@@ -6,6 +6,7 @@ database itself, so the suite knows which process owns which connector when it p
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
+from daemon.ml.versions import ModelStore
 from daemon.state import State
 from tests.daemon.test_run import SUBJECTS, events
 from tests.reliability.helpdesks import Helpdesk, start_daemon
@@ -77,6 +79,12 @@ class Cluster:
             self.ids[name].append(self.desks[name].add_ticket(f"{subject} #{i}", body))
         self.batch_limit = batch_limit
         self.replicas: list[Replica] = []
+        # The models live in the database (daemon/state/models.py): uploaded once from a copy of `store`, and
+        # each replica starts with an empty cache of its own that it fills from there.
+        seed = tmp / "seed-models"
+        shutil.copytree(store, seed, symlinks=True)
+        with State.open(database) as state:
+            ModelStore(seed, shared=state.model_versions("suite")).adopt_local()
         self._serving = ExitStack()
         self.urls = {name: self._serving.enter_context(desk.served()) for name, desk in self.desks.items()}
         State.open(database).close()  # the schema, before any replica or the suite looks at the leases
@@ -94,6 +102,7 @@ class Cluster:
             entries.append(entry)
         config = {
             **built,
+            "model": {**built["model"], "store": str(self.tmp / replica_id / "models")},
             "state": {"url": database or self.database},
             "cluster": {
                 "lease_seconds": LEASE_SECONDS,
