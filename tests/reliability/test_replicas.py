@@ -163,3 +163,49 @@ def test_run_once_on_postgresql_takes_the_leases_routes_and_gives_them_back(
         assert once.wait(timeout=300) == 0, log.read_text()
         assert c.verdict() == {"lost": 0, "doubled": 0, "rewritten": 0, "tickets": 20}
         assert c.owners() == {}  # released at exit: a replica running next need not wait for them
+
+
+def test_a_promotion_through_any_replica_is_served_by_every_replica_within_seconds(
+    tmp_path: Path, store: Path, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from daemon.cli import main
+    from tests.daemon.test_run import PASSWORD, ZAMMAD_TOKEN
+
+    monkeypatch.setenv("TEST_ZNUNY_PASSWORD", PASSWORD)  # the replicas' config, as an admin would use it
+    monkeypatch.setenv("TEST_ZAMMAD_TOKEN", ZAMMAD_TOKEN)
+
+    ports = [free_port(), free_port()]
+    with cluster(tmp_path, store, postgres_server.new_database(), tickets=0) as c:
+        first, second = (c.start(api_port=port) for port in ports)
+        apis = [f"http://127.0.0.1:{port}" for port in ports]
+        for api in apis:
+            _wait_ready(api, 200)
+        assert [readyz(api)[1]["details"]["model"]["version"] for api in apis] == ["v1", "v1"]
+        # A model trained elsewhere goes into the database's store (here: the same model once more).
+        assert main(["models", "--config", str(tmp_path / f"{first.id}.yaml"), "add", str(store / "current")]) == 0
+        headers = {"Authorization": "Bearer t0ken"}
+        answer = httpx.post(f"{apis[0]}/api/v1/models/v2/promote", headers=headers, timeout=60)
+        assert answer.status_code == 200 and answer.json()["served_version"] == "v2", answer.text
+        started = time.monotonic()
+        _wait_version(apis[1], "v2")
+        print(f"\npromotion through {first.id} served by {second.id} after {time.monotonic() - started:.2f} s")
+        answer = httpx.post(f"{apis[1]}/api/v1/models/rollback", headers=headers, timeout=60)
+        assert answer.status_code == 200 and answer.json()["current"] == "v1", answer.text
+        _wait_version(apis[0], "v1")
+        listed = httpx.get(f"{apis[0]}/api/v1/models", headers=headers, timeout=10).json()
+        assert listed["current"] == "v1" and [v["version"] for v in listed["versions"]] == ["v1", "v2"]
+        for replica in (first, second):  # each fetched what it serves into its own cache, once per version
+            fetched = [e["version"] for e in log_events(replica, "model version fetched from the database")]
+            assert fetched in (["v1", "v2"], ["v1"]), fetched
+
+
+def _wait_version(api: str, version: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = readyz(api)
+        if status == 200 and body["details"]["model"]["version"] == version:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{api} does not serve {version} within {timeout} s: {readyz(api)}")
