@@ -166,6 +166,8 @@ class Daemon:
             retraining=self.retraining,
             dashboard=self._dashboard_source(),
             hooks=self.receive_push,
+            state=self.state,
+            replica=self.leadership.replica if self.leadership is not None else "",
         )
         self.api = ApiServer(services)
         try:
@@ -223,7 +225,7 @@ class Daemon:
         if state.shared:
             state.end_stalled_transactions(cluster.lease_seconds / 2)
             await anyio.to_thread.run_sync(lambda: self.model.share(state.model_versions(replica)))
-            self.retraining.share(state)
+            self.retraining.share(state, replica)
         if load_model:
             await self.model.reload()
             self.metrics.model_version(self.model.get().version)
@@ -878,8 +880,8 @@ class Daemon:
         """Train a challenger from the training store; promote and hot-reload only if it is better."""
         with self.retraining.claimed("schedule") as claim:
             if claim is None:
-                holder = self.retraining.holder
-                log.info("scheduled retrain skipped: another training is running", holder=holder and holder.describe())
+                holder = await anyio.to_thread.run_sync(self.retraining.busy_with)
+                log.info("scheduled retrain skipped: another training is running", holder=holder)
                 return None
             return await self._retrain(force)
 

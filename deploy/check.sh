@@ -175,9 +175,6 @@ egress = [r for d in docs if d["kind"] == "NetworkPolicy" and "Egress" in d["spe
           for r in d["spec"].get("egress", [])]
 ports = {p.get("port") for r in egress for p in r.get("ports", [])}
 check({53, 5432} <= ports, f"egress to DNS and PostgreSQL (ports {sorted(ports)})")
-service = one(docs, "Service", "ticketd")["spec"]
-check(service.get("sessionAffinity") == "ClientIP",
-      "Service sessionAffinity ClientIP (a client's upload, train and poll reach one replica)")
 sys.exit(1 if failed else 0)
 PY
 

@@ -14,11 +14,14 @@ import tempfile
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.errors import DatasetError
 from daemon.ml.dataset import Columns, Dataset, load_dataset, write_csv
 from daemon.ml.versions import file_lock, write_json_atomic
+
+if TYPE_CHECKING:
+    from daemon.state.uploads import DatabaseDatasets
 
 _VERSION = re.compile(r"^v(\d+)\.json$")
 
@@ -48,10 +51,15 @@ def label_counts(dataset: Dataset) -> dict[str, dict[str, int]]:
 
 
 class DatasetStore:
-    """Numbered dataset versions in one directory; safe against concurrent uploads (flock)."""
+    """Numbered dataset versions in one directory; safe against concurrent uploads (flock).
 
-    def __init__(self, root: Path) -> None:
+    With `shared` (several replicas on PostgreSQL) the versions live in the database and the directory
+    caches their CSV files, so a dataset uploaded to one replica can be trained on by any.
+    """
+
+    def __init__(self, root: Path, shared: DatabaseDatasets | None = None) -> None:
         self.root = Path(root)
+        self.shared = shared
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.root / ".lock")
@@ -63,21 +71,34 @@ class DatasetStore:
 
     def versions(self) -> list[str]:
         """Stored versions, oldest first."""
+        if self.shared is not None:
+            return self.shared.versions()
         return [f"v{n}" for n in self._numbers()]
 
     def latest(self) -> str | None:
         """The newest version, the default for a training job."""
-        numbers = self._numbers()
-        return f"v{numbers[-1]}" if numbers else None
+        versions = self.versions()
+        return versions[-1] if versions else None
 
     def csv_path(self, version: str) -> Path:
-        """The normalised rows of a version (`load_dataset` reads it back)."""
-        return self.root / f"{version}.csv"
+        """The normalised rows of a version (`load_dataset` reads it back); fetched first when shared."""
+        path = self.root / f"{version}.csv"
+        if self.shared is not None and not path.is_file() and (csv := self.shared.csv(version)) is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".fetch-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(csv)
+            os.replace(tmp, path)
+        return path
 
     def summary(self, version: str) -> dict[str, Any] | None:
         """The stored summary, or None for an unknown version."""
+        if not re.fullmatch(r"v\d+", version):
+            return None
+        if self.shared is not None:
+            return self.shared.summary(version)
         path = self.root / f"{version}.json"
-        if not re.fullmatch(r"v\d+", version) or not path.is_file():
+        if not path.is_file():
             return None
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return data
@@ -94,6 +115,18 @@ class DatasetStore:
             dataset = load_dataset(source, columns=columns)
             normalised = Path(tmp) / "rows.csv"
             write_csv(dataset, normalised)
+            if self.shared is not None:
+                summary = self.shared.add(
+                    normalised.read_bytes(),
+                    {
+                        "rows": len(dataset),
+                        "labels": label_counts(dataset),
+                        "sha256": dataset.sha256,
+                        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    },
+                )
+                os.replace(normalised, self.root / f"{summary['version']}.csv")  # this replica's cache
+                return summary
             with self._locked():
                 numbers = self._numbers()
                 version = f"v{(numbers[-1] + 1) if numbers else 1}"

@@ -24,6 +24,7 @@ from daemon.retraining import Claim
 
 if TYPE_CHECKING:
     from daemon.api.services import Services
+    from daemon.state.uploads import DatabaseJobs
 
 log = get_logger(__name__)
 
@@ -84,8 +85,9 @@ class TrainingBusy(Exception):
 class TrainingJobs:
     """Accepts at most one job at a time and runs it in a daemon thread."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, shared: DatabaseJobs | None = None) -> None:
         self.services = services
+        self.shared = shared  # several replicas: every job's description, for any replica to answer about
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -95,6 +97,29 @@ class TrainingJobs:
         """A job by id, if still remembered."""
         with self._lock:
             return self._jobs.get(job_id)
+
+    def lookup(self, job_id: str) -> dict[str, Any] | None:
+        """GET /train/{job}: a job of this replica, or (several replicas) one another replica runs or ran."""
+        job = self.get(job_id)
+        if job is not None:
+            return self.describe(job)
+        found = self.shared.get(job_id) if self.shared is not None else None
+        if found is None:
+            return None
+        _, description, written = found
+        if description["state"] in ("queued", "running"):  # elapsed goes on where the owner last wrote it
+            progress = description["progress"]
+            progress["elapsed_s"] = round(progress["elapsed_s"] + (datetime.now(UTC) - written).total_seconds(), 1)
+        return description
+
+    def _publish(self, job: Job) -> None:
+        """Several replicas: the job's description as it is now, for the others to answer GET /train/{job}."""
+        if self.shared is None:
+            return
+        try:
+            self.shared.publish(job.id, self.describe(job))
+        except TicketdError as exc:  # the job goes on; other replicas see its last written state meanwhile
+            log.warning("api_train_status_not_shared", job=job.id, error=str(exc))
 
     def active(self) -> Job | None:
         """The queued or running job, if any."""
@@ -124,6 +149,7 @@ class TrainingJobs:
                 self._jobs.popitem(last=False)
             self._thread = threading.Thread(target=self._run, args=(job,), name=f"train-{job.id[:8]}", daemon=True)
         log.info("api_train_queued", job=job.id, dataset=dataset_version, promote=promote)
+        self._publish(job)
         self._thread.start()
         return job
 
@@ -164,6 +190,7 @@ class TrainingJobs:
         svc = self.services
         job.state, job.phase = "running", "loading dataset"
         try:
+            self._publish(job)
             rows, labels = self._rows(job)
             policy = dataclasses.replace(svc.policy, labels=labels, min_new_examples=0)
             if job.epochs is not None:
@@ -171,6 +198,7 @@ class TrainingJobs:
             if job.promote == "always":
                 policy = dataclasses.replace(policy, tolerance=float("inf"))  # no label can be "worse"
             job.phase = f"training and scoring ({len(rows)} rows, labels {', '.join(labels)})"
+            self._publish(job)
             result = retrain(
                 rows,
                 svc.store,
@@ -198,6 +226,7 @@ class TrainingJobs:
                 svc.retraining.release(self._claim)
             job.phase = "done"
             job.finished = time.monotonic()
+            self._publish(job)
             outcome = job.result.outcome if job.result else None
             log.info("api_train_finished", job=job.id, state=job.state, outcome=outcome)
 

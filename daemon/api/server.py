@@ -100,16 +100,23 @@ class ApiServer:
 
 def serve(config: Config) -> int:
     """`ticketd serve`: the API alone, on the configured host and port, until SIGTERM/SIGINT; returns an exit code."""
-    services = Services.from_config(config)
     state = None
-    if State.is_shared_url(config.state.url):  # replicas: the models, and the one training, are the database's
+    replica = config.cluster.replica_id or default_replica_id()
+    if State.is_shared_url(config.state.url):  # replicas: models, datasets, jobs and the one training are shared
         try:
             state = State.open(config.state.url)
-            services.model.share(state.model_versions(config.cluster.replica_id or default_replica_id()))
         except TicketdError as exc:
             log.error("api cannot start", error=str(exc))
             return 1
-        services.retraining.share(state)
+    services = Services.from_config(config, state=state, replica=replica)
+    if state is not None:
+        try:
+            services.model.share(state.model_versions(replica))
+        except TicketdError as exc:
+            log.error("api cannot start", error=str(exc))
+            state.close()
+            return 1
+        services.retraining.share(state, replica)
         follow(services, every=config.cluster.renew_interval)
     try:
         services.model.load()

@@ -18,6 +18,7 @@ from daemon.serving import ModelHolder
 
 if TYPE_CHECKING:
     from daemon.app import PushReply
+    from daemon.state import State
     from daemon.ui.data import DashboardSource
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
@@ -49,12 +50,17 @@ class Services:
     retraining: Retraining = field(default_factory=Retraining)  # `ticketd run` shares its own with the cron
     dashboard: DashboardSource | None = None  # `ticketd run`'s state and connectors for /ui; None under `serve`
     hooks: Hooks | None = None  # pushes from the helpdesks; None under `serve`
+    state: State | None = None  # several replicas on PostgreSQL: datasets and job descriptions are shared there
+    replica: str = ""  # this replica's id, recorded with the jobs it runs
     datasets: DatasetStore = field(init=False)
     jobs: TrainingJobs = field(init=False)
 
     def __post_init__(self) -> None:
-        self.datasets = DatasetStore(self.datasets_dir)
-        self.jobs = TrainingJobs(self)
+        from daemon.state.uploads import DatabaseDatasets, DatabaseJobs
+
+        shared = self.state if self.state is not None and self.state.shared else None
+        self.datasets = DatasetStore(self.datasets_dir, DatabaseDatasets(shared) if shared else None)
+        self.jobs = TrainingJobs(self, DatabaseJobs(shared, self.replica) if shared else None)
         if self.readiness is None:
             self.readiness = model_readiness(self.model)
 
@@ -74,6 +80,8 @@ class Services:
         retraining: Retraining | None = None,
         dashboard: DashboardSource | None = None,
         hooks: Hooks | None = None,
+        state: State | None = None,
+        replica: str = "",
     ) -> Services:
         """Datasets in `<model.store>/datasets`, training files in `<model.store>/retrain` (as the daemon's cron)."""
         holder = model or ModelHolder(config.model.store, threads=config.model.threads)
@@ -89,6 +97,8 @@ class Services:
             retraining=retraining or Retraining(),
             dashboard=dashboard,
             hooks=hooks,
+            state=state,
+            replica=replica,
         )
 
     def ready(self) -> tuple[bool, dict[str, Any]]:

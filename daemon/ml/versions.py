@@ -88,8 +88,8 @@ def _fsync_dir(path: Path) -> None:
 
 def _pack(model_dir: Path, archive: Path) -> None:
     """One uncompressed tar of a model directory (ONNX weights do not compress)."""
-    with tarfile.open(archive, "w") as tar:
-        tar.add(model_dir, arcname="model")
+    with tarfile.open(archive, "w", dereference=True) as tar:  # a link (`current`) stores what it points at
+        tar.add(model_dir.resolve(), arcname="model")
 
 
 def _unpack(archive: Path, into: Path) -> Path:

@@ -178,3 +178,38 @@ model_pointer = sa.Table(
     sa.Column("changed_at", UTCDateTime(), nullable=False),
     sa.Column("changed_by", sa.String(255), nullable=False),
 )
+
+# What the API of one replica accepted, for every replica to answer about (several replicas only):
+# uploaded datasets (the normalised CSV and its summary) and training jobs' last known description.
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("number", sa.Integer, nullable=False, unique=True),
+    sa.Column("csv", sa.LargeBinary, nullable=False),
+    sa.Column("summary", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+training_jobs = sa.Table(
+    "training_jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("replica", sa.String(255), nullable=False),
+    sa.Column("description", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# The one training running in the cluster now (its holder also holds the session advisory lock), so any
+# replica can say who trains, how far it got, and ask it to stop.
+training_now = sa.Table(
+    "training_now",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("who", sa.String(32), nullable=False),
+    sa.Column("replica", sa.String(255), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("cancel", sa.Boolean, nullable=False),
+    sa.Column("progress", sa.JSON(), nullable=True),
+)

@@ -117,9 +117,14 @@ class Cluster:
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path
 
-    def start(self, *, database: str | None = None, api_port: int | None = None) -> Replica:
+    def start(self, *, database: str | None = None, api_port: int | None = None, warm: bool = False) -> Replica:
+        """A new replica; `warm`: its model cache filled beforehand (a restarted pod, not a new one)."""
         self._count += 1
         replica_id = f"replica-{self._count}"
+        if warm:
+            with State.open(self.database) as state:
+                cache = ModelStore(self.tmp / replica_id / "models", shared=state.model_versions("suite"))
+                cache.path(cache.current() or "v1")
         log = self.tmp / f"{replica_id}.log"
         config = self.config(replica_id, database=database, api_port=api_port)
         replica = Replica(replica_id, start_daemon(config, log=log), log)

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from daemon.api.auth import require_token, services
 from daemon.api.datasets import dataset_error_details
 from daemon.api.errors import ApiError, responses
-from daemon.api.jobs import JobConflict, TrainingBusy, TrainingJobs
+from daemon.api.jobs import JobConflict, TrainingBusy
 from daemon.api.schemas import DatasetResponse, JobAccepted, JobStatus, TrainingNow, TrainRequest
 from daemon.api.services import Services
 from daemon.errors import DatasetError
@@ -158,14 +158,15 @@ async def start_training(
 @router.get("/train/{job_id}", response_model=JobStatus, responses=responses(401, 403, 404, 422, 500))
 async def training_status(job_id: str, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """State, progress, holdout metrics and the promoted version of a training job."""
-    job = svc.jobs.get(job_id)
-    if job is None:
-        raise ApiError(404, "unknown_job", f"no training job {job_id!r} (jobs are kept in memory until a restart)")
-    return TrainingJobs.describe(job)
+    found = await anyio.to_thread.run_sync(svc.jobs.lookup, job_id)
+    if found is None:
+        kept = "the newest 50 are kept" if svc.jobs.shared is not None else "jobs are kept in memory until a restart"
+        raise ApiError(404, "unknown_job", f"no training job {job_id!r} ({kept})")
+    return found
 
 
 def _now(svc: Services) -> TrainingNow:
-    holder = svc.retraining.holder
+    holder, cancelling, progress = svc.retraining.status()  # several replicas: wherever it runs
     if holder is None:
         return TrainingNow(running=False, started_by=None, running_s=None, cancelling=False)
     running = round(time.monotonic() - holder.since, 1)
@@ -173,23 +174,22 @@ def _now(svc: Services) -> TrainingNow:
         running=True,
         started_by=holder.who,
         running_s=running,
-        cancelling=svc.retraining.cancel.is_set(),
-        progress=svc.retraining.progress,
+        cancelling=cancelling,
+        progress=progress,
     )
 
 
 @router.get("/training", response_model=TrainingNow, responses=responses(401, 403, 500))
 async def training_now(svc: Annotated[Services, Depends(services)]) -> TrainingNow:
     """Whether a training runs now, who started it (schedule or API), for how long and how far it got."""
-    return _now(svc)
+    return await anyio.to_thread.run_sync(_now, svc)
 
 
 @router.post("/training/cancel", status_code=202, response_model=TrainingNow, responses=responses(401, 403, 409, 500))
 async def cancel_training(svc: Annotated[Services, Depends(services)]) -> TrainingNow:
     """Stop the running training, scheduled or not: its process is killed and the current model keeps serving."""
-    holder = svc.retraining.holder
-    if holder is None:
+    holder = await anyio.to_thread.run_sync(svc.retraining.running)
+    if holder is None or not await anyio.to_thread.run_sync(svc.retraining.stop):
         raise ApiError(409, "no_training", "no training is running")
-    log.info("api_training_cancelled", started_by=holder.who)
-    svc.retraining.stop()
-    return _now(svc)
+    log.info("api_training_cancelled", started_by=holder.who, replica=holder.replica)
+    return await anyio.to_thread.run_sync(_now, svc)

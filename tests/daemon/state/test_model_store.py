@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +25,8 @@ from daemon.serving import Follower, ModelHolder, configured_store
 from daemon.state import State
 from daemon.state import models as shared_models
 from tests.servers.postgres import PostgresServer
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -187,18 +191,40 @@ def test_one_training_in_the_whole_cluster(pg: State, postgres_server: PostgresS
     here, there = Retraining(), Retraining()
     other = State.open(postgres_server.url(pg.url.rsplit("/", 1)[1]))
     try:
-        here.share(pg)
-        there.share(other)
+        here.share(pg, "replica-a")
+        there.share(other, "replica-b")
         claim = here.try_claim("api")
         assert claim is not None
         assert there.try_claim("schedule") is None  # another process's claim, through PostgreSQL
-        assert there.busy_with() == ELSEWHERE
+        assert there.busy_with().startswith("a training job started through the API on replica-a (running")
+        here.note_progress({"event": "fine-tuning", "step": 3})
+        running, cancelling, progress = _eventually(lambda: there.status(), lambda s: s[2] is not None)
+        assert running is not None and running.who == "api" and running.replica == "replica-a"
+        assert not cancelling and progress == {"event": "fine-tuning", "step": 3}
+        assert there.stop()  # a cancel through another replica reaches the holder within about a second
+        _eventually(lambda: here.cancel.is_set(), bool)
+        assert there.status()[1]  # cancelling
         here.release(claim)
+        assert there.status() == (None, False, None) and not there.stop()
         again = there.try_claim("schedule")
         assert again is not None
+        with pg._write() as conn:  # a holder that died leaves its row; without its lock it counts for nothing
+            conn.execute(sa.text("UPDATE training_now SET replica = 'gone'"))
+        there._end_session()
+        assert here.status() == (None, False, None) and here.busy_with() == ELSEWHERE
         there.release(again)
     finally:
         other.close()
+
+
+def _eventually(probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 10.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if done(value) or time.monotonic() > deadline:
+            assert done(value), value
+            return value
+        time.sleep(0.1)
 
 
 def test_every_replica_loads_a_promotion_and_keeps_serving_through_a_broken_one(

@@ -1,4 +1,4 @@
-"""The model store several replicas share: versions as chunked archives and the `current` pointer.
+"""What several replicas share: the model store (chunked archives, the `current` pointer), datasets, jobs.
 
 Revision ID: 0004
 Revises: 0003
@@ -17,7 +17,7 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Create `model_versions`, `model_chunks` and `model_pointer` (SQLite gets them too, empty: one process)."""
+    """Create the model store's, datasets' and training jobs' tables (SQLite gets them too, empty: one process)."""
     op.create_table(
         "model_versions",
         sa.Column("version", sa.String(32), nullable=False),
@@ -52,9 +52,42 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_model_pointer"),
     )
 
+    op.create_table(
+        "datasets",
+        sa.Column("version", sa.String(32), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("csv", sa.LargeBinary(), nullable=False),
+        sa.Column("summary", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("version", name="pk_datasets"),
+        sa.UniqueConstraint("number", name="uq_datasets_number"),
+    )
+    op.create_table(
+        "training_jobs",
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("replica", sa.String(255), nullable=False),
+        sa.Column("description", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_training_jobs"),
+    )
+    op.create_table(
+        "training_now",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("who", sa.String(32), nullable=False),
+        sa.Column("replica", sa.String(255), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("cancel", sa.Boolean(), nullable=False),
+        sa.Column("progress", sa.JSON(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_training_now"),
+    )
+
 
 def downgrade() -> None:
     """Drop them again."""
+    op.drop_table("training_now")
+    op.drop_table("training_jobs")
+    op.drop_table("datasets")
     op.drop_table("model_pointer")
     op.drop_table("model_chunks")
     op.drop_table("model_versions")
