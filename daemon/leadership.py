@@ -238,8 +238,10 @@ class Leadership:
         gained: list[tuple[str, bool]] = []
         held = set(self._snapshot())
         current = {lease.name: lease for lease in self.state.leases()}
+        with self._mutex:
+            draining = set(self._draining)
         for name in self.names:
-            if name in held:
+            if name in held or name in draining:  # a lease being handed over is still ours: never "orphaned"
                 continue
             lease = current.get(name)
             seen = lease.epoch if lease is not None else 0

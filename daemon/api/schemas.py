@@ -208,7 +208,8 @@ class Readiness(BaseModel):
 
 
 class PushAccepted(BaseModel):
-    """A push taken: its ticket queued for routing now, or already waiting (a retry of the same push)."""
+    """A push taken: its ticket queued for routing now, already waiting (a retry of the same push), or handed
+    to the replica that owns the connector (several replicas)."""
 
-    result: Literal["accepted", "duplicate"]
+    result: Literal["accepted", "duplicate", "relayed"]
     queued: int = Field(description="ticket ids newly queued by this push")

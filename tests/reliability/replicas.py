@@ -78,6 +78,7 @@ class Cluster:
             subject, body = SUBJECTS[i % len(SUBJECTS)]
             self.ids[name].append(self.desks[name].add_ticket(f"{subject} #{i}", body))
         self.batch_limit = batch_limit
+        self.push_secret: str | None = None  # set: every connector takes pushes (routing.push), signed with it
         self.replicas: list[Replica] = []
         # The models live in the database (daemon/state/models.py): uploaded once from a copy of `store`, and
         # each replica starts with an empty cache of its own that it fills from there.
@@ -99,6 +100,9 @@ class Cluster:
             )
             entry = built["connectors"][0]
             entry["name"] = name
+            if self.push_secret is not None:
+                entry["routing"]["push"] = {"enabled": True, "poll_interval": 3600}
+                entry["push_token" if desk.flavour == "znuny" else "webhook_secret"] = self.push_secret
             entries.append(entry)
         config = {
             **built,

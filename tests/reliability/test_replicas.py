@@ -209,3 +209,34 @@ def _wait_version(api: str, version: str, timeout: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{api} does not serve {version} within {timeout} s: {readyz(api)}")
+
+
+def test_a_push_that_reaches_a_replica_not_owning_the_connector_is_routed_by_the_owner(
+    tmp_path: Path, store: Path, postgres_server: PostgresServer
+) -> None:
+    import httpx
+
+    with cluster(tmp_path, store, postgres_server.new_database(), tickets=0, desks={"zammad": "zammad"}) as c:
+        c.push_secret = "push-s3cret-value"
+        ports = {c.start(api_port=port).id: port for port in (free_port(), free_port())}
+        apis = {rid: f"http://127.0.0.1:{port}" for rid, port in ports.items()}
+        deadline = time.monotonic() + 60
+        while True:  # settled: each replica holds one lease (the connector, or the scheduler's)
+            views = {rid: _wait_ready(api, 200)[1]["details"] for rid, api in apis.items()}
+            if all(len(v["replica"]["leases"]) == 1 for v in views.values()):
+                break
+            assert time.monotonic() < deadline, ({r: v["replica"] for r, v in views.items()}, c.owners())
+            time.sleep(0.2)
+        owner = c.wait_owned(["zammad"])["zammad"]
+        other = next(rid for rid in apis if rid != owner)
+        assert views[owner]["connectors"]["zammad"]["mode"] == "push"  # its poll comes once an hour now
+        desk = c.desks["zammad"]
+        tid = desk.add_ticket("VPN keeps dropping", "The VPN disconnects every few minutes.")
+        c.ids["zammad"].append(tid)
+        headers, body = desk.zammad.webhook_request(tid, c.push_secret)
+        answer = httpx.post(f"{apis[other]}/api/v1/hooks/zammad", content=body, headers=headers, timeout=10)
+        assert answer.status_code == 202 and answer.json() == {"result": "relayed", "queued": 0}, answer.text
+        assert c.wait_routed(timeout=20), c.tails()  # by the owner, through PostgreSQL NOTIFY
+        assert desk.notes(tid) == 1
+        routed_by = {r.id: len(r.routed("zammad")) for r in c.replicas}
+        assert routed_by == {owner: 1, other: 0}

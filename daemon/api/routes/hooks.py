@@ -41,4 +41,5 @@ async def hook(
     if reply.status != 202:
         headers = {"Retry-After": "30"} if reply.status == 429 else None
         raise ApiError(reply.status, _CODES.get(reply.status, "error"), reply.message, headers=headers)
-    return PushAccepted(result="accepted" if reply.result == "accepted" else "duplicate", queued=reply.queued)
+    result = reply.result if reply.result in ("accepted", "relayed") else "duplicate"
+    return PushAccepted(result=result, queued=reply.queued)

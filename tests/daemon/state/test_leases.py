@@ -109,3 +109,37 @@ def test_replicas_count_themselves_alive_and_a_leaving_one_is_dropped(pg: State)
 def test_sqlite_is_one_process_and_takes_no_part(tmp_path: object) -> None:
     with State.open("sqlite://") as state:
         assert not state.shared
+
+
+def test_a_joining_replica_gets_its_share_by_a_hand_over_without_the_giver_taking_it_back(
+    postgres_server: PostgresServer,
+) -> None:
+    from daemon.leadership import SCHEDULER, Leadership
+
+    url = postgres_server.new_database()
+    states = [State.open(url), State.open(url)]
+    changes: dict[str, list[tuple[str, bool]]] = {"a": [], "b": []}
+    a, b = (
+        Leadership(
+            state, rid, ["zammad", SCHEDULER], ttl=10, renew=2, on_change=lambda n, g, r=rid: changes[r].append((n, g))
+        )
+        for state, rid in zip(states, ["a", "b"], strict=True)
+    )
+    try:
+        a.renew_now()  # alone: both leases
+        assert a.held() == ["zammad", SCHEDULER]
+        assert b.renew_now() == []  # joins: alive 2, its share 1, but nothing is free or orphaned
+        assert a.renew_now() == [("zammad", False)]  # over its share: no new work on zammad from now on
+        assert a.held() == [SCHEDULER]
+        assert a.renew_now() == []  # its last job ended: released, and not taken back as if orphaned
+        assert b.renew_now() == [("zammad", True)]
+        for _ in range(3):  # settled: nobody takes anything from anybody
+            assert a.renew_now() == [] and b.renew_now() == []
+        leases = {lease.name: (lease.owner, lease.epoch) for lease in states[0].leases()}
+        assert leases == {"zammad": ("b", 2), SCHEDULER: ("a", 1)}
+    finally:
+        for leadership in (a, b):
+            leadership._release_all()
+            leadership._close_session()
+        for state in states:
+            state.close()
