@@ -27,3 +27,13 @@ def state(url: str) -> Iterator[State]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def pg(postgres_server: PostgresServer) -> Iterator[State]:
+    """A state on a fresh PostgreSQL database: leases, the shared model store and what replicas share."""
+    s = State.open(postgres_server.new_database())
+    try:
+        yield s
+    finally:
+        s.close()

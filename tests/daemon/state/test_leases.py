@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -13,15 +12,6 @@ from daemon.errors import Fenced
 from daemon.state import LedgerEntry, State
 from daemon.state import leases as leasing
 from tests.servers.postgres import PostgresServer
-
-
-@pytest.fixture
-def pg(postgres_server: PostgresServer) -> Iterator[State]:
-    state = State.open(postgres_server.new_database())
-    try:
-        yield state
-    finally:
-        state.close()
 
 
 def _entry(tid: str) -> LedgerEntry:

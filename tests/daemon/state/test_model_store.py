@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,15 +27,6 @@ from daemon.state import models as shared_models
 from tests.servers.postgres import PostgresServer
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def pg(postgres_server: PostgresServer) -> Iterator[State]:
-    state = State.open(postgres_server.new_database())
-    try:
-        yield state
-    finally:
-        state.close()
 
 
 def _fake(path: Path, payload: bytes = b"") -> Path:
