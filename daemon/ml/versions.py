@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -218,24 +217,26 @@ class ModelStore:
             if self.shared is None:
                 numbers = self._numbers()
                 version = f"v{(numbers[-1] + 1) if numbers else 1}"
+                self._place(model_dir, version)
             else:
-                version = self._upload(model_dir, json.loads(meta_file.read_text(encoding="utf-8")))
-            self._place(model_dir, version)
+                version, digest = self._upload(model_dir, json.loads(meta_file.read_text(encoding="utf-8")))
+                self._place(model_dir, version)
+                self._marker(version).write_text(digest, encoding="utf-8")  # after `_place`, which drops stale ones
         return version
 
-    def _upload(self, model_dir: Path, metadata: dict[str, Any], *, version: str | None = None) -> str:
+    def _upload(self, model_dir: Path, metadata: dict[str, Any]) -> tuple[str, str]:
+        """Store a model directory in the database as its next version: (version, SHA-256 of its archive)."""
         assert self.shared is not None
         staging = self.staging_dir()
         try:
             archive = staging / "model.tar"
             _pack(model_dir, archive)
-            added = self.shared.add(archive, metadata, version=version)
+            added = self.shared.add(archive, metadata)
             assert added is not None
-            self._marker(added).write_text(_sha256(archive), encoding="utf-8")
             size = archive.stat().st_size
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        log.info("model version stored in the database", version=added, size_bytes=size)
+        log.info("model version stored in the database", version=added[0], size_bytes=size)
         return added
 
     def current(self) -> str | None:
@@ -432,9 +433,10 @@ class ModelStore:
                     archive = staging / f"{version}.tar"
                     _pack(self.versions_dir / version, archive)
                     meta = json.loads((self.versions_dir / version / "metadata.json").read_text(encoding="utf-8"))
-                    if self.shared.add(archive, meta, version=version, if_empty=i == 0) is None:
+                    added = self.shared.add(archive, meta, version=version, if_empty=i == 0)
+                    if added is None:
                         return []  # another replica uploaded first
-                    self._marker(version).write_text(_sha256(archive), encoding="utf-8")
+                    self._marker(version).write_text(added[1], encoding="utf-8")
                     archive.unlink()
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -459,11 +461,3 @@ class ModelStore:
                 meta = {}
             out.append(VersionInfo(f"v{n}", path, f"v{n}" == current, meta))
         return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()

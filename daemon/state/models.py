@@ -89,8 +89,9 @@ class DatabaseVersions:
 
     def add(
         self, archive: Path, metadata: dict[str, Any], *, version: str | None = None, if_empty: bool = False
-    ) -> str | None:
-        """Store an archive as the next version (or as `version`); None when `if_empty` and versions exist."""
+    ) -> tuple[str, str] | None:
+        """Store an archive as the next version (or as `version`): (version, SHA-256); None when `if_empty` and
+        versions exist."""
         digest = hashlib.sha256()
         with self._state._write() as conn:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADD_LOCK)))
@@ -114,7 +115,7 @@ class DatabaseVersions:
                 .where(model_versions.c.version == name)
                 .values(sha256=digest.hexdigest(), size_bytes=size, chunks=chunks)
             )
-        return name
+        return name, digest.hexdigest()
 
     def fetch(self, version: str, into: Path) -> str:
         """Write a version's archive to `into`, one chunk at a time; returns the SHA-256 it was stored with."""
