@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,15 +115,25 @@ class ModelHolder:
 
 
 class Follower:
-    """Replicas: load a version another replica (or a command) promoted; one line per new failure, one on recovery."""
+    """Replicas: load a version another replica (or a command) promoted; one line per new failure, one on recovery.
+
+    A version that failed to load is tried again only after RETRY_S: not fetched and loaded every few seconds.
+    """
+
+    RETRY_S = 60.0
 
     def __init__(self, model: ModelHolder) -> None:
         self.model = model
         self._failing: str | None = None
+        self._failed: tuple[str | None, float] = (None, 0.0)  # (version, when it failed to load)
 
     def tick(self) -> bool:
         """Look at the shared `current` once and load it if it changed; returns whether the model changed."""
+        version: str | None = None
         try:
+            version = self.model.store.current()
+            if version is not None and self._failed[0] == version and time.monotonic() < self._failed[1] + self.RETRY_S:
+                return False
             changed = self.model.load()
         except StateError:  # the database is unreachable: the leadership says so, once, and gives its leases up
             return False
@@ -130,6 +141,7 @@ class Follower:
             if str(exc) != self._failing:
                 log.error("model reload failed; keeping the loaded model", error=str(exc))
             self._failing = str(exc)
+            self._failed = (version, time.monotonic())
             return False
         if self._failing is not None:
             log.info("model reload works again", version=self.model.get().version)

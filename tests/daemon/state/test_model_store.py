@@ -219,7 +219,7 @@ def _eventually(probe: Callable[[], T], done: Callable[[T], bool], timeout: floa
 
 
 def test_every_replica_loads_a_promotion_and_keeps_serving_through_a_broken_one(
-    pg: State, tmp_path: Path, tiny_model: Path
+    pg: State, tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     admin = _replica(pg, tmp_path / "admin", "ticketd models")
     admin.promote(admin.add(tiny_model))
@@ -232,9 +232,15 @@ def test_every_replica_loads_a_promotion_and_keeps_serving_through_a_broken_one(
     assert follower.tick() and replica.get().version == "v2"
     broken = _fake(tmp_path / "broken")
     admin.promote(admin.add(broken), check=False)  # pushed past the check: what a replica does with it
+    loads: list[bool] = []
+    load = replica.load
+    monkeypatch.setattr(replica, "load", lambda: loads.append(True) or load())
     with capture_logs() as logs:
         assert not follower.tick() and not follower.tick()
         assert replica.get().version == "v2"  # keeps serving the one it had
+        assert len(loads) == 1  # the broken version is not fetched and loaded again at every look
+        monkeypatch.setattr(follower, "RETRY_S", 0.0)
+        assert not follower.tick() and len(loads) == 2  # ... but again after a while
         assert admin.rollback() == "v2"
         assert not follower.tick()  # v2 is what it serves already
     assert [e["event"] for e in logs if e["event"].startswith("model reload")] == [
