@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 _KEEP_JOBS = 50  # finished jobs remembered for GET /train/{job}
+_ORPHANED_AFTER_S = 10.0  # a shared job still "running" this long after its replica let the training lock go
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -106,10 +107,17 @@ class TrainingJobs:
         found = self.shared.get(job_id) if self.shared is not None else None
         if found is None:
             return None
-        _, description, written = found
-        if description["state"] in ("queued", "running"):  # elapsed goes on where the owner last wrote it
-            progress = description["progress"]
-            progress["elapsed_s"] = round(progress["elapsed_s"] + (datetime.now(UTC) - written).total_seconds(), 1)
+        replica, description, written = found
+        if description["state"] in ("queued", "running"):
+            age = (datetime.now(UTC) - written).total_seconds()
+            training = self.services.retraining.running()
+            if age > _ORPHANED_AFTER_S and (training is None or training.replica != replica):
+                # Its replica holds no training lock any more and wrote nothing since: it died mid-job.
+                description["state"], description["outcome"] = "failed", "failed"
+                description["reason"] = f"{replica}, which ran this job, stopped before it finished"
+            else:  # elapsed goes on where the owner last wrote it
+                progress = description["progress"]
+                progress["elapsed_s"] = round(progress["elapsed_s"] + age, 1)
         return description
 
     def _publish(self, job: Job) -> None:

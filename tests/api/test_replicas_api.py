@@ -133,3 +133,34 @@ def test_a_training_on_one_replica_is_seen_and_cancelled_through_another(
         holder.release(claim)
     assert b.get("/api/v1/training", headers=AUTH).json()["running"] is False
     assert b.post("/api/v1/training/cancel", headers=AUTH).status_code == 409
+
+
+def test_a_job_whose_replica_died_is_reported_failed_not_running_forever(
+    replicas: Callable[[str], TestClient],
+) -> None:
+    import sqlalchemy as sa
+
+    from daemon.state.uploads import DatabaseJobs
+
+    a = replicas("replica-a")
+    state: State = a.app.state.services.state  # type: ignore[attr-defined]
+    running = {
+        "job_id": "dead0001",
+        "state": "running",
+        "progress": {"phase": "training and scoring", "elapsed_s": 5.0},
+        "dataset_version": "v1",
+        "promote": "rule",
+        "outcome": None,
+        "version": None,
+        "champion": None,
+        "metrics": {},
+        "reason": None,
+    }
+    DatabaseJobs(state, "replica-gone").publish("dead0001", running)
+    fresh = a.get("/api/v1/train/dead0001", headers=AUTH).json()
+    assert fresh["state"] == "running"  # just written: its replica may be between the lock and the next write
+    with state._write() as conn:  # ... a minute later, and no replica holds the training lock
+        conn.execute(sa.text("UPDATE training_jobs SET updated_at = updated_at - interval '1 minute'"))
+    job = a.get("/api/v1/train/dead0001", headers=AUTH).json()
+    assert job["state"] == "failed" and job["outcome"] == "failed"
+    assert job["reason"] == "replica-gone, which ran this job, stopped before it finished"
