@@ -119,9 +119,13 @@ class Retraining:
     def _relay(self) -> None:
         """The holder, each second: its progress to the row, and a cancel request from any replica to it."""
         assert self._shared is not None
+        written: dict[str, Any] | None = None
         while not self._ended.wait(1.0):
             try:
-                if self._shared.note(self.progress):
+                if (progress := self.progress) is not written:  # written when a new event came, not every second
+                    self._shared.note(progress)
+                    written = progress
+                if self._shared.cancel_requested():
                     self.cancel.set()
             except Exception as exc:  # the database is away: the training goes on, cancellable here
                 log.debug("training relay skipped", error=str(exc))

@@ -89,10 +89,10 @@ class ModelHolder:
             raise ModelError(f"{self.store.root}: no model loaded (train one, or `ticketd bootstrap`)")
         return self._model
 
-    def load(self) -> bool:
-        """Load `current` if it differs from what is loaded; returns whether the model changed."""
+    def load(self, version: str | None = None) -> bool:
+        """Load `current` (or `version`, just read from it) if it differs from what is loaded; whether it changed."""
         with self._lock:
-            version = self.store.current()
+            version = version or self.store.current()
             if version is None:
                 raise ModelError(f"{self.store.root}: the model store has no current version")
             if self._model is not None and self._model.version == version:
@@ -134,7 +134,7 @@ class Follower:
             version = self.model.store.current()
             if version is not None and self._failed[0] == version and time.monotonic() < self._failed[1] + self.RETRY_S:
                 return False
-            changed = self.model.load()
+            changed = self.model.load(version)  # the pointer is read once per look
         except StateError:  # the database is unreachable: the leadership says so, once, and gives its leases up
             return False
         except Exception as exc:  # keep serving the loaded model whatever went wrong

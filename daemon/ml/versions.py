@@ -296,7 +296,7 @@ class ModelStore:
         staging = self.staging_dir()
         try:
             archive = staging / "model.tar"
-            self.shared.fetch(version, archive)
+            self.shared.fetch(stored, archive)
             unpacked = _unpack(archive, staging)
             archive.unlink()
             if target.exists():

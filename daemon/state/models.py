@@ -36,6 +36,7 @@ class StoredVersion:
     number: int
     sha256: str
     size_bytes: int
+    chunks: int
     metadata: dict[str, Any]
     created_at: datetime
     created_by: str
@@ -70,16 +71,13 @@ class DatabaseVersions:
         """Every stored version, oldest first."""
         query = sa.select(model_versions).order_by(model_versions.c.number)
         with self._state._read() as conn:
-            return [
-                StoredVersion(
-                    r.version, r.number, r.sha256, r.size_bytes, dict(r.model_metadata), r.created_at, r.created_by
-                )
-                for r in conn.execute(query)
-            ]
+            return [_stored(r) for r in conn.execute(query)]
 
     def get(self, version: str) -> StoredVersion | None:
         """One version's row, if stored."""
-        return next((v for v in self.versions() if v.version == version), None)
+        with self._state._read() as conn:
+            row = conn.execute(sa.select(model_versions).where(model_versions.c.version == version)).one_or_none()
+        return None if row is None else _stored(row)
 
     def pointer(self) -> Pointer:
         """The promotion stack as it is now (empty before the first promotion)."""
@@ -117,14 +115,12 @@ class DatabaseVersions:
             )
         return name, digest.hexdigest()
 
-    def fetch(self, version: str, into: Path) -> str:
-        """Write a version's archive to `into`, one chunk at a time; returns the SHA-256 it was stored with."""
-        stored = self.get(version)
-        if stored is None:
-            raise ModelStoreError(f"{self.where}: no version {version!r}")
+    def fetch(self, stored: StoredVersion, into: Path) -> None:
+        """Write a version's archive to `into`, one chunk at a time, and check it against its SHA-256."""
+        version = stored.version
         digest = hashlib.sha256()
         with open(into, "wb") as fh:
-            for seq in range(self._chunks(version)):
+            for seq in range(stored.chunks):
                 with self._state._read() as conn:
                     block = conn.execute(
                         sa.select(model_chunks.c.data).where(
@@ -137,14 +133,6 @@ class DatabaseVersions:
                 fh.write(block)
         if digest.hexdigest() != stored.sha256:
             raise ModelStoreError(f"{self.where}: version {version}: the archive does not match its SHA-256")
-        return stored.sha256
-
-    def _chunks(self, version: str) -> int:
-        with self._state._read() as conn:
-            count = conn.execute(
-                sa.select(model_versions.c.chunks).where(model_versions.c.version == version)
-            ).scalar_one_or_none()
-        return int(count or 0)
 
     def change(self, serial: int, stack: list[str]) -> bool:
         """Set the promotion stack if nobody changed it since `serial` was read; False if somebody did."""
@@ -179,3 +167,16 @@ class DatabaseVersions:
                 conn.execute(sa.delete(model_chunks).where(model_chunks.c.version.in_(doomed)))
                 conn.execute(sa.delete(model_versions).where(model_versions.c.version.in_(doomed)))
         return doomed
+
+
+def _stored(row: Any) -> StoredVersion:
+    return StoredVersion(
+        row.version,
+        row.number,
+        row.sha256,
+        row.size_bytes,
+        row.chunks,
+        dict(row.model_metadata),
+        row.created_at,
+        row.created_by,
+    )

@@ -120,10 +120,14 @@ class DatabaseTraining:
                 )
             )
 
-    def note(self, progress: dict[str, Any] | None) -> bool:
-        """The holder's latest progress; returns whether a replica asked it to stop."""
+    def note(self, progress: dict[str, Any] | None) -> None:
+        """The holder's latest progress, for every replica's `GET /api/v1/training`."""
         with self._state._write() as conn:
             conn.execute(sa.update(training_now).values(progress=progress))
+
+    def cancel_requested(self) -> bool:
+        """Whether a replica asked the holder to stop."""
+        with self._state._read() as conn:
             return bool(conn.execute(sa.select(training_now.c.cancel)).scalar())
 
     def ended(self) -> None:

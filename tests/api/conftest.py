@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -79,17 +80,13 @@ def make_services(tmp_path: Path, tiny_model: Path) -> Callable[..., Services]:
 @pytest.fixture
 def make_client(make_services: Callable[..., Services]) -> Iterator[Callable[..., TestClient]]:
     """A TestClient over a fresh app; server errors come back as responses, as a real client would see them."""
-    clients: list[TestClient] = []
+    with contextlib.ExitStack() as stack:
+        yield lambda **kwargs: stack.enter_context(client_of(make_services(**kwargs)))
 
-    def make(**kwargs: Any) -> TestClient:
-        client = TestClient(create_app(make_services(**kwargs)), raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+def client_of(services: Services) -> TestClient:
+    """A TestClient over the app (enter it); server errors come back as responses, as a real client sees them."""
+    return TestClient(create_app(services), raise_server_exceptions=False)
 
 
 @pytest.fixture

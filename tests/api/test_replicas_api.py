@@ -7,6 +7,7 @@ database's model store, datasets, job descriptions and the one training running 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,13 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from daemon.api import Services, create_app
+from daemon.api import Services
 from daemon.config import ApiSection
 from daemon.metrics import Metrics
 from daemon.ml.versions import ModelStore
 from daemon.serving import Follower, ModelHolder
 from daemon.state import State
-from tests.api.conftest import AUTH, FAST_POLICY, TOKEN
+from tests.api.conftest import AUTH, FAST_POLICY, TOKEN, client_of
 from tests.servers.postgres import PostgresServer
 
 CSV = {**AUTH, "Content-Type": "text/csv"}
@@ -33,40 +34,30 @@ def replicas(
     tmp_path: Path, tiny_model: Path, postgres_server: PostgresServer
 ) -> Iterator[Callable[[str], TestClient]]:
     url = postgres_server.new_database()
-    states: list[State] = []
-    clients: list[TestClient] = []
-    seed = State.open(url)
-    states.append(seed)
-    store = ModelStore(tmp_path / "seed", shared=seed.model_versions("admin"))
-    store.promote(store.add(tiny_model))
+    with contextlib.ExitStack() as stack:
+        seed = stack.enter_context(State.open(url))
+        store = ModelStore(tmp_path / "seed", shared=seed.model_versions("admin"))
+        store.promote(store.add(tiny_model))
 
-    def make(replica: str) -> TestClient:
-        state = State.open(url)
-        states.append(state)
-        holder = ModelHolder(tmp_path / replica / "models", threads=1)
-        holder.share(state.model_versions(replica))
-        holder.load()
-        services = Services(
-            api=ApiSection(tokens=[SecretStr(TOKEN)]),
-            model=holder,
-            datasets_dir=tmp_path / replica / "datasets",
-            workdir=tmp_path / replica / "work",
-            metrics=Metrics(),
-            policy=FAST_POLICY,
-            state=state,
-            replica=replica,
-        )
-        services.retraining.share(state, replica)
-        client = TestClient(create_app(services), raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        def make(replica: str) -> TestClient:
+            state = stack.enter_context(State.open(url))
+            holder = ModelHolder(tmp_path / replica / "models", threads=1)
+            holder.share(state.model_versions(replica))
+            holder.load()
+            services = Services(
+                api=ApiSection(tokens=[SecretStr(TOKEN)]),
+                model=holder,
+                datasets_dir=tmp_path / replica / "datasets",
+                workdir=tmp_path / replica / "work",
+                metrics=Metrics(),
+                policy=FAST_POLICY,
+                state=state,
+                replica=replica,
+            )
+            services.retraining.share(state, replica)
+            return stack.enter_context(client_of(services))  # closed before its state (last in, first out)
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
-    for state in states:
-        state.close()
+        yield make
 
 
 def _wait_job(client: TestClient, job_id: str, timeout: float = 300.0) -> dict[str, Any]:

@@ -234,7 +234,7 @@ def test_every_replica_loads_a_promotion_and_keeps_serving_through_a_broken_one(
     admin.promote(admin.add(broken), check=False)  # pushed past the check: what a replica does with it
     loads: list[bool] = []
     load = replica.load
-    monkeypatch.setattr(replica, "load", lambda: loads.append(True) or load())
+    monkeypatch.setattr(replica, "load", lambda *args: loads.append(True) or load(*args))
     with capture_logs() as logs:
         assert not follower.tick() and not follower.tick()
         assert replica.get().version == "v2"  # keeps serving the one it had
