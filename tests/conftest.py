@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import unavailable
-from tests.servers.postgres import postgres_server  # noqa: F401 - a session fixture for every suite
+from tests.servers.postgres import PostgresServer, postgres_server  # noqa: F401 - a session fixture for every suite
 from tests.servers.znuny import ZnunyServer, missing_reason, start_znuny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,3 +70,11 @@ def znuny_server() -> Iterator[ZnunyServer]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """After each test, the PostgreSQL databases it made are dropped (the server itself lives for the session)."""
+    yield
+    for server in PostgresServer.running:
+        server.drop_created()

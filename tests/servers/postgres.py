@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -23,10 +24,14 @@ _PG_USER = "ticketd"
 class PostgresServer:
     """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth), one fresh database per test."""
 
+    running: ClassVar[list[PostgresServer]] = []  # not disposed of yet: tests/conftest.py drops their databases
+
     def __init__(self, port: int) -> None:
         self.port = port
         self._counter = itertools.count()
         self._admin = sa.create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        self._created: list[str] = []
+        PostgresServer.running.append(self)
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{_PG_USER}@127.0.0.1:{self.port}/{database}"
@@ -35,9 +40,19 @@ class PostgresServer:
         name = f"state_{os.getpid()}_{next(self._counter)}"
         with self._admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        self._created.append(name)
         return self.url(name)
 
+    def drop_created(self) -> None:
+        """Drop the databases made since the last call (a test's): they hold model archives of hundreds of MB."""
+        names, self._created = self._created, []
+        with self._admin.connect() as conn:
+            for name in names:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def dispose(self) -> None:
+        if self in PostgresServer.running:
+            PostgresServer.running.remove(self)
         self._admin.dispose()
 
 
