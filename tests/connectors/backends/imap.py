@@ -11,6 +11,7 @@ flag change and a move gives a new UID, so any write between two observations is
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -23,6 +24,7 @@ from connectors.imap import ImapConfig, ImapConnector
 from tests.fakes.dovecot import PASSWORD, Dovecot, FlakyProxy, connected, shared_dovecot
 
 QUEUE_ROOT = "Queues"
+LOOKS = 3  # searches before a message counts as gone (see `_locate`)
 
 
 class ImapHarness:
@@ -81,7 +83,19 @@ class ImapHarness:
         return tid
 
     def _locate(self, ticket_id: str) -> tuple[str, int, int, int, tuple[str, ...]] | None:
-        """(folder, uidvalidity, uid, modseq, flags) of the message with this Message-ID, if any."""
+        """(folder, uidvalidity, uid, modseq, flags) of the message with this Message-ID, if any.
+
+        Folders are searched one after another, not in one snapshot: a move between two of them can
+        happen after the target was searched and before the source was, so a miss is looked again.
+        """
+        for attempt in range(LOOKS):
+            where = self._scan(ticket_id)
+            if where is not None or attempt == LOOKS - 1:
+                return where
+            time.sleep(0.05)
+        return None
+
+    def _scan(self, ticket_id: str) -> tuple[str, int, int, int, tuple[str, ...]] | None:
         core = ticket_id.strip("<>")
         with connected(self.server, self.user) as c:
             for _flags, _delim, name in c.list_folders():
@@ -89,8 +103,8 @@ class ImapHarness:
                     continue
                 info = c.select_folder(name, readonly=True)
                 uids = c.search(["NOT", "DELETED", "HEADER", "Message-ID", core])
-                if uids:
-                    data = c.fetch(uids[:1], ["FLAGS", "MODSEQ"])[uids[0]]
+                data = c.fetch(uids[:1], ["FLAGS", "MODSEQ"]).get(uids[0]) if uids else None
+                if data is not None:  # None: not here, or moved away between SEARCH and FETCH
                     flags = tuple(f.decode() for f in data[b"FLAGS"])
                     return name, info[b"UIDVALIDITY"], uids[0], int(data[b"MODSEQ"][0]), flags
         return None

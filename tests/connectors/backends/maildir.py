@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import mailbox
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ import pytest
 from connectors.maildir import MaildirConfig, MaildirConnector
 
 T = TypeVar("T")
+LOOKS = 3  # searches before a mail counts as gone (see `locate`)
 
 # Dovecot's on-disk names for Queues/<name> (modified UTF-7 levels joined with ".").
 DIRS = {
@@ -143,13 +145,28 @@ class MaildirHarness:
         return tid
 
     def locate(self, ticket_id: str) -> tuple[str, Path] | None:
-        """(queue, file) of the mail with this Message-ID, searching every folder."""
+        """(queue, file) of the mail with this Message-ID, searching every folder.
+
+        The folders are read one after another while the daemon may rename the file: a miss is
+        looked again (LOOKS times), and a file renamed between listing and opening is passed over.
+        """
+        for attempt in range(LOOKS):
+            where = self._scan(ticket_id)
+            if where is not None or attempt == LOOKS - 1:
+                return where
+            time.sleep(0.05)
+        return None
+
+    def _scan(self, ticket_id: str) -> tuple[str, Path] | None:
         for queue in DIRS:
             folder = self.folder(queue)
             for sub in ("new", "cur"):
                 for path in sorted((folder / sub).iterdir()):
-                    with path.open("rb") as f:
-                        headers = BytesHeaderParser().parse(f)
+                    try:
+                        with path.open("rb") as f:
+                            headers = BytesHeaderParser().parse(f)
+                    except FileNotFoundError:
+                        continue
                     if str(headers["Message-ID"]).strip() == ticket_id:
                         return queue, path
         return None
