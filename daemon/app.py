@@ -22,7 +22,7 @@ from daemon import systemd
 from daemon.config import Config, ConnectorEntry, load_config
 from daemon.coordinator import Coordinator
 from daemon.errors import ConfigError, Fenced, TicketdError
-from daemon.leadership import SCHEDULER, Leadership, default_replica_id
+from daemon.leadership import SCHEDULER, Leadership, default_replica_id, last_check
 from daemon.logging import configure, get_logger
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
@@ -254,7 +254,7 @@ class Daemon:
             timeout = entry.routing.timeout
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                event_hooks={"request": [self._last_check(entry.name)]},
+                event_hooks={"request": [last_check(lambda name=entry.name: self._fence(name))]},  # type: ignore[misc]
             )
             connector = connector_class(entry.type).from_config(entry.connection, client)
             mode = "shadow" if self.dry_run else entry.routing.mode
@@ -477,26 +477,6 @@ class Daemon:
             await asyncio.sleep(every)
             if await anyio.to_thread.run_sync(follower.tick):
                 self.metrics.model_version(self.model.get().version)
-
-    def _last_check(self, name: str) -> Callable[[httpx.Request], Awaitable[None]]:
-        """Replicas: a request that changes the helpdesk is stopped (Fenced) as its first byte is about to leave,
-        if this replica lost the connector or stalled since its last check (a pause in between is caught here).
-        """
-
-        async def hook(request: httpx.Request) -> None:
-            if self.leadership is None or request.method in ("GET", "HEAD", "OPTIONS"):
-                return
-            inner = request.extensions.get("trace")
-
-            async def trace(event: str, info: dict[str, Any]) -> None:
-                if event == "http11.send_request_headers.started":
-                    self._fence(name)  # raises Fenced: nothing of this request was sent
-                if inner is not None:
-                    await inner(event, info)
-
-            request.extensions = {**request.extensions, "trace": trace}
-
-        return hook
 
     def _ownership_changed(self, name: str, gained: bool) -> None:
         """A lease came or went: poll at once when it came; stop watching the mailbox when it went."""

@@ -22,10 +22,11 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
+import httpx
 
 from daemon.errors import StateError
 from daemon.logging import get_logger
@@ -42,6 +43,35 @@ RELAY = "ticketd_push"  # NOTIFY channel: a push that reached a replica not owni
 def default_replica_id() -> str:
     """Host name and process id: a pod's name in Kubernetes, unique per process elsewhere."""
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+# httpcore's trace events just before a part of a request is written to the socket. Headers and body go
+# out in separate writes with a turn of the event loop between them, so a pause after the headers would
+# otherwise let the body (and so the whole request) reach the helpdesk after another replica took over.
+WRITES = ("http11.send_request_headers.started", "http11.send_request_body.started")
+
+
+def last_check(check: Callable[[], object]) -> Callable[[httpx.Request], Awaitable[None]]:
+    """An httpx request hook: `check` (raising Fenced) runs as each part of a write is about to leave.
+
+    A request that changes the helpdesk is stopped if this replica lost the connector or stalled since
+    its last check; stopped before its body, the server gets an incomplete request and acts on nothing.
+    """
+
+    async def hook(request: httpx.Request) -> None:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        inner = request.extensions.get("trace")
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            if event in WRITES:
+                check()
+            if inner is not None:
+                await inner(event, info)
+
+        request.extensions = {**request.extensions, "trace": trace}
+
+    return hook
 
 
 class Leadership:

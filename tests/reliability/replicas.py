@@ -179,6 +179,16 @@ class Cluster:
             out["rewritten"] += sum(desk.writes(t) > 3 for t in ids)
         return out
 
+    def culprits(self) -> list[str]:
+        """Each ticket the verdict counts against, with what its helpdesk holds (to read beside the replicas' logs)."""
+        return [
+            f"{name} #{t}: queue {desk.queue_of(t)!r}, {desk.notes(t)} note(s), {desk.writes(t)} write(s)"
+            for name, ids in self.ids.items()
+            for desk in [self.desks[name]]
+            for t in ids
+            if desk.queue_of(t) == desk.inbound or desk.notes(t) != 1 or desk.writes(t) > 3
+        ]
+
     def tails(self) -> str:
         return "\n".join(
             f"--- {r.id}\n{r.log.read_text(errors='replace')[-1500:]}" for r in self.replicas if r.log.exists()

@@ -67,14 +67,14 @@ def test_killing_random_owners_loses_and_doubles_nothing(
             if firsts:
                 failovers.append(min(firsts) - killed)
         assert c.wait_routed(timeout=300), f"not all routed: {c.remaining()}\n{c.tails()}"
-        verdict = c.verdict()
+        verdict, culprits = c.verdict(), c.culprits()
         takeovers = sum(len(log_events(r, "lease taken: this replica owns it now")) for r in c.replicas)
     print(
         f"replicas: {verdict}; {KILLS} kills; failover (kill -> first write-back by the new owner) "
         f"n={len(failovers)} median {statistics.median(failovers) if failovers else None} s, "
         f"max {max(failovers) if failovers else None} s; {takeovers} lease takeovers"
     )
-    assert verdict == {"lost": 0, "doubled": 0, "rewritten": 0, "tickets": TICKETS}
+    assert verdict == {"lost": 0, "doubled": 0, "rewritten": 0, "tickets": TICKETS}, culprits
     assert len(failovers) >= KILLS // 2  # most kills landed while the connector still had work
 
 
@@ -105,13 +105,13 @@ def test_a_paused_owner_is_fenced_and_writes_nothing_after_it_resumes(
             default=float("inf"),
         )
         stale = [e for e in first.routed(after=resumed) if when(e) < retaken]
-        verdict = c.verdict()
+        verdict, culprits = c.verdict(), c.culprits()
     # The paused replica went on where it stopped: its renewal or its next write was refused, so it wrote
     # nothing under the old epoch (a write it had finished before the pause may be logged just after it).
     assert lost, "the resumed replica did not notice that it lost its leases"
     assert len(stale) <= 1, f"the paused replica wrote under its old lease after it resumed: {stale}"
     # Later it may take its share again (a new epoch), as any live replica does; nothing is routed twice.
-    assert verdict["lost"] == 0 and verdict["doubled"] == 0 and verdict["rewritten"] == 0, verdict
+    assert verdict["lost"] == 0 and verdict["doubled"] == 0 and verdict["rewritten"] == 0, (verdict, culprits)
 
 
 def test_a_replica_cut_off_the_database_gives_its_leases_up_and_is_ready_again_when_it_is_back(
@@ -161,7 +161,7 @@ def test_run_once_on_postgresql_takes_the_leases_routes_and_gives_them_back(
         log = tmp_path / "once.log"
         once = start_daemon(c.config("once"), "--once", log=log)
         assert once.wait(timeout=300) == 0, log.read_text()
-        assert c.verdict() == {"lost": 0, "doubled": 0, "rewritten": 0, "tickets": 20}
+        assert c.verdict() == {"lost": 0, "doubled": 0, "rewritten": 0, "tickets": 20}, c.culprits()
         assert c.owners() == {}  # released at exit: a replica running next need not wait for them
 
 
