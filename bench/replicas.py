@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.end_to_end import ensure_model, percentile  # noqa: E402
-from tests.reliability.replicas import Cluster, cluster, when  # noqa: E402
+from tests.reliability.replicas import LEASE_SECONDS, Cluster, cluster, when  # noqa: E402
 from tests.servers.postgres import running_postgres  # noqa: E402
 
 
@@ -78,6 +78,38 @@ def failover(tmp: Path, store: Path, database: str, *, tickets: int, kills: int,
     }
 
 
+def pauses(tmp: Path, store: Path, database: str, *, pauses: int, seed: int, per_pause: int = 120) -> dict[str, Any]:
+    """SIGSTOP a busy owner past its lease, let the other replica take over and write back, then SIGCONT it."""
+    rng = random.Random(seed)
+    busy = 0
+    with cluster(tmp, store, database, tickets=0) as c:
+        for _ in range(2):
+            c.start(warm=True)
+        c.wait_owned(list(c.desks))
+        for _ in range(pauses):
+            c.add(per_pause)
+            time.sleep(rng.uniform(0.05, 0.5))  # the owners are writing these back now
+            owners = c.wait_owned(list(c.desks))
+            connector = rng.choice(sorted(owners))
+            victim = c.replica(owners[connector])
+            busy += bool(c.remaining()[connector])
+            victim.proc.send_signal(signal.SIGSTOP)
+            paused = time.time()
+            try:
+                c.wait_owned(list(c.desks), timeout=60, exclude={victim.id})
+                deadline = time.monotonic() + 30
+                while c.remaining()[connector] and time.monotonic() < deadline:
+                    if any(r.routed(connector, after=paused) for r in c.replicas if r is not victim):
+                        break  # the new owner wrote back what the paused one may have had in flight
+                    time.sleep(0.05)
+            finally:
+                victim.proc.send_signal(signal.SIGCONT)
+            time.sleep(LEASE_SECONDS)  # it resumes, finds its leases gone, and may get its share back
+        routed = c.wait_routed(timeout=600)
+        verdict, culprits = c.verdict(), c.culprits()
+    return {"pauses": pauses, "busy": busy, "all_routed": routed, **verdict, "culprits": culprits}
+
+
 def throughput(tmp: Path, store: Path, database: str, *, tickets: int, replicas: int) -> dict[str, Any]:
     desks = {"znuny-a": "znuny", "znuny-b": "znuny", "zammad-a": "zammad", "zammad-b": "zammad"}
     with cluster(tmp, store, database, tickets=tickets, desks=desks) as c:
@@ -97,6 +129,13 @@ def throughput(tmp: Path, store: Path, database: str, *, tickets: int, replicas:
     }
 
 
+def _pause_row(pa: dict[str, Any]) -> str:
+    return (
+        f"| pause | 2 | 2 | {pa['pauses']} SIGSTOPs past the lease ({pa['busy']} mid-work), then SIGCONT "
+        f"| {pa['lost']} | {pa['doubled']} (rewritten {pa['rewritten']}) | | | |"
+    )
+
+
 def _spread(c: Cluster) -> list[int]:
     owners = c.owners()
     return sorted((sum(1 for o in owners.values() if o == r.id) for r in c.replicas if r.alive), reverse=True)
@@ -107,13 +146,21 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / ".ticketd" / "bench-latency-model")
     parser.add_argument("--tickets", type=int, default=2000)
     parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--pauses", type=int, default=20)
     parser.add_argument("--seed", type=int, default=20261205)
+    parser.add_argument("--only-pauses", action="store_true", help="the pause run alone (its table row and JSON)")
     args = parser.parse_args()
     store = ensure_model(args.model)
     with running_postgres() as server, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        for sub in ("failover", "one", "three"):
+        for sub in ("failover", "pause", "one", "three"):
             (tmp / sub).mkdir()
+        pa = pauses(tmp / "pause", store, server.new_database(), pauses=args.pauses, seed=args.seed)
+        print(f"# pauses: {pa}", file=sys.stderr, flush=True)
+        if args.only_pauses:
+            print(_pause_row(pa))
+            print(json.dumps({k: v for k, v in pa.items() if k != "culprits"}))
+            return
         fo = failover(
             tmp / "failover", store, server.new_database(), tickets=args.tickets, kills=args.kills, seed=args.seed
         )
@@ -129,6 +176,7 @@ def main() -> None:
         f"| failover | 3 | 2 | {fo['kills']} ({fo['measured']} mid-work) | {fo['lost']} | {fo['doubled']} "
         f"| {fo['failover_p50_s']} | {fo['failover_p99_s']} | |"
     )
+    print(_pause_row(pa))
     for run in (one, three):
         print(
             f"| throughput | {run['replicas']} | 4 (spread {run['connectors_per_replica']}) | 0 | {run['lost']} "
@@ -143,17 +191,20 @@ def main() -> None:
     summary = {
         "failover_p50_s": fo["failover_p50_s"],
         "failover_p99_s": fo["failover_p99_s"],
-        "lost": fo["lost"] + one["lost"] + three["lost"],
-        "doubled": fo["doubled"] + one["doubled"] + three["doubled"],
+        "lost": fo["lost"] + pa["lost"] + one["lost"] + three["lost"],
+        "doubled": fo["doubled"] + pa["doubled"] + one["doubled"] + three["doubled"],
         "kills": fo["kills"],
+        "pauses": pa["pauses"],
+        "pause_rewritten": pa["rewritten"],
         "throughput_1_per_s": one["tickets_per_s"],
         "throughput_3_per_s": three["tickets_per_s"],
         "throughput_ratio": ratio,
         "meets_target": bool(
             fo["failover_p99_s"] is not None
             and fo["failover_p99_s"] <= 15
-            and fo["lost"] + one["lost"] + three["lost"] == 0
-            and fo["doubled"] + one["doubled"] + three["doubled"] == 0
+            and fo["lost"] + pa["lost"] + one["lost"] + three["lost"] == 0
+            and fo["doubled"] + pa["doubled"] + one["doubled"] + three["doubled"] == 0
+            and pa["rewritten"] == 0
         ),
         "tickets": args.tickets,
     }

@@ -15,12 +15,13 @@ class Handles(Protocol):
 
 
 @contextmanager
-def serve(fake: Handles) -> Iterator[str]:
+def serve(fake: Handles, lock: threading.Lock | None = None) -> Iterator[str]:
     """Yield the base URL of a threaded HTTP server that answers through `fake.handle` (one call at a time).
 
     An answer with a `delay` attribute is sent that many seconds late, without holding up other calls.
+    `lock`: the caller's, held while it changes or reads the fake during serving.
     """
-    lock = threading.Lock()
+    lock = lock or threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

@@ -7,6 +7,7 @@ the inbound queue, writes the daemon's config for it and reads back what the dae
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,7 @@ class Helpdesk:
 
     def __init__(self, flavour: str) -> None:
         self.flavour = flavour
+        self.lock = threading.Lock()  # the served fake answers one call at a time under it; so do these methods
         if flavour == "znuny":
             self.znuny = FakeZnuny(passwords={"agent1": PASSWORD})
             self.znuny.agent_update(3, queue="Misc")  # the installation's own sample ticket: not ours
@@ -53,28 +55,32 @@ class Helpdesk:
         """The fake (or the fault wrapper around it) on a loopback port."""
         if faults is None and self.flavour == "zammad":
             faults = Faulty(self.fake, flavour="zammad", rate=0.0)  # its tuple answers, adapted for serve()
-        with serve(faults if faults is not None else self.fake) as url:
+        with serve(faults if faults is not None else self.fake, self.lock) as url:
             yield url
 
     def add_ticket(self, subject: str, body: str) -> int:
-        if self.flavour == "znuny":
-            return self.znuny.add_customer_ticket(subject, body)
-        return self.zammad.create_ticket(subject, body, group=self.inbound)
+        with self.lock:
+            if self.flavour == "znuny":
+                return self.znuny.add_customer_ticket(subject, body)
+            return self.zammad.create_ticket(subject, body, group=self.inbound)
 
     def queue_of(self, tid: int) -> str:
-        return self.znuny.queue_name(tid) if self.flavour == "znuny" else self.zammad.group_of(tid)
+        with self.lock:
+            return self.znuny.queue_name(tid) if self.flavour == "znuny" else self.zammad.group_of(tid)
 
     def notes(self, tid: int) -> int:
         """Internal notes the daemon wrote on the ticket."""
-        if self.flavour == "znuny":
-            articles = [a.fields.get("Body", "") for a in self.znuny.ticket(tid).articles]
-        else:
-            articles = [a["body"] for a in self.zammad.articles.values() if a["ticket_id"] == tid]
+        with self.lock:
+            if self.flavour == "znuny":
+                articles = [a.fields.get("Body", "") for a in self.znuny.ticket(tid).articles]
+            else:
+                articles = [a["body"] for a in list(self.zammad.articles.values()) if a["ticket_id"] == tid]
         return sum(1 for body in articles if str(body).startswith("ticketd "))
 
     def writes(self, tid: int) -> int:
         """Field changes and articles after creation: at most a queue move, a priority change and a note."""
-        return self.znuny.writes(tid) if self.flavour == "znuny" else self.zammad.writes[tid]
+        with self.lock:
+            return self.znuny.writes(tid) if self.flavour == "znuny" else self.zammad.writes[tid]
 
     def config(self, tmp_path: Path, url: str, store: Path, *, log_level: str = "info", **routing: Any) -> Path:
         """Every model label routed (threshold 0), so each ticket gets exactly one write-back."""

@@ -72,11 +72,7 @@ class Cluster:
         flavours = desks or {"znuny": "znuny", "zammad": "zammad"}  # connector name -> fake helpdesk
         self.desks = {name: Helpdesk(flavour) for name, flavour in flavours.items()}
         self.ids: dict[str, list[int]] = {name: [] for name in self.desks}
-        names = list(self.desks)
-        for i in range(tickets):
-            name = names[i % len(names)]
-            subject, body = SUBJECTS[i % len(SUBJECTS)]
-            self.ids[name].append(self.desks[name].add_ticket(f"{subject} #{i}", body))
+        self.add(tickets)
         self.batch_limit = batch_limit
         self.push_secret: str | None = None  # set: every connector takes pushes (routing.push), signed with it
         self.replicas: list[Replica] = []
@@ -91,6 +87,15 @@ class Cluster:
         State.open(database).close()  # the schema, before any replica or the suite looks at the leases
         self._engine = sa.create_engine(database)
         self._count = 0
+
+    def add(self, tickets: int) -> None:
+        """New customer tickets, spread over the helpdesks (safe while they are served)."""
+        names = list(self.desks)
+        start = sum(len(ids) for ids in self.ids.values())
+        for i in range(start, start + tickets):
+            name = names[i % len(names)]
+            subject, body = SUBJECTS[i % len(SUBJECTS)]
+            self.ids[name].append(self.desks[name].add_ticket(f"{subject} #{i}", body))
 
     def config(self, replica_id: str, *, database: str | None = None, api_port: int | None = None) -> Path:
         entries = []
