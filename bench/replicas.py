@@ -1,12 +1,17 @@
 """Several replicas on one PostgreSQL: failover time after killing an owner, and throughput with 1 vs 3 replicas.
 
-    python bench/replicas.py [--tickets 2000] [--kills 20]
+    python bench/replicas.py [--tickets 2000] [--kills 20] [--pauses 20] [--only-pauses]
 
 Failover: three `ticketd run` replicas on a private PostgreSQL, a fake Znuny and a fake Zammad (the
 suite's, served on loopback), the tickets already waiting. The owner of a random connector is SIGKILLed
 at random moments and a new replica started each time; failover is kill -> the first write-back of
 that connector by another replica (wall clock, from the replicas' own logs). At the end every ticket
 must have left the inbound queue with exactly one ticketd note (`lost`, `doubled`).
+
+Pauses: two replicas, 120 new tickets each round; the owner of a random busy connector is SIGSTOPped
+until the other replica owns everything and wrote that connector back, then SIGCONTed, `--pauses`
+times. Whatever the paused one had in flight must not reach the helpdesk as a second write (`doubled`,
+`rewritten`, and the tickets concerned in `culprits`).
 
 Throughput: four connectors (two fake Znunys, two fake Zammads), the same tickets, routed by one
 replica and then by three; tickets per second from the first write-back to the last. On 2 cores the
