@@ -11,7 +11,6 @@ flag change and a move gives a new UID, so any write between two observations is
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -21,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from connectors.imap import ImapConfig, ImapConnector
+from tests.connectors.backends import look_again
 from tests.fakes.dovecot import PASSWORD, Dovecot, FlakyProxy, connected, shared_dovecot
 
 QUEUE_ROOT = "Queues"
-LOOKS = 3  # searches before a message counts as gone (see `_locate`)
 
 
 class ImapHarness:
@@ -83,17 +82,8 @@ class ImapHarness:
         return tid
 
     def _locate(self, ticket_id: str) -> tuple[str, int, int, int, tuple[str, ...]] | None:
-        """(folder, uidvalidity, uid, modseq, flags) of the message with this Message-ID, if any.
-
-        Folders are searched one after another, not in one snapshot: a move between two of them can
-        happen after the target was searched and before the source was, so a miss is looked again.
-        """
-        for attempt in range(LOOKS):
-            where = self._scan(ticket_id)
-            if where is not None or attempt == LOOKS - 1:
-                return where
-            time.sleep(0.05)
-        return None
+        """(folder, uidvalidity, uid, modseq, flags) of the message with this Message-ID, if any."""
+        return look_again(lambda: self._scan(ticket_id))
 
     def _scan(self, ticket_id: str) -> tuple[str, int, int, int, tuple[str, ...]] | None:
         core = ticket_id.strip("<>")

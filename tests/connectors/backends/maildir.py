@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import mailbox
 import os
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -31,9 +30,9 @@ from typing import Any, TypeVar
 import pytest
 
 from connectors.maildir import MaildirConfig, MaildirConnector
+from tests.connectors.backends import look_again
 
 T = TypeVar("T")
-LOOKS = 3  # searches before a mail counts as gone (see `locate`)
 
 # Dovecot's on-disk names for Queues/<name> (modified UTF-7 levels joined with ".").
 DIRS = {
@@ -145,17 +144,9 @@ class MaildirHarness:
         return tid
 
     def locate(self, ticket_id: str) -> tuple[str, Path] | None:
-        """(queue, file) of the mail with this Message-ID, searching every folder.
-
-        The folders are read one after another while the daemon may rename the file: a miss is
-        looked again (LOOKS times), and a file renamed between listing and opening is passed over.
-        """
-        for attempt in range(LOOKS):
-            where = self._scan(ticket_id)
-            if where is not None or attempt == LOOKS - 1:
-                return where
-            time.sleep(0.05)
-        return None
+        """(queue, file) of the mail with this Message-ID, searching every folder (a file renamed between
+        listing and opening is passed over)."""
+        return look_again(lambda: self._scan(ticket_id))
 
     def _scan(self, ticket_id: str) -> tuple[str, Path] | None:
         for queue in DIRS:
