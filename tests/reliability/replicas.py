@@ -173,25 +173,30 @@ class Cluster:
             time.sleep(0.2)
         return False
 
+    def _outcomes(self) -> Iterator[tuple[str, int, str, bool, int, int]]:
+        """(connector, ticket, queue, still inbound, notes, writes) of every ticket, read once."""
+        for name, ids in self.ids.items():
+            desk = self.desks[name]
+            for t in ids:
+                queue = desk.queue_of(t)
+                yield name, t, queue, queue == desk.inbound, desk.notes(t), desk.writes(t)
+
     def verdict(self) -> dict[str, Any]:
         """Lost (still inbound), doubled (notes other than one) and rewritten (more than move+priority+note)."""
         out: dict[str, Any] = {"lost": 0, "doubled": 0, "rewritten": 0, "tickets": 0}
-        for name, ids in self.ids.items():
-            desk = self.desks[name]
-            out["tickets"] += len(ids)
-            out["lost"] += sum(desk.queue_of(t) == desk.inbound for t in ids)
-            out["doubled"] += sum(desk.notes(t) != 1 for t in ids)
-            out["rewritten"] += sum(desk.writes(t) > 3 for t in ids)
+        for _, _, _, inbound, notes, writes in self._outcomes():
+            out["tickets"] += 1
+            out["lost"] += inbound
+            out["doubled"] += notes != 1
+            out["rewritten"] += writes > 3
         return out
 
     def culprits(self) -> list[str]:
         """Each ticket the verdict counts against, with what its helpdesk holds (to read beside the replicas' logs)."""
         return [
-            f"{name} #{t}: queue {desk.queue_of(t)!r}, {desk.notes(t)} note(s), {desk.writes(t)} write(s)"
-            for name, ids in self.ids.items()
-            for desk in [self.desks[name]]
-            for t in ids
-            if desk.queue_of(t) == desk.inbound or desk.notes(t) != 1 or desk.writes(t) > 3
+            f"{name} #{t}: queue {queue!r}, {notes} note(s), {writes} write(s)"
+            for name, t, queue, inbound, notes, writes in self._outcomes()
+            if inbound or notes != 1 or writes > 3
         ]
 
     def tails(self) -> str:
