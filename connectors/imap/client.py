@@ -221,6 +221,11 @@ def _login(client: IMAPClient, config: ImapConfig) -> None:
         client.login(config.user, secret(config.password))
     except LoginError as exc:
         reason = _text(exc.args[0] if exc.args else exc)
+        # imapclient turns every failure of LOGIN into LoginError, a dropped connection too: only the
+        # server's answer says anything about the credentials.
+        if isinstance(exc.__context__, IMAPClientAbortError | OSError):
+            where = f"imap {config.host}:{config.effective_port}"
+            raise TransientError(f"{where}: connection lost during login: {reason}") from None
         # Dovecot says [UNAVAILABLE] when its auth service is down: the credentials may be fine.
         if "[UNAVAILABLE]" in reason.upper() or "TEMPORARY" in reason.upper():
             raise TransientError(f"imap {config.host}: login temporarily impossible: {reason}") from None

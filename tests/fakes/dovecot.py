@@ -216,6 +216,7 @@ class FlakyProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._fail = 0
+        self._cut_at: list[bytes] = []
         self._lock = threading.Lock()
         self._closed = False
         self._open: set[socket.socket] = set()
@@ -225,6 +226,19 @@ class FlakyProxy:
     def fail_next(self, connections: int) -> None:
         with self._lock:
             self._fail += connections
+
+    def cut_at(self, command: bytes) -> None:
+        """Drop the next connection whose client sends `command` (b" LOGIN "), before the server sees it."""
+        with self._lock:
+            self._cut_at.append(command)
+
+    def _cuts(self, data: bytes) -> bool:
+        with self._lock:
+            for command in self._cut_at:
+                if command in data:
+                    self._cut_at.remove(command)
+                    return True
+        return False
 
     def heal(self) -> None:
         """Relay new connections again (after `fail_next`)."""
@@ -272,7 +286,7 @@ class FlakyProxy:
             while not self._closed:
                 for key, _ in sel.select(timeout=0.5):
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
+                    if not data or (key.fileobj is client and self._cuts(data)):
                         return
                     key.data.sendall(data)
         except OSError:

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from connectors.base import Applied, Page, Skipped, Ticket, TicketUpdate
-from connectors.errors import ConfigError, TicketError, TransientError
+from connectors.errors import AuthError, ConfigError, TicketError, TransientError
 from connectors.imap import ImapConnector
 from tests.connectors.backends.imap import ImapHarness
 from tests.fakes.dovecot import connected
@@ -257,6 +257,17 @@ async def test_errors_are_classified(h: ImapHarness) -> None:
         with pytest.raises(TransientError):
             await conn.list_queues()
     await conn.check()
+
+
+async def test_a_connection_lost_during_login_is_transient_and_a_wrong_password_is_not(h: ImapHarness) -> None:
+    """imapclient reports both as LoginError; only the server's own refusal may stop the connector."""
+    conn = await h.connector()
+    h.proxy.cut_at(b" LOGIN ")  # Dovecot greeted; the LOGIN never reaches it
+    with pytest.raises(TransientError, match="connection lost during login"):
+        await conn.check()
+    await conn.check()
+    with pytest.raises(AuthError, match="rejected"):
+        await ImapConnector(h.config(bad_auth=True)).check()
 
 
 async def test_a_server_that_never_greets_times_out_as_transient(h: ImapHarness) -> None:
