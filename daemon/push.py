@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from connectors.base import Connector, Watch
-from daemon.coordinator import Coordinator
+from daemon.coordinator import SIGNAL_RETRY, Coordinator
 from daemon.logging import get_logger
 
 log = get_logger(__name__)
@@ -130,9 +130,15 @@ class Inbox:
 
 
 class Watcher:
-    """Waits on one connector's own signal of new work and polls when it comes; `mode(True)` while it can."""
+    """Waits on one connector's own signal of new work and polls when it comes; `mode(True)` while it can.
+
+    A signal is owed a poll until one succeeds: a poll the failure policy refuses or that fails is tried
+    again every `RETRY` seconds (the policy lets a signalled call through that often during an outage),
+    not left to the slow scheduled poll of push mode.
+    """
 
     WAIT = 30.0  # seconds per wait: how often the loop looks up from a quiet mailbox
+    RETRY = SIGNAL_RETRY  # seconds per wait while a poll is owed
 
     def __init__(
         self,
@@ -152,6 +158,7 @@ class Watcher:
         self._routed = routed
         self._watch: Watch | None = None
         self._stop = asyncio.Event()
+        self._owed: tuple[float, bool] | None = None  # a poll not yet done: since when, and whether a signal asked
 
     async def run(self) -> None:
         """Until `stop`: open the watch, poll once it is in place, then poll on every signal."""
@@ -161,19 +168,32 @@ class Watcher:
                     return
                 if self._watch is None:
                     continue
+                await self._pay()
                 woke = await self.policy.run(self._watch_wait, "watch")
                 if self.policy.state != "ok":  # broken: polled as usual until it is back
                     await self._drop()
                     continue
-                if woke and not self._stop.is_set():
-                    signalled = time.monotonic()
-                    if await self._poll():
-                        self._routed(time.monotonic() - signalled)
+                if woke and self._owed is None:
+                    self._owed = (time.monotonic(), True)
         finally:
             await self._drop()
 
+    async def _pay(self) -> None:
+        """The owed poll, if any; it stays owed when the policy refuses it or it fails."""
+        if self._owed is None or self._stop.is_set():
+            return
+        since, signalled = self._owed
+        polled = await self._poll()
+        if polled is None:
+            return
+        self._owed = None
+        if polled and signalled:
+            self._routed(time.monotonic() - since)
+
     async def _watch_wait(self) -> bool:
-        return await self._watch.wait(self.WAIT) if self._watch is not None else False
+        if self._watch is None:
+            return False
+        return await self._watch.wait(self.RETRY if self._owed is not None else self.WAIT)
 
     async def _open(self) -> bool:
         """Try to open the watch; False when there is nothing to wait for (no IDLE, stopped, shutting down)."""
@@ -184,7 +204,8 @@ class Watcher:
                 return False
             self._watch = watch
             self._mode(True)
-            await self._poll()  # what arrived before the watch was in place
+            if self._owed is None:  # what arrived before the watch was in place
+                self._owed = (time.monotonic(), False)
             return True
         if self.policy.state == "ok":
             log.info("helpdesk cannot signal new work; polling", connector=self.name)
