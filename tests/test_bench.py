@@ -81,13 +81,15 @@ def test_end_to_end_smoke(tmp_path: Path) -> None:
 
 
 def test_replicas_smoke(tmp_path: Path) -> None:
-    """Three replicas on a private PostgreSQL: a few kills, then 1 and 3 replicas over four fake connectors."""
+    """Three replicas on a private PostgreSQL: a few kills, one pause, then 1 and 3 replicas over four connectors."""
     store = tmp_path / "models"
     cmd = [sys.executable, "-m", "daemon", "train", str(STARTER), "--store", str(store), "--promote", "--tfidf-only"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-    table, summary = _bench("replicas.py", "--model", str(store), "--tickets", "60", "--kills", "2", cwd=tmp_path)
+    args = ["--model", str(store), "--tickets", "60", "--kills", "2", "--pauses", "1"]
+    table, summary = _bench("replicas.py", *args, cwd=tmp_path)
     assert "| failover | 3 | 2 | 2 (" in table and "| throughput | 3 | 4 (spread " in table
-    assert summary["lost"] == 0 and summary["doubled"] == 0 and summary["kills"] == 2
+    assert "| pause | 2 | 2 | 1 SIGSTOPs past the lease" in table
+    assert summary["lost"] == 0 and summary["doubled"] == 0 and summary["kills"] == 2 and summary["pauses"] == 1
     assert {"failover_p50_s", "failover_p99_s", "throughput_1_per_s", "throughput_3_per_s"} <= set(summary)
 
 
@@ -127,7 +129,7 @@ def test_retrain_smoke(tmp_path: Path) -> None:
     if not (DATASETS / "softoft-tickets").is_dir():
         pytest.skip("needs ../shared/datasets")
     args = ["--sizes", "400", "--full-sizes", "", "--quality-datasets", "softoft-tickets", "--rows", "300"]
-    args += ["--caps", "100", "--max-length", "32", "--epochs", "1", "--out", str(tmp_path)]
+    args += ["--caps", "100", "--max-length", "32", "--epochs", "1", "--seeds", "13", "--out", str(tmp_path)]
     table, summary = _bench("retrain.py", *args, cwd=tmp_path)
     assert "TF-IDF only" in table and "held-out quality against the cap" in table
     assert summary["tfidf_only_minutes"]["400"] > 0 and summary["retrain_minutes_50k"] is None
