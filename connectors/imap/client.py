@@ -214,6 +214,10 @@ def _connect(config: ImapConfig) -> IMAPClient:
     return client
 
 
+def _where(config: ImapConfig) -> str:
+    return f"imap {config.host}:{config.effective_port}"
+
+
 def _login(client: IMAPClient, config: ImapConfig) -> None:
     if config.starttls:
         client.starttls(ssl.create_default_context())
@@ -224,8 +228,7 @@ def _login(client: IMAPClient, config: ImapConfig) -> None:
         # imapclient turns every failure of LOGIN into LoginError, a dropped connection too: only the
         # server's answer says anything about the credentials.
         if isinstance(exc.__context__, IMAPClientAbortError | OSError):
-            where = f"imap {config.host}:{config.effective_port}"
-            raise TransientError(f"{where}: connection lost during login: {reason}") from None
+            raise TransientError(f"{_where(config)}: connection lost during login: {reason}") from None
         # Dovecot says [UNAVAILABLE] when its auth service is down: the credentials may be fine.
         if "[UNAVAILABLE]" in reason.upper() or "TEMPORARY" in reason.upper():
             raise TransientError(f"imap {config.host}: login temporarily impossible: {reason}") from None
@@ -235,7 +238,7 @@ def _login(client: IMAPClient, config: ImapConfig) -> None:
 @contextlib.contextmanager
 def translated(config: ImapConfig) -> Iterator[None]:
     """Network and protocol failures inside the block become connector errors naming the server."""
-    where = f"imap {config.host}:{config.effective_port}"
+    where = _where(config)
     try:
         yield
     except ConnectorError:

@@ -25,6 +25,7 @@ from daemon.config import load_config
 from tests.connectors.backends.imap import ImapHarness
 from tests.connectors.backends.maildir import MaildirHarness
 from tests.connectors.imap.test_idle import NO_IDLE
+from tests.daemon.waiting import until
 from tests.fakes.dovecot import Dovecot, shared_dovecot
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -92,11 +93,7 @@ class Running:
         return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
 
     async def until(self, check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-        for _ in range(int(timeout / 0.05)):
-            if check():
-                return
-            await asyncio.sleep(0.05)
-        pytest.fail(f"not within {timeout} s: {what}")
+        await until(check, what, timeout)
 
     async def routed(self, tids: list[str], timeout: float = 10.0) -> None:
         """Every mail left the inbound folder: the daemon moved it."""

@@ -10,6 +10,7 @@ import pytest
 from connectors.base import Connector, Watch
 from daemon.coordinator import Coordinator
 from daemon.push import Watcher
+from tests.daemon.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -62,15 +63,7 @@ class Polls:
         return self.answers.pop(0) if self.answers else 0
 
 
-async def _until(check: object, what: str) -> None:
-    for _ in range(200):
-        if check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"not within 2 s: {what}")
-
-
-async def _watching(polls: Polls, monkeypatch: pytest.MonkeyPatch) -> tuple[Mailbox, list[float], Watcher]:
+def _watching(polls: Polls, monkeypatch: pytest.MonkeyPatch) -> tuple[Mailbox, list[float], Watcher]:
     monkeypatch.setattr(Watcher, "RETRY", 0.05)
     box, routed = Mailbox(), []
     watcher = Watcher(
@@ -88,13 +81,13 @@ async def test_a_signal_whose_poll_is_refused_is_polled_again_until_one_succeeds
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     polls = Polls(0, None, None, 2)  # catch-up; the signal's poll refused, then failed; then it routes 2
-    box, routed, watcher = await _watching(polls, monkeypatch)
+    box, routed, watcher = _watching(polls, monkeypatch)
     running = asyncio.create_task(watcher.run())
     try:
-        await _until(lambda: polls.calls == 1, "the catch-up poll")
+        await until(lambda: polls.calls == 1, "the catch-up poll", timeout=2, step=0.01)
         box.signals.signal()
-        await _until(lambda: polls.calls == 4, "the owed poll, tried again")
-        await _until(lambda: len(routed) == 1, "the signal-to-write-back time")
+        await until(lambda: polls.calls == 4, "the owed poll, tried again", timeout=2, step=0.01)
+        await until(lambda: len(routed) == 1, "the signal-to-write-back time", timeout=2, step=0.01)
         await asyncio.sleep(0.2)  # paid: no further polls without a new signal
         assert polls.calls == 4
     finally:
@@ -106,10 +99,10 @@ async def test_a_refused_catch_up_poll_is_tried_again_and_not_timed_as_a_signal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     polls = Polls(None, 3)
-    _, routed, watcher = await _watching(polls, monkeypatch)
+    _, routed, watcher = _watching(polls, monkeypatch)
     running = asyncio.create_task(watcher.run())
     try:
-        await _until(lambda: polls.calls == 2, "the catch-up poll, tried again")
+        await until(lambda: polls.calls == 2, "the catch-up poll, tried again", timeout=2, step=0.01)
         await asyncio.sleep(0.2)
         assert polls.calls == 2
         assert routed == []  # no signal asked for it: nothing to time
