@@ -27,7 +27,7 @@ from typing import Any
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 Loc = tuple[str | int, ...]
-PLACEHOLDER = "unresolved-secret"
+PLACEHOLDER = "unresolved-secret-stands-in-here"  # as long as a token must be (api.tokens)
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,16 @@ def resolve(data: Mapping[Any, Any], files: Mapping[str, bool], loc: Loc = ()) -
         else:
             resolved[key] = text.strip()
     return resolved, problems
+
+
+def url_password(url: str) -> str | None:
+    """The password in a URL's userinfo (so the log can be told never to show it), else None."""
+    _, sep, rest = url.partition("://")
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
+    at = rest[:cut].rfind("@")
+    if not sep or at == -1:
+        return None
+    return rest[:at].partition(":")[2] or None
 
 
 def redact_url(url: str, *, user: bool = True) -> str:

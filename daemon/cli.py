@@ -9,9 +9,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from connectors import _json as safe_json
 from daemon import __version__
 from daemon.errors import TicketdError, TrainingError
-from daemon.logging import configure
+from daemon.logging import configure, get_logger
 from daemon.ml.sampling import (
     DEFAULT_FINETUNE_CAP,
     DEFAULT_HALF_LIFE_DAYS,
@@ -309,7 +310,7 @@ def _jsonl_inputs(stream: TextIO) -> Iterator[tuple[int, dict[str, Any] | None, 
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = safe_json.loads(line)
         except json.JSONDecodeError as exc:
             yield lineno, None, f"line {lineno}: invalid JSON ({exc.msg})"
             continue
@@ -453,3 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, not bad input: the log gets the traceback (no locals, secrets hidden)
+        get_logger("ticketd").error("command failed unexpectedly", command=args.command, exc_info=exc)
+        what = f"{args.command} failed unexpectedly ({type(exc).__name__}); see the log above"
+        print(f"ticketd: error: {what}", file=sys.stderr)
+        return 1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from connectors import secrets
 from connectors.base import ConnectorConfig
@@ -16,6 +17,7 @@ from daemon.config.messages import Problem, config_error, from_pydantic, model_k
 from daemon.config.schema import Config, state_dir
 from daemon.config.yaml_lines import Loc, parse, repeats
 from daemon.errors import ConfigError
+from daemon.logging import hide
 
 # The daemon's own secrets that may come from a file instead: section -> {key: one value per line?}.
 _SECRET_FILES: dict[str, dict[str, bool]] = {"state": {"url": False}, "api": {"tokens": True, "read_tokens": True}}
@@ -90,7 +92,24 @@ def _build(data: dict[Any, Any], source: str, root: yaml.Node | None, problems: 
         problems.extend(from_pydantic(err, (), lambda loc: model_keys(Config, loc)) for err in exc.errors())
     if problems or config is None:
         raise config_error(problems, source, root)
+    hide(secret_values(config))
     return config
+
+
+def secret_values(value: Any) -> list[str]:
+    """Every secret a config holds (SecretStr fields, passwords in URLs): what no log line may ever show."""
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, str):
+        password = secrets.url_password(value)
+        return [password, unquote(password)] if password else []
+    if isinstance(value, BaseModel):
+        return [s for name in type(value).model_fields for s in secret_values(getattr(value, name))]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in secret_values(item)]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in secret_values(item)]
+    return []
 
 
 def _resolve_env(value: Any, loc: Loc, problems: list[Problem]) -> Any:
