@@ -6,6 +6,7 @@ import itertools
 import re
 import unicodedata
 
+from connectors._text import first_part
 from connectors._text import html_to_text as _html_to_text
 
 MAX_SUBJECT_CHARS = 300
@@ -21,10 +22,10 @@ def html_to_text(value: str) -> str:
 
 
 def clean(value: str | None) -> str:
-    """HTML to text, Unicode NFC and collapsed whitespace."""
+    """HTML to text, NFC and collapsed whitespace, of the first_part only: a huge body costs no more than the bound."""
     if not value:
         return ""
-    return _WS.sub(" ", unicodedata.normalize("NFC", html_to_text(value))).strip()
+    return _WS.sub(" ", unicodedata.normalize("NFC", html_to_text(first_part(value)))).strip()
 
 
 def compose(subject: str | None, body: str | None, *, max_chars: int = MAX_TEXT_CHARS) -> str:

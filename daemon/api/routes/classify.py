@@ -98,8 +98,9 @@ def _reasons(prediction: dict[str, dict[str, Any]], model: LoadedModel) -> dict[
     return out
 
 
-def _classify(svc: Services, model: LoadedModel, texts: list[str]) -> list[ClassifyResponse]:
-    """Blocking (onnxruntime, a first threshold fit); runs in a worker thread so the scheduler's polls go on."""
+def _classify(svc: Services, model: LoadedModel, tickets: list[ClassifyRequest]) -> list[ClassifyResponse]:
+    """Blocking (HTML to text, onnxruntime, a first threshold fit): runs in a worker thread so the loop goes on."""
+    texts = [_text(ticket) for ticket in tickets]
     started = time.perf_counter()
     predictions = model.classifier.predict_texts(texts, explain=True)
     each = (time.perf_counter() - started) / max(len(texts), 1)
@@ -112,8 +113,7 @@ def _classify(svc: Services, model: LoadedModel, texts: list[str]) -> list[Class
 async def classify(ticket: ClassifyRequest, svc: Annotated[Services, Depends(services)]) -> ClassifyResponse:
     """Predict the queue and priority of one ticket (`ticket_data`, or `subject` and `body`)."""
     model = _model(svc)
-    texts = [_text(ticket)]
-    (answer,) = await anyio.to_thread.run_sync(_classify, svc, model, texts)
+    (answer,) = await anyio.to_thread.run_sync(_classify, svc, model, [ticket])
     return answer
 
 
@@ -126,6 +126,5 @@ async def classify(ticket: ClassifyRequest, svc: Annotated[Services, Depends(ser
 async def classify_batch(body: BatchRequest, svc: Annotated[Services, Depends(services)]) -> BatchResponse:
     """Classify several tickets at once."""
     model = _model(svc)
-    texts = [_text(ticket) for ticket in body.tickets]
-    answers = await anyio.to_thread.run_sync(_classify, svc, model, texts)
+    answers = await anyio.to_thread.run_sync(_classify, svc, model, body.tickets)
     return BatchResponse(predictions=answers, model_version=model.version)
