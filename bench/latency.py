@@ -45,6 +45,7 @@ import yaml
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+API_TOKEN = "bench-token-0123456789-abcdef"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -230,7 +231,7 @@ def write_config(
         "model": {"store": str(store)},
         "state": {"url": f"sqlite:///{tmp / 'state.db'}"},
         "retrain": {"enabled": False},
-        "api": {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["bench-token"]},
+        "api": {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": [API_TOKEN]},
         "log": {"level": log_level, "json": True},
         "connectors": [{**connection, "name": desk.connector, "routing": routing}],
     }
@@ -241,7 +242,8 @@ def write_config(
 
 def readyz(api: str, name: str) -> dict[str, Any]:
     with contextlib.suppress(httpx.HTTPError, ValueError):
-        body: dict[str, Any] = httpx.get(f"{api}/readyz", timeout=2).json()
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}  # /readyz shows the connectors' details to a token only
+        body: dict[str, Any] = httpx.get(f"{api}/readyz", timeout=2, headers=auth).json()
         found: dict[str, Any] = body.get("details", {}).get("connectors", {}).get(name, {})
         return found
     return {}

@@ -659,8 +659,7 @@ class Daemon:
             return PushReply("unknown", 404, f"no connector {name!r} takes pushes (routing.push.enabled)")
         try:
             push = worker.connector.read_push(headers, body)
-        except PushRejected as exc:
-            log.warning("push rejected", connector=name, error=str(exc))
+        except PushRejected as exc:  # logged, with the client's address, by the API's throttle
             return self._push_reply(name, PushReply("rejected", 401, str(exc)))
         except ValueError as exc:
             return self._push_reply(name, PushReply("invalid", 400, str(exc)))
@@ -911,7 +910,7 @@ class Daemon:
 
 # What a running process cannot change: the API's socket and body limit, the state database, the model store.
 _RESTART_ONLY = {
-    "api": ("enabled", "host", "port", "max_body_bytes", "dashboard"),
+    "api": ("enabled", "host", "port", "max_body_bytes", "dashboard", "trusted_proxies", "allowed_hosts"),
     "state": ("url",),
     "model": ("store", "threads"),
 }

@@ -60,6 +60,7 @@ def _config(path: Path | None) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start the daemon in the foreground (systemd and Kubernetes run it like this)."""
+    from daemon.api.server import settle_memory
     from daemon.app import Daemon
 
     config = _config(args.config)
@@ -67,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.config is None:
         _seed_demo(config)
         if not config.api.tokens:  # the demo's dashboard needs someone who may log in: a token for this run only
-            demo_token = secrets.token_urlsafe(18)
+            demo_token = secrets.token_urlsafe(24)
             config = config.model_copy(
                 update={"api": config.api.model_copy(update={"tokens": [SecretStr(demo_token)]})}
             )
@@ -78,6 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         await daemon.start()
         if not args.once:
             await daemon.start_api()
+            settle_memory()
             if daemon.dashboard_url and demo_token:  # with a config, the log's `dashboard` event names the URL
                 login = f"; log in with this run's admin token {demo_token}"
                 print(f"ticketd dashboard: {daemon.dashboard_url}{login}", file=sys.stderr, flush=True)

@@ -120,6 +120,30 @@ class Metrics:
             registry=r,
         )
 
+        self.auth_failures = Counter(
+            "ticketd_auth_failures",
+            "Credentials refused: a wrong bearer token, dashboard login or push signature, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.auth_throttled = Counter(
+            "ticketd_auth_throttled",
+            "Requests refused with 429 because their client had too many failed credentials (api.failed_auth_limit)",
+            ["kind"],
+            registry=r,
+        )
+        self.host_refused = Counter(
+            "ticketd_host_refused", "Requests refused because their Host is not in api.allowed_hosts", registry=r
+        )
+
+    def auth_failed(self, kind: str) -> None:
+        """Credentials of `kind` (bearer, login, push) were refused."""
+        self.auth_failures.labels(kind).inc()
+
+    def auth_limited(self, kind: str) -> None:
+        """A client over its failed-credentials limit was answered 429."""
+        self.auth_throttled.labels(kind).inc()
+
     def owned(self, connector: str, owned: bool) -> None:
         self.connector_owned.labels(connector).set(int(owned))
 

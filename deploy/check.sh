@@ -218,6 +218,20 @@ for version in "${K8S_VERSIONS[@]}"; do
 done
 # The Secret example is applied by hand, so validate it on its own.
 "$TOOLS/bin/kubernetes-validate" --strict --no-warn -k "${K8S_VERSIONS[-1]}" deploy/kubernetes/base/secret.example.yaml
+# So is the Ingress example (docs/network.md); its backend must be the Service the base renders.
+"$TOOLS/bin/kubernetes-validate" --strict --no-warn -k "${K8S_VERSIONS[-1]}" deploy/kubernetes/base/ingress.example.yaml
+"$TOOLS/bin/python" - deploy/kubernetes/base/ingress.example.yaml "$WORK/scan/base.yaml" <<'PY'
+import sys
+import yaml
+
+ingress = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))
+services = [d for d in yaml.safe_load_all(open(sys.argv[2], encoding="utf-8")) if d and d["kind"] == "Service"]
+backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+ports = {p["name"] for s in services if s["metadata"]["name"] == backend["name"] for p in s["spec"]["ports"]}
+assert backend["port"]["name"] in ports, f"ingress.example.yaml: no Service {backend['name']} with port {backend['port']['name']}"
+assert ingress["metadata"]["namespace"] == services[0]["metadata"]["namespace"], "ingress.example.yaml: another namespace"
+print(f"ok: ingress.example.yaml routes {ingress['spec']['rules'][0]['host']} to Service {backend['name']}:{backend['port']['name']}")
+PY
 
 # replicas/postgres.example.yaml is a CloudNativePG Cluster, applied by hand: kubernetes-validate has no schema
 # for it, and the CRD's OpenAPI schema is not packaged for offline use. Checked here instead: (a) the fields
@@ -278,7 +292,7 @@ echo "ok:     metadata and spec fit CloudNativePG's Cluster types (tsc --strict)
 # --- 4. configs ---------------------------------------------------------------------------------------------
 step "ticketd check-config"
 mkdir -p "$WORK/secrets"
-printf 'token\n' >"$WORK/secrets/api-tokens"
+printf 'check-token-0123456789-abcdefghij\n' >"$WORK/secrets/api-tokens"
 printf 'pw\n' >"$WORK/secrets/imap-password"
 printf 'pw\n' >"$WORK/secrets/znuny-password"
 # The example names secret files under /etc/ticketd and ${ENV} variables; stand-ins for both.

@@ -57,6 +57,7 @@ DOC = ROOT / "docs" / "bad-inputs.md"
 SECRET_ENV = "TICKETD_BAD_INPUT_PASSWORD"
 SECRET = "s3cret-helpdesk-pw-4711"
 MAX_BODY = 1024 * 1024  # api.max_body_bytes in the API cases
+DEEP = b"[" * 50_000 + b"]" * 50_000  # JSON deeper than json.loads can recurse
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ CASES: list[Case] = [
         "check-config exit 2; names file, line, key and the known keys",
         data={"api": {"enabled": False, "colour": "blue"}},
         status=2,
-        culprit=("{file}:{line}: api.colour: unknown key (known: dashboard, enabled, host",),
+        culprit=("{file}:{line}: api.colour: unknown key (known: allowed_hosts, dashboard, enabled, failed_auth",),
         expect={"line_of": "colour"},
     ),
     Case(
@@ -278,6 +279,29 @@ CASES: list[Case] = [
         status=2,
         culprit=("{file}:{line}: connectors[0].password: environment variable TICKETD_BAD_INPUT_PASSWORD is not set",),
         expect={"line_of": "password"},
+    ),
+    Case(
+        "config-short-token",
+        "config",
+        "`api.tokens: [short-token]` (11 characters)",
+        "check-config exit 2; names the line and the command that makes a good token, never the token",
+        data={"api": {"enabled": True, "tokens": ["short-token"]}},
+        status=2,
+        culprit=(
+            "{file}:{line}: api.tokens[0]: a token of 11 characters can be guessed; use at least 24",
+            "secrets.token_urlsafe(32)",
+        ),
+        expect={"line_of": "short-token", "not_echoed": "short-token"},
+    ),
+    Case(
+        "config-proxy-not-an-address",
+        "config",
+        "`api.trusted_proxies: [ingress-nginx]` (a name, not an address)",
+        "check-config exit 2; names the line and the form expected",
+        data={"api": {"enabled": True, "trusted_proxies": ["ingress-nginx"]}},
+        status=2,
+        culprit=("{file}:{line}: api.trusted_proxies[0]: 'ingress-nginx' is not an IP address or network",),
+        expect={"line_of": "ingress-nginx"},
     ),
     Case(
         "config-unreachable-url",
@@ -380,6 +404,40 @@ CASES: list[Case] = [
         data={"path": "/api/v1/classify", "json": {"ticket_data": "<p>&nbsp;</p>"}},
         status=200,
         expect={"confidence": 0.0},
+    ),
+    Case(
+        "api-classify-nested-json",
+        "api",
+        "`POST /api/v1/classify` with JSON nested 50,000 levels deep",
+        "400 `invalid_json` (was a 422 saying the body is not UTF-8)",
+        data={
+            "path": "/api/v1/classify",
+            "content": b'{"ticket_data": "x", "a": ' + DEEP + b"}",
+            "type": "application/json",
+        },
+        status=400,
+        culprit=("the JSON body is nested too deeply",),
+        expect={"code": "invalid_json"},
+    ),
+    Case(
+        "api-train-data-nested-json",
+        "api",
+        "`POST /api/v1/train-data` as JSON lines whose line 1 is nested 50,000 levels deep",
+        "400 `invalid_dataset` naming the line (was a 500 that logged the token and the text)",
+        data={"path": "/api/v1/train-data", "content": DEEP, "type": "application/x-ndjson"},
+        status=400,
+        culprit=("line 1: invalid JSON: nested too deeply",),
+        expect={"code": "invalid_dataset"},
+    ),
+    Case(
+        "api-unknown-host",
+        "api",
+        "a request whose `Host` is a name the server does not answer to (a DNS-rebinding page)",
+        "400 `host_not_allowed` naming `api.allowed_hosts`",
+        data={"path": "/api/v1/classify", "json": {"ticket_data": "VPN"}, "headers": {"Host": "rebind.example"}},
+        status=400,
+        culprit=("does not answer to the host 'rebind.example'", "api.allowed_hosts"),
+        expect={"code": "host_not_allowed"},
     ),
     # ------------------------------------------------------------------ tickets through the daemon
     Case(
@@ -589,6 +647,8 @@ def run_config(case: Case, tmp_path: Path, **_: Any) -> None:
     for fragment in case.culprit:
         assert _fill(fragment, file="config.yaml", line=line) in err, err
     assert SECRET not in err + result.stdout
+    if "not_echoed" in case.expect:
+        assert case.expect["not_echoed"] not in err + result.stdout
     assert not (tmp_path / "models").exists() and not (tmp_path / "state.db").exists()  # contacted nothing
 
 
@@ -627,7 +687,7 @@ def api_client(tmp_path: Path, fast_model: Path) -> Iterator[TestClient]:
         metrics=Metrics(),
         policy=FAST_POLICY,
     )
-    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+    with TestClient(create_app(services), base_url="http://localhost", raise_server_exceptions=False) as client:
         first = client.post("/api/v1/train-data", content=GOOD_CSV, headers={**AUTH, "content-type": "text/csv"})
         assert first.status_code == 201 and first.json()["version"] == "v1"
         yield client
@@ -639,7 +699,9 @@ def run_api(case: Case, tmp_path: Path, api_client: TestClient, **_: Any) -> Non
     before = _snapshot(datasets)
     request = case.data
     if "json" in request:
-        response = api_client.post(request["path"], json=request["json"], headers=AUTH)
+        response = api_client.post(
+            request["path"], json=request["json"], headers={**AUTH, **request.get("headers", {})}
+        )
     else:
         headers = {**AUTH, "content-type": request["type"]}
         response = api_client.post(request["path"], content=request["content"], headers=headers)

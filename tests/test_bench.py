@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 SMOKED = {
+    "api.py",
     "classify.py",
     "end_to_end.py",
     "latency.py",
@@ -149,3 +150,14 @@ def test_thresholds_smoke(tmp_path: Path) -> None:
     queue = summary["results"]["softoft-tickets"]["13"]["queue"]
     assert queue["n"] == 80 and 0.0 <= queue["routed_share"] <= 1.0 and 0.0 <= queue["global_routed_share"] <= 1.0
     assert isinstance(summary["per_class_routes_more_everywhere"], bool)
+
+
+def test_api_smoke(tmp_path: Path) -> None:
+    table, summary = _bench("api.py", "--seconds", "0.5", "--html-mb", "0.5", "--bursts", "1", cwd=tmp_path)
+    assert "kept-alive connection" in table and "refused unread" in table and "RSS" in table
+    keep_alive = summary["keep_alive_per_s"]
+    assert keep_alive["nodelay"] > keep_alive["nagle"]  # ~40 ms a request with Nagle, ~1 ms without
+    assert summary["guessing"]["bearer"]["limited"]["answered"] == 10  # the default failed_auth_per_minute
+    assert summary["guessing"]["login"]["limited"]["answered"] == 10
+    assert summary["guessing"]["bearer"]["unlimited"]["answered"] > 10
+    assert summary["html_burst"]["healthz_probes"] >= 1

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from connectors._ids import is_number
 from connectors.errors import TransientError
 
 FILE_NAME = "dovecot-keywords"
@@ -40,7 +41,7 @@ def parse(text: str) -> dict[int, str]:
     out: dict[int, str] = {}
     for line in text.splitlines():
         index, _, name = line.partition(" ")
-        if index.isdigit() and int(index) < MAX_KEYWORDS and name.strip():
+        if is_number(index) and int(index) < MAX_KEYWORDS and name.strip():
             out[int(index)] = name.strip()
     return out
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from connectors import _json as safe_json
 from connectors._http import error_for_status, transport_errors
 from connectors.base import secret
 from connectors.errors import ConfigError, ConnectorError, TransientError
@@ -61,7 +62,7 @@ class ZammadClient:
         if response.status_code >= 400:
             raise _error(call, response, ticket_id)
         try:
-            return response.json()
+            return safe_json.loads(response.content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise TransientError(f"{call}: HTTP {response.status_code} with a body that is not JSON") from None
 
@@ -80,7 +81,7 @@ def _error(call: str, response: httpx.Response, ticket_id: str | None) -> Connec
 def _server_message(response: httpx.Response) -> str:
     """Zammad's own explanation, shortened; it never echoes credentials."""
     try:
-        data = response.json()
+        data = safe_json.loads(response.content)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return ""
     if not isinstance(data, dict):

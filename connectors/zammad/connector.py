@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,6 +11,8 @@ from urllib.parse import quote
 
 import httpx
 
+from connectors import _json as safe_json
+from connectors._ids import is_number
 from connectors.base import (
     Applied,
     Connector,
@@ -100,14 +101,14 @@ class ZammadConnector(Connector):
         if not hmac.compare_digest(given.encode(), wanted.encode()):
             raise PushRejected("X-Hub-Signature missing or not signed with the webhook_secret")
         try:
-            payload = json.loads(body)
+            payload = safe_json.loads(body)
         except ValueError:
             raise ValueError("the webhook body is not JSON") from None
         return Push(webhook_ticket_ids(payload), delivery=headers.get("x-zammad-delivery"))
 
     async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
         """A pushed ticket, if it is still new (inbound group, new state); None if gone or already handled."""
-        if not ticket_id.isdigit():
+        if not is_number(ticket_id):
             return None
         try:
             row = await self._api.get(f"/tickets/{ticket_id}", {"expand": "true"}, ticket_id=ticket_id)
@@ -122,7 +123,7 @@ class ZammadConnector(Connector):
 
     async def apply(self, update: TicketUpdate) -> Outcome:
         tid = update.ticket_id
-        if not tid.isdigit():
+        if not is_number(tid):
             raise TicketError("not a Zammad ticket id", ticket_id=tid)
         ticket = await self._api.get(f"/tickets/{tid}", {"expand": "true"}, ticket_id=tid)
         if not isinstance(ticket, Mapping):

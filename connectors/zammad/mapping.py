@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors._ids import is_number
 from connectors._text import html_to_text, tidy
 from connectors.base import Ticket
 
@@ -102,6 +103,6 @@ def webhook_ticket_ids(payload: Any) -> tuple[str, ...]:
     """The ticket a trigger's webhook is about: Zammad's default payload is `{"ticket": {...}, "article": {...}}`."""
     ticket = payload.get("ticket") if isinstance(payload, Mapping) else None
     ref = ticket.get("id") if isinstance(ticket, Mapping) else None
-    if isinstance(ref, bool) or not isinstance(ref, int | str) or not str(ref).isdigit():
+    if isinstance(ref, bool) or not isinstance(ref, int | str) or not is_number(str(ref)):
         raise ValueError("the webhook payload has no ticket.id (use the trigger's default payload)")
     return (str(ref),)

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from connectors import _json as safe_json
 from connectors._http import error_for_status, transport_errors
 from connectors.base import secret
 from connectors.errors import AuthError, ConfigError, TransientError
@@ -186,7 +187,7 @@ class ZnunyClient:
         status = response.status_code
         if status == 200:
             try:
-                data = response.json()
+                data = safe_json.loads(response.content)
             except ValueError:
                 raise TransientError(f"{self._label}: {operation} answered HTTP 200 without JSON") from None
             if not isinstance(data, dict):
@@ -198,7 +199,7 @@ class ZnunyClient:
         text = response.text.strip()
         if status == 500 and text.startswith("{"):
             try:
-                fault = response.json()
+                fault = safe_json.loads(response.content)
             except ValueError:
                 fault = None
             if isinstance(fault, dict) and isinstance(fault.get("faultstring"), str):

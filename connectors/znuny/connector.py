@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
 
+from connectors import _json as safe_json
+from connectors._ids import is_number
 from connectors.base import (
     Applied,
     Connector,
@@ -212,7 +213,7 @@ class ZnunyConnector(Connector):
         fresh = [i for i in ids if i not in seen]
         raws = await self._get_many(fresh[:limit])
         pairs = [((str(r.get("Created")), str(r.get("TicketID"))), r) for r in raws]
-        pairs.sort(key=lambda row: (row[0][0], int(row[0][1]) if row[0][1].isdigit() else 0))
+        pairs.sort(key=lambda row: (row[0][0], int(row[0][1]) if is_number(row[0][1]) else 0))
         tickets = [self._ticket(r) for _, r in pairs]
         more = len(fresh) > limit or len(ids) >= want
         base = after or Cursor(FLOOR)
@@ -237,7 +238,7 @@ class ZnunyConnector(Connector):
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise PushRejected("no or a wrong push_token (Basic auth password or X-Ticketd-Token)")
         try:
-            payload = json.loads(body)
+            payload = safe_json.loads(body)
         except ValueError:
             raise ValueError("the invoker's body is not JSON") from None
         return Push(invoker_ticket_ids(payload))
@@ -250,7 +251,7 @@ class ZnunyConnector(Connector):
         writes the article. A push that came that early must not classify an empty ticket; the daemon asks
         again a moment later.
         """
-        if not ticket_id.isdigit():
+        if not is_number(ticket_id):
             return None
         try:
             raws = await self._get_many([ticket_id])
@@ -318,7 +319,7 @@ class ZnunyConnector(Connector):
     async def apply(self, update: TicketUpdate) -> Outcome:
         """Read first, then at most one TicketUpdate carrying queue, priority and the note together."""
         tid = update.ticket_id
-        if not tid.isdigit():
+        if not is_number(tid):
             raise TicketError("Znuny ticket ids are numbers", ticket_id=tid)
         current = (await self._get_many([tid], articles=False, strict=True))[0]
         queue, priority = current.get("Queue"), current.get("Priority")

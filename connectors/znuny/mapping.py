@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connectors._ids import is_number
 from connectors._text import html_to_text, tidy
 from connectors.base import Ticket
 from connectors.errors import ConfigError, TicketError
@@ -54,7 +55,7 @@ def article_text(article: Mapping[str, Any] | None) -> str:
 def to_ticket(raw: Mapping[str, Any], zone: ZoneInfo, *, article: Mapping[str, Any] | None = None) -> Ticket:
     """One TicketGet object; `Closed` (from Extended=1) becomes `closed_at` when present."""
     ticket_id = str(raw.get("TicketID", ""))
-    if not ticket_id.isdigit():
+    if not is_number(ticket_id):
         raise TicketError(f"TicketGet returned no usable TicketID ({raw.get('TicketID')!r})")
     for key in ("TicketNumber", "Title", "Queue"):
         if not isinstance(raw.get(key), str):
@@ -118,6 +119,6 @@ def invoker_ticket_ids(payload: Any) -> tuple[str, ...]:
     if isinstance(payload, Mapping):
         for part in (payload.get("Event"), payload.get("Ticket"), payload):
             ref = part.get("TicketID") if isinstance(part, Mapping) else None
-            if isinstance(ref, int | str) and not isinstance(ref, bool) and str(ref).isdigit():
+            if isinstance(ref, int | str) and not isinstance(ref, bool) and is_number(str(ref)):
                 return (str(ref),)
     raise ValueError("the invoker's body has no Event.TicketID (use the Ticket::Generic invoker)")

@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from daemon import __version__
-from daemon.api import errors
+from daemon.api import edge, errors
 from daemon.api.limits import BodyLimitMiddleware
 from daemon.api.routes import classify, health, hooks, models, train
 from daemon.api.services import Services
@@ -63,7 +64,16 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=services.api.max_body_bytes)
+    # Outermost last: forwarded headers (trusted proxies only) -> Host check -> protective headers -> body limit.
+    api = services.api
+    app.add_middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)
+    app.add_middleware(edge.SecurityHeaders)
+    allowed = api.allowed_hosts if api.allowed_hosts is not None else edge.default_hosts(api.host)
+    app.add_middleware(edge.HostCheck, allowed=allowed, metrics=services.metrics)
+    if api.trusted_proxies:
+        trusted = edge.networks(api.trusted_proxies)
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(net) for net in trusted])
+        app.add_middleware(edge.ForwardedHost, trusted=trusted)
     for module in (train, classify, models, health, hooks):
         app.include_router(module.router)
     if services.api.dashboard:

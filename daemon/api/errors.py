@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from connectors._json import TOO_DEEP
+from daemon.api.headers import API_HEADERS
 from daemon.api.schemas import ErrorResponse
 from daemon.logging import get_logger
 
@@ -30,6 +32,7 @@ _CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
 }
@@ -67,10 +70,13 @@ def error_response(
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries declaring the envelope for each status a route can answer."""
-    return {
-        status: {"model": ErrorResponse, "description": HTTPStatus(status).phrase} for status in sorted(set(statuses))
-    }
+    """OpenAPI `responses=` entries declaring the envelope for each status a route can answer.
+
+    Every route may answer 400 (a Host not in api.allowed_hosts; a JSON body nested too deeply), and one
+    that checks credentials (401) may answer 429 (too many failed credentials from the client).
+    """
+    declared = {400, *statuses, *((429,) if 401 in statuses else ())}
+    return {status: {"model": ErrorResponse, "description": HTTPStatus(status).phrase} for status in sorted(declared)}
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -98,6 +104,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            # FastAPI's own 400 for a JSON body json.loads cannot read without exhausting the stack.
+            details = [{"loc": ["body"], "msg": TOO_DEEP, "type": "json_too_deep"}]
+            return error_response(400, "invalid_json", f"the JSON body is {TOO_DEEP}", details)
         if exc.status_code == 400:
             # FastAPI's own 400 is a body it cannot decode (not UTF-8); like malformed JSON, a 422.
             details = [{"loc": ["body"], "msg": "the body cannot be decoded as UTF-8 JSON", "type": "json_invalid"}]
@@ -112,4 +122,7 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The message and traceback stay in the log; the client learns only that it failed.
         log.error("api_unhandled_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
-        return error_response(500, "internal_error", "internal error; the daemon's log has the details")
+        # Answered outside every middleware (Starlette's outermost layer), so the protective headers go here.
+        return error_response(
+            500, "internal_error", "internal error; the daemon's log has the details", headers=API_HEADERS
+        )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.api.datasets import DatasetStore
 from daemon.api.jobs import TrainingJobs
+from daemon.api.throttle import Throttle
 from daemon.config import ApiSection, Config
 from daemon.metrics import Metrics
 from daemon.ml.versions import ModelStore
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from daemon.app import PushReply
     from daemon.state import State
     from daemon.ui.data import DashboardSource
+    from daemon.ui.session import Sessions
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 # `ticketd run`'s Daemon.receive_push: (connector, headers, raw body) -> reply; None under `ticketd serve`.
@@ -54,13 +56,19 @@ class Services:
     replica: str = ""  # this replica's id, recorded with the jobs it runs
     datasets: DatasetStore = field(init=False)
     jobs: TrainingJobs = field(init=False)
+    sessions: Sessions = field(init=False)  # the dashboard's: in the state database, in memory only without one
+    throttle: Throttle = field(init=False)  # failed credentials per client (daemon/api/throttle.py)
 
     def __post_init__(self) -> None:
         from daemon.state.uploads import DatabaseDatasets, DatabaseJobs
+        from daemon.ui.session import DatabaseSessions, MemorySessions
 
         shared = self.state if self.state is not None and self.state.shared else None
         self.datasets = DatasetStore(self.datasets_dir, DatabaseDatasets(shared) if shared else None)
         self.jobs = TrainingJobs(self, DatabaseJobs(shared, self.replica) if shared else None)
+        sessions_at = self.state if self.state is not None else getattr(self.dashboard, "state", None)
+        self.sessions = DatabaseSessions(sessions_at) if sessions_at is not None else MemorySessions()
+        self.throttle = Throttle(lambda: self.api.failed_auth_per_minute, self.metrics)
         if self.readiness is None:
             self.readiness = model_readiness(self.model)
 

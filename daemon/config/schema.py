@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import warnings
 from pathlib import Path
@@ -16,6 +17,9 @@ from connectors.base import ConnectorConfig
 from daemon.config.yaml_lines import Loc
 from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
 from daemon.routing import WRITABLE
+
+MIN_TOKEN_CHARS = 24
+MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def state_dir() -> Path:
@@ -218,13 +222,47 @@ class ApiSection(_Section):
     dashboard: bool = True  # /ui: a login page exchanges a token for a session cookie
     public_dashboard: bool = False  # true: /ui read-only without login, to anyone who can reach the port
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # Wrong bearer tokens, dashboard logins and push signatures per client address and minute; then 429.
+    failed_auth_per_minute: int = Field(default=10, ge=1, le=10_000)
+    # Reverse proxies (addresses or CIDRs) whose X-Forwarded-For/-Proto/-Host are believed; none by default.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Host headers answered (names, `*.example.org`, or `*` for any); IP addresses always are. None: this
+    # machine's names (localhost, `host`, the host name): a DNS-rebinding page cannot read the API.
+    allowed_hosts: list[str] | None = None
 
     @field_validator("tokens", "read_tokens")
     @classmethod
-    def _no_blank_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
-        if any(not t.get_secret_value().strip() for t in tokens):
-            raise ValueError("an empty token would let anyone in")
+    def _strong_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
+        for i, token in enumerate(tokens):
+            value = token.get_secret_value()
+            if not value.strip():
+                raise _at((i,), "an empty token would let anyone in")
+            if len(value) < MIN_TOKEN_CHARS:
+                raise _at(
+                    (i,),
+                    f"a token of {len(value)} characters can be guessed; use at least {MIN_TOKEN_CHARS} "
+                    f"(make one: {MAKE_TOKEN})",
+                )
         return tokens
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: list[str]) -> list[str]:
+        for i, proxy in enumerate(proxies):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise _at((i,), f"{proxy!r} is not an IP address or network (10.0.0.0/8, fd00::/8)") from None
+        return proxies
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str] | None) -> list[str] | None:
+        for i, host in enumerate(hosts or []):
+            wildcard = "*" in host and host != "*" and not (host.startswith("*.") and "*" not in host[2:])
+            if not host or wildcard or any(c in host for c in "/:@ "):
+                raise _at((i,), f"{host!r} is not a host name (ticketd.example.org, *.example.org or *)")
+        return None if hosts is None else [h.lower().rstrip(".") for h in hosts]
 
     @model_validator(mode="after")
     def _roles_apart(self) -> ApiSection:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from connectors import _json as safe_json
 from daemon.errors import DatasetError
 from daemon.ml.text import MAX_TEXT_CHARS, compose
 from daemon.routing import WRITABLE
@@ -180,13 +181,13 @@ def _json_records(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = safe_json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"invalid JSON: {exc.msg}", file=str(path), line=lineno) from None
             yield lineno, _json_object(path, lineno, obj)
         return
     try:
-        items = json.loads(text)
+        items = safe_json.loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"invalid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
     # json gives no per-item positions: locate each object by where its opening brace starts.

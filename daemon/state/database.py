@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 import sys
 import time
@@ -27,7 +28,16 @@ from daemon.errors import StateError
 from daemon.logging import get_logger
 from daemon.state import leases as leasing
 from daemon.state.leases import Fence
-from daemon.state.schema import MISSED_TARGET, VERSION_TABLE, cursors, forgotten, ledger, retrain_runs, training
+from daemon.state.schema import (
+    MISSED_TARGET,
+    VERSION_TABLE,
+    cursors,
+    forgotten,
+    ledger,
+    retrain_runs,
+    training,
+    ui_sessions,
+)
 
 if TYPE_CHECKING:
     from daemon.state.models import DatabaseVersions
@@ -92,6 +102,11 @@ def _dbapi_message(error: exc.SQLAlchemyError) -> str:
 def _now() -> datetime:
     """Current time, aware UTC."""
     return datetime.now(UTC)
+
+
+def _session_digest(session_id: str) -> str:
+    """What a dashboard session is stored under: its SHA-256, so a copy of the database logs nobody in."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 def _check_state(state: str) -> None:
@@ -944,3 +959,36 @@ class State:
             "outcome": row.outcome,
             "detail": row.detail,
         }
+
+    # -- dashboard sessions (daemon/ui/session.py) ---------------------------------------------------------------
+
+    def ui_session_add(self, session_id: str, role: str, fingerprint: str, expires_at: datetime) -> None:
+        """Record a new dashboard session (by its id's SHA-256 only); sessions already expired are pruned."""
+        _aware(expires_at)
+        now = _now()
+        with self._write() as conn:
+            conn.execute(sa.delete(ui_sessions).where(ui_sessions.c.expires_at <= now))
+            conn.execute(
+                sa.insert(ui_sessions).values(
+                    digest=_session_digest(session_id),
+                    role=role,
+                    fingerprint=fingerprint,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+
+    def ui_session_valid(self, session_id: str, role: str, fingerprint: str) -> bool:
+        """Whether this session was issued for this role and token and has neither ended nor expired."""
+        query = sa.select(ui_sessions.c.role, ui_sessions.c.fingerprint, ui_sessions.c.expires_at).where(
+            ui_sessions.c.digest == _session_digest(session_id)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return row is not None and row.role == role and row.fingerprint == fingerprint and row.expires_at > _now()
+
+    def ui_session_end(self, session_id: str) -> bool:
+        """End a session (logout) for every replica at once; False if it had already ended or never existed."""
+        with self._write() as conn:
+            deleted = conn.execute(sa.delete(ui_sessions).where(ui_sessions.c.digest == _session_digest(session_id)))
+        return bool(deleted.rowcount)

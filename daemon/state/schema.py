@@ -213,3 +213,17 @@ training_now = sa.Table(
     sa.Column("cancel", sa.Boolean, nullable=False),
     sa.Column("progress", sa.JSON(), nullable=True),
 )
+
+# Dashboard sessions (daemon/ui/session.py), so logging out ends a session on every replica and a restart keeps
+# it: a session by the SHA-256 of its id (the id itself is only in the browser's signed cookie), the role and
+# token fingerprint it was issued for, and when it ends.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "expires_at"),
+)

@@ -19,12 +19,12 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from daemon import __version__
-from daemon.api.auth import services
+from daemon.api.auth import client_address, services
 from daemon.api.errors import ApiError
 from daemon.api.routes import models as model_routes
 from daemon.api.schemas import VERSION_PATTERN
 from daemon.api.services import Services
-from daemon.errors import ModelError
+from daemon.errors import ModelError, StateError
 from daemon.logging import get_logger
 from daemon.ml.thresholds import DEFAULT_TARGET, Evidence
 from daemon.ui import data
@@ -72,7 +72,8 @@ class _Login(Exception):
 
 
 def _who(request: Request, svc: Annotated[Services, Depends(services)]) -> Viewer:
-    found = viewer(svc.api, request)
+    """Sync on purpose: FastAPI runs it in its thread pool, so the session's database read never blocks the loop."""
+    found = viewer(svc.api, request, svc.sessions)
     if found is None:
         raise _Login()
     return found
@@ -141,17 +142,31 @@ async def login(
     configured = bool(svc.api.tokens or svc.api.read_tokens)
     if not same_site(request):
         return _refused(request, None, "a login from another site is refused")
+    client = client_address(request)
+    wait = svc.throttle.refuse(client, "login")
+    if wait is not None:  # guessing: the token is not even looked at until the client's minute is over
+        message = f"Too many wrong tokens from this address; try again in {wait} s."
+        page = _page(request, "login", None, 429, next=_local(next), configured=configured, error=message)
+        page.headers["Retry-After"] = str(wait)
+        return page
     role = role_for(svc.api, token.strip()) if token.strip() else None
     if role is None:
-        log.info("dashboard_login_refused")
+        svc.throttle.failed(client, "login", "dashboard login with a token that is not valid")
         return _page(
             request, "login", None, 401, next=_local(next), configured=configured, error="That token is not valid."
+        )
+    try:
+        cookie = await anyio.to_thread.run_sync(issue, svc.api, token.strip(), role, svc.sessions)
+    except StateError as exc:
+        log.error("dashboard_login_not_stored", role=role, error=str(exc))
+        return _page(
+            request, "message", None, 503, title="Not logged in", message="the session could not be stored; try again"
         )
     log.info("dashboard_login", role=role)
     response = RedirectResponse(_local(next), status_code=303, headers=_HEADERS)
     response.set_cookie(
         COOKIE,
-        issue(svc.api, token.strip(), role),
+        cookie,
         max_age=MAX_AGE_S,
         path="/ui",
         httponly=True,
@@ -162,10 +177,25 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(request: Request, who: Who, csrf: Annotated[str, Form()] = "") -> Response:
+async def logout(request: Request, who: Who, svc: Svc, csrf: Annotated[str, Form()] = "") -> Response:
     if not same_site(request) or not csrf_ok(who, csrf):
         return _refused(request, who, "this logout did not come from the dashboard's own form")
-    response = RedirectResponse("/ui/login", status_code=303, headers=_HEADERS)
+    try:
+        await anyio.to_thread.run_sync(svc.sessions.end, who.session)  # ends it for every copy of the cookie
+    except StateError as exc:
+        log.error("dashboard_logout_not_stored", error=str(exc))
+        response: Response = _page(
+            request,
+            "message",
+            None,
+            503,
+            title="Not logged out everywhere",
+            message="this browser forgot the session, but the server could not end it (its state database did not "
+            "answer): a copy of the cookie stays valid until it expires or its token is removed from the config",
+        )
+    else:
+        log.info("dashboard_logout", role=who.role)
+        response = RedirectResponse("/ui/login", status_code=303, headers=_HEADERS)
     response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
     return response
 

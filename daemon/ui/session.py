@@ -1,10 +1,15 @@
-"""Who is looking: a token exchanged for a signed session cookie, its role, and the form token against CSRF.
+"""Who is looking: a token exchanged for a session the server can end, its role, and the form token against CSRF.
 
-The cookie is HttpOnly and SameSite=Strict and carries no token, only the token's fingerprint, the
-role and a per-session CSRF value, signed with a key derived from every configured token. So sessions
-survive restarts and work across replicas that share the config, and removing or adding a token
-(a SIGHUP reload) ends them. Every state-changing form repeats the CSRF value, and a request a browser
-marks as cross-site is refused before it is looked at.
+A login creates a session: a random id (`secrets`) stored in the state database by its SHA-256 only (never the
+id), with the role, the token's fingerprint and when it expires (12 h). The browser gets an HttpOnly,
+SameSite=Strict cookie holding no token, only the session id, the token's fingerprint, the role and a
+per-session CSRF value, signed with a key derived from every configured token. A request is a session only
+while the signature holds, the token is still configured for that role (removing or adding a token, a SIGHUP
+reload, ends its sessions) and the session's row still exists and has not expired. Logout deletes the row, so
+a cookie copied before it is worth nothing, on every replica sharing the database and after restarts alike.
+If the database cannot be read, there is no session (one log line says why). Without any state (Services built
+by hand in tests) the sessions live in memory instead. Every state-changing form repeats the CSRF value, and a
+request a browser marks as cross-site is refused before it is looked at.
 """
 
 from __future__ import annotations
@@ -12,13 +17,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
-from typing import Literal
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from daemon.config import ApiSection
+from daemon.errors import StateError
+from daemon.logging import get_logger
+
+if TYPE_CHECKING:
+    from daemon.state import State
+
+log = get_logger(__name__)
 
 Role = Literal["read-only", "admin"]
 COOKIE = "ticketd_session"
@@ -33,10 +47,71 @@ class Viewer:
     role: Role
     csrf: str  # empty for the public read-only view: it cannot post anything
     public: bool = False
+    session: str = field(default="", repr=False)  # the server-side session's id, for logout; empty when public
 
     @property
     def admin(self) -> bool:
         return self.role == "admin"
+
+
+class Sessions(Protocol):
+    """Where sessions live, so logout ends one for good: the state database, or memory without one."""
+
+    def add(self, session_id: str, role: Role, fingerprint: str, expires_at: datetime) -> None: ...
+
+    def valid(self, session_id: str, role: Role, fingerprint: str) -> bool: ...
+
+    def end(self, session_id: str) -> bool: ...
+
+
+class DatabaseSessions:
+    """Sessions in the state database: shared by every replica on it and kept across restarts."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def add(self, session_id: str, role: Role, fingerprint: str, expires_at: datetime) -> None:
+        """Store a new session (the database prunes the expired ones)."""
+        self.state.ui_session_add(session_id, role, fingerprint, expires_at)
+
+    def valid(self, session_id: str, role: Role, fingerprint: str) -> bool:
+        """Whether the session still exists, unexpired, for this role and token."""
+        return self.state.ui_session_valid(session_id, role, fingerprint)
+
+    def end(self, session_id: str) -> bool:
+        """Delete the session; False if it was already gone."""
+        return self.state.ui_session_end(session_id)
+
+
+class MemorySessions:
+    """Sessions of one process with no state database (Services built by hand): lost at exit, never shared."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, tuple[Role, str, datetime]] = {}
+
+    @staticmethod
+    def _key(session_id: str) -> str:
+        """By digest, as in the database: nothing kept is a usable session id."""
+        return hashlib.sha256(session_id.encode()).hexdigest()
+
+    def add(self, session_id: str, role: Role, fingerprint: str, expires_at: datetime) -> None:
+        """Keep a new session; drop the expired ones."""
+        now = datetime.now(UTC)
+        with self._lock:
+            self._sessions = {k: v for k, v in self._sessions.items() if v[2] > now}
+            self._sessions[self._key(session_id)] = (role, fingerprint, expires_at)
+
+    def valid(self, session_id: str, role: Role, fingerprint: str) -> bool:
+        """Whether the session still exists, unexpired, for this role and token."""
+        with self._lock:
+            found = self._sessions.get(self._key(session_id))
+        return found is not None and found[:2] == (role, fingerprint) and found[2] > datetime.now(UTC)
+
+    def end(self, session_id: str) -> bool:
+        """Forget the session; False if it was already gone."""
+        with self._lock:
+            return self._sessions.pop(self._key(session_id), None) is not None
 
 
 def _tokens(api: ApiSection) -> dict[str, Role]:
@@ -64,13 +139,31 @@ def role_for(api: ApiSection, token: str) -> Role | None:
     return found
 
 
-def issue(api: ApiSection, token: str, role: Role) -> str:
-    """The cookie value for a successful login."""
-    return str(_serializer(api).dumps({"f": fingerprint(token), "r": role, "c": secrets.token_urlsafe(24)}))
+def issue(api: ApiSection, token: str, role: Role, sessions: Sessions) -> str:
+    """Start a session for a successful login and return its cookie value; StateError if it cannot be stored.
+
+    Blocking (a database write): call it off the event loop.
+    """
+    session_id = secrets.token_urlsafe(32)
+    marked = fingerprint(token)
+    sessions.add(session_id, role, marked, datetime.now(UTC) + timedelta(seconds=MAX_AGE_S))
+    return str(_serializer(api).dumps({"f": marked, "r": role, "c": secrets.token_urlsafe(24), "s": session_id}))
 
 
-def viewer(api: ApiSection, request: Request) -> Viewer | None:
-    """The request's viewer: a valid session, else the public read-only view where configured, else None."""
+def _live(sessions: Sessions, session_id: str, role: Role, marked: str) -> bool:
+    """The session's row still exists; an unreadable database means no session (fail closed), logged once here."""
+    try:
+        return sessions.valid(session_id, role, marked)
+    except StateError as exc:
+        log.error("dashboard_session_unverifiable", error=str(exc), outcome="treated as logged out")
+        return False
+
+
+def viewer(api: ApiSection, request: Request, sessions: Sessions) -> Viewer | None:
+    """The request's viewer: a valid, unended session, else the public read-only view where configured, else None.
+
+    Blocking (a database read): FastAPI runs the sync dependency calling it in its thread pool.
+    """
     value = request.cookies.get(COOKIE)
     if value:
         try:
@@ -79,8 +172,15 @@ def viewer(api: ApiSection, request: Request) -> Viewer | None:
             data = None
         if isinstance(data, dict):
             current = {fingerprint(t): role for t, role in _tokens(api).items()}
-            if current.get(str(data.get("f"))) == data.get("r") and data.get("r") in ("read-only", "admin"):
-                return Viewer(data["r"], str(data.get("c", "")))
+            marked, role, session_id = str(data.get("f")), data.get("r"), data.get("s")
+            if (
+                role in ("read-only", "admin")
+                and current.get(marked) == role
+                and isinstance(session_id, str)
+                and session_id
+                and _live(sessions, session_id, role, marked)
+            ):
+                return Viewer(role, str(data.get("c", "")), session=session_id)
     if api.public_dashboard:
         return Viewer("read-only", "", public=True)
     return None

@@ -20,7 +20,7 @@ from daemon.ml.versions import ModelStore
 from daemon.retrain import RetrainPolicy
 from daemon.serving import ModelHolder
 
-TOKEN = "test-token-0123456789"
+TOKEN = "test-token-0123456789-abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # TF-IDF only: a training job takes seconds; the round-trip test trains a tiny transformer instead.
 FAST_POLICY = RetrainPolicy(min_new_examples=0, epochs=1, max_length=32, keep_versions=50, train_args=("--tfidf-only",))
@@ -86,7 +86,7 @@ def make_client(make_services: Callable[..., Services]) -> Iterator[Callable[...
 
 def client_of(services: Services) -> TestClient:
     """A TestClient over the app (enter it); server errors come back as responses, as a real client sees them."""
-    return TestClient(create_app(services), raise_server_exceptions=False)
+    return TestClient(create_app(services), base_url="http://localhost", raise_server_exceptions=False)
 
 
 @pytest.fixture

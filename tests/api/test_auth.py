@@ -57,8 +57,10 @@ def test_right_token_passes(client: TestClient) -> None:
 
 
 def test_any_configured_token_passes(make_client: Callable[..., TestClient]) -> None:
-    client = make_client(tokens=[SecretStr("first-token"), SecretStr("second-token")])
-    for token in ("first-token", "second-token"):
+    client = make_client(
+        tokens=[SecretStr("first-token-0123456789-abcdef"), SecretStr("second-token-0123456789-abcdef")]
+    )
+    for token in ("first-token-0123456789-abcdef", "second-token-0123456789-abcdef"):
         response = client.get("/api/v1/models", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200
 
@@ -96,8 +98,8 @@ def test_openapi_declares_bearer_auth(client: TestClient) -> None:
 
 
 def test_a_read_only_token_reads_and_classifies_but_changes_nothing(make_client: Callable[..., TestClient]) -> None:
-    client = make_client(read_tokens=[SecretStr("reader-token-123")])
-    reader = {"Authorization": "Bearer reader-token-123"}
+    client = make_client(read_tokens=[SecretStr("reader-token-123-0123456789-abcdef")])
+    reader = {"Authorization": "Bearer reader-token-123-0123456789-abcdef"}
     assert client.post("/api/v1/classify", json=TICKET, headers=reader).status_code == 200
     assert client.get("/api/v1/models", headers=reader).status_code == 200
     assert client.get("/api/v1/model", headers=reader).status_code == 200

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import services_of
+from tests.api.conftest import AUTH, services_of
 
 
 def test_healthz(make_client: Callable[..., TestClient]) -> None:
@@ -18,22 +18,22 @@ def test_healthz(make_client: Callable[..., TestClient]) -> None:
 
 
 def test_readyz_with_and_without_a_model(make_client: Callable[..., TestClient]) -> None:
-    ready = make_client().get("/readyz")
+    ready = make_client().get("/readyz", headers=AUTH)
     assert ready.status_code == 200
     assert ready.json() == {"ready": True, "details": {"model": {"loaded": True, "version": "v2"}}}
-    not_ready = make_client(versions=0).get("/readyz")
+    not_ready = make_client(versions=0).get("/readyz", headers=AUTH)
     assert not_ready.status_code == 503
     assert not_ready.json() == {"ready": False, "details": {"model": {"loaded": False, "version": None}}}
 
 
 def test_readyz_uses_the_daemons_check(client: TestClient) -> None:
     def connectors_down() -> tuple[bool, dict[str, Any]]:
-        return False, {"connectors": {"znuny": "stopped: credentials rejected"}}
+        return False, {"connectors": {"znuny": {"ready": False, "reason": "stopped: credentials rejected"}}}
 
     services_of(client).readiness = connectors_down
-    response = client.get("/readyz")
+    response = client.get("/readyz", headers=AUTH)
     assert response.status_code == 503
-    assert response.json()["details"]["connectors"]["znuny"].startswith("stopped")
+    assert response.json()["details"]["connectors"]["znuny"]["reason"].startswith("stopped")
 
 
 def test_metrics_exposition(client: TestClient) -> None:

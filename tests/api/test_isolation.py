@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent(
                         workdir=work / "work", metrics=Metrics(), policy=policy)
     auth = {"Authorization": "Bearer " + token}
     out = {}
-    with TestClient(create_app(services)) as client:
+    with TestClient(create_app(services), base_url="http://localhost") as client:
         out["classify"] = client.post("/api/v1/classify", json={"ticket_data": "VPN down"}, headers=auth).status_code
         out["upload"] = client.post("/api/v1/train-data", content=sample.read_bytes(),
                                     headers={**auth, "content-type": "text/csv"}).status_code

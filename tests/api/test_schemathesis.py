@@ -31,7 +31,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(jobs, "retrain", instant_retrain)
-    client = make_client(max_body_bytes=64 * 1024)
+    client = make_client(max_body_bytes=64 * 1024, allowed_hosts=["testserver"])  # schemathesis' ASGI client's Host
     # A dataset exists, so POST /train reaches the job machinery rather than stopping at 409 no_dataset.
     data = "text,queue\n" + "".join(f"ticket {i},{'A' if i % 2 else 'B'}\n" for i in range(6))
     client.post("/api/v1/train-data", content=data.encode(), headers={**AUTH, "content-type": "text/csv"})

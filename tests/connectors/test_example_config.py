@@ -16,7 +16,7 @@ def test_every_example_connector_validates(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("ZNUNY_PASSWORD", "pw")
     monkeypatch.setenv("ZAMMAD_TOKEN", "tok")
     text = EXAMPLE.read_text(encoding="utf-8")
-    for name, content in (("imap-password", "pw\n"), ("api-tokens", "token\n")):
+    for name, content in (("imap-password", "pw\n"), ("api-tokens", "token-0123456789-0123456789-abcdef\n")):
         (tmp_path / name).write_text(content, encoding="utf-8")
         text = text.replace(f"/etc/ticketd/{name}", str(tmp_path / name))
     config_file = tmp_path / "config.yaml"

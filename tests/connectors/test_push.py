@@ -63,10 +63,27 @@ def test_a_signed_zammad_body_without_a_ticket_id_is_invalid_not_a_crash() -> No
     import hmac
 
     _, conn = _zammad(webhook_secret=SECRET)
-    for body in (b"not json", b'{"ticket": {}}', b'{"ticket": {"id": true}}', b"[]"):
+    for body in (b"not json", b'{"ticket": {}}', b'{"ticket": {"id": true}}', b"[]", *ODD_BODIES):
         signature = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
         with pytest.raises(ValueError):
             conn.read_push({"x-hub-signature": signature}, body)
+
+
+# A signed body nested past json's recursion limit (was a RecursionError: a 500 with two tracebacks), and
+# ids in digits other than 0-9 (Arabic-Indic "١٢٣": str.isdigit() said yes, and int() reads it as 123).
+ODD_BODIES = (
+    b'{"ticket": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    '{"ticket": {"id": "\u0661\u0662\u0663"}}'.encode(),
+    '{"ticket": {"id": "\u00b2"}}'.encode(),
+)
+
+
+@pytest.mark.parametrize("body", [b"[" * 50_000 + b"]" * 50_000, '{"Event": {"TicketID": "\u0661\u0662"}}'.encode()])
+def test_a_znuny_invoker_body_nested_too_deeply_or_with_foreign_digits_is_invalid_not_a_crash(body: bytes) -> None:
+    fake, conn = _znuny(push_token=SECRET)
+    headers, _ = fake.invoker_request(fake.add_customer_ticket("Printer", "offline"), SECRET)
+    with pytest.raises(ValueError):
+        conn.read_push(_lower(headers), body)
 
 
 @pytest.mark.parametrize("mapped", [True, False], ids=["shipped mapping", "no mapping"])

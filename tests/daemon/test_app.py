@@ -23,6 +23,7 @@ from tests.fakes.znuny import FakeZnuny
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 PASSWORD = "s3cret-agent-password"
+KEPT, REVOKED = "kept-token-0123456789-abcdef", "revoked-token-0123456789-abcdef"
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ async def test_api_runs_inside_the_daemon_with_readiness_and_metrics(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
-    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t0ken"]}
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t-0123456789-0123456789-abcdef"]}
     path = tmp_path / "api.yaml"
     path.write_text(yaml.safe_dump(config))
     daemon = Daemon(load_config(path))
@@ -144,7 +145,9 @@ async def test_api_runs_inside_the_daemon_with_readiness_and_metrics(
             assert ready.status_code == 200, ready.text
             metrics = (await client.get("/metrics")).text
             answer = await client.post(
-                "/api/v1/classify", json={"ticket_data": "VPN is down"}, headers={"Authorization": "Bearer t0ken"}
+                "/api/v1/classify",
+                json={"ticket_data": "VPN is down"},
+                headers={"Authorization": "Bearer t-0123456789-0123456789-abcdef"},
             )
     finally:
         await daemon.shutdown()
@@ -167,7 +170,7 @@ async def test_sighup_reapplies_api_tokens_and_names_what_needs_a_restart(
 
     _, url = fake
     tokens = tmp_path / "tokens"
-    tokens.write_text("kept-token\nrevoked-token\n")
+    tokens.write_text(f"{KEPT}\n{REVOKED}\n")
     daemon, serving, port = await _serving(url, store, tmp_path, {"tokens_file": str(tokens)})
     path = tmp_path / "config.yaml"
     config = yaml.safe_load(path.read_text())
@@ -181,8 +184,8 @@ async def test_sighup_reapplies_api_tokens_and_names_what_needs_a_restart(
     try:
         await asyncio.sleep(0.1)  # serve() has installed its signal handlers
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            assert (await status(client, "kept-token"), await status(client, "revoked-token")) == (200, 200)
-            tokens.write_text("kept-token\n")
+            assert (await status(client, KEPT), await status(client, REVOKED)) == (200, 200)
+            tokens.write_text(f"{KEPT}\n")
             config["api"]["port"] = port + 1  # cannot move a listening socket: said, not applied
             path.write_text(yaml.safe_dump(config))
             with capture_logs() as logs:
@@ -191,7 +194,7 @@ async def test_sighup_reapplies_api_tokens_and_names_what_needs_a_restart(
                     if any(e["event"] == "config reloaded" for e in logs):
                         break
                     await asyncio.sleep(0.1)
-            assert (await status(client, "kept-token"), await status(client, "revoked-token")) == (200, 401)
+            assert (await status(client, KEPT), await status(client, REVOKED)) == (200, 401)
     finally:
         daemon.request_stop("test")
         await asyncio.wait_for(serving, 30)
@@ -228,8 +231,8 @@ async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigter
     monkeypatch.setattr(retrain_module, "retrain", slow_retrain)
     own = tmp_path / "models"  # the API stores uploads and the retrain its files in the store: a copy
     shutil.copytree(store, own, symlinks=True, ignore=shutil.ignore_patterns("torch"))
-    daemon, serving, port = await _serving(url, own, tmp_path, {"tokens": ["t0ken"]})
-    auth = {"Authorization": "Bearer t0ken"}
+    daemon, serving, port = await _serving(url, own, tmp_path, {"tokens": ["t-0123456789-0123456789-abcdef"]})
+    auth = {"Authorization": "Bearer t-0123456789-0123456789-abcdef"}
     timings: dict[str, float] = {}
     try:
         await asyncio.sleep(0.1)

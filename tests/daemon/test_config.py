@@ -56,7 +56,9 @@ def example_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ZNUNY_PASSWORD", "znuny-secret")
     monkeypatch.setenv("ZAMMAD_TOKEN", "zammad-secret")
     (tmp_path / "imap-password").write_text("imap-secret\n", encoding="utf-8")
-    (tmp_path / "api-tokens").write_text("# one per line\napi-secret-1\n\napi-secret-2\n", encoding="utf-8")
+    (tmp_path / "api-tokens").write_text(
+        "# one per line\napi-secret-1-0123456789-abcdef\n\napi-secret-2-0123456789-abcdef\n", encoding="utf-8"
+    )
     text = EXAMPLE.read_text(encoding="utf-8")
     text = text.replace("/etc/ticketd/imap-password", str(tmp_path / "imap-password"))
     text = text.replace("/etc/ticketd/api-tokens", str(tmp_path / "api-tokens"))
@@ -88,7 +90,10 @@ def test_the_full_example_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert config.model.store == Path("/var/lib/ticketd/models")
     assert config.state.url == "sqlite:////var/lib/ticketd/state.db"
     assert config.retrain.cron == "0 3 * * 0" and config.retrain.holdout_share == 0.2
-    assert [t.get_secret_value() for t in config.api.tokens] == ["api-secret-1", "api-secret-2"]
+    assert [t.get_secret_value() for t in config.api.tokens] == [
+        "api-secret-1-0123456789-abcdef",
+        "api-secret-2-0123456789-abcdef",
+    ]
     assert config.log.level == "info" and config.log.json is None
 
 
@@ -119,7 +124,7 @@ def test_commented_out_sections_mean_defaults(tmp_path: Path) -> None:
 
 def test_environment_references_in_daemon_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGPASSWORD", "pg-secret")
-    monkeypatch.setenv("API_TOKEN", "api-secret")
+    monkeypatch.setenv("API_TOKEN", "api-secret-0123456789-abcdef")
     monkeypatch.setenv("TRIAGE", "Triage")
     config = load_config(
         write(
@@ -132,7 +137,7 @@ def test_environment_references_in_daemon_sections(tmp_path: Path, monkeypatch: 
     )
     assert config.state.url == "postgresql+psycopg://ticketd:pg-secret@db/ticketd"
     assert config.state.safe_url == "postgresql+psycopg://ticketd:***@db/ticketd"
-    assert config.api.tokens[0].get_secret_value() == "api-secret"
+    assert config.api.tokens[0].get_secret_value() == "api-secret-0123456789-abcdef"
     assert config.connectors[0].routing.labels["queue"].fallback_name == "Triage"
 
 
@@ -140,7 +145,7 @@ def test_secret_files_for_the_daemon_sections(tmp_path: Path, monkeypatch: pytes
     credentials = tmp_path / "credentials"
     credentials.mkdir()
     (credentials / "db").write_text("postgresql+psycopg://u:pw@db/t\n", encoding="utf-8")
-    (credentials / "tokens").write_text("one\n  two  \n", encoding="utf-8")
+    (credentials / "tokens").write_text("one-0123456789-0123456789\n  two-0123456789-0123456789  \n", encoding="utf-8")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))  # systemd LoadCredential=
     config = load_config(
         write(
@@ -151,15 +156,21 @@ def test_secret_files_for_the_daemon_sections(tmp_path: Path, monkeypatch: pytes
         )
     )
     assert config.state.url == "postgresql+psycopg://u:pw@db/t"
-    assert [t.get_secret_value() for t in config.api.tokens] == ["one", "two"]
-    (credentials / "readers").write_text("three\n", encoding="utf-8")
+    assert [t.get_secret_value() for t in config.api.tokens] == [
+        "one-0123456789-0123456789",
+        "two-0123456789-0123456789",
+    ]
+    (credentials / "readers").write_text("three-0123456789-0123456789\n", encoding="utf-8")
     config = load_config(write(tmp_path, ZAMMAD + "api:\n  read_tokens_file: ${CREDENTIALS_DIRECTORY}/readers\n"))
-    assert [t.get_secret_value() for t in config.api.read_tokens] == ["three"]
+    assert [t.get_secret_value() for t in config.api.read_tokens] == ["three-0123456789-0123456789"]
 
 
 def test_a_token_has_one_role(tmp_path: Path) -> None:
-    message = error(tmp_path, ZAMMAD + "api:\n  tokens: [same-token]\n  read_tokens: [same-token]\n")
-    assert "give each token one role" in message and "same-token" not in message
+    message = error(
+        tmp_path,
+        ZAMMAD + "api:\n  tokens: [same-token-0123456789-abcdef]\n  read_tokens: [same-token-0123456789-abcdef]\n",
+    )
+    assert "give each token one role" in message and "same-token-0123456789" not in message
 
 
 MERGED = """\
@@ -319,7 +330,7 @@ def test_bad_cron_names_its_line(tmp_path: Path) -> None:
 
 def test_missing_environment_variable_in_a_daemon_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    text = ZAMMAD + "api:\n  port: 8080\n  tokens:\n    - fixed\n    - ${NOT_SET_ANYWHERE}\n"
+    text = ZAMMAD + "api:\n  port: 8080\n  tokens:\n    - fixed-0123456789-0123456789\n    - ${NOT_SET_ANYWHERE}\n"
     message = error(tmp_path, text)
     assert (
         f"config.yaml:{line_of(text, 'NOT_SET')}: api.tokens[1]: environment variable NOT_SET_ANYWHERE is not set"
@@ -454,9 +465,9 @@ def test_config_error_is_a_ticketd_error() -> None:
 
 def test_secrets_never_appear_in_repr_or_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZAMMAD_TOKEN", "zammad-secret")
-    monkeypatch.setenv("API_TOKEN", "api-secret")
+    monkeypatch.setenv("API_TOKEN", "api-secret-0123456789-abcdef")
     monkeypatch.setenv("PGPASSWORD", "pg-secret")
-    (tmp_path / "tokens").write_text("file-secret\n", encoding="utf-8")
+    (tmp_path / "tokens").write_text("file-secret-0123456789-abcdef\n", encoding="utf-8")
     base = ZAMMAD.replace("token: abc", "token: ${ZAMMAD_TOKEN}") + (
         "state:\n  url: postgresql+psycopg://ticketd:${PGPASSWORD}@db/ticketd\n"
     )

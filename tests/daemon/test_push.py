@@ -83,7 +83,7 @@ def _config(desk: Helpdesk, tmp_path: Path, url: str, store: Path, **push: Any) 
     path = desk.config(tmp_path, url, store, push={"enabled": True, "poll_interval": 3600, **push})
     config = yaml.safe_load(path.read_text())
     config["connectors"][0][SECRET_KEY[desk.flavour]] = SECRET
-    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": _port(), "tokens": ["t0ken"]}
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": _port(), "tokens": ["t-0123456789-0123456789-abcdef"]}
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -140,7 +140,7 @@ async def test_a_push_routes_its_ticket_at_once_and_a_replay_writes_nothing(runn
     assert running.metric('ticketd_pushes_total{connector="fake",result="accepted"}') == 6
     assert running.metric('ticketd_push_to_writeback_seconds_count{connector="fake"}') == 3
     assert running.metric('ticketd_connector_push_mode{connector="fake"}') == 1
-    ready = (await running.api.get("/readyz")).json()
+    ready = (await running.api.get("/readyz", headers={"Authorization": "Bearer t-0123456789-0123456789-abcdef"})).json()
     assert ready["details"]["connectors"]["fake"]["mode"] == "push"
 
 
@@ -155,8 +155,11 @@ async def test_a_forged_or_unsigned_push_is_refused_counted_and_writes_nothing(r
     await asyncio.sleep(0.5)
     assert desk.queue_of(tid) == desk.inbound and desk.writes(tid) == 0
     assert running.metric('ticketd_pushes_total{connector="fake",result="rejected"}') == 2
-    rejected = [e for e in logs if e["event"] == "push rejected"]
-    assert len(rejected) == 2 and not any(SECRET in repr(e) or "guessed-secret" in repr(e) for e in logs)
+    assert running.metric('ticketd_auth_failures_total{kind="push"}') == 2
+    # Logged once per client and minute, with its address: a flood of forged pushes is not a flood of lines.
+    rejected = [e for e in logs if e["event"] == "credentials refused"]
+    assert [(e["kind"], e["client"]) for e in rejected] == [("push", "127.0.0.1")]
+    assert not any(SECRET in repr(e) or "guessed-secret" in repr(e) for e in logs)
     unknown = await running.api.post("/api/v1/hooks/nobody", content=b"{}")
     assert unknown.status_code == 404
 

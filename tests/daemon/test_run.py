@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-agent-password"
 ZAMMAD_TOKEN = "zammad-reliability-token"
+API_TOKEN = "t-0123456789-0123456789-abcdef"  # the daemons' API token: /readyz shows its details to it
 TARGETS = ["Billing", "Hardware", "Technical Support", "Misc"]  # the fake Znuny's queues ticketd routes into
 SUBJECTS = [
     ("Invoice charged twice", "We were billed twice for March, please refund."),
@@ -119,13 +120,13 @@ def readyz(api: str) -> tuple[int, dict[str, Any]]:
     import httpx
 
     try:
-        answer = httpx.get(f"{api}/readyz", timeout=2)
+        answer = httpx.get(f"{api}/readyz", timeout=2, headers={"Authorization": f"Bearer {API_TOKEN}"})
     except httpx.HTTPError:
         return 0, {}
     return answer.status_code, answer.json()
 
 
-def api_on_a_free_port(token: str = "t") -> tuple[dict[str, Any], str]:
+def api_on_a_free_port(token: str = API_TOKEN) -> tuple[dict[str, Any], str]:
     """An `api` config section on a free loopback port with one token, and the URL it will listen on."""
     from tests.servers import free_port
 
@@ -200,7 +201,7 @@ def test_every_line_a_daemon_run_writes_is_json(tmp_path: Path, fake: tuple[Fake
     znuny, url = fake
     config = write_config(tmp_path, url, store, recover_after=0)
     data = yaml.safe_load(config.read_text())
-    data["api"], api = api_on_a_free_port("api-token-1")
+    data["api"], api = api_on_a_free_port()
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     log = tmp_path / "daemon.log"
     proc = daemon(config, log=log)
@@ -216,7 +217,7 @@ def test_every_line_a_daemon_run_writes_is_json(tmp_path: Path, fake: tuple[Fake
         tid = znuny.add_customer_ticket(*SUBJECTS[0])
         body = {"ticket_data": "The VPN drops every few minutes"}
         assert httpx.post(f"{api}/api/v1/classify", json=body, timeout=10).status_code == 401
-        auth = {"Authorization": "Bearer api-token-1"}
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
         assert httpx.post(f"{api}/api/v1/classify", json=body, headers=auth, timeout=10).status_code == 200
         assert httpx.get(f"{api}/docs", timeout=10).status_code == 200
         znuny.fail_next(2)  # an outage: a 500 and a dropped connection
@@ -246,7 +247,9 @@ def test_every_line_a_daemon_run_writes_is_json(tmp_path: Path, fake: tuple[Fake
     ):
         assert expected in names, (expected, names)
     assert all({"event", "level", "timestamp"} <= e.keys() for e in parsed)
-    assert "api-token-1" not in log.read_text(encoding="utf-8") and PASSWORD not in log.read_text(encoding="utf-8")
+    assert API_TOKEN not in log.read_text(encoding="utf-8") and PASSWORD not in log.read_text(
+        encoding="utf-8"
+    )
 
 
 def test_a_locked_database_never_freezes_the_event_loop(
@@ -267,7 +270,7 @@ def test_a_locked_database_never_freezes_the_event_loop(
     znuny, url = fake
     config = write_config(tmp_path, url, store)
     data = yaml.safe_load(config.read_text())
-    data["api"], api = api_on_a_free_port("t")
+    data["api"], api = api_on_a_free_port()
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     log = tmp_path / "daemon.log"
     sockdir = Path(tempfile.mkdtemp(prefix="sd-"))  # AF_UNIX paths are limited to 108 bytes; tmp_path can be longer
@@ -303,7 +306,7 @@ def test_a_locked_database_never_freezes_the_event_loop(
                 started = time.monotonic()
                 assert httpx.get(f"{api}/healthz", timeout=5).status_code == 200
                 latencies.append(time.monotonic() - started)
-                answer = httpx.get(f"{api}/readyz", timeout=5)
+                answer = httpx.get(f"{api}/readyz", timeout=5, headers={"Authorization": f"Bearer {API_TOKEN}"})
                 if answer.status_code == 503:
                     not_ready.append(answer.json()["details"]["connectors"]["fake"])
                 drain(record=True)
@@ -517,11 +520,11 @@ def test_sigterm_during_a_real_training_kills_it_and_exits_within_the_units_stop
     shutil.copytree(store, own, symlinks=True, ignore=shutil.ignore_patterns("torch"))
     config = write_config(tmp_path, url, own)
     data = yaml.safe_load(config.read_text())
-    data["api"], api = api_on_a_free_port("api-token-1")
+    data["api"], api = api_on_a_free_port()
     data["retrain"] = {"enabled": False, "epochs": 1, "max_length": 32, "budget_minutes": None}
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     log = tmp_path / "daemon.log"
-    auth = {"Authorization": "Bearer api-token-1"}
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
     proc = daemon(config, log=log)
     timings: dict[str, float] = {}
     try:
@@ -607,7 +610,7 @@ def test_rejected_credentials_stop_polling_with_one_line_until_sighup_brings_fix
     entry = data["connectors"][0]
     del entry["password"]
     entry["password_file"] = str(secret)
-    data["api"], api = api_on_a_free_port("t")
+    data["api"], api = api_on_a_free_port()
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     tid = znuny.add_customer_ticket(*SUBJECTS[2])
     log = tmp_path / "daemon.log"
@@ -648,7 +651,7 @@ def test_a_helpdesk_outage_backs_off_with_one_line_stays_ready_with_its_reason_a
     znuny, url = fake
     config = write_config(tmp_path, url, store, max_backoff=2, recover_after=0)
     data = yaml.safe_load(config.read_text())
-    data["api"], api = api_on_a_free_port("t")
+    data["api"], api = api_on_a_free_port()
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     log = tmp_path / "daemon.log"
     proc = daemon(config, log=log)

@@ -121,7 +121,12 @@ class Cluster:
             "connectors": entries,
         }
         if api_port is not None:
-            config["api"] = {"enabled": True, "host": "127.0.0.1", "port": api_port, "tokens": ["t0ken"]}
+            config["api"] = {
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": api_port,
+                "tokens": ["t-0123456789-0123456789-abcdef"],
+            }
         path = self.tmp / f"{replica_id}.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path

@@ -216,6 +216,33 @@ def test_login_logout_and_a_wrong_token(browser: Browser, live: Live) -> None:
     browser.assert_local()
 
 
+def test_a_session_cookie_saved_before_logout_is_refused_after_it(browser: Browser, live: Live) -> None:
+    """Logout ends the session on the server: a copy of the cookie taken before it opens no page and promotes
+    nothing afterwards, even with the session's own CSRF value."""
+    from selenium.webdriver.common.by import By
+
+    _login(browser, live, ADMIN, "/ui/models")
+    csrf = browser.driver.find_element(By.CSS_SELECTOR, "form.inline input[name=csrf]").get_attribute("value")
+    assert csrf
+    # The HttpOnly cookie as the browser holds it (no script can read it): through the DevTools protocol.
+    cookies = browser.driver.execute_cdp_cmd("Network.getCookies", {"urls": [f"{live.url}/ui/models"]})["cookies"]
+    (saved,) = [c["value"] for c in cookies if c["name"] == "ticketd_session"]
+    replay = {"Cookie": f"ticketd_session={saved}", "Origin": live.url}
+    with httpx.Client(base_url=live.url, timeout=10, follow_redirects=False) as client:
+        assert client.get("/ui/models", headers=replay).status_code == 200  # the copy works while the session lasts
+        browser.driver.find_element(By.ID, "logout").click()
+        _wait("the login page", lambda: urlsplit(browser.driver.current_url).path == "/ui/login", 10)
+        assert browser.driver.get_cookie("ticketd_session") is None
+        page = client.get("/ui/models", headers=replay)
+        assert page.status_code == 303 and page.headers["location"] == "/ui/login?next=/ui/models"
+        for action in ("/ui/models/v1/promote", "/ui/models/rollback"):
+            refused = client.post(action, data={"csrf": csrf}, headers=replay)
+            assert refused.status_code == 303 and refused.headers["location"].startswith("/ui/login"), action
+    assert _served(live) == "v2"
+    assert browser.console_errors() == []
+    browser.assert_local()
+
+
 def test_an_admin_promotes_and_rolls_back_with_confirmation(browser: Browser, live: Live) -> None:
     from selenium.webdriver.common.by import By
 

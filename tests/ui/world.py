@@ -21,8 +21,8 @@ from daemon.state import LedgerEntry, State, TrainingRow
 from daemon.ui.data import DashboardSource
 from tests.api.conftest import linked_store
 
-ADMIN = "admin-token-0123456789"
-READER = "reader-token-0123456789"
+ADMIN = "admin-token-0123456789-abcdef"
+READER = "reader-token-0123456789-abcdef"
 NOW = datetime.now(UTC)
 
 

@@ -1,13 +1,14 @@
-"""Liveness, readiness and Prometheus metrics; no token, so probes and scrapers need no secret."""
+"""Liveness, readiness and Prometheus metrics; no token needed, so probes and scrapers hold no secret."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 
-from daemon.api.auth import services
+from daemon.api.auth import bearer, role_checked, services
 from daemon.api.errors import responses
 from daemon.api.schemas import Health, Readiness
 from daemon.api.services import Services
@@ -24,13 +25,37 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "not ready; `details` says why"}, **responses(500)},
+    responses={503: {"model": Readiness, "description": "not ready; `details` says why"}, **responses(401, 429, 500)},
 )
-async def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
-    """Ready when a model is loaded and (under `ticketd run`) every connector is; `details` says why not."""
+async def readyz(
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> JSONResponse:
+    """Ready when a model is loaded and (under `ticketd run`) every connector is; with a token, `details` says why not.
+
+    Without a token (a probe) the status code and a summary only: the details name paths, user names and
+    the helpdesks' own error texts, which are not for whoever can reach the port.
+    """
     ready, details = svc.ready()  # cheap attribute reads; on the loop, like the scheduler that sets them
+    if credentials is None:
+        details = _summary(details)
+    else:
+        role_checked(svc, request, credentials)  # any valid token (read-only too); 401/429 otherwise
     body = Readiness(ready=ready, details=details).model_dump(mode="json")
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _summary(details: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see: whether a model is loaded and how many connectors are ready; no names, no texts."""
+    model = details.get("model") or {}
+    connectors = details.get("connectors") or {}
+    summary: dict[str, Any] = {"model": {"loaded": bool(model.get("loaded"))}}
+    if connectors:
+        ready = sum(1 for c in connectors.values() if isinstance(c, dict) and c.get("ready"))
+        summary["connectors"] = {"ready": ready, "total": len(connectors)}
+    summary["more"] = "send a bearer token (api.tokens or api.read_tokens) for the details"
+    return summary
 
 
 @router.get(

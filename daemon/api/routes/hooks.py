@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from daemon.api.auth import services
+from daemon.api.auth import client_address, services, too_many_failures
 from daemon.api.errors import ApiError, responses
 from daemon.api.schemas import PushAccepted
 from daemon.api.services import Services
@@ -36,8 +36,14 @@ async def hook(
     """Queue the ticket a push names; it is routed within a second, once, like a polled one."""
     if svc.hooks is None:
         raise ApiError(404, "not_found", "pushes are taken by `ticketd run`, not `ticketd serve`")
+    client = client_address(request)
+    wait = svc.throttle.refuse(client, "push")
+    if wait is not None:  # a client guessing a push token or webhook secret: nothing is read or checked
+        raise too_many_failures(wait)
     body = await request.body()
     reply = svc.hooks(connector, request.headers, body)
+    if reply.status == 401:
+        svc.throttle.failed(client, "push", f"{connector}: {reply.message}")
     if reply.status != 202:
         headers = {"Retry-After": "30"} if reply.status == 429 else None
         raise ApiError(reply.status, _CODES.get(reply.status, "error"), reply.message, headers=headers)

@@ -360,6 +360,12 @@ async def test_timeouts_and_non_json_bodies_are_transient(make: Make) -> None:
     with pytest.raises(TransientError, match="not JSON"):
         await make(transport=httpx.MockTransport(html)).check()
 
+    def too_deep(request: httpx.Request) -> httpx.Response:  # a RecursionError in json.loads before
+        return httpx.Response(200, content=b"[" * 50_000 + b"]" * 50_000)
+
+    with pytest.raises(TransientError, match="not JSON"):
+        await make(transport=httpx.MockTransport(too_deep)).check()
+
 
 async def test_wrong_base_url_is_config_error(make: Make) -> None:
     def not_zammad(request: httpx.Request) -> httpx.Response:

@@ -334,8 +334,10 @@ async def test_recorded_errors_map_to_the_right_class(
         httpx.ReadTimeout("slow"),
         httpx.Response(200, text="<html>maintenance</html>"),
         httpx.Response(503, headers={"Retry-After": "30"}, text="busy"),
+        httpx.Response(200, content=b"[" * 50_000 + b"]" * 50_000),  # a RecursionError in json.loads before
+        httpx.Response(500, content=b"{" + b'"a":[' * 50_000),  # a fault body too deep to read
     ],
-    ids=["connect", "timeout", "html-200", "503"],
+    ids=["connect", "timeout", "html-200", "503", "json-too-deep", "fault-too-deep"],
 )
 async def test_transport_failures_are_transient(failure: Exception | httpx.Response) -> None:
     def handler(request: httpx.Request) -> httpx.Response:

@@ -93,4 +93,4 @@ def test_concurrent_first_open_migrates_once(url: str) -> None:
     for thread in threads:
         thread.join(timeout=120)
     assert errors == []
-    assert versions == ["0004"] * 3
+    assert versions == ["0005"] * 3

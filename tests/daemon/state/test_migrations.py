@@ -38,13 +38,13 @@ def head() -> str:
 
 def test_fresh_database_reaches_head_and_reopen_is_a_no_op(url: str) -> None:
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == head() == "0004"
+        assert state.schema_version() == head() == "0005"
         state.cursor_set("helpdesk", "new", "41")
     assert [e["event"] for e in logs] == ["state.migrated", "state.opened"]
-    assert logs[0]["from_revision"] is None and logs[0]["to_revision"] == "0004"
+    assert logs[0]["from_revision"] is None and logs[0]["to_revision"] == "0005"
 
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == "0004"
+        assert state.schema_version() == "0005"
         assert state.cursor_get("helpdesk", "new") == "41"
     assert [e["event"] for e in logs] == ["state.opened"]
 
@@ -95,10 +95,31 @@ def test_a_database_of_the_first_release_upgrades_with_its_data(url: str) -> Non
     finally:
         engine.dispose()
     with capture_logs() as logs, State.open(url) as state:
-        assert state.schema_version() == "0004"
+        assert state.schema_version() == "0005"
         assert state.cursor_get("a", "new") == "7"
         assert state.forgotten() == (set(), set())
-    assert logs[0]["from_revision"] == "0001" and logs[0]["to_revision"] == "0004"
+    assert logs[0]["from_revision"] == "0001" and logs[0]["to_revision"] == "0005"
+
+
+def test_0005_only_adds_the_dashboard_sessions_table(url: str) -> None:
+    """Expand-only: a 0004 database keeps every table and row, and gains `ui_sessions` (replicas still on 0004
+    never notice it)."""
+    engine = _downgraded(url, "0004")
+    try:
+        before = set(sa.inspect(engine).get_table_names())
+        assert "ui_sessions" not in before
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO cursors (connector, kind, value, updated_at) VALUES ('a', 'new', '7', :t)"),
+                {"t": T0},
+            )
+    finally:
+        engine.dispose()
+    with State.open(url) as state:
+        assert state.schema_version() == "0005"
+        assert state.cursor_get("a", "new") == "7"
+        with state._read() as conn:
+            assert set(sa.inspect(conn).get_table_names()) == before | {"ui_sessions"}
 
 
 def test_database_from_a_newer_ticketd_is_refused(url: str) -> None:
@@ -216,7 +237,7 @@ def test_locked_database_raises_state_error(tmp_path: Path, monkeypatch: pytest.
 
 def test_memory_database(tmp_path: Path) -> None:
     with State.open("sqlite://") as state:
-        assert state.schema_version() == "0004"
+        assert state.schema_version() == "0005"
         state.retrain_record(T0, T0, "skipped", {"reason": "too few examples"})
         last = state.retrain_last()
         assert last is not None and last["outcome"] == "skipped"
