@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,17 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
+
+from tests.servers.ticketd import serve_config, ticketd_serve
 
 ADMIN = "proxy-admin-token-0123456789-abcdef"
 PUBLIC = "ticketd.example.org"
 ORIGIN = f"https://{PUBLIC}"
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class _Forwarder(BaseHTTPRequestHandler):
@@ -77,47 +68,20 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    port = _free_port("127.0.0.1")
-    config = {
-        "model": {"store": str(tmp_path / "models")},
-        "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
-        "api": {
-            "host": "127.0.0.1",
-            "port": port,
-            "tokens": [ADMIN],
-            "failed_auth_per_minute": 3,
-            "trusted_proxies": ["127.0.0.2/32"],
-            "allowed_hosts": [PUBLIC],
-        },
-        "log": {"level": "info", "json": True},
-        "connectors": [{"type": "maildir", "path": str(tmp_path / "mail")}],
+    api = {
+        "tokens": [ADMIN],
+        "failed_auth_per_minute": 3,
+        "trusted_proxies": ["127.0.0.2/32"],
+        "allowed_hosts": [PUBLIC],
     }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "serve", "--config", str(path)], stdout=out, stderr=subprocess.STDOUT
-        )
-    handler = type("Forwarder", (_Forwarder,), {"upstream": ("127.0.0.1", port), "source": "127.0.0.2"})
-    proxy = ThreadingHTTPServer(("127.0.0.2", 0), handler)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    direct = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{direct}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield Site(direct, f"http://127.0.0.2:{proxy.server_address[1]}", log)
-    finally:
-        proxy.shutdown()
-        server.terminate()
-        server.wait(timeout=30)
+    with ticketd_serve(tmp_path, serve_config(tmp_path, api)) as served:
+        handler = type("Forwarder", (_Forwarder,), {"upstream": ("127.0.0.1", served.port), "source": "127.0.0.2"})
+        proxy = ThreadingHTTPServer(("127.0.0.2", 0), handler)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        try:
+            yield Site(served.url, f"http://127.0.0.2:{proxy.server_address[1]}", served.log)
+        finally:
+            proxy.shutdown()
 
 
 def _client(base: str, source: str = "127.0.0.1") -> httpx.Client:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from pydantic import SecretStr
 
 from daemon.api import Services
@@ -30,8 +26,8 @@ from daemon.config import ApiSection
 from daemon.metrics import Metrics
 from daemon.serving import ModelHolder
 from tests.api.conftest import AUTH, FAST_POLICY, TOKEN, client_of, linked_store
-from tests.conftest import ROOT, STARTER
-from tests.servers import free_port
+from tests.conftest import STARTER
+from tests.servers.ticketd import serve_config, ticketd_serve
 
 BODY_LIMIT = 16 * 1024 * 1024  # api.max_body_bytes: the 9 MB tickets must be accepted
 HUGE = 9 * 1024 * 1024  # characters of HTML per ticket
@@ -109,48 +105,11 @@ def test_tickets_become_text_in_the_worker_thread_not_on_the_event_loop(
 @pytest.fixture
 def server(tmp_path: Path, fast_model: Path) -> Iterator[tuple[int, int]]:
     """`ticketd serve` in a process of its own, ready, with a 16 MiB body limit: its port and pid."""
-    port = free_port()
-    (tmp_path / "maildir").mkdir()
-    config = {
-        "model": {"store": str(linked_store(tmp_path / "models", fast_model, 1)), "threads": 1},
-        "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
-        "retrain": {"enabled": False},
-        "api": {"host": "127.0.0.1", "port": port, "tokens": [TOKEN], "max_body_bytes": BODY_LIMIT},
-        "log": {"level": "warning", "json": True},
-        "connectors": [{"type": "maildir", "name": "unused", "path": str(tmp_path / "maildir")}],
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    log = tmp_path / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "serve", "--config", str(path)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not _ready(port):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")
-            time.sleep(0.2)
-        yield port, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    linked_store(tmp_path / "models", fast_model, 1)
+    config = serve_config(tmp_path, {"tokens": [TOKEN], "max_body_bytes": BODY_LIMIT})
+    config["log"]["level"] = "warning"
+    with ticketd_serve(tmp_path, config, ready="/readyz") as served:  # ready: the model is loaded
+        yield served.port, served.pid
 
 
 def rss_mb(pid: int) -> float:

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from daemon.app import Daemon
 from daemon.config import load_config
 from daemon.ml.versions import ModelStore
-from tests.daemon.test_run import SUBJECTS, write_config
+from tests.daemon.test_run import API_TOKEN, SUBJECTS, write_config
 from tests.fakes.http import serve
 from tests.fakes.znuny import FakeZnuny
 
@@ -131,7 +131,7 @@ async def test_api_runs_inside_the_daemon_with_readiness_and_metrics(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
-    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t-0123456789-0123456789-abcdef"]}
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": [API_TOKEN]}
     path = tmp_path / "api.yaml"
     path.write_text(yaml.safe_dump(config))
     daemon = Daemon(load_config(path))
@@ -147,7 +147,7 @@ async def test_api_runs_inside_the_daemon_with_readiness_and_metrics(
             answer = await client.post(
                 "/api/v1/classify",
                 json={"ticket_data": "VPN is down"},
-                headers={"Authorization": "Bearer t-0123456789-0123456789-abcdef"},
+                headers={"Authorization": f"Bearer {API_TOKEN}"},
             )
     finally:
         await daemon.shutdown()
@@ -231,8 +231,8 @@ async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigter
     monkeypatch.setattr(retrain_module, "retrain", slow_retrain)
     own = tmp_path / "models"  # the API stores uploads and the retrain its files in the store: a copy
     shutil.copytree(store, own, symlinks=True, ignore=shutil.ignore_patterns("torch"))
-    daemon, serving, port = await _serving(url, own, tmp_path, {"tokens": ["t-0123456789-0123456789-abcdef"]})
-    auth = {"Authorization": "Bearer t-0123456789-0123456789-abcdef"}
+    daemon, serving, port = await _serving(url, own, tmp_path, {"tokens": [API_TOKEN]})
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
     timings: dict[str, float] = {}
     try:
         await asyncio.sleep(0.1)

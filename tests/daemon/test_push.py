@@ -25,7 +25,7 @@ from daemon.app import Daemon
 from daemon.config import load_config
 from daemon.errors import ConfigError
 from daemon.push import Inbox, InboxFull
-from tests.daemon.test_run import PASSWORD, ZAMMAD_TOKEN
+from tests.daemon.test_run import API_TOKEN, PASSWORD, ZAMMAD_TOKEN
 from tests.reliability.helpdesks import FLAVOURS, Helpdesk
 
 SECRET = "push-s3cret-value"
@@ -83,7 +83,7 @@ def _config(desk: Helpdesk, tmp_path: Path, url: str, store: Path, **push: Any) 
     path = desk.config(tmp_path, url, store, push={"enabled": True, "poll_interval": 3600, **push})
     config = yaml.safe_load(path.read_text())
     config["connectors"][0][SECRET_KEY[desk.flavour]] = SECRET
-    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": _port(), "tokens": ["t-0123456789-0123456789-abcdef"]}
+    config["api"] = {"enabled": True, "host": "127.0.0.1", "port": _port(), "tokens": [API_TOKEN]}
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -140,7 +140,7 @@ async def test_a_push_routes_its_ticket_at_once_and_a_replay_writes_nothing(runn
     assert running.metric('ticketd_pushes_total{connector="fake",result="accepted"}') == 6
     assert running.metric('ticketd_push_to_writeback_seconds_count{connector="fake"}') == 3
     assert running.metric('ticketd_connector_push_mode{connector="fake"}') == 1
-    ready = (await running.api.get("/readyz", headers={"Authorization": "Bearer t-0123456789-0123456789-abcdef"})).json()
+    ready = (await running.api.get("/readyz", headers={"Authorization": f"Bearer {API_TOKEN}"})).json()
     assert ready["details"]["connectors"]["fake"]["mode"] == "push"
 
 

@@ -247,9 +247,7 @@ def test_every_line_a_daemon_run_writes_is_json(tmp_path: Path, fake: tuple[Fake
     ):
         assert expected in names, (expected, names)
     assert all({"event", "level", "timestamp"} <= e.keys() for e in parsed)
-    assert API_TOKEN not in log.read_text(encoding="utf-8") and PASSWORD not in log.read_text(
-        encoding="utf-8"
-    )
+    assert API_TOKEN not in log.read_text(encoding="utf-8") and PASSWORD not in log.read_text(encoding="utf-8")
 
 
 def test_a_locked_database_never_freezes_the_event_loop(

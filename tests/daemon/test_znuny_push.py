@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.daemon.test_run import ROOT, daemon, events, readyz, write_config
+from tests.daemon.test_run import API_TOKEN, ROOT, daemon, events, readyz, write_config
 from tests.daemon.test_znuny_live import _connection, _human, _inbox
 from tests.servers import free_port
 from tests.servers.znuny import ZnunyServer
@@ -69,7 +69,7 @@ def pushing(znuny_server: ZnunyServer) -> Iterator[Pushing]:
     """Web service `ticketd` replaced by the rendered shipped file and Znuny's daemon running; both undone after."""
     server = znuny_server
     port = free_port()
-    api_section = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": ["t-0123456789-0123456789-abcdef"]}
+    api_section = {"enabled": True, "host": "127.0.0.1", "port": port, "tokens": [API_TOKEN]}
     setup = Pushing(server, api_section, f"http://127.0.0.1:{port}", secrets.token_hex(16), "")
     setup.webservice_id = server.psql(f"SELECT id FROM gi_webservice_config WHERE name = '{WEBSERVICE}'").strip()
     assert setup.webservice_id.isdigit(), setup.webservice_id

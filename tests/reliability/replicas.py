@@ -22,7 +22,7 @@ import yaml
 
 from daemon.ml.versions import ModelStore
 from daemon.state import State
-from tests.daemon.test_run import SUBJECTS, events
+from tests.daemon.test_run import API_TOKEN, SUBJECTS, events
 from tests.reliability.helpdesks import Helpdesk, start_daemon
 
 LEASE_SECONDS = 3.0  # short, so the suite's SIGSTOP case runs in seconds; renewals every 0.5 s
@@ -125,7 +125,7 @@ class Cluster:
                 "enabled": True,
                 "host": "127.0.0.1",
                 "port": api_port,
-                "tokens": ["t-0123456789-0123456789-abcdef"],
+                "tokens": [API_TOKEN],
             }
         path = self.tmp / f"{replica_id}.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")

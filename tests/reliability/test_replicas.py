@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.daemon.test_run import API_TOKEN, readyz
 from tests.daemon.test_run import events as log_events_all
-from tests.daemon.test_run import readyz
 from tests.fakes.dovecot import FlakyProxy
 from tests.reliability.helpdesks import start_daemon
 from tests.reliability.replicas import LEASE_SECONDS, cluster, log_events, when
@@ -185,7 +185,7 @@ def test_a_promotion_through_any_replica_is_served_by_every_replica_within_secon
         assert [readyz(api)[1]["details"]["model"]["version"] for api in apis] == ["v1", "v1"]
         # A model trained elsewhere goes into the database's store (here: the same model once more).
         assert main(["models", "--config", str(tmp_path / f"{first.id}.yaml"), "add", str(store / "current")]) == 0
-        headers = {"Authorization": "Bearer t-0123456789-0123456789-abcdef"}
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
         answer = httpx.post(f"{apis[0]}/api/v1/models/v2/promote", headers=headers, timeout=60)
         assert answer.status_code == 200 and answer.json()["served_version"] == "v2", answer.text
         started = time.monotonic()

@@ -5,13 +5,8 @@ cannot be read means no session, never an error page."""
 from __future__ import annotations
 
 import inspect
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import yaml
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from structlog.testing import capture_logs
@@ -33,12 +27,11 @@ from daemon.state import State
 from daemon.ui import routes
 from daemon.ui.session import COOKIE
 from tests.api.conftest import linked_store
-from tests.servers import free_port
+from tests.servers.ticketd import serve_config, ticketd_serve
 from tests.ui.world import ADMIN, READER, World, make_world
 
 BASE = "http://127.0.0.1:8080"
 PAGES = ("overview", "quality", "decisions", "models", "advisor", "models/v1/promote", "models/rollback")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -186,68 +179,20 @@ def test_services_without_any_state_keep_sessions_in_memory(world: World) -> Non
     assert client(bare, saved).get("/ui/overview").status_code == 303
 
 
-def _serve(config: Path, log: Path, port: int) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "serve", "--config", str(config)],
-            cwd=ROOT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ui/login", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")
-        time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def test_ticketd_serve_keeps_sessions_in_its_sqlite_state_across_a_restart(tmp_path: Path) -> None:
     """`ticketd serve` on SQLite: the session outlives the process, and a logout outlives the next one."""
-    port = free_port()
-    (tmp_path / "maildir").mkdir()
-    (tmp_path / "models").mkdir()
-    config: dict[str, Any] = {
-        "model": {"store": str(tmp_path / "models"), "threads": 1},  # no model: serve answers all the same
-        "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
-        "retrain": {"enabled": False},
-        "api": {"host": "127.0.0.1", "port": port, "tokens": [ADMIN], "read_tokens": [READER]},
-        "log": {"level": "info", "json": True},
-        "connectors": [{"type": "maildir", "name": "unused", "path": str(tmp_path / "maildir")}],
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    log = tmp_path / "serve.log"
-    url = f"http://127.0.0.1:{port}"
-    proc = _serve(path, log, port)
-    try:
-        with httpx.Client(base_url=url, timeout=10) as browser:
-            assert browser.post("/ui/login", data={"token": READER}).status_code == 303
-            saved = browser.cookies[COOKIE]
-            csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/ui/overview").text)
-            assert csrf is not None
-        _stop(proc)
-        proc = _serve(path, log, port)  # restarted: the cookie is still a session
-        replay = {"Cookie": f"{COOKIE}={saved}"}
-        assert httpx.get(f"{url}/ui/overview", headers=replay, timeout=10).status_code == 200
-        out = httpx.post(f"{url}/ui/logout", data={"csrf": csrf.group(1)}, headers=replay, timeout=10)
+    (tmp_path / "models").mkdir()  # no model: serve answers all the same
+    config = serve_config(tmp_path, {"tokens": [ADMIN], "read_tokens": [READER]})
+    with ticketd_serve(tmp_path, config, ready="/ui/login") as served, httpx.Client(base_url=served.url) as browser:
+        assert browser.post("/ui/login", data={"token": READER}).status_code == 303
+        saved = browser.cookies[COOKIE]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/ui/overview").text)
+        assert csrf is not None
+    replay = {"Cookie": f"{COOKIE}={saved}"}
+    with ticketd_serve(tmp_path, config, ready="/ui/login") as served:  # restarted: the cookie is still a session
+        assert httpx.get(f"{served.url}/ui/overview", headers=replay, timeout=10).status_code == 200
+        out = httpx.post(f"{served.url}/ui/logout", data={"csrf": csrf.group(1)}, headers=replay, timeout=10)
         assert out.status_code == 303 and out.headers["location"] == "/ui/login"
-        _stop(proc)
-        proc = _serve(path, log, port)  # and the logout is still a logout
-        refused = httpx.get(f"{url}/ui/overview", headers=replay, timeout=10)
+    with ticketd_serve(tmp_path, config, ready="/ui/login") as served:  # and the logout is still a logout
+        refused = httpx.get(f"{served.url}/ui/overview", headers=replay, timeout=10)
         assert refused.status_code == 303 and refused.headers["location"].startswith("/ui/login")
-    finally:
-        _stop(proc)
