@@ -43,13 +43,8 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",  # no-referrer would make the browser send `Origin: null` with our own forms
-    "Cache-Control": "no-store",
-}
+# The pages' own policy; the rest of the protective headers every answer gets (daemon/api/headers.py).
+_HEADERS = {"Content-Security-Policy": CSP}
 
 
 def _percent(value: Any, digits: int = 1) -> str:
