@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from daemon.state.database import LedgerEntry, State, TrainingRow
+from daemon.state.database import LedgerEntry, State, TrainingRow, session_digest
 
-__all__ = ["LedgerEntry", "State", "TrainingRow"]
+__all__ = ["LedgerEntry", "State", "TrainingRow", "session_digest"]

@@ -104,7 +104,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _session_digest(session_id: str) -> str:
+def session_digest(session_id: str) -> str:
     """What a dashboard session is stored under: its SHA-256, so a copy of the database logs nobody in."""
     return hashlib.sha256(session_id.encode()).hexdigest()
 
@@ -970,7 +970,7 @@ class State:
             conn.execute(sa.delete(ui_sessions).where(ui_sessions.c.expires_at <= now))
             conn.execute(
                 sa.insert(ui_sessions).values(
-                    digest=_session_digest(session_id),
+                    digest=session_digest(session_id),
                     role=role,
                     fingerprint=fingerprint,
                     created_at=now,
@@ -981,7 +981,7 @@ class State:
     def ui_session_valid(self, session_id: str, role: str, fingerprint: str) -> bool:
         """Whether this session was issued for this role and token and has neither ended nor expired."""
         query = sa.select(ui_sessions.c.role, ui_sessions.c.fingerprint, ui_sessions.c.expires_at).where(
-            ui_sessions.c.digest == _session_digest(session_id)
+            ui_sessions.c.digest == session_digest(session_id)
         )
         with self._read() as conn:
             row = conn.execute(query).one_or_none()
@@ -990,5 +990,5 @@ class State:
     def ui_session_end(self, session_id: str) -> bool:
         """End a session (logout) for every replica at once; False if it had already ended or never existed."""
         with self._write() as conn:
-            deleted = conn.execute(sa.delete(ui_sessions).where(ui_sessions.c.digest == _session_digest(session_id)))
+            deleted = conn.execute(sa.delete(ui_sessions).where(ui_sessions.c.digest == session_digest(session_id)))
         return bool(deleted.rowcount)

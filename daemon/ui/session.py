@@ -28,6 +28,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from daemon.config import ApiSection
 from daemon.errors import StateError
 from daemon.logging import get_logger
+from daemon.state import session_digest  # by digest, as in the database: nothing kept is a usable id
 
 if TYPE_CHECKING:
     from daemon.state import State
@@ -90,28 +91,23 @@ class MemorySessions:
         self._lock = threading.Lock()
         self._sessions: dict[str, tuple[Role, str, datetime]] = {}
 
-    @staticmethod
-    def _key(session_id: str) -> str:
-        """By digest, as in the database: nothing kept is a usable session id."""
-        return hashlib.sha256(session_id.encode()).hexdigest()
-
     def add(self, session_id: str, role: Role, fingerprint: str, expires_at: datetime) -> None:
         """Keep a new session; drop the expired ones."""
         now = datetime.now(UTC)
         with self._lock:
             self._sessions = {k: v for k, v in self._sessions.items() if v[2] > now}
-            self._sessions[self._key(session_id)] = (role, fingerprint, expires_at)
+            self._sessions[session_digest(session_id)] = (role, fingerprint, expires_at)
 
     def valid(self, session_id: str, role: Role, fingerprint: str) -> bool:
         """Whether the session still exists, unexpired, for this role and token."""
         with self._lock:
-            found = self._sessions.get(self._key(session_id))
+            found = self._sessions.get(session_digest(session_id))
         return found is not None and found[:2] == (role, fingerprint) and found[2] > datetime.now(UTC)
 
     def end(self, session_id: str) -> bool:
         """Forget the session; False if it was already gone."""
         with self._lock:
-            return self._sessions.pop(self._key(session_id), None) is not None
+            return self._sessions.pop(session_digest(session_id), None) is not None
 
 
 def _tokens(api: ApiSection) -> dict[str, Role]:

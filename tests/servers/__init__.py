@@ -6,7 +6,9 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
+import subprocess
 from typing import NoReturn
 
 import pytest
@@ -32,6 +34,16 @@ def has_user(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, as systemd stops a service; SIGKILL if it has not exited within `timeout` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def free_port() -> int:

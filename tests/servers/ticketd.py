@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.servers import free_port
+from tests.servers import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,12 +66,7 @@ def ticketd_serve(tmp_path: Path, config: dict[str, Any], *, ready: str = "/heal
             time.sleep(0.2)
         yield Served(url, port, proc.pid, log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _answers(url: str) -> bool:

@@ -27,7 +27,7 @@ from tests.api.conftest import linked_store
 from tests.daemon.test_run import PASSWORD, TARGETS, daemon, write_config
 from tests.fakes.http import serve
 from tests.fakes.znuny import FakeZnuny
-from tests.servers import free_port
+from tests.servers import free_port, stop
 from tests.ui.browser import Browser
 from tests.ui.world import ADMIN, READER
 
@@ -110,12 +110,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator
             _wait("closed tickets on the quality page", lambda: _quality_compares(url))
             yield Live(url, znuny, ids, log)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def _login(browser: Browser, live: Live, token: str, then: str = "/ui/overview") -> None:

@@ -82,18 +82,23 @@ def test_downgrade_to_base_and_upgrade_again(url: str) -> None:
         assert state.ledger_entries() == []
 
 
-def test_a_database_of_the_first_release_upgrades_with_its_data(url: str) -> None:
-    """0001 -> 0002 adds the `forgotten` table and keeps every row."""
-    engine = _downgraded(url, "0001")  # what the first release left on disk
+def _left_by(url: str, revision: str) -> set[str]:
+    """A database as a release at `revision` left it, with one cursor row written; its tables."""
+    engine = _downgraded(url, revision)
     try:
-        assert "forgotten" not in sa.inspect(engine).get_table_names()
         with engine.begin() as conn:
             conn.execute(
                 sa.text("INSERT INTO cursors (connector, kind, value, updated_at) VALUES ('a', 'new', '7', :t)"),
                 {"t": T0},
             )
+        return set(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_a_database_of_the_first_release_upgrades_with_its_data(url: str) -> None:
+    """0001 -> 0002 adds the `forgotten` table and keeps every row."""
+    assert "forgotten" not in _left_by(url, "0001")  # what the first release left on disk
     with capture_logs() as logs, State.open(url) as state:
         assert state.schema_version() == "0005"
         assert state.cursor_get("a", "new") == "7"
@@ -104,17 +109,8 @@ def test_a_database_of_the_first_release_upgrades_with_its_data(url: str) -> Non
 def test_0005_only_adds_the_dashboard_sessions_table(url: str) -> None:
     """Expand-only: a 0004 database keeps every table and row, and gains `ui_sessions` (replicas still on 0004
     never notice it)."""
-    engine = _downgraded(url, "0004")
-    try:
-        before = set(sa.inspect(engine).get_table_names())
-        assert "ui_sessions" not in before
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text("INSERT INTO cursors (connector, kind, value, updated_at) VALUES ('a', 'new', '7', :t)"),
-                {"t": T0},
-            )
-    finally:
-        engine.dispose()
+    before = _left_by(url, "0004")
+    assert "ui_sessions" not in before
     with State.open(url) as state:
         assert state.schema_version() == "0005"
         assert state.cursor_get("a", "new") == "7"
