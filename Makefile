@@ -8,10 +8,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STORE := .ticketd/models
+# The docs site (mkdocs.yml, docs/); under build/, which git ignores.
+SITE := build/site
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install system-deps run test lint bench bench-quality clean
+.PHONY: install system-deps run test lint docs bench bench-quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,12 +59,18 @@ run: install
 test: install system-deps
 	$(BIN)/ruff check daemon connectors tests bench
 	$(BIN)/mypy
+	$(BIN)/mkdocs build --strict --quiet --site-dir $(SITE)
 	$(BIN)/pytest -q
 	bash deploy/check.sh
 
 lint: install
 	$(BIN)/ruff check daemon connectors tests bench
 	$(BIN)/mypy
+	$(BIN)/mkdocs build --strict --quiet --site-dir $(SITE)
+
+# The docs site: a broken link or anchor in docs/ fails the build (mkdocs.yml: strict, validation).
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir $(SITE)
 
 # Serving benchmark on a softoft model trained once (~20 min on 2 cores, PyTorch weights kept for the comparison).
 SOFTOFT = ../shared/datasets/softoft-tickets/softoft-tickets-dev.csv

@@ -42,7 +42,7 @@ TOKEN = "bench-admin-token-0123456789-abcdef"
 SERVE = """
 import socket, sys
 from pathlib import Path
-import daemon.api.server as server
+import daemon.web.server as server
 from daemon.config import load_config
 
 def nagle_bind(host, port):

@@ -1,7 +1,7 @@
 """Daemon benchmark: the bare model's tickets/s vs the daemon's end-to-end tickets/s on the same tickets.
 
 The model side runs LoadedModel.classify per ticket in this process (ONNX, torch-free), twice: loaded
-as the daemon loads it (daemon.serving.ModelHolder, the same ONNX Runtime thread setting), and with
+as the daemon loads it (daemon.ml.serving.ModelHolder, the same ONNX Runtime thread setting), and with
 the classifier's own default threads (min(4, cores)). The ratio is taken against the faster of the
 two, so a daemon setting that slows the bare model can never make the daemon look better. The daemon
 side runs `python -m daemon run --once` in a subprocess against the fake Znuny on a real port
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from daemon.ml.classifier import Classifier  # noqa: E402
-from daemon.serving import LoadedModel, ModelHolder  # noqa: E402
+from daemon.ml.serving import LoadedModel, ModelHolder  # noqa: E402
 from tests.fakes.http import serve  # noqa: E402
 from tests.fakes.znuny import FakeZnuny  # noqa: E402
 

@@ -27,7 +27,7 @@ def main() -> int:
 
     from daemon.ml.dataset import load_dataset, stratified_split
     from daemon.ml.tfidf import baseline_tfidf_lr
-    from daemon.privacy import Scrubber
+    from daemon.pipeline.privacy import Scrubber
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SOFTOFT, help="labelled tickets (default: the softoft dev file)")

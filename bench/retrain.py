@@ -78,7 +78,7 @@ def _keep(work: Path, result: dict[str, Any]) -> dict[str, Any]:
 def retrain_options() -> list[str]:
     """The options a retrain passes to `ticketd train` under the default config."""
     from daemon.config.schema import RetrainSection
-    from daemon.retrain import policy_from_section, training_size_args
+    from daemon.training.champion import policy_from_section, training_size_args
 
     return training_size_args(policy_from_section(RetrainSection(), ("queue", "priority")))
 

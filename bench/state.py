@@ -61,7 +61,7 @@ LOAD_RSS = """
 import sys, tempfile
 from pathlib import Path
 from daemon.logging import configure
-from daemon.retrain import RetrainPolicy, _plan, _write_csv
+from daemon.training.champion import RetrainPolicy, _plan, _write_csv
 from daemon.state import State
 configure("warning")
 if len(sys.argv) > 2:  # the daemon's serving model, loaded and used as it is while a retrain runs
@@ -211,8 +211,8 @@ def _harvest_page(url: str) -> float:
 
 
 def _report(url: str) -> float:
-    from daemon.report import build_report, missing_targets
-    from daemon.routing import LabelRule
+    from daemon.pipeline.report import build_report, missing_targets
+    from daemon.pipeline.routing import LabelRule
     from daemon.state import State
 
     state = State.open(url)

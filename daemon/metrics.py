@@ -82,7 +82,7 @@ class Metrics:
         )
         self.connector_failure = Enum(
             "ticketd_connector_failure",
-            "The connector's failure class (ok while its last call succeeded); see daemon.coordinator",
+            "The connector's failure class (ok while its last call succeeded); see daemon.runtime.coordinator",
             ["connector"],
             states=["ok", "transient", "credentials", "configuration", "state", "unexpected"],
             registry=r,

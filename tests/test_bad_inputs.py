@@ -37,18 +37,18 @@ from structlog.testing import capture_logs
 from connectors.maildir import MaildirConfig, MaildirConnector
 from connectors.maildir import files as maildir_files
 from connectors.znuny.mapping import to_ticket
-from daemon.api import Services, create_app
 from daemon.config import ApiSection, load_config
 from daemon.errors import ConfigError, DatasetError
 from daemon.metrics import Metrics
 from daemon.ml.classifier import Classifier
 from daemon.ml.dataset import load_dataset
+from daemon.ml.serving import LoadedModel, ModelHolder
+from daemon.ml.store import ModelStore
 from daemon.ml.text import MAX_TEXT_CHARS
-from daemon.ml.versions import ModelStore
-from daemon.pipeline import Pipeline
-from daemon.routing import LabelRule
-from daemon.serving import LoadedModel, ModelHolder
+from daemon.pipeline.flow import Pipeline
+from daemon.pipeline.routing import LabelRule
 from daemon.state import LedgerEntry, State, TrainingRow
+from daemon.web import Services, create_app
 from tests.api.conftest import AUTH, FAST_POLICY, TOKEN, linked_store
 from tests.conftest import STARTER
 

@@ -18,15 +18,15 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from daemon.api import Services, create_app
-from daemon.app import Daemon
 from daemon.config import load_config
-from daemon.coordinator import Coordinator
 from daemon.logging import configure, get_logger
 from daemon.metrics import Metrics
-from daemon.retrain import RetrainPolicy
-from daemon.serving import ModelHolder
+from daemon.ml.serving import ModelHolder
+from daemon.runtime.coordinator import Coordinator
+from daemon.runtime.daemon import Daemon
 from daemon.state import State
+from daemon.training.champion import RetrainPolicy
+from daemon.web import Services, create_app
 
 # Built at run time, so no traceback's source line can show them either.
 BEARER = "-".join(["bearer", "token", "4f1c2d9e8b7a6c5d"])

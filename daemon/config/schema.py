@@ -16,7 +16,7 @@ from connectors import secrets
 from connectors.base import ConnectorConfig
 from daemon.config.yaml_lines import Loc
 from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
-from daemon.routing import WRITABLE
+from daemon.pipeline.routing import WRITABLE
 
 MIN_TOKEN_CHARS = 24
 MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -76,7 +76,7 @@ def _default_labels() -> dict[str, LabelRouting]:
 
 
 class PushSection(_Section):
-    """Pushes from the helpdesk to `/api/v1/hooks/<connector>` (daemon.push); polling stays as the safety net."""
+    """Pushes from the helpdesk to `/api/v1/hooks/<connector>`; polling stays as the safety net."""
 
     enabled: bool = False
     poll_interval: float = Field(default=300.0, gt=0)  # seconds between polls while pushes are on
@@ -192,7 +192,7 @@ class RetrainSection(_Section):
 
 
 class ClusterSection(_Section):
-    """Several replicas on one PostgreSQL `state.url` (daemon/leadership.py); SQLite is one process, no leases."""
+    """Several replicas on one PostgreSQL `state.url` (daemon.runtime.leadership); SQLite is one process, no leases."""
 
     # An owner that has not renewed a lease for this long loses it (a paused or cut-off replica); a crashed
     # owner's leases go at once (PostgreSQL ends its session and its advisory locks).
@@ -294,7 +294,7 @@ SCRUB_KINDS: tuple[ScrubKind, ...] = ("email", "phone", "iban", "card")
 
 
 class PrivacySection(_Section):
-    """What is replaced by a placeholder before a harvested ticket's text is stored (daemon/privacy.py)."""
+    """What is replaced by a placeholder before a harvested ticket's text is stored (daemon/pipeline/privacy.py)."""
 
     scrub: list[ScrubKind] = Field(default_factory=lambda: list(SCRUB_KINDS))  # []: the text as the helpdesk has it
     phone_regions: list[str] = Field(default_factory=lambda: ["DE", "AT", "CH", "GB", "US"])
@@ -311,8 +311,8 @@ class PrivacySection(_Section):
         return [r.upper() for r in regions]
 
     def scrubber(self) -> Any:
-        """The configured `daemon.privacy.Scrubber`."""
-        from daemon.privacy import Scrubber
+        """The configured `daemon.pipeline.privacy.Scrubber`."""
+        from daemon.pipeline.privacy import Scrubber
 
         return Scrubber(frozenset(self.scrub), tuple(self.phone_regions))
 

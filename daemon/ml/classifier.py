@@ -13,10 +13,10 @@ import numpy as np
 
 from daemon.errors import ModelError
 from daemon.ml.calibration import ConfidenceMap, calibrated, combine, served_confidence
+from daemon.ml.store import resolve_model_dir
 from daemon.ml.text import compose
 from daemon.ml.tfidf import FloatArray, TfidfScorer
 from daemon.ml.thresholds import Evidence, Thresholds, fit
-from daemon.ml.versions import resolve_model_dir
 
 # A head's directory, written by `write_head` (training) and read by `Head.load` (serving):
 HEAD_FILE = "head.json"  # HeadSpec: mixing weight, temperature, max length, ONNX files, confidence map

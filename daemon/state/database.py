@@ -40,7 +40,7 @@ from daemon.state.schema import (
 )
 
 if TYPE_CHECKING:
-    from daemon.state.models import DatabaseVersions
+    from daemon.state.model_versions import DatabaseVersions
 
 log = get_logger(__name__)
 _YIELD_ROWS = 2000  # training rows fetched per round trip when the store is read
@@ -510,7 +510,7 @@ class State:
                 return
             conn.execute(sa.insert(cursors).values(**values))
 
-    # -- leases (several replicas on PostgreSQL; daemon/leadership.py) --------------------------------------------
+    # -- leases (several replicas on PostgreSQL; daemon/runtime/leadership.py) ---------------------------------------
 
     @staticmethod
     def is_shared_url(url: str) -> bool:
@@ -527,7 +527,7 @@ class State:
 
     def model_versions(self, who: str) -> DatabaseVersions | None:
         """The model store's database side on PostgreSQL (several replicas share it); None on SQLite."""
-        from daemon.state.models import DatabaseVersions
+        from daemon.state.model_versions import DatabaseVersions
 
         return DatabaseVersions(self, who) if self.shared else None
 
@@ -960,7 +960,7 @@ class State:
             "detail": row.detail,
         }
 
-    # -- dashboard sessions (daemon/ui/session.py) ---------------------------------------------------------------
+    # -- dashboard sessions (daemon/web/ui/session.py) ---------------------------------------------------------------
 
     def ui_session_add(self, session_id: str, role: str, fingerprint: str, expires_at: datetime) -> None:
         """Record a new dashboard session (by its id's SHA-256 only); sessions already expired are pruned."""

@@ -123,7 +123,7 @@ forgotten = sa.Table(
     sa.Column("ledger_rows", sa.Integer, nullable=False),
 )
 
-# Several replicas on one PostgreSQL (daemon/leadership.py): who owns each connector (and the scheduler's
+# Several replicas on one PostgreSQL (daemon/runtime/leadership.py): who owns each connector (and the scheduler's
 # jobs) now. `epoch` grows by one at every change of owner; every fenced write checks it in its own
 # transaction, so a replica that lost a lease (paused past it, cut off) has its writes refused.
 leases = sa.Table(
@@ -145,7 +145,7 @@ replicas = sa.Table(
     sa.Column("seen_at", UTCDateTime(), nullable=False),
 )
 
-# The model store that several replicas share (daemon/state/models.py): each version as a tar archive in
+# The model store that several replicas share (daemon/state/model_versions.py): each version as a tar archive in
 # chunks (bounded memory on both ends), and one `current` pointer row with its promotion stack. A replica's
 # `model.store` directory is only a cache of these. SQLite gets the tables too and leaves them empty.
 model_versions = sa.Table(
@@ -214,7 +214,7 @@ training_now = sa.Table(
     sa.Column("progress", sa.JSON(), nullable=True),
 )
 
-# Dashboard sessions (daemon/ui/session.py), so logging out ends a session on every replica and a restart keeps
+# Dashboard sessions (daemon/web/ui/session.py), so logging out ends a session on every replica and a restart keeps
 # it: a session by the SHA-256 of its id (the id itself is only in the browser's signed cookie), the role and
 # token fingerprint it was issued for, and when it ends.
 ui_sessions = sa.Table(

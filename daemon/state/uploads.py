@@ -2,7 +2,7 @@
 
 A client's upload, training request, status poll and cancel may each reach another replica behind a
 Service or an Ingress: uploaded datasets, training jobs' descriptions and the training running now live
-here, beside the shared model store (daemon/state/models.py). A job runs on the replica that accepted it.
+here, beside the shared model store (daemon/state/model_versions.py). A job runs on the replica that accepted it.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Running:
 
 
 class DatabaseTraining:
-    """The row that says which training holds the cluster's one training lock (daemon/retraining.py)."""
+    """The row that says which training holds the cluster's one training lock (daemon/training/lock.py)."""
 
     def __init__(self, state: State, key: int) -> None:
         self._state = state

@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from daemon.api import Services, create_app
 from daemon.config import ApiSection
 from daemon.metrics import Metrics
-from daemon.ml.versions import ModelStore
-from daemon.retrain import RetrainPolicy
-from daemon.serving import ModelHolder
+from daemon.ml.serving import ModelHolder
+from daemon.ml.store import ModelStore
+from daemon.training.champion import RetrainPolicy
+from daemon.web import Services, create_app
 
 TOKEN = "test-token-0123456789-abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from daemon.api.auth import token_matches
+from daemon.web.auth import token_matches
 from tests.api.conftest import AUTH, TOKEN
 
 PROTECTED = [

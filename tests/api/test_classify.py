@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from daemon.api.schemas import MAX_BATCH
 from daemon.ml.text import compose
+from daemon.web.schemas import MAX_BATCH
 from tests.api.conftest import AUTH, services_of
 
 

@@ -17,10 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
-from daemon.api.server import bind
-from daemon.api.throttle import Throttle, client_key
-from daemon.app import PushReply
 from daemon.metrics import Metrics
+from daemon.runtime.daemon import PushReply
+from daemon.web.server import bind
+from daemon.web.throttle import Throttle, client_key
 from tests.api.conftest import AUTH, TOKEN, services_of
 
 WRONG = {"Authorization": "Bearer wrong-token-0123456789-abcdefgh"}

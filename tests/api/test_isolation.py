@@ -19,11 +19,11 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
     from pydantic import SecretStr
     from fastapi.testclient import TestClient
-    from daemon.api import Services, create_app
+    from daemon.web import Services, create_app
     from daemon.config import ApiSection
     from daemon.metrics import Metrics
-    from daemon.retrain import RetrainPolicy
-    from daemon.serving import ModelHolder
+    from daemon.training.champion import RetrainPolicy
+    from daemon.ml.serving import ModelHolder
     from tests.api.conftest import linked_store
 
     model, sample, work, token = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]

@@ -17,12 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from daemon.api import Services
 from daemon.config import ApiSection
 from daemon.metrics import Metrics
-from daemon.ml.versions import ModelStore
-from daemon.serving import Follower, ModelHolder
+from daemon.ml.serving import Follower, ModelHolder
+from daemon.ml.store import ModelStore
 from daemon.state import State
+from daemon.web import Services
 from tests.api.conftest import AUTH, FAST_POLICY, TOKEN, client_of
 from tests.servers.postgres import PostgresServer
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from daemon.api import jobs
-from daemon.retrain import RetrainResult
+from daemon.training import jobs
+from daemon.training.champion import RetrainResult
 from tests.api.conftest import AUTH, record_summary, services_of
 from tests.api.fuzz import fuzz
 

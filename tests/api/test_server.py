@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from daemon.api.server import ApiServer, serve
-from daemon.api.services import Services
 from daemon.config import ApiSection, RetrainSection, default_config
+from daemon.web.server import ApiServer, serve
+from daemon.web.services import Services
 from tests.api.conftest import AUTH
 
 

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from daemon.api import Services
-from daemon.api.routes import classify as classify_route
 from daemon.config import ApiSection
 from daemon.metrics import Metrics
-from daemon.serving import ModelHolder
+from daemon.ml.serving import ModelHolder
+from daemon.web import Services
+from daemon.web.api import classify as classify_route
 from tests.api.conftest import AUTH, FAST_POLICY, TOKEN, client_of, linked_store
 from tests.conftest import STARTER
 from tests.servers.ticketd import serve_config, ticketd_serve

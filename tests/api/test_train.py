@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from daemon.api import jobs
-from daemon.retrain import RetrainPolicy, RetrainResult
+from daemon.training import jobs
+from daemon.training.champion import RetrainPolicy, RetrainResult
 from tests.api.conftest import AUTH, services_of
 
 CSV = {**AUTH, "content-type": "text/csv"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.ml.versions import ModelStore
+from daemon.ml.store import ModelStore
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from daemon.app import Daemon
 from daemon.config import load_config
-from daemon.ml.versions import ModelStore
+from daemon.ml.store import ModelStore
+from daemon.runtime.daemon import Daemon
 from tests.daemon.test_run import API_TOKEN, SUBJECTS, write_config
 from tests.fakes.http import serve
 from tests.fakes.znuny import FakeZnuny
@@ -214,8 +214,8 @@ async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigter
 
     import httpx
 
-    import daemon.retrain as retrain_module
-    from daemon.retrain import RetrainResult
+    import daemon.training.champion as retrain_module
+    from daemon.training.champion import RetrainResult
 
     znuny, url = fake
     training = threading.Event()
@@ -259,14 +259,14 @@ async def test_a_scheduled_retrain_never_blocks_polling_the_api_sighup_or_sigter
                     await asyncio.sleep(0.05)
                 timings["sighup_reload_s"] = time.monotonic() - started
             assert any(e["event"] == "config reloaded" for e in logs)
-            assert daemon.retraining.holder is not None and not cancelled.is_set()  # still training
+            assert daemon.training.lock.holder is not None and not cancelled.is_set()  # still training
             assert (await client.get("/healthz")).status_code == 200
     finally:
         started = time.monotonic()
         daemon.request_stop("SIGTERM")
         await asyncio.wait_for(serving, 90)  # the unit's TimeoutStopSec
         timings["sigterm_exit_s"] = time.monotonic() - started
-    assert cancelled.is_set() and daemon.retraining.holder is None
+    assert cancelled.is_set() and daemon.training.lock.holder is None
     assert ModelStore(own).current() == "v1"  # the cancelled training left `current` serving
     print("retraining interaction timings:", {k: round(v, 2) for k, v in timings.items()})
 
@@ -299,11 +299,11 @@ async def test_forget_erases_a_person_and_a_ticket_for_good(
     """`ticketd forget` on the running daemon's database: gone from the store, the file, the retrain, later harvests."""
     import anyio.to_thread
 
-    import daemon.retrain as retrain_module
+    import daemon.training.champion as retrain_module
     from daemon.cli import main
-    from daemon.privacy import digest
-    from daemon.retrain import RetrainResult
+    from daemon.pipeline.privacy import digest
     from daemon.state import State
+    from daemon.training.champion import RetrainResult
 
     znuny, url = fake
     person = znuny.add_customer_ticket("Refund", "Refund please, then write to Anna.Schmidt@example.de")

@@ -79,7 +79,7 @@ def test_the_full_example_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ]
     znuny, zammad, imap = config.connectors
     assert znuny.connection.type == "znuny" and znuny.routing.mode == "live"
-    from daemon.routing import label_rules
+    from daemon.pipeline.routing import label_rules
 
     queue, rule = znuny.routing.labels["queue"], label_rules(znuny)["queue"]
     assert rule.target("IT Support") == "Technical Support" and rule.target("Unmapped") == "Unmapped"
@@ -487,7 +487,7 @@ def test_secrets_never_appear_in_repr_or_errors(tmp_path: Path, monkeypatch: pyt
 
 
 def test_retrain_budget_reaches_the_retrain_policy(tmp_path: Path) -> None:
-    from daemon.retrain import policy_from_config
+    from daemon.training.champion import policy_from_config
 
     assert policy_from_config(load_config(write(tmp_path, ZAMMAD))).budget_minutes == 30.0
     budget = load_config(write(tmp_path, ZAMMAD + "retrain:\n  budget_minutes: 12.5\n"))
@@ -500,7 +500,7 @@ def test_retrain_budget_reaches_the_retrain_policy(tmp_path: Path) -> None:
 
 def test_the_fine_tuning_cap_and_warm_start_reach_the_retrain_policy(tmp_path: Path) -> None:
     from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
-    from daemon.retrain import policy_from_config
+    from daemon.training.champion import policy_from_config
 
     default = policy_from_config(load_config(write(tmp_path, ZAMMAD)))
     assert (default.finetune_cap, default.warm_start) == (DEFAULT_FINETUNE_CAP, False)

@@ -9,8 +9,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from connectors.errors import AuthError, ConfigError, TransientError
-from daemon.coordinator import Coordinator
 from daemon.errors import StateError
+from daemon.runtime.coordinator import Coordinator
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""The last ownership check before a write leaves for the helpdesk (daemon.leadership.last_check).
+"""The last ownership check before a write leaves for the helpdesk (daemon.runtime.leadership.last_check).
 
 A real loopback HTTP/1.1 server counts what it received: requests whose body arrived whole (a helpdesk
 acts on those) and requests cut off after their headers (a helpdesk acts on nothing). A replica paused
@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from daemon.errors import Fenced
-from daemon.leadership import last_check
+from daemon.runtime.leadership import last_check
 
 pytestmark = pytest.mark.anyio
 

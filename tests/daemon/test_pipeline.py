@@ -16,9 +16,9 @@ from structlog.testing import capture_logs
 from connectors.base import TicketUpdate
 from connectors.znuny import ZnunyConnector
 from daemon.errors import ModelError
-from daemon.pipeline import Pipeline
-from daemon.report import build_report
-from daemon.routing import LabelRule
+from daemon.pipeline.flow import Pipeline
+from daemon.pipeline.report import build_report
+from daemon.pipeline.routing import LabelRule
 from daemon.state import LedgerEntry, State, TrainingRow
 from tests.connectors.backends.znuny import PASSWORD, URL, config
 from tests.fakes.znuny import FakeZnuny
@@ -438,7 +438,7 @@ async def test_a_failed_write_back_lets_the_one_in_flight_end_and_both_are_appli
 
 
 def test_a_ticket_without_text_is_never_routed_on_the_models_prior() -> None:
-    from daemon.routing import decide
+    from daemon.pipeline.routing import decide
 
     empty = {"queue": {"label": "billing", "confidence": 0.0}, "priority": {"label": "high", "confidence": 0.0}}
     rules = {

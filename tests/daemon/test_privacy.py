@@ -1,10 +1,10 @@
-"""Personal data out of the training store: what is replaced, and what must stay (daemon/privacy.py)."""
+"""Personal data out of the training store: what is replaced, and what must stay (daemon/pipeline/privacy.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from daemon.privacy import Scrubber
+from daemon.pipeline.privacy import Scrubber
 
 SCRUB = Scrubber()
 

@@ -21,10 +21,10 @@ import yaml
 from structlog.testing import capture_logs
 
 from connectors.errors import TransientError
-from daemon.app import Daemon
 from daemon.config import load_config
 from daemon.errors import ConfigError
-from daemon.push import Inbox, InboxFull
+from daemon.runtime.daemon import Daemon
+from daemon.runtime.push import Inbox, InboxFull
 from tests.daemon.test_run import API_TOKEN, PASSWORD, ZAMMAD_TOKEN
 from tests.reliability.helpdesks import FLAVOURS, Helpdesk
 
@@ -101,13 +101,13 @@ async def running(
         await daemon.start()
         await daemon.start_api()
         serving = asyncio.create_task(daemon.serve())
-        assert daemon.api is not None
+        assert daemon.web is not None
         try:
             for _ in range(400):  # the first poll (at start) is over: from now on only pushes route
                 if daemon.stacks["fake"].coordinator.last_success is not None:
                     break
                 await asyncio.sleep(0.05)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.api.port}", timeout=10) as api:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.web.port}", timeout=10) as api:
                 yield Running(desk, daemon, api)
         finally:
             daemon.request_stop("test")

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from daemon.report import ClassReport, build_report, format_report, wilson_upper
-from daemon.routing import LabelRule
+from daemon.pipeline.report import ClassReport, build_report, format_report, wilson_upper
+from daemon.pipeline.routing import LabelRule
 
 
 class Counts:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from daemon.ml.dataset import load_dataset
-from daemon.ml.versions import ModelStore
-from daemon.retrain import RetrainPolicy, RetrainResult, retrain
+from daemon.ml.store import ModelStore
+from daemon.training.champion import RetrainPolicy, RetrainResult, retrain
 
 ROOT = Path(__file__).resolve().parents[2]
 # TF-IDF only: seconds per training run; one test below trains a tiny transformer.
@@ -106,8 +106,8 @@ def test_no_champion_promotes_a_transformer_and_never_imports_torch(tmp_path: Pa
         from pathlib import Path
         from types import SimpleNamespace
         from daemon.logging import configure
-        from daemon.ml.versions import ModelStore
-        from daemon.retrain import RetrainPolicy, retrain
+        from daemon.ml.store import ModelStore
+        from daemon.training.champion import RetrainPolicy, retrain
 
         configure("info", json=True)
         seen = []
@@ -274,7 +274,7 @@ def test_policy_rejects_nonsense() -> None:
 
 def test_rows_are_deduplicated_and_rare_training_classes_left_out(tmp_path: Path, rows: list[Row]) -> None:
     """The later close of a ticket wins; a class with one training example cannot be trained and is left out."""
-    from daemon.retrain import _dedup, _plan
+    from daemon.training.champion import _dedup, _plan
 
     first = rows[0]
     relabelled = replace(first, queue="Billing", closed_at=first.closed_at + timedelta(days=999))
@@ -293,7 +293,7 @@ def test_the_store_is_passed_over_never_held_and_a_ticket_moving_between_passes_
     """A callable source is read in passes; a ticket relabelled mid-retrain cannot land on both sides."""
     import csv as csv_module
 
-    from daemon.retrain import _combo, _plan, _write_csv
+    from daemon.training.champion import _combo, _plan, _write_csv
 
     live = list(rows)
     passes: list[int] = []
@@ -320,7 +320,7 @@ def test_the_store_is_passed_over_never_held_and_a_ticket_moving_between_passes_
 def test_the_configured_budget_reaches_the_training_command(
     tmp_path: Path, rows: list[Row], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import daemon.retrain as retrain_module
+    import daemon.training.champion as retrain_module
 
     policy = replace(FAST, budget_minutes=12.5)
     seen: list[list[str]] = []
@@ -343,7 +343,7 @@ def test_the_configured_budget_reaches_the_training_command(
 
 def test_the_strictest_configured_target_is_the_one_retraining_fits(tmp_path: Path) -> None:
     from daemon.config import load_config
-    from daemon.retrain import policy_from_config
+    from daemon.training.champion import policy_from_config
 
     def entry(name: str, labels: dict[str, object]) -> str:
         return (
@@ -366,7 +366,7 @@ def test_the_cap_and_warm_start_reach_the_training_command_and_the_csv_carries_c
 ) -> None:
     import csv as csv_module
 
-    import daemon.retrain as retrain_module
+    import daemon.training.champion as retrain_module
 
     seen: list[list[str]] = []
 

@@ -11,7 +11,7 @@ import yaml
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError
 from daemon.ml.thresholds import Thresholds
-from daemon.routing import LabelRule, decide, label_rules
+from daemon.pipeline.routing import LabelRule, decide, label_rules
 
 FITTED = Thresholds(0.9, {"billing": 0.55, "hardware": 0.95, "misc": None}, 0.8, {"billing": 80, "hardware": 30})
 TARGET = LabelRule(map={"billing": "Billing", "hardware": "Hardware"}, target_precision=0.9, fallback="Raw")

@@ -511,7 +511,7 @@ def test_sigterm_during_a_real_training_kills_it_and_exits_within_the_units_stop
     """A real `daemon train` process (transformer fine-tuning) started through the API, then SIGTERM."""
     import httpx
 
-    from daemon.ml.versions import ModelStore
+    from daemon.ml.store import ModelStore
 
     znuny, url = fake
     own = tmp_path / "models"  # uploads and the retrain's files go into the store: a copy
@@ -575,7 +575,7 @@ def test_a_current_model_that_cannot_load_stops_the_start_with_one_line(
     tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path
 ) -> None:
     """The documented choice: refuse to start (never serve a version nobody chose); name the file and the way out."""
-    from daemon.ml.versions import ModelStore
+    from daemon.ml.store import ModelStore
 
     _, url = fake
     own = tmp_path / "models"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.serving import DEFAULT_THREADS, ModelHolder
+from daemon.ml.serving import DEFAULT_THREADS, ModelHolder
 
 
 def _intra_op_threads(holder: ModelHolder) -> set[int]:

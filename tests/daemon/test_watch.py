@@ -20,8 +20,8 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from daemon.app import Daemon
 from daemon.config import load_config
+from daemon.runtime.daemon import Daemon
 from tests.connectors.backends.imap import ImapHarness
 from tests.connectors.backends.maildir import MaildirHarness
 from tests.connectors.imap.test_idle import NO_IDLE

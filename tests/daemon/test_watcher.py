@@ -1,4 +1,4 @@
-"""The watch loop owes a signal its poll until one succeeds (daemon.push.Watcher, without a mailbox)."""
+"""The watch loop owes a signal its poll until one succeeds (daemon.runtime.push.Watcher, without a mailbox)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import cast
 import pytest
 
 from connectors.base import Connector, Watch
-from daemon.coordinator import Coordinator
-from daemon.push import Watcher
+from daemon.runtime.coordinator import Coordinator
+from daemon.runtime.push import Watcher
 from tests.daemon.waiting import until
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""daemon.systemd: the sd_notify client (datagrams to $NOTIFY_SOCKET) and the watchdog interval."""
+"""daemon.runtime.systemd: the sd_notify client (datagrams to $NOTIFY_SOCKET) and the watchdog interval."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import systemd
+from daemon.runtime import systemd
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from daemon.ml.versions import ModelStore
+from daemon.ml.store import ModelStore
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

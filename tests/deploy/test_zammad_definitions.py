@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from daemon.api.routes.hooks import router
+from daemon.web.api.hooks import router
 
 ZAMMAD = Path(__file__).resolve().parents[2] / "deploy" / "zammad"
 

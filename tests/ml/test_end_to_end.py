@@ -159,7 +159,7 @@ def test_evaluate_routes_by_the_thresholds_the_model_serves(tiny_model: Path, sa
 
 
 def test_models_cli_promote_and_rollback(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from daemon.ml.versions import ModelStore
+    from daemon.ml.store import ModelStore
 
     store = ModelStore(tmp_path / "store")
     for _ in range(2):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import ModelError, ModelStoreError
-from daemon.ml.versions import ModelStore, resolve_model_dir
+from daemon.ml.store import ModelStore, resolve_model_dir
 
 
 def fake_model(path: Path, tag: str) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
-from daemon.ml.versions import ModelStore
+from daemon.ml.store import ModelStore
 from daemon.state import State
 from tests.daemon.test_run import API_TOKEN, SUBJECTS, events
 from tests.reliability.helpdesks import Helpdesk, start_daemon
@@ -76,7 +76,7 @@ class Cluster:
         self.batch_limit = batch_limit
         self.push_secret: str | None = None  # set: every connector takes pushes (routing.push), signed with it
         self.replicas: list[Replica] = []
-        # The models live in the database (daemon/state/models.py): uploaded once from a copy of `store`, and
+        # The models live in the database (daemon/state/model_versions.py): uploaded once from a copy of `store`, and
         # each replica starts with an empty cache of its own that it fills from there.
         seed = tmp / "seed-models"
         shutil.copytree(store, seed, symlinks=True)

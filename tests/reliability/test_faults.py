@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.app import Daemon
 from daemon.config import load_config
+from daemon.runtime.daemon import Daemon
 from tests.daemon.test_run import PASSWORD, SUBJECTS, events
 from tests.fakes.faults import KINDS, Faulty
 from tests.reliability.helpdesks import FLAVOURS, TOKEN, Helpdesk, start_daemon

@@ -1,6 +1,6 @@
 """Three `ticketd run` replicas on one real PostgreSQL, a fake Znuny and a fake Zammad: nothing lost or doubled.
 
-Each connector is owned by one replica at a time (daemon/leadership.py). The suite SIGKILLs the owner of
+Each connector is owned by one replica at a time (daemon/runtime/leadership.py). The suite SIGKILLs the owner of
 a random connector at random moments and starts a new replica each time; SIGSTOPs an owner past its
 lease, lets another take over and route, then SIGCONTs it (fencing: the paused one writes nothing); and
 cuts one replica off the database (it gives its leases up, and is ready again when the database is

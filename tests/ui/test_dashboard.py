@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from daemon.api import create_app
 from daemon.config import ApiSection
+from daemon.web import create_app
 from tests.ui.world import ADMIN, READER, World, make_world
 
 BASE = "http://127.0.0.1:8080"
@@ -226,7 +226,7 @@ def test_serve_without_a_daemon_shows_models_and_says_why_the_rest_is_empty(worl
 
 
 def test_static_assets_are_shipped_in_the_package() -> None:
-    root = Path(__file__).resolve().parents[2] / "daemon" / "ui" / "static"
+    root = Path(__file__).resolve().parents[2] / "daemon" / "web" / "ui" / "static"
     js = (root / "vendor" / "uplot" / "uPlot.iife.min.js").read_text(encoding="utf-8")
     assert "uPlot" in js and "http://" not in (root / "ui.js").read_text(encoding="utf-8")
     assert "https://" not in (root / "ui.css").read_text(encoding="utf-8")

@@ -18,14 +18,14 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from daemon.api import Services, create_app
 from daemon.config import ApiSection
 from daemon.metrics import Metrics
-from daemon.retrain import RetrainPolicy
-from daemon.serving import ModelHolder
+from daemon.ml.serving import ModelHolder
 from daemon.state import State
-from daemon.ui import routes
-from daemon.ui.session import COOKIE
+from daemon.training.champion import RetrainPolicy
+from daemon.web import Services, create_app
+from daemon.web.ui import pages as routes
+from daemon.web.ui.session import COOKIE
 from tests.api.conftest import linked_store
 from tests.servers.ticketd import serve_config, ticketd_serve
 from tests.ui.world import ADMIN, READER, World, make_world

@@ -1,6 +1,6 @@
 """The API docs pages in a real browser under their Content-Security-Policy: they still render, nothing is refused.
 
-The policy allows each page's own inline script by its hash and nothing from elsewhere (daemon/api/edge.py); a
+The policy allows each page's own inline script by its hash and nothing from elsewhere (daemon/web/edge.py); a
 wrong hash or a missing source would leave /docs or /redoc blank with a console error, which this catches. ReDoc's
 bundle asks cdn.redoc.ly for its logo: that request used to leave the site, and the policy now refuses it.
 """

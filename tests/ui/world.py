@@ -10,15 +10,15 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from daemon.api import Services
 from daemon.config import ApiSection
 from daemon.metrics import Metrics
-from daemon.ml.versions import ModelStore
-from daemon.retrain import RetrainPolicy
-from daemon.routing import LabelRule
-from daemon.serving import ModelHolder
+from daemon.ml.serving import ModelHolder
+from daemon.ml.store import ModelStore
+from daemon.pipeline.routing import LabelRule
 from daemon.state import LedgerEntry, State, TrainingRow
-from daemon.ui.data import DashboardSource
+from daemon.training.champion import RetrainPolicy
+from daemon.web import Services
+from daemon.web.ui.data import DashboardSource
 from tests.api.conftest import linked_store
 
 ADMIN = "admin-token-0123456789-abcdef"

@@ -104,7 +104,7 @@ def test_sqlite_is_one_process_and_takes_no_part(tmp_path: object) -> None:
 def test_a_joining_replica_gets_its_share_by_a_hand_over_without_the_giver_taking_it_back(
     postgres_server: PostgresServer,
 ) -> None:
-    from daemon.leadership import SCHEDULER, Leadership
+    from daemon.runtime.leadership import SCHEDULER, Leadership
 
     url = postgres_server.new_database()
     states = [State.open(url), State.open(url)]

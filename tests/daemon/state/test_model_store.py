@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from daemon.errors import ModelError, ModelStoreError
-from daemon.ml.versions import ModelStore
-from daemon.retraining import ELSEWHERE, Retraining
-from daemon.serving import Follower, ModelHolder, configured_store
+from daemon.ml.serving import Follower, ModelHolder, configured_store
+from daemon.ml.store import ModelStore
 from daemon.state import State
-from daemon.state import models as shared_models
+from daemon.state import model_versions as shared_models
+from daemon.training.lock import ELSEWHERE, Retraining
 from tests.servers.postgres import PostgresServer
 
 T = TypeVar("T")
@@ -252,8 +252,8 @@ def test_every_replica_loads_a_promotion_and_keeps_serving_through_a_broken_one(
 def test_configured_store_uses_the_database_only_for_postgresql(
     pg: State, tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
-    from daemon.app import load_or_default
     from daemon.config import Config
+    from daemon.runtime.daemon import load_or_default
 
     def config(store: Path, url: str) -> Config:
         base = load_or_default(None)

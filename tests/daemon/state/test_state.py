@@ -302,8 +302,8 @@ def test_agreement_is_counted_by_the_database(state: State) -> None:
     """(predicted, final, at threshold) counts: joined on the ticket, unlabelled and unclosed tickets left out."""
     from dataclasses import replace
 
-    from daemon.report import build_report
-    from daemon.routing import LabelRule
+    from daemon.pipeline.report import build_report
+    from daemon.pipeline.routing import LabelRule
 
     def classified(tid: str, queue: str, confidence: float) -> LedgerEntry:
         e = entry(tid, state="applied")

@@ -1,0 +1,308 @@
+"""What each dashboard page shows, computed from the daemon's state, its connectors and the model store.
+
+Everything here is plain data (dicts, lists, numbers) for the templates and the charts' JSON; the ledger
+is read through SQL aggregates and a bounded list of recent entries, never loaded whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from daemon.ml.thresholds import Evidence, fit
+from daemon.pipeline.report import label_report
+from daemon.pipeline.routing import WRITABLE, LabelRule
+
+WEEKS = 26  # the agreement chart's span
+RELIABILITY_BINS = 10
+
+
+@dataclass
+class DashboardSource:
+    """What `ticketd run` lends the dashboard beyond the API's services (`ticketd serve` has none of it)."""
+
+    state: Any  # daemon.state.State
+    connectors: Callable[[], list[dict[str, Any]]]  # per connector: name, type, mode, state, failure, reason, ...
+    rules: Callable[[], Mapping[str, Mapping[str, LabelRule]]]
+    include_ticket_text: Callable[[], bool]
+    ticket_url: Callable[[str, str], str | None]
+
+
+def _today() -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def overview(source: DashboardSource | None, models: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per connector its mode, state and today's tickets; the served model against the baseline."""
+    connectors: list[dict[str, Any]] = []
+    if source is not None:
+        today = source.state.ledger_counts(since=_today())
+        routed = source.state.routed_counts(since=_today())
+        for info in source.connectors():
+            name = info["name"]
+            counts = {state: n for (connector, state), n in today.items() if connector == name}
+            connectors.append(
+                {
+                    **info,
+                    "today": counts,
+                    "today_total": sum(counts.values()),
+                    "today_routed": routed.get(name, 0),
+                    "today_failed": counts.get("failed", 0),
+                }
+            )
+    current = next((m for m in models if m["current"]), None)
+    return {"connectors": connectors, "model": current, "has_daemon": source is not None}
+
+
+def model_summary(version: str, current: bool, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's heads: the chosen candidate, validation scores with their standard errors, and the baseline's."""
+    heads = []
+    for name, head in (metadata.get("heads") or {}).items():
+        if not isinstance(head, Mapping):
+            continue
+        validation = head.get("validation") or {}
+        chosen = next((c for c in head.get("candidates") or [] if c.get("candidate") == head.get("chosen")), None)
+        versus = (chosen or {}).get("vs_reference") or {}
+
+        def baseline(key: str, validation: Mapping[str, Any] = validation, versus: Mapping[str, Any] = versus) -> Any:
+            if key not in validation or key not in versus:
+                return None
+            return round(float(validation[key]) - float(versus[key]), 4)
+
+        thresholds = head.get("thresholds") or {}
+        per_class = thresholds.get("per_class") or {}
+        heads.append(
+            {
+                "name": name,
+                "chosen": head.get("chosen"),
+                "classes": len(head.get("classes") or []),
+                "accuracy": validation.get("accuracy"),
+                "accuracy_se": validation.get("accuracy_se"),
+                "macro_f1": validation.get("macro_f1"),
+                "macro_f1_se": validation.get("macro_f1_se"),
+                "ece": validation.get("ece"),
+                "baseline_accuracy": baseline("accuracy"),
+                "baseline_macro_f1": baseline("macro_f1"),
+                "rows": validation.get("rows"),
+                "target": thresholds.get("target"),
+                "routable_classes": sum(1 for v in per_class.values() if v is not None),
+            }
+        )
+    data = metadata.get("data") or {}
+    return {
+        "version": version,
+        "current": current,
+        "created_at": metadata.get("created_at"),
+        "training_rows": data.get("rows") if isinstance(data, Mapping) else None,
+        "heads": heads,
+    }
+
+
+def _week(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def quality(source: DashboardSource, evidence: Mapping[str, Evidence], thresholds: Mapping[str, Any]) -> dict[str, Any]:
+    """Per connector and label: weekly agreement, per-class precision and recall, confusion; per head the model's
+    reliability and coverage-precision curve with its thresholds marked."""
+    rules = source.rules()
+    since = _today() - timedelta(weeks=WEEKS)
+    sections = []
+    for connector in source.state.ledger_connectors():
+        label_rules = {label: rules.get(connector, {}).get(label, LabelRule()) for label in WRITABLE}
+        fixed = {label: rule.threshold for label, rule in label_rules.items()}
+        counted = source.state.agreement_counts(connector, fixed)  # one query feeds the report and the confusion
+        for label, rule in label_rules.items():
+            report = label_report(connector, label, rule, counted[label])
+            if report is not None:
+                days = source.state.agreement_by_day(connector, {label: rule.threshold}, since)[label]
+                sections.append({"report": report, **_weekly(days, rule), "confusion": confusion(counted[label], rule)})
+    return {"sections": sections, "heads": model_curves(evidence, thresholds)}
+
+
+def model_curves(evidence: Mapping[str, Evidence], thresholds: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per head the reliability and coverage-precision curves (also all `ticketd serve` has to show)."""
+    return [{"name": name, **curves(ev, thresholds.get(name))} for name, ev in evidence.items() if name in WRITABLE]
+
+
+def _weekly(days: list[tuple[date, str, str, bool, int]], rule: LabelRule) -> dict[str, Any]:
+    """Per closing week: agreement, and precision among routed tickets, as the chart's series."""
+    weekly: dict[date, list[int]] = {}
+    for day, predicted, truth, routed, n in days:
+        cell = weekly.setdefault(_week(day), [0, 0, 0, 0])
+        ok = rule.target(predicted) == truth
+        cell[0] += n
+        cell[1] += n if ok else 0
+        cell[2] += n if routed else 0
+        cell[3] += n if routed and ok else 0
+    weeks = sorted(weekly)
+    chart = {
+        "x": [datetime(w.year, w.month, w.day, tzinfo=UTC).timestamp() for w in weeks],
+        "agreement": [round(weekly[w][1] / weekly[w][0], 4) for w in weeks],
+        "precision": [round(weekly[w][3] / weekly[w][2], 4) if weekly[w][2] else None for w in weeks],
+        "tickets": [weekly[w][0] for w in weeks],
+    }
+    return {"weekly": chart}
+
+
+def confusion(counts: list[tuple[str, str, bool, int]], rule: LabelRule) -> dict[str, Any]:
+    """Predicted (as the helpdesk names it) against final, with each cell's share of its row for shading."""
+    cells: dict[tuple[str, str], int] = {}
+    for predicted, truth, _, n in counts:
+        key = (rule.target(predicted), truth)
+        cells[key] = cells.get(key, 0) + n
+    names = sorted({k[0] for k in cells} | {k[1] for k in cells})
+    rows = []
+    for p in names:
+        total = sum(cells.get((p, t), 0) for t in names)
+        rows.append(
+            {
+                "predicted": p,
+                "cells": [
+                    {
+                        "n": cells.get((p, t), 0),
+                        "shade": int(9 * cells.get((p, t), 0) / total) if total else 0,
+                        "diagonal": p == t,
+                    }
+                    for t in names
+                ],
+            }
+        )
+    return {"names": names, "rows": rows}
+
+
+def curves(evidence: Evidence, thresholds: Any) -> dict[str, Any]:
+    """Reliability diagram and coverage-precision curve of a head's validation tickets, thresholds marked."""
+    conf = np.asarray(evidence.confidence, dtype=np.float64)
+    right = np.asarray(evidence.correct, dtype=bool)
+    n = len(conf)
+    reliability: dict[str, list[Any]] = {"confidence": [], "accuracy": [], "tickets": []}
+    edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
+    for lo, hi in itertools.pairwise(edges):
+        mask = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        if mask.any():
+            reliability["confidence"].append(round(float(conf[mask].mean()), 4))
+            reliability["accuracy"].append(round(float(right[mask].mean()), 4))
+            reliability["tickets"].append(int(mask.sum()))
+    order = np.argsort(-conf, kind="stable")
+    hits = np.cumsum(right[order])
+    k = np.arange(1, n + 1)
+    step = max(1, n // 200)  # at most ~200 points: the chart's shape, not every ticket
+    coverage = {
+        "coverage": [round(float(v), 4) for v in (k / max(n, 1))[::step]],
+        "precision": [round(float(v), 4) for v in (hits / k)[::step]],
+    }
+    marks = []
+    if thresholds is not None and n:
+        per_class = thresholds.per_class
+        limit = np.array([np.inf if per_class.get(c) is None else per_class[c] for c in evidence.classes])
+        go = conf >= limit[np.asarray(evidence.predicted, dtype=np.int64)]
+        if go.any():
+            marks.append({"name": "per-class", "coverage": float(go.mean()), "precision": float(right[go].mean())})
+        if thresholds.global_threshold is not None:
+            g = conf >= thresholds.global_threshold
+            if g.any():
+                marks.append({"name": "global", "coverage": float(g.mean()), "precision": float(right[g].mean())})
+    return {
+        "tickets": n,
+        "reliability": reliability,
+        "coverage": coverage,
+        "marks": marks,
+        "target": None if thresholds is None else thresholds.target,
+    }
+
+
+def advisor(evidence: Mapping[str, Evidence], target: float) -> list[dict[str, Any]]:
+    """Per head and class: the threshold a target would give and the share of its validation tickets it routes."""
+    out = []
+    for name, ev in evidence.items():
+        fitted = fit(ev, target)
+        conf = np.asarray(ev.confidence, dtype=np.float64)
+        right = np.asarray(ev.correct, dtype=bool)
+        predicted = np.asarray(ev.predicted, dtype=np.int64)
+        rows = []
+        routed_total = 0
+        for k, cls in enumerate(ev.classes):
+            mine = predicted == k
+            threshold = fitted.per_class.get(cls)
+            go = mine & (conf >= threshold) if threshold is not None else np.zeros_like(mine)
+            routed_total += int(go.sum())
+            rows.append(
+                {
+                    "class": cls,
+                    "tickets": int(mine.sum()),
+                    "threshold": threshold,
+                    "coverage": float(go.sum() / mine.sum()) if mine.any() else None,
+                    "precision": float(right[go].mean()) if go.any() else None,
+                }
+            )
+        out.append(
+            {
+                "head": name,
+                "tickets": len(conf),
+                "coverage": routed_total / len(conf) if len(conf) else None,
+                "global_threshold": fitted.global_threshold,
+                "classes": rows,
+            }
+        )
+    return out
+
+
+def decisions(
+    source: DashboardSource, *, connector: str | None, label: str | None, outcome: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Recent tickets: prediction, confidence, decision and reason, and the final label once closed."""
+    routed = {"routed": True, "left": False}.get(outcome or "")
+    state = outcome if outcome in ("applied", "skipped", "shadow", "failed", "pending") else None
+    by_label = (label or "queue") if routed is not None else None
+    rows = source.state.ledger_recent(limit=limit, connector=connector, state=state, label=by_label, routed=routed)
+    text_allowed = source.include_ticket_text()
+    all_rules = source.rules()
+    out = []
+    for entry, final in rows:
+        rules = all_rules.get(entry.connector, {})
+        labels = []
+        for name in WRITABLE:
+            if label and name != label:
+                continue
+            prediction = (entry.predictions or {}).get(name)
+            if prediction is None:
+                continue
+            rule = rules.get(name, LabelRule())
+            predicted = rule.target(str(prediction.get("label")))
+            truth = (final or {}).get(name)
+            decision = entry.decision or {}
+            labels.append(
+                {
+                    "name": name,
+                    "predicted": predicted,
+                    "confidence": prediction.get("confidence"),
+                    "routed": (decision.get("routed") or {}).get(name),
+                    "threshold": ((decision.get("thresholds") or {}).get(name) or {}).get("threshold"),
+                    "basis": ((decision.get("thresholds") or {}).get(name) or {}).get("basis"),
+                    "reason": (decision.get("reasons") or {}).get(name),
+                    "final": truth,
+                    "corrected": truth is not None and truth != predicted,
+                    "words": (decision.get("words") or {}).get(name) if text_allowed else None,
+                }
+            )
+        out.append(
+            {
+                "connector": entry.connector,
+                "ticket_id": entry.ticket_id,
+                "url": source.ticket_url(entry.connector, entry.ticket_id),
+                "state": entry.state,
+                "mode": entry.mode,
+                "model_version": entry.model_version,
+                "created_at": entry.created_at,
+                "labels": labels,
+                "closed": final is not None,
+            }
+        )
+    return out
