@@ -12,6 +12,8 @@ STORE := .ticketd/models
 SITE := build/site
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# Material for MkDocs prints a banner about its successor on every build.
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: install system-deps run test lint docs bench bench-quality clean
 
@@ -28,7 +30,7 @@ install: $(STAMP)
 
 # Debian packages of the real servers the tests start on loopback: Dovecot (IMAP), PostgreSQL (state,
 # Znuny's database) and Znuny 7.1.7 from ../shared/znuny on Apache + mod_perl with the Perl modules it needs,
-# and a headless Chromium with its chromedriver for the dashboard's browser tests (tests/ui).
+# and a headless Chromium with its chromedriver for the dashboard's browser tests (tests/daemon/web/ui).
 # With CI set, a test whose server cannot start fails; elsewhere it is skipped with one line saying why.
 SYSTEM_PACKAGES := dovecot-imapd postgresql apache2 libapache2-mod-perl2 libdbd-pg-perl libarchive-zip-perl \
   libdatetime-perl libdatetime-timezone-perl libtimedate-perl libjson-xs-perl libyaml-libyaml-perl \
@@ -59,6 +61,7 @@ run: install
 test: install system-deps
 	$(BIN)/ruff check daemon connectors tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(SITE)
 	$(BIN)/pytest -q
 	bash deploy/check.sh
@@ -66,6 +69,7 @@ test: install system-deps
 lint: install
 	$(BIN)/ruff check daemon connectors tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(SITE)
 
 # The docs site: a broken link or anchor in docs/ fails the build (mkdocs.yml: strict, validation).

@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 from daemon.ml.classifier import Classifier  # noqa: E402
 from daemon.ml.serving import LoadedModel, ModelHolder  # noqa: E402
-from tests.fakes.http import serve  # noqa: E402
-from tests.fakes.znuny import FakeZnuny  # noqa: E402
+from tests.support.fakes.http import serve  # noqa: E402
+from tests.support.fakes.znuny import FakeZnuny  # noqa: E402
 
 PASSWORD = "bench-agent-password"
 SUBJECTS = [

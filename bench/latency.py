@@ -50,9 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.end_to_end import SUBJECTS, ensure_model, percentile  # noqa: E402
-from tests.daemon.test_run import PASSWORD, ZAMMAD_TOKEN  # noqa: E402
-from tests.reliability.helpdesks import Helpdesk  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from tests.support.daemon import PASSWORD, ZAMMAD_TOKEN  # noqa: E402
+from tests.support.helpdesks import Helpdesk  # noqa: E402
+from tests.support.servers import free_port  # noqa: E402
 
 SECRET = "bench-push-secret"
 TARGETS = ["Billing", "Hardware", "Technical Support", "Misc"]
@@ -158,16 +158,16 @@ class ZnunyDesk:
     def __init__(self, tmp: Path) -> None:
         import psycopg
 
-        from tests.conftest import ZNUNY_WEBSERVICES
-        from tests.daemon.test_znuny_live import _human
-        from tests.servers.znuny import missing_reason, start_znuny
+        from tests.support import znuny_live as live
+        from tests.support.paths import ZNUNY_WEBSERVICES
+        from tests.support.servers.znuny import missing_reason, start_znuny
 
         reason = missing_reason()
         if reason:
             raise SystemExit(f"no real Znuny: {reason} (leave it out with --desks)")
         self.root = Path(tempfile.mkdtemp(prefix="ticketd-bench-znuny-"))
         self.server = start_znuny(self.root, ZNUNY_WEBSERVICES)
-        self.human = _human(self.server)
+        self.human = live.human(self.server)
         self.inbox = "BenchInbox"
         self.server.console("Admin::Queue::Add", "--name", self.inbox, "--group", "users")
         self.db = psycopg.connect(
@@ -177,18 +177,17 @@ class ZnunyDesk:
         self.pushing = False
 
     def connection(self, store: Path, api: str) -> dict[str, Any]:
-        from tests.daemon.test_znuny_live import _connection
-        from tests.daemon.test_znuny_push import WEBSERVICE, render
+        from tests.support import znuny_live as live
 
-        ws = self.server.psql(f"SELECT id FROM gi_webservice_config WHERE name = '{WEBSERVICE}'").strip()
+        ws = self.server.psql(f"SELECT id FROM gi_webservice_config WHERE name = '{live.WEBSERVICE}'").strip()
         rendered = self.server.root / "webservices" / "ticketd-bench.yml"
-        rendered.write_text(render(api, SECRET), encoding="utf-8")
+        rendered.write_text(live.render(api, SECRET), encoding="utf-8")
         rendered.chmod(0o644)
         self.server.console("Admin::WebService::Update", "--webservice-id", ws, "--source-path", str(rendered))
         self.server.start_daemon()
         return {
             "type": "znuny",
-            **_connection(self.server, WEBSERVICE, self.inbox, push_token=SECRET),
+            **live.connection(self.server, live.WEBSERVICE, self.inbox, push_token=SECRET),
             "queues": TARGETS,
             "labels": {
                 "queue": label_map(store, "queue", TARGETS),

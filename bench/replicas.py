@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.end_to_end import ensure_model, percentile  # noqa: E402
-from tests.reliability.replicas import LEASE_SECONDS, Cluster, cluster, when  # noqa: E402
-from tests.servers.postgres import running_postgres  # noqa: E402
+from tests.support.replicas import LEASE_SECONDS, Cluster, cluster, when  # noqa: E402
+from tests.support.servers.postgres import running_postgres  # noqa: E402
 
 
 def failover(tmp: Path, store: Path, database: str, *, tickets: int, kills: int, seed: int) -> dict[str, Any]:
@@ -174,7 +174,7 @@ def main() -> None:
         print(f"# 1 replica: {one}", file=sys.stderr, flush=True)
         three = throughput(tmp / "three", store, server.new_database(), tickets=args.tickets, replicas=3)
         print(f"# 3 replicas: {three}", file=sys.stderr, flush=True)
-    print(f"{args.tickets} tickets; 2 cores; lease 3 s, renewal every 0.5 s (tests/reliability/replicas.py)")
+    print(f"{args.tickets} tickets; 2 cores; lease 3 s, renewal every 0.5 s (tests/support/replicas.py)")
     print("| run | replicas | connectors | kills | lost | doubled | failover p50 s | p99 s | tickets/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(

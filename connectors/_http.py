@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from connectors.errors import AuthError, ConfigError, ConnectorError, TicketError, TransientError
+from connectors.errors import AuthError, ConnectorConfigError, ConnectorError, TicketError, TransientError
 
 # First match wins; every transport failure is worth retrying later.
 TRANSPORT_ERRORS: tuple[tuple[type[httpx.TransportError], str], ...] = (
@@ -49,7 +49,7 @@ def error_for_status(
     if ticket_id is not None:
         return TicketError(message, ticket_id=ticket_id)  # gone, no permission, malformed: skip this one
     if status in (404, 422):
-        return ConfigError(message)  # a wrong URL, path or name in the config: it fails the same way again
+        return ConnectorConfigError(message)  # a wrong URL, path or name in the config: it fails the same way again
     return TransientError(message, retry_after=retry_after(retry_after_header))
 
 

@@ -10,13 +10,13 @@ import abc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from connectors import secrets
-from connectors.errors import ConfigError, PushRejected
+from connectors.errors import ConnectorConfigError, PushRejected
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class Named:
 
     id: str
     name: str
+
+
+Label = Literal["queue", "priority"]
+WRITABLE: tuple[Label, ...] = ("queue", "priority")  # the model labels a connector writes back (TicketUpdate's fields)
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class Watch(abc.ABC):
 
     The daemon owns the loop: it calls `wait` again and again and polls when it returns True. A watch
     never sleeps longer than it is asked to, never retries and never fetches tickets; a failure is raised
-    as a connector error (TransientError, AuthError, ConfigError) and the daemon decides what happens next.
+    as a connector error (TransientError, AuthError, ConnectorConfigError) and the daemon decides what happens next.
     """
 
     @abc.abstractmethod
@@ -163,7 +167,7 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     async def check(self) -> str | None:
-        """Raise AuthError, ConfigError or TransientError unless the helpdesk accepts us now; return what
+        """Raise AuthError, ConnectorConfigError or TransientError unless the helpdesk accepts us now; return what
         `ticketd check` should print about what was found (e.g. a web-service layout), or None."""
 
     @abc.abstractmethod
@@ -228,4 +232,4 @@ def validate_names(kind: str, wanted: Sequence[str], live: Sequence[Named]) -> N
     names = {n.name for n in live}
     missing = [w for w in wanted if w not in names]
     if missing:
-        raise ConfigError(f"unknown {kind} {', '.join(map(repr, missing))}; the helpdesk has {sorted(names)}")
+        raise ConnectorConfigError(f"unknown {kind} {', '.join(map(repr, missing))}; the helpdesk has {sorted(names)}")

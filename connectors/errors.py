@@ -1,18 +1,19 @@
 """What a connector may raise; the daemon's coordinator maps each class to one policy.
 
-ConnectorError
-├── TransientError   the helpdesk is unreachable or failing: retry later with backoff
-├── AuthError        credentials rejected: stop polling, report not ready
-├── TicketError      this one ticket cannot be read or written: skip it, keep going
-├── ConfigError      the connector's configuration is invalid (names the key)
-├── PushRejected     a push request is not from the helpdesk (no or a wrong signature/token): 401
-└── NotReady         a pushed ticket exists but is not complete yet (no article): ask again shortly
+The root of ticketd's one exception tree, `TicketdError`, lives here, at the bottom of the import
+graph, so that connectors (which never import the daemon) and the daemon share it. The whole tree, the
+connectors' branch included, is drawn once in `daemon/errors.py`, beside the table that maps each class
+to its CLI line, exit code and HTTP answer.
 """
 
 from __future__ import annotations
 
 
-class ConnectorError(Exception):
+class TicketdError(Exception):
+    """The root of every error a user can cause: the CLI prints it as one line, never a traceback."""
+
+
+class ConnectorError(TicketdError):
     """Base class; messages name the connector, the call and the culprit, never a secret."""
 
 
@@ -36,7 +37,7 @@ class TicketError(ConnectorError):
         self.ticket_id = ticket_id
 
 
-class ConfigError(ConnectorError):
+class ConnectorConfigError(ConnectorError):
     """The connector cannot be built from its configuration."""
 
 

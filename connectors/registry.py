@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from connectors.base import Connector, ConnectorConfig
-from connectors.errors import ConfigError
+from connectors.errors import ConnectorConfigError
 
 GROUP = "ticketd.connectors"
 
@@ -23,10 +23,10 @@ def connector_class(type_name: str) -> type[Connector]:
     if type_name not in known:
         close = difflib.get_close_matches(type_name, known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown connector type {type_name!r}.{hint} Known: {', '.join(sorted(known))}")
+        raise ConnectorConfigError(f"unknown connector type {type_name!r}.{hint} Known: {', '.join(sorted(known))}")
     cls = known[type_name].load()
     if not (isinstance(cls, type) and issubclass(cls, Connector)):
-        raise ConfigError(f"entry point {type_name!r} in {GROUP} is not a Connector class")
+        raise ConnectorConfigError(f"entry point {type_name!r} in {GROUP} is not a Connector class")
     return cls
 
 
@@ -34,5 +34,5 @@ def parse_config(raw: dict[str, Any]) -> ConnectorConfig:
     """Validate one `connectors:` entry with its connector's own model."""
     type_name = raw.get("type")
     if not isinstance(type_name, str):
-        raise ConfigError("connector entry has no 'type'")
+        raise ConnectorConfigError("connector entry has no 'type'")
     return connector_class(type_name).config_model.model_validate(raw)

@@ -10,22 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import unavailable
-from tests.servers.postgres import PostgresServer, postgres_server  # noqa: F401 - a session fixture for every suite
-from tests.servers.znuny import ZnunyServer, missing_reason, start_znuny
+from daemon.ml.store import ModelStore
+from tests.support.paths import SAMPLE_200, STARTER, ZNUNY_WEBSERVICES
+from tests.support.servers import unavailable
+from tests.support.servers.postgres import PostgresServer, postgres_server  # noqa: F401 - a session fixture for every suite
+from tests.support.servers.znuny import ZnunyServer, missing_reason, start_znuny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-SAMPLE_200 = SHARED / "datasets" / "softoft-tickets" / "sample-200.csv"
-STARTER = ROOT / "daemon" / "ml" / "data" / "starter-tickets.csv"
-ZNUNY_WEBSERVICES = {
-    "GenericTicketConnectorREST": SHARED / "znuny" / "GenericTicketConnectorREST.development.yml",
-    "GenericTicketConnectorREST-Release": SHARED / "znuny" / "GenericTicketConnectorREST.release-example.yml",
-    "ticketd": ROOT / "deploy" / "znuny" / "ticketd-webservice.yml",
-}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,6 +43,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Pa
     opts = TrainOptions(epochs=1, max_length=48, batch_size=16, seed=3, tfidf_weights=(0.0, 0.5), keep_torch=True)
     train(sample_csv, out, opts)  # PyTorch weights kept for bench/classify.py's smoke run
     return out
+
+
+@pytest.fixture(scope="session")
+def store(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store holding the session's tiny trained model, promoted as `current` (the daemon's `model.store`)."""
+    root = tmp_path_factory.mktemp("store")
+    copy = root / "incoming"
+    shutil.copytree(tiny_model, copy)
+    models = ModelStore(root / "models")
+    models.promote(models.add(copy))
+    return root / "models"
 
 
 @pytest.fixture(scope="session")

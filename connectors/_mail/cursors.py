@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from connectors.errors import ConfigError
+from connectors.errors import ConnectorConfigError
 
 T = TypeVar("T")
 
@@ -37,4 +37,4 @@ def read(source: str, decoder: Callable[[str | None], T], cursor: str | None) ->
     try:
         return decoder(cursor)
     except ValueError as exc:
-        raise ConfigError(f"{source}: cursor rejected ({exc}); was it written by another connector?") from None
+        raise ConnectorConfigError(f"{source}: cursor rejected ({exc}); was it written by another connector?") from None

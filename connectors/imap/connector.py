@@ -47,7 +47,7 @@ from connectors._mail.priorities import (
 from connectors._mail.queues import QueueFolders
 from connectors._mail.tickets import mail_ticket, one_per_mail
 from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Ticket, TicketUpdate, Watch
-from connectors.errors import ConfigError, TicketError
+from connectors.errors import ConnectorConfigError, TicketError
 from connectors.imap import mapping
 from connectors.imap.client import DELETED, Fetched, Folder, FolderMissing, Selected, Session, in_session
 from connectors.imap.config import ImapConfig
@@ -72,7 +72,7 @@ class ImapConnector(Connector):
     def from_config(cls, config: ConnectorConfig, client: httpx.AsyncClient) -> ImapConnector:
         """IMAP speaks its own protocol, so the daemon's HTTP client is not used."""
         if not isinstance(config, ImapConfig):
-            raise ConfigError(f"imap connector needs an ImapConfig, got {type(config).__name__}")
+            raise ConnectorConfigError(f"imap connector needs an ImapConfig, got {type(config).__name__}")
         return cls(config)
 
     # ------------------------------------------------------------------------------ taxonomy
@@ -120,7 +120,7 @@ class ImapConnector(Connector):
         try:
             return session.select(self._inbound, readonly=True)
         except FolderMissing as exc:
-            raise ConfigError(f"imap inbound_folder: {exc}") from None
+            raise ConnectorConfigError(f"imap inbound_folder: {exc}") from None
 
     def _start_uid(self, state: dict[str, tuple[int, int]], selected: Selected) -> int:
         """The last UID already delivered from this folder; 0 (start over) when UIDVALIDITY changed."""

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from connectors._mail.config import MailboxConfig
+from connectors.maildir import folders
+
+
+def _folder(name: str) -> str:
+    """A folder name Maildir++ can hold: no empty level ("INBOX..Sales", "Queues//Sales", "Sales/")."""
+    folders.levels(name)  # ValueError names the folder; check-config shows it as file:line: key: message
+    return name
+
+
+Folder = Annotated[str, AfterValidator(_folder)]
 
 
 class MaildirConfig(MailboxConfig):
@@ -15,7 +25,8 @@ class MaildirConfig(MailboxConfig):
 
     type: Literal["maildir"] = "maildir"
     path: Path = Field(description="the Maildir root (the directory holding cur/ new/ tmp/)")
-    inbound_folder: str = Field(default="", description='"" or "INBOX": the root itself; else a Maildir++ folder')
+    inbound_folder: Folder = Field(default="", description='"" or "INBOX": the root itself; else a Maildir++ folder')
+    queue_folders: dict[str, Folder] = Field(default_factory=dict, description="queue name -> folder")
     create_folders: bool = Field(default=True, description="create a queue's folder when the first mail goes there")
 
     @field_validator("queue_root")
@@ -23,4 +34,4 @@ class MaildirConfig(MailboxConfig):
     def _root_named(cls, value: str) -> str:
         if not value.strip("/."):
             raise ValueError("queue_root must name a folder")
-        return value
+        return _folder(value)

@@ -15,7 +15,7 @@ Dovecot and an MTA use at the same time (run ticketd as the mail user):
   anywhere (a person moved it: Skipped, naming where). A note's text cannot be stored in a mail.
 - `watch` reports files landing in the inbound folder's new/ (`connectors.maildir.watch`), so the daemon
   routes a delivered mail at once instead of at the next poll.
-- Errors: a missing Maildir is a ConfigError; any other OSError (permissions, I/O, a file renamed
+- Errors: a missing Maildir is a ConnectorConfigError; any other OSError (permissions, I/O, a file renamed
   by Dovecot between our scan and our rename) is a TransientError: the coordinator retries later.
 """
 
@@ -44,7 +44,7 @@ from connectors._mail.priorities import (
 from connectors._mail.queues import QueueFolders
 from connectors._mail.tickets import mail_ticket, one_per_mail
 from connectors.base import Applied, Connector, ConnectorConfig, Named, Outcome, Page, Ticket, TicketUpdate, Watch
-from connectors.errors import ConfigError, ConnectorError, TicketError, TransientError
+from connectors.errors import ConnectorConfigError, ConnectorError, TicketError, TransientError
 from connectors.maildir import cursor as cursors
 from connectors.maildir import files, folders, keywords
 from connectors.maildir.config import MaildirConfig
@@ -76,14 +76,14 @@ class MaildirConnector(Connector):
                 config.inbound_folder, config.queue_folders, root, "/", folders.canonical
             )
         except ValueError as exc:
-            raise ConfigError(f"maildir: {exc}") from None
+            raise ConnectorConfigError(f"maildir: {exc}") from None
         self._inbound = self._folders.inbound
 
     @classmethod
     def from_config(cls, config: ConnectorConfig, client: httpx.AsyncClient) -> MaildirConnector:
         """A Maildir is local files, so the daemon's HTTP client is not used."""
         if not isinstance(config, MaildirConfig):
-            raise ConfigError(f"maildir connector needs a MaildirConfig, got {type(config).__name__}")
+            raise ConnectorConfigError(f"maildir connector needs a MaildirConfig, got {type(config).__name__}")
         return cls(config)
 
     async def _run(self, fn: Callable[[], T]) -> T:
@@ -108,7 +108,9 @@ class MaildirConnector(Connector):
         path = folders.folder_path(self.root, self._inbound)
         if not files.is_folder(path):
             if not path.exists():
-                raise ConfigError(f"maildir inbound_folder {self._inbound!r}: no folder {path.name!r} in {self.root}")
+                raise ConnectorConfigError(
+                    f"maildir inbound_folder {self._inbound!r}: no folder {path.name!r} in {self.root}"
+                )
             (path / "new").stat()  # exists but unreadable: the OSError says why (transient)
             (path / "cur").stat()
         return path

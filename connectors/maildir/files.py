@@ -19,7 +19,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from connectors._mail.message import normalize_message_id
-from connectors.errors import ConfigError, TicketError
+from connectors.errors import ConnectorConfigError, TicketError
 from connectors.maildir import folders, keywords
 
 _HEAD_LIMIT = 256 * 1024
@@ -59,15 +59,15 @@ def is_folder(path: Path) -> bool:
 
 
 def require_root(root: Path) -> None:
-    """ConfigError unless `root` exists and looks like a Maildir; other OSErrors pass through (transient)."""
+    """ConnectorConfigError unless `root` exists and looks like a Maildir; other OSErrors pass through (transient)."""
     try:
         root.stat()
     except FileNotFoundError:
-        raise ConfigError(f"maildir path {str(root)!r} does not exist") from None
+        raise ConnectorConfigError(f"maildir path {str(root)!r} does not exist") from None
     except NotADirectoryError:
-        raise ConfigError(f"maildir path {str(root)!r} is not a directory") from None
+        raise ConnectorConfigError(f"maildir path {str(root)!r} is not a directory") from None
     if not any(os.path.lexists(root / sub) for sub in ("cur", "new", "tmp")):
-        raise ConfigError(f"maildir path {str(root)!r} is not a Maildir (no cur/, new/ or tmp/)")
+        raise ConnectorConfigError(f"maildir path {str(root)!r} is not a Maildir (no cur/, new/ or tmp/)")
 
 
 def list_folders(root: Path) -> dict[str, Path]:
@@ -85,7 +85,7 @@ def _box(root: Path) -> mailbox.Maildir:
     try:
         return mailbox.Maildir(str(root), factory=None, create=False)
     except mailbox.NoSuchMailboxError:
-        raise ConfigError(f"maildir path {str(root)!r} does not exist") from None
+        raise ConnectorConfigError(f"maildir path {str(root)!r} does not exist") from None
 
 
 def scan(folder: Path) -> list[Entry]:
@@ -176,7 +176,7 @@ def move(entry: Entry, target: Path, flags: str, ticket_id: str) -> Path:
         os.rename(entry.path, dest)  # rename(2), not copy: same filesystem, atomic
     except OSError as exc:
         if exc.errno == errno.EXDEV:
-            raise ConfigError(
+            raise ConnectorConfigError(
                 f"maildir folder {str(target)!r} is on another filesystem; mail cannot move atomically"
             ) from None
         raise

@@ -3,7 +3,7 @@
 HTTP failures map through `connectors._http` (401/403 auth; 429 and 5xx transient, with Retry-After;
 404/422 a ticket's problem for a ticket call, else the config's). Zammad adds: errors rendered as
 `{"error": ..., "error_human": ...}`, shown in the message; 422 "No lookup value found for ..." is a
-ConfigError (the group/priority name is unknown to this Zammad, so every ticket routed there would
+ConnectorConfigError (the group/priority name is unknown to this Zammad, so every ticket routed there would
 fail the same way); a body that is not JSON is transient.
 """
 
@@ -17,7 +17,7 @@ import httpx
 from connectors import _json as safe_json
 from connectors._http import error_for_status, transport_errors
 from connectors.base import secret
-from connectors.errors import ConfigError, ConnectorError, TransientError
+from connectors.errors import ConnectorConfigError, ConnectorError, TransientError
 from connectors.zammad.config import ZammadConfig
 
 API = "/api/v1"
@@ -72,7 +72,7 @@ def _error(call: str, response: httpx.Response, ticket_id: str | None) -> Connec
     detail = _server_message(response)
     message = f"{call}: HTTP {status}" + (f": {detail}" if detail else "")
     if status == 422 and detail.startswith("No lookup value found"):
-        return ConfigError(message)  # a queue, group or priority name the config maps to does not exist
+        return ConnectorConfigError(message)  # a queue, group or priority name the config maps to does not exist
     return error_for_status(
         status, message, retry_after_header=response.headers.get("Retry-After"), ticket_id=ticket_id
     )

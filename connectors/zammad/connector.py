@@ -27,7 +27,7 @@ from connectors.base import (
     secret,
     validate_names,
 )
-from connectors.errors import ConfigError, PushRejected, TicketError, TransientError
+from connectors.errors import ConnectorConfigError, PushRejected, TicketError, TransientError
 from connectors.zammad.client import ZammadClient
 from connectors.zammad.config import ZammadConfig
 from connectors.zammad.mapping import (
@@ -61,7 +61,7 @@ class ZammadConnector(Connector):
     @classmethod
     def from_config(cls, config: ConnectorConfig, client: httpx.AsyncClient) -> ZammadConnector:
         if not isinstance(config, ZammadConfig):
-            raise ConfigError(f"zammad connector got a {type(config).__name__}, not a ZammadConfig")
+            raise ConnectorConfigError(f"zammad connector got a {type(config).__name__}, not a ZammadConfig")
         return cls(config, client)
 
     def ticket_url(self, ticket_id: str) -> str:
@@ -219,7 +219,7 @@ class ZammadConnector(Connector):
         return [r for r in rows if isinstance(r, Mapping) and r.get("active", True)]
 
     async def _lookup(self, kind: str, names: Sequence[str]) -> list[int]:
-        """Ids for configured names, cached; one refresh before an unknown name becomes a ConfigError."""
+        """Ids for configured names, cached; one refresh before an unknown name becomes a ConnectorConfigError."""
         known = self._ids.get(kind)
         if known is None or any(n not in known for n in names):
             path = {"group": "/groups", "state": "/ticket_states"}[kind]

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from connectors import _json as safe_json
 from connectors._http import error_for_status, transport_errors
 from connectors.base import secret
-from connectors.errors import AuthError, ConfigError, TransientError
+from connectors.errors import AuthError, ConnectorConfigError, TransientError
 from connectors.znuny.routes import Route
 
 Params = Sequence[tuple[str, str]]
@@ -42,7 +42,7 @@ class FaultError(Exception):
     """An operation failure reported as HTTP 500 with a JSON `faultstring` (e.g. a forbidden queue move)."""
 
 
-class NoRoute(ConfigError):
+class NoRoute(ConnectorConfigError):
     """No operation at this method and path: HTTP 500 `HTTP::REST Error while determine Operation`."""
 
 

@@ -26,7 +26,7 @@ from connectors.base import (
     TicketUpdate,
     secret,
 )
-from connectors.errors import AuthError, ConfigError, NotReady, PushRejected, TicketError, TransientError
+from connectors.errors import AuthError, ConnectorConfigError, NotReady, PushRejected, TicketError, TransientError
 from connectors.znuny.client import ApiError, FaultError, NoAnswer, NoRoute, ZnunyClient
 from connectors.znuny.config import ZnunyConfig
 from connectors.znuny.mapping import TIME_FORMAT, Cursor, invoker_ticket_ids, shift, to_ticket
@@ -76,7 +76,7 @@ class ZnunyConnector(Connector):
     @classmethod
     def from_config(cls, config: ConnectorConfig, client: httpx.AsyncClient) -> ZnunyConnector:
         if not isinstance(config, ZnunyConfig):
-            raise ConfigError(f"{config.type}: expected a ZnunyConfig, got {type(config).__name__}")
+            raise ConnectorConfigError(f"{config.type}: expected a ZnunyConfig, got {type(config).__name__}")
         return cls(config, client)
 
     def ticket_url(self, ticket_id: str) -> str:
@@ -122,7 +122,7 @@ class ZnunyConnector(Connector):
                 break
             except NoAnswer:
                 if attempt == NO_ANSWER_TRIES:
-                    raise ConfigError(
+                    raise ConnectorConfigError(
                         f"{self._label}: webservice {self.config.webservice!r}: {self.config.base_url} sent no "
                         f"answer at all, {NO_ANSWER_TRIES} times in a row; Znuny does that for a web service name "
                         "it does not have: check 'webservice' (Admin -> Web Services lists the names)"
@@ -155,8 +155,8 @@ class ZnunyConnector(Connector):
             return True
         return True
 
-    def _missing(self, operation: str, tried: str) -> ConfigError:
-        return ConfigError(
+    def _missing(self, operation: str, tried: str) -> ConnectorConfigError:
+        return ConnectorConfigError(
             f"{self._label}: web service {self.config.webservice!r} at {self.config.base_url} has no {operation} "
             f"operation (tried {tried}); {HOW_TO_ADD}"
         )
@@ -184,7 +184,7 @@ class ZnunyConnector(Connector):
                 else:
                     verified += 1
         if unknown:
-            raise ConfigError(
+            raise ConnectorConfigError(
                 f"{self._label}: the helpdesk has no {', '.join(unknown)}: TicketSearch does not know these names; "
                 "correct them in the connector's config (names are case-sensitive)"
             )

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from connectors._ids import is_number
 from connectors._text import html_to_text, tidy
 from connectors.base import Ticket
-from connectors.errors import ConfigError, TicketError
+from connectors.errors import ConnectorConfigError, TicketError
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -97,7 +97,7 @@ class Cursor:
             datetime.strptime(data["t"], TIME_FORMAT)
             return cls(str(data["t"]), frozenset(str(i) for i in data["ids"]))
         except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"znuny: not a cursor this connector made: {value[:40]!r}") from None
+            raise ConnectorConfigError(f"znuny: not a cursor this connector made: {value[:40]!r}") from None
 
     def after(self, delivered: Iterable[tuple[str, str]]) -> Cursor:
         """The cursor past `delivered` (time, id) pairs, keeping ids seen in the last second."""

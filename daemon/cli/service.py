@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from daemon.errors import TicketdError
+from daemon.errors import TicketdError, TrainingBusy
 from daemon.logging import configure, get_logger
 
 log = get_logger(__name__)
@@ -61,6 +61,7 @@ def _config(path: Path | None) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     """Start the daemon in the foreground (systemd and Kubernetes run it like this)."""
     from daemon.runtime.daemon import Daemon
+    from daemon.web.hosting import dashboard_url, start_api
     from daemon.web.server import settle_memory
 
     config = _config(args.config)
@@ -78,11 +79,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         await daemon.start()
         if not args.once:
-            await daemon.start_api()
+            await start_api(daemon)
             settle_memory()
-            if daemon.dashboard_url and demo_token:  # with a config, the log's `dashboard` event names the URL
+            url = dashboard_url(daemon)
+            if url and demo_token:  # with a config, the log's `dashboard` event names the URL
                 login = f"; log in with this run's admin token {demo_token}"
-                print(f"ticketd dashboard: {daemon.dashboard_url}{login}", file=sys.stderr, flush=True)
+                print(f"ticketd dashboard: {url}{login}", file=sys.stderr, flush=True)
         if args.once:
             try:
                 done = await daemon.run_once()
@@ -157,11 +159,12 @@ async def _check(config: Any) -> list[str]:
 
     from connectors.errors import ConnectorError
     from connectors.registry import connector_class
-    from daemon.ml.serving import ModelHolder, configured_store
+    from daemon.ml.serving import configured_store
     from daemon.pipeline.routing import label_rules
+    from daemon.runtime.wiring import model_holder
 
     problems: list[str] = []
-    holder = ModelHolder(config.model.store)
+    holder = model_holder(config)
     labels: dict[str, list[str]] = {}
     try:
         with configured_store(config, who="ticketd check") as holder.store:  # the database's, on PostgreSQL
@@ -264,6 +267,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Harvest every closed ticket the connectors can see, then train and promote the first model."""
+    import anyio
+
     from daemon.runtime.daemon import Daemon
 
     config = _config(args.config)
@@ -277,7 +282,10 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
                     print(f"{name}: harvested by the replica that owns it")
                 else:
                     print(f"{name}: {rows} closed tickets harvested")
-            return await daemon.retrain_now(force=True)
+            result = await daemon.retrain_now(force=True)
+            if result is None:  # another training holds the cluster's one training claim
+                raise TrainingBusy(await anyio.to_thread.run_sync(daemon.retraining.busy_with))
+            return result
         finally:
             await daemon.shutdown()
 

@@ -11,6 +11,7 @@ errors as file:line:key lines), `loading` (the order: YAML, secrets, connectors,
 
 from daemon.config.loading import default_config, load_config, load_structure
 from daemon.config.schema import (
+    RESTART_ONLY,
     ApiSection,
     Config,
     ConnectorEntry,
@@ -20,10 +21,12 @@ from daemon.config.schema import (
     RetrainSection,
     RoutingSection,
     StateSection,
+    restart_only_changes,
     state_dir,
 )
 
 __all__ = [
+    "RESTART_ONLY",
     "ApiSection",
     "Config",
     "ConnectorEntry",
@@ -36,5 +39,6 @@ __all__ = [
     "default_config",
     "load_config",
     "load_structure",
+    "restart_only_changes",
     "state_dir",
 ]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from connectors import secrets
 from connectors.base import ConnectorConfig
-from connectors.errors import ConfigError as ConnectorConfigError
+from connectors.errors import ConnectorConfigError
 from connectors.registry import connector_class
 from daemon.config.messages import Problem, config_error, from_pydantic, model_keys
 from daemon.config.schema import Config, state_dir

@@ -13,10 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_core import PydanticCustomError
 
 from connectors import secrets
-from connectors.base import ConnectorConfig
+from connectors.base import WRITABLE, ConnectorConfig
 from daemon.config.yaml_lines import Loc
-from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
-from daemon.pipeline.routing import WRITABLE
 
 MIN_TOKEN_CHARS = 24
 MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -31,6 +29,9 @@ def state_dir() -> Path:
 def _at(suffix: Loc, message: str) -> PydanticCustomError:
     """A validation error that points `suffix` deeper than the validator's own location (for the line number)."""
     return PydanticCustomError("ticketd", "{message}", {"message": message, "at": suffix})
+
+
+DEFAULT_FINETUNE_CAP = 3000  # tickets each transformer head fine-tunes on, at most (daemon.ml.sampling)
 
 
 class _Section(BaseModel):
@@ -310,12 +311,6 @@ class PrivacySection(_Section):
                 raise ValueError(f"unknown phone region {region!r}: use a two-letter country code such as DE or US")
         return [r.upper() for r in regions]
 
-    def scrubber(self) -> Any:
-        """The configured `daemon.pipeline.privacy.Scrubber`."""
-        from daemon.pipeline.privacy import Scrubber
-
-        return Scrubber(frozenset(self.scrub), tuple(self.phone_regions))
-
 
 class Config(_Section):
     """The whole file; `load_config` builds it so that errors carry lines, `default_config` for `make run`."""
@@ -355,3 +350,21 @@ class Config(_Section):
                         f"the model has no {label!r} label (model.labels: {', '.join(self.model.labels)})",
                     )
         return self
+
+
+# What a running process cannot change: the API's socket and body limit, the state database, the model store.
+RESTART_ONLY = {
+    "api": ("enabled", "host", "port", "max_body_bytes", "dashboard", "trusted_proxies", "allowed_hosts"),
+    "state": ("url",),
+    "model": ("store", "threads"),
+}
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """`section.key` of every restart-only setting that differs between two configs."""
+    return [
+        f"{section}.{key}"
+        for section, keys in RESTART_ONLY.items()
+        for key in keys
+        if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)
+    ]

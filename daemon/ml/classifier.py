@@ -13,7 +13,7 @@ import numpy as np
 
 from daemon.errors import ModelError
 from daemon.ml.calibration import ConfidenceMap, calibrated, combine, served_confidence
-from daemon.ml.store import resolve_model_dir
+from daemon.ml.layout import resolve_model_dir
 from daemon.ml.text import compose
 from daemon.ml.tfidf import FloatArray, TfidfScorer
 from daemon.ml.thresholds import Evidence, Thresholds, fit

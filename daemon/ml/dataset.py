@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from connectors import _json as safe_json
+from connectors.base import WRITABLE
 from daemon.errors import DatasetError
 from daemon.ml.text import MAX_TEXT_CHARS, compose
-from daemon.pipeline.routing import WRITABLE
 
 T = TypeVar("T")
 DEFAULT_LABELS: tuple[str, ...] = WRITABLE  # the label columns a dataset has unless told otherwise

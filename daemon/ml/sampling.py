@@ -6,12 +6,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from daemon.config.schema import DEFAULT_FINETUNE_CAP as DEFAULT_FINETUNE_CAP  # the config's default
+
 if TYPE_CHECKING:  # numpy is imported when sampling, so the command line can read the defaults cheaply
     import numpy as np
     import numpy.typing as npt
 
 # The defaults of `ticketd train` and of the retrain (chosen by bench/retrain.py; see the README).
-DEFAULT_FINETUNE_CAP = 3000  # tickets each transformer head fine-tunes on, at most
 DEFAULT_TFIDF_CV_CAP = 5000  # training tickets the TF-IDF settings are cross-validated on (plus validation)
 DEFAULT_VALIDATION_MAX = 2000  # validation tickets, at most: each costs a forward pass per epoch
 DEFAULT_HALF_LIFE_DAYS = 180.0  # a ticket this much older is half as likely in the fine-tuning sample

@@ -6,12 +6,13 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from daemon.errors import ModelError, StateError
+from daemon.errors import ModelError, NoModelError, StateError
 from daemon.logging import get_logger
 from daemon.ml.classifier import Classifier
 from daemon.ml.store import ModelStore
@@ -86,7 +87,7 @@ class ModelHolder:
     def get(self) -> LoadedModel:
         """The model to use for the next ticket."""
         if self._model is None:
-            raise ModelError(f"{self.store.root}: no model loaded (train one, or `ticketd bootstrap`)")
+            raise NoModelError(f"{self.store.root}: no model loaded (train one, or `ticketd bootstrap`)")
         return self._model
 
     def load(self, version: str | None = None) -> bool:
@@ -94,7 +95,7 @@ class ModelHolder:
         with self._lock:
             version = version or self.store.current()
             if version is None:
-                raise ModelError(f"{self.store.root}: the model store has no current version")
+                raise NoModelError(f"{self.store.root}: the model store has no current version")
             if self._model is not None and self._model.version == version:
                 return False
             try:
@@ -112,6 +113,40 @@ class ModelHolder:
     async def reload(self) -> bool:
         """Load in a worker thread so polling of other connectors goes on meanwhile."""
         return await anyio.to_thread.run_sync(self.load)
+
+
+@dataclass(frozen=True)
+class Switched:
+    """A promotion or rollback done: the store's new `current`, the version before it, what this process serves."""
+
+    current: str
+    previous: str | None
+    served: str | None
+
+
+async def promote(model: ModelHolder, version: str) -> Switched:
+    """Make a stored version current and serve it; the API and the dashboard both change the model through here."""
+    previous = model.store.current()
+    await anyio.to_thread.run_sync(model.store.promote, version)
+    log.info("model promoted", version=version, previous=previous)
+    return await _serve(model, version, previous)
+
+
+async def rollback(model: ModelHolder) -> Switched:
+    """Return to the version promoted before the current one, and serve it."""
+    previous = model.store.current()
+    version = await anyio.to_thread.run_sync(model.store.rollback)
+    log.info("model rolled back", version=version, previous=previous)
+    return await _serve(model, version, previous)
+
+
+async def _serve(model: ModelHolder, current: str, previous: str | None) -> Switched:
+    try:
+        await model.reload()
+    except ModelError as exc:  # the store's pointer moved; a ModelError (not a store error): answered as such
+        log.error("model reload failed after the switch", error=str(exc))
+        raise ModelError(f"the store was switched but the model cannot be loaded: {exc}") from None
+    return Switched(current, previous, model.get().version if model.loaded else None)
 
 
 class Follower:

@@ -1,8 +1,6 @@
 """Versioned model directories under one root, with a `current` symlink that is switched atomically.
 
-ROOT/versions/v1/, v2/, ...    complete model directories (never modified after adding)
-ROOT/current -> versions/vN    what serving loads
-ROOT/history.json              promotion stack, so rollback returns to the version before
+The on-disk layout (ROOT/versions/vN, ROOT/current, ROOT/history.json) is drawn in daemon/ml/layout.py.
 
 With a PostgreSQL state (several replicas), the versions and the promotion stack live in the database
 (daemon/state/model_versions.py) and ROOT is a cache of them: versions are fetched, verified and unpacked on first
@@ -15,7 +13,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 import tarfile
 import tempfile
@@ -26,28 +23,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.errors import ModelError, ModelStoreError, UnservableModelError
+from daemon.errors import (
+    ModelError,
+    ModelStoreError,
+    NothingToRollBackError,
+    UnknownVersionError,
+    UnservableModelError,
+)
 from daemon.logging import get_logger
+from daemon.ml.layout import CURRENT, HISTORY, METADATA, VERSION, VERSIONS
 
 if TYPE_CHECKING:
     from daemon.state.model_versions import DatabaseVersions
 
 log = get_logger(__name__)
-
-_VERSION = re.compile(r"^v(\d+)$")
-
-
-def resolve_model_dir(path: Path) -> Path:
-    """A model directory itself, or the version a store root's `current` points at."""
-    if (path / "metadata.json").is_file():
-        return path
-    current = path / "current"
-    if current.is_symlink() or current.exists():
-        target = current.resolve()
-        if (target / "metadata.json").is_file():
-            return target
-        raise ModelError(f"{path}: `current` points at {target}, which holds no model")
-    raise ModelError(f"{path}: no model here (expected metadata.json, or a model store with `current`)")
 
 
 @contextlib.contextmanager
@@ -120,8 +109,8 @@ class ModelStore:
 
     def __init__(self, root: str | Path, shared: DatabaseVersions | None = None) -> None:
         self.root = Path(root)
-        self.versions_dir = self.root / "versions"
-        self.history_file = self.root / "history.json"
+        self.versions_dir = self.root / VERSIONS
+        self.history_file = self.root / HISTORY
         self.shared = shared
 
     @property
@@ -178,7 +167,7 @@ class ModelStore:
     def _numbers(self) -> list[int]:
         if not self.versions_dir.is_dir():
             return []
-        return sorted(int(m.group(1)) for p in self.versions_dir.iterdir() if (m := _VERSION.match(p.name)))
+        return sorted(int(m.group(1)) for p in self.versions_dir.iterdir() if (m := VERSION.match(p.name)))
 
     def _marker(self, version: str) -> Path:
         """The SHA-256 of the archive a cached version was unpacked from (shared store only)."""
@@ -210,7 +199,7 @@ class ModelStore:
 
     def add(self, model_dir: Path) -> str:
         """Move a finished model directory in as the next version; returns its name."""
-        meta_file = model_dir / "metadata.json"
+        meta_file = model_dir / METADATA
         if not meta_file.is_file():
             raise ModelStoreError(f"{model_dir}: not a complete model (no metadata.json)")
         with self._locked():
@@ -243,7 +232,7 @@ class ModelStore:
         """Name of the version `current` points at, if any."""
         if self.shared is not None:
             return self.shared.pointer().current
-        link = self.root / "current"
+        link = self.root / CURRENT
         if not link.is_symlink():
             return None
         return Path(os.readlink(link)).name
@@ -268,8 +257,8 @@ class ModelStore:
         tmp = self.root / f".current.{os.getpid()}"
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        os.symlink(Path("versions") / version, tmp)
-        os.replace(tmp, self.root / "current")
+        os.symlink(Path(VERSIONS) / version, tmp)
+        os.replace(tmp, self.root / CURRENT)
         _fsync_dir(self.root)
         write_json_atomic(
             self.history_file, {"stack": stack, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -288,9 +277,9 @@ class ModelStore:
         stored = self.shared.get(version)
         if stored is None:
             known = ", ".join(v.version for v in self.shared.versions()) or "none"
-            raise ModelStoreError(f"no model version {version!r} in {self.where} (known: {known})")
+            raise UnknownVersionError(f"no model version {version!r} in {self.where} (known: {known})")
         marker = self._marker(version)
-        if (target / "metadata.json").is_file() and marker.is_file() and marker.read_text().strip() == stored.sha256:
+        if (target / METADATA).is_file() and marker.is_file() and marker.read_text().strip() == stored.sha256:
             return target
         started = time.monotonic()
         staging = self.staging_dir()
@@ -323,7 +312,8 @@ class ModelStore:
 
     def _check(self, version: str) -> None:
         """Load the version completely and classify a probe ticket; a version that fails never becomes current."""
-        from daemon.ml.classifier import check_servable
+
+        from daemon.ml.classifier import check_servable  # loads the serving stack only when a version is probed
 
         try:
             check_servable(self.versions_dir / version)
@@ -353,9 +343,9 @@ class ModelStore:
                     self._check(version)
                 self._change(pointer.serial, [*pointer.stack, version])
                 return
-            if not (self.versions_dir / version / "metadata.json").is_file():
+            if not (self.versions_dir / version / METADATA).is_file():
                 known = ", ".join(f"v{n}" for n in self._numbers()) or "none"
-                raise ModelStoreError(f"no model version {version!r} in {self.root} (known: {known})")
+                raise UnknownVersionError(f"no model version {version!r} in {self.root} (known: {known})")
             stack = self._history()
             if stack and stack[-1] == version and self.current() == version:
                 return
@@ -370,13 +360,18 @@ class ModelStore:
             pointer = self.shared.pointer() if self.shared is not None else None
             stack = pointer.stack if pointer is not None else self._history()
             if len(stack) < 2:
-                raise ModelStoreError(f"{self.where}: nothing to roll back to (promotion history: {stack or 'empty'})")
+                raise NothingToRollBackError(
+                    f"{self.where}: nothing to roll back to (promotion history: {stack or 'empty'})"
+                )
             stack.pop()
             previous = stack[-1]
             if self.shared is not None:
-                self._fetch(previous)
-            elif not (self.versions_dir / previous / "metadata.json").is_file():
-                raise ModelStoreError(f"{self.root}: previous version {previous} is missing on disk")
+                try:
+                    self._fetch(previous)
+                except UnknownVersionError as exc:  # pruned meanwhile: there is nothing to roll back to
+                    raise NothingToRollBackError(str(exc)) from None
+            elif not (self.versions_dir / previous / METADATA).is_file():
+                raise NothingToRollBackError(f"{self.root}: previous version {previous} is missing on disk")
             if check:
                 self._check(previous)
             if pointer is not None:
@@ -420,7 +415,7 @@ class ModelStore:
         if self.shared is None or self.shared.versions():
             return []
         local = ModelStore(self.root)
-        stack = [v for v in local._history()[-2:] if (self.versions_dir / v / "metadata.json").is_file()]
+        stack = [v for v in local._history()[-2:] if (self.versions_dir / v / METADATA).is_file()]
         current = local.current()
         if current is not None and (not stack or stack[-1] != current):
             stack = [current]
@@ -432,7 +427,7 @@ class ModelStore:
                 for i, version in enumerate(stack):
                     archive = staging / f"{version}.tar"
                     _pack(self.versions_dir / version, archive)
-                    meta = json.loads((self.versions_dir / version / "metadata.json").read_text(encoding="utf-8"))
+                    meta = json.loads((self.versions_dir / version / METADATA).read_text(encoding="utf-8"))
                     added = self.shared.add(archive, meta, version=version, if_empty=i == 0)
                     if added is None:
                         return []  # another replica uploaded first
@@ -456,7 +451,7 @@ class ModelStore:
         for n in self._numbers():
             path = self.versions_dir / f"v{n}"
             try:
-                meta = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+                meta = json.loads((path / METADATA).read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 meta = {}
             out.append(VersionInfo(f"v{n}", path, f"v{n}" == current, meta))

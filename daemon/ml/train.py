@@ -693,7 +693,8 @@ def _train_label(
     val_langs: list[str],
     seconds: float | None,
 ) -> dict[str, Any]:
-    """One head: fine-tune, choose the ensemble weight, calibrate, measure per language, export, write."""
+    """One head, in six steps: fine-tune, choose the ensemble weight, calibrate, measure per language, fit the
+    routing thresholds, export and write."""
     from daemon.ml.export import export_head
 
     started = time.monotonic()
@@ -721,6 +722,7 @@ def _train_label(
         if logits_val is None:
             log.warning("transformer skipped", label=label, reason=fine_tune["skipped"])
 
+    # Steps 2 and 3: the ensemble weight (one-SE rule), then its calibration.
     verdict, candidates, best, transformer_added = _choose_candidate(
         label, logits_val, tfidf_val, y_val, len(classes), opts, fine_tune
     )
@@ -754,7 +756,16 @@ def _train_label(
             opts.seed,
         )
 
-    # Step 5: export the transformer to ONNX (with the int8 parity check), then write the head.
+    # Step 5: routing thresholds for the precision target, from tickets as the served head scores them: for
+    # TF-IDF alone every cross-validated row (out of fold, so unseen, and several times the validation split's
+    # evidence per class), otherwise the validation split, the only rows the transformer did not see.
+    if weight >= 1.0:
+        oof_y = np.array([index[v] for v in tfidf["oof_labels"]])
+        evidence = _evidence(classes, combine(None, tfidf["oof"], 1.0), cal, oof_y)
+    else:
+        evidence = _evidence(classes, combine(logits_val, tfidf_val, weight), cal, y_val)
+    fitted = thresholds.fit(evidence, opts.target_precision)
+    # Step 6: the head's spec; the transformer exported to ONNX (with the int8 parity check); the head written.
     max_length = int(fine_tune.get("max_length", opts.max_length))
     spec: HeadSpec = {
         "label": label,
@@ -764,15 +775,6 @@ def _train_label(
     }
     if cal["confidence_map"]["kept"]:
         spec["confidence_map"] = cal["confidence_map"]["map"]
-    # Step 4b: routing thresholds for the precision target, from tickets as the served head scores them: for
-    # TF-IDF alone every cross-validated row (out of fold, so unseen, and several times the validation split's
-    # evidence per class), otherwise the validation split, the only rows the transformer did not see.
-    if weight >= 1.0:
-        oof_y = np.array([index[v] for v in tfidf["oof_labels"]])
-        evidence = _evidence(classes, combine(None, tfidf["oof"], 1.0), cal, oof_y)
-    else:
-        evidence = _evidence(classes, combine(logits_val, tfidf_val, weight), cal, y_val)
-    fitted = thresholds.fit(evidence, opts.target_precision)
     spec["routing"] = {**fitted.to_json(), "evidence": evidence.to_json()}
     export: dict[str, Any] = {}
     if weight < 1.0:

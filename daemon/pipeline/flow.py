@@ -31,7 +31,7 @@ from connectors.errors import TicketError
 from daemon.logging import get_logger
 from daemon.metrics import Metrics
 from daemon.pipeline import routing
-from daemon.pipeline.privacy import addresses, digest
+from daemon.pipeline.privacy import Kind, addresses, digest
 from daemon.pipeline.routing import Decision, LabelRule, decide
 
 T = TypeVar("T")
@@ -103,7 +103,7 @@ class Pipeline:
         degraded: Callable[[], bool] = lambda: False,
         metrics: Metrics | None = None,
         fence: Callable[[], Fence | None] = lambda: None,
-        scrub: Callable[[str], tuple[str, Mapping[str, int]]] | None = None,
+        scrub: Callable[[str], tuple[str, Mapping[Kind, int]]] | None = None,
     ) -> None:
         self.name = name
         self.connector = connector
@@ -471,8 +471,8 @@ async def _settle(task: asyncio.Task[Any]) -> None:
 
 
 def _scrub_all(
-    scrub: Callable[[str], tuple[str, Mapping[str, int]]], texts: Mapping[str, str]
-) -> dict[str, tuple[str, Mapping[str, int]]]:
+    scrub: Callable[[str], tuple[str, Mapping[Kind, int]]], texts: Mapping[str, str]
+) -> dict[str, tuple[str, Mapping[Kind, int]]]:
     """A page's texts scrubbed in one worker-thread call (the phone matcher is CPU work)."""
     return {tid: scrub(text) for tid, text in texts.items()}
 

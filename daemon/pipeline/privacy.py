@@ -15,7 +15,10 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from daemon.config import PrivacySection
 
 Kind = Literal["email", "phone", "iban", "card"]
 KINDS: tuple[Kind, ...] = ("email", "iban", "card", "phone")  # the order they are replaced in
@@ -93,6 +96,11 @@ class Scrubber:
 
     kinds: frozenset[Kind] = frozenset(KINDS)
     regions: tuple[str, ...] = DEFAULT_REGIONS
+
+    @classmethod
+    def configured(cls, section: PrivacySection) -> Scrubber:
+        """The scrubber the config's `privacy` section asks for."""
+        return cls(frozenset(section.scrub), tuple(section.phone_regions))
 
     def scrub(self, text: str) -> tuple[str, dict[Kind, int]]:
         """The text with placeholders, and how many of each kind were replaced (for the log, never the values)."""

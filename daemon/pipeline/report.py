@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from daemon.pipeline.routing import WRITABLE, LabelRule
+from connectors.base import WRITABLE
+from daemon.pipeline.routing import LabelRule
 
 Z_ONE_SIDED_95 = 1.6449  # the normal quantile of the flag's one-sided 95% bound
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from connectors.base import WRITABLE
 
 if TYPE_CHECKING:
     from daemon.config import ConnectorEntry
     from daemon.ml.thresholds import Thresholds
-
-Label = Literal["queue", "priority"]
-WRITABLE: tuple[Label, ...] = ("queue", "priority")  # the model labels a connector can write back (TicketUpdate)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 |---|---|---|---|
 | transient | connectors.errors.TransientError | exponential backoff | yes |
 | credentials | connectors.errors.AuthError | stop until the config is reloaded | no |
-| configuration | ConfigError (connector's or daemon's) | stop until the config is reloaded | no |
+| configuration | ConnectorConfigError or daemon.errors.ConfigError | stop until the config is reloaded | no |
 | state | daemon.errors.StateError | exponential backoff | no |
 | unexpected | any other exception | backoff; logged once with its traceback | no, once it repeats |
 
@@ -23,8 +23,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from connectors.errors import AuthError, TransientError
-from connectors.errors import ConfigError as ConnectorConfigError
+from connectors.errors import AuthError, ConnectorConfigError, TransientError
 from daemon.errors import ConfigError, StateError, TicketdError
 from daemon.logging import get_logger
 

@@ -22,7 +22,7 @@ from daemon.errors import ModelStoreError
 from daemon.state.schema import model_chunks, model_pointer, model_versions
 
 if TYPE_CHECKING:
-    from daemon.state.database import State
+    from daemon.state.engine import Database
 
 CHUNK = 8 * 1024 * 1024
 _ADD_LOCK = 0x7469636D  # transaction advisory lock: one version added at a time, numbers never collide ("ticm")
@@ -58,30 +58,30 @@ class Pointer:
 class DatabaseVersions:
     """The database side of daemon.ml.store.ModelStore when the state is PostgreSQL."""
 
-    def __init__(self, state: State, who: str) -> None:
-        self._state = state
+    def __init__(self, db: Database, who: str) -> None:
+        self._db = db
         self.who = who  # recorded with each version and pointer change: the replica, or a command
 
     @property
     def where(self) -> str:
         """For messages: the database, with its password masked."""
-        return f"the model store in {self._state.url}"
+        return f"the model store in {self._db.url}"
 
     def versions(self) -> list[StoredVersion]:
         """Every stored version, oldest first."""
         query = sa.select(model_versions).order_by(model_versions.c.number)
-        with self._state._read() as conn:
+        with self._db.read() as conn:
             return [_stored(r) for r in conn.execute(query)]
 
     def get(self, version: str) -> StoredVersion | None:
         """One version's row, if stored."""
-        with self._state._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(sa.select(model_versions).where(model_versions.c.version == version)).one_or_none()
         return None if row is None else _stored(row)
 
     def pointer(self) -> Pointer:
         """The promotion stack as it is now (empty before the first promotion)."""
-        with self._state._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(sa.select(model_pointer).where(model_pointer.c.id == 1)).one_or_none()
         return Pointer([], 0) if row is None else Pointer([str(v) for v in row.stack], int(row.serial))
 
@@ -91,7 +91,7 @@ class DatabaseVersions:
         """Store an archive as the next version (or as `version`): (version, SHA-256); None when `if_empty` and
         versions exist."""
         digest = hashlib.sha256()
-        with self._state._write() as conn:
+        with self._db.write() as conn:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADD_LOCK)))
             numbers = list(conn.execute(sa.select(model_versions.c.number)).scalars())
             if if_empty and numbers:
@@ -121,7 +121,7 @@ class DatabaseVersions:
         digest = hashlib.sha256()
         with open(into, "wb") as fh:
             for seq in range(stored.chunks):
-                with self._state._read() as conn:
+                with self._db.read() as conn:
                     block = conn.execute(
                         sa.select(model_chunks.c.data).where(
                             model_chunks.c.version == version, model_chunks.c.seq == seq
@@ -137,7 +137,7 @@ class DatabaseVersions:
     def change(self, serial: int, stack: list[str]) -> bool:
         """Set the promotion stack if nobody changed it since `serial` was read; False if somebody did."""
         now = datetime.now(UTC)
-        with self._state._write() as conn:
+        with self._db.write() as conn:
             row = conn.execute(
                 sa.select(model_pointer.c.serial).where(model_pointer.c.id == 1).with_for_update()
             ).one_or_none()
@@ -155,7 +155,7 @@ class DatabaseVersions:
 
     def delete(self, versions: list[str], keep: Callable[[Pointer], set[str]]) -> list[str]:
         """Delete versions (their chunks go with them), never one that `keep(pointer)` protects now."""
-        with self._state._write() as conn:
+        with self._db.write() as conn:
             row = conn.execute(
                 sa.select(model_pointer.c.stack, model_pointer.c.serial)
                 .where(model_pointer.c.id == 1)

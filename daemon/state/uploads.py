@@ -16,38 +16,38 @@ import sqlalchemy as sa
 from daemon.state.schema import datasets, training_jobs, training_now
 
 if TYPE_CHECKING:
-    from daemon.state.database import State
+    from daemon.state.engine import Database
 
 _DATASET_LOCK = 0x7469636E  # transaction advisory lock: dataset numbers never collide ("ticn")
-KEEP_JOBS = 50  # job descriptions kept, newest first
+KEEP_JOBS = 50  # training jobs kept, newest first: here (shared) and in memory (daemon/training/jobs.py)
 
 
 class DatabaseDatasets:
     """Numbered dataset versions: the normalised CSV and its summary."""
 
-    def __init__(self, state: State) -> None:
-        self._state = state
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def versions(self) -> list[str]:
         """Stored versions, oldest first."""
-        with self._state._read() as conn:
+        with self._db.read() as conn:
             return list(conn.execute(sa.select(datasets.c.version).order_by(datasets.c.number)).scalars())
 
     def summary(self, version: str) -> dict[str, Any] | None:
         """A version's summary, or None if unknown."""
-        with self._state._read() as conn:
+        with self._db.read() as conn:
             found = conn.execute(sa.select(datasets.c.summary).where(datasets.c.version == version)).scalar()
         return None if found is None else dict(found)
 
     def csv(self, version: str) -> bytes | None:
         """A version's normalised rows, or None if unknown."""
-        with self._state._read() as conn:
+        with self._db.read() as conn:
             found = conn.execute(sa.select(datasets.c.csv).where(datasets.c.version == version)).scalar()
         return None if found is None else bytes(found)
 
     def add(self, csv: bytes, summary: dict[str, Any]) -> dict[str, Any]:
         """Store as the next version; returns the summary with its `version`."""
-        with self._state._write() as conn:
+        with self._db.write() as conn:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_DATASET_LOCK)))
             number = (conn.execute(sa.select(sa.func.max(datasets.c.number))).scalar() or 0) + 1
             stored = {"version": f"v{number}", **summary}
@@ -62,14 +62,14 @@ class DatabaseDatasets:
 class DatabaseJobs:
     """Training jobs' last known description, written by the replica that runs the job."""
 
-    def __init__(self, state: State, replica: str) -> None:
-        self._state = state
+    def __init__(self, db: Database, replica: str) -> None:
+        self._db = db
         self.replica = replica
 
     def publish(self, job_id: str, description: dict[str, Any]) -> None:
         """Insert or update a job's description; the oldest beyond KEEP_JOBS are forgotten."""
         now = datetime.now(UTC)
-        with self._state._write() as conn:
+        with self._db.write() as conn:
             updated = conn.execute(
                 sa.update(training_jobs)
                 .where(training_jobs.c.id == job_id)
@@ -87,7 +87,7 @@ class DatabaseJobs:
     def get(self, job_id: str) -> tuple[str, dict[str, Any], datetime] | None:
         """(replica, description, when it was written), if the job is known."""
         query = sa.select(training_jobs).where(training_jobs.c.id == job_id)
-        with self._state._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(query).one_or_none()
         return None if row is None else (row.replica, dict(row.description), row.updated_at)
 
@@ -106,13 +106,13 @@ class Running:
 class DatabaseTraining:
     """The row that says which training holds the cluster's one training lock (daemon/training/lock.py)."""
 
-    def __init__(self, state: State, key: int) -> None:
-        self._state = state
+    def __init__(self, db: Database, key: int) -> None:
+        self._db = db
         self._key = key
 
     def started(self, who: str, replica: str) -> None:
         """The lock holder's row, replacing one a dead holder left."""
-        with self._state._write() as conn:
+        with self._db.write() as conn:
             conn.execute(sa.delete(training_now))
             conn.execute(
                 sa.insert(training_now).values(
@@ -122,21 +122,21 @@ class DatabaseTraining:
 
     def note(self, progress: dict[str, Any] | None) -> None:
         """The holder's latest progress, for every replica's `GET /api/v1/training`."""
-        with self._state._write() as conn:
+        with self._db.write() as conn:
             conn.execute(sa.update(training_now).values(progress=progress))
 
     def cancel_requested(self) -> bool:
         """Whether a replica asked the holder to stop."""
-        with self._state._read() as conn:
+        with self._db.read() as conn:
             return bool(conn.execute(sa.select(training_now.c.cancel)).scalar())
 
     def ended(self) -> None:
-        with self._state._write() as conn:
+        with self._db.write() as conn:
             conn.execute(sa.delete(training_now))
 
     def running(self) -> Running | None:
         """The training holding the lock now; a row whose holder's session is gone (it died) is none."""
-        with self._state._read() as conn:
+        with self._db.read() as conn:
             locked = conn.exec_driver_sql(
                 "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %(hi)s "
                 "AND objid::bigint = %(lo)s AND objsubid = 1 AND granted)",
@@ -151,5 +151,5 @@ class DatabaseTraining:
         """Ask the holder to stop (it looks every second); False when no training runs."""
         if self.running() is None:
             return False
-        with self._state._write() as conn:
+        with self._db.write() as conn:
             return bool(conn.execute(sa.update(training_now).values(cancel=True)).rowcount)

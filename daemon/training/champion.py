@@ -22,19 +22,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from connectors.base import WRITABLE
 from daemon.errors import ModelStoreError, TicketdError
 from daemon.logging import get_logger
 from daemon.ml.sampling import DEFAULT_FINETUNE_CAP
 from daemon.ml.store import ModelStore
 from daemon.ml.text import compose
 from daemon.ml.thresholds import DEFAULT_TARGET
-from daemon.pipeline.routing import WRITABLE
 
 if TYPE_CHECKING:
     from daemon.config import Config
     from daemon.config.schema import RetrainSection
+    from daemon.state.records import TrainingRow
 
 log = get_logger(__name__)
 
@@ -47,25 +48,6 @@ _RELAYED_LEVELS = {"warning": "warning", "error": "error", "critical": "error"} 
 _OWN_KEYS = ("event", "level", "timestamp", "logger")  # the daemon's own processors set these again
 
 Progress = Callable[[dict[str, Any]], None]
-
-
-class TrainingRowLike(Protocol):
-    """What retrain reads from a harvested closed ticket (daemon.state.TrainingRow satisfies it)."""
-
-    @property
-    def connector(self) -> str: ...
-    @property
-    def ticket_id(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def queue(self) -> str: ...
-    @property
-    def priority(self) -> str | None: ...
-    @property
-    def language(self) -> str | None: ...
-    @property
-    def closed_at(self) -> datetime: ...
 
 
 Outcome = Literal["promoted", "rejected", "skipped", "failed"]
@@ -163,14 +145,14 @@ class RetrainResult:
         return out
 
 
-def _label_value(row: TrainingRowLike, label: str) -> str:
+def _label_value(row: TrainingRow, label: str) -> str:
     value = getattr(row, label, None)
     return value.strip() if isinstance(value, str) else ""
 
 
-def _dedup(rows: Sequence[TrainingRowLike]) -> list[TrainingRowLike]:
+def _dedup(rows: Sequence[TrainingRow]) -> list[TrainingRow]:
     """One row per ticket (the latest close wins), in time order: the holdout is the newest tail."""
-    latest: dict[tuple[str, str], TrainingRowLike] = {}
+    latest: dict[tuple[str, str], TrainingRow] = {}
     for row in rows:
         key = (row.connector, row.ticket_id)
         if key not in latest or row.closed_at >= latest[key].closed_at:
@@ -178,7 +160,7 @@ def _dedup(rows: Sequence[TrainingRowLike]) -> list[TrainingRowLike]:
     return sorted(latest.values(), key=_order)  # the state's own order: close time, ticket id, connector
 
 
-def _order(row: TrainingRowLike) -> tuple[datetime, str, str]:
+def _order(row: TrainingRow) -> tuple[datetime, str, str]:
     return (row.closed_at, row.ticket_id, row.connector)
 
 
@@ -189,13 +171,13 @@ class _Plan:
     total: int = 0
     usable: int = 0
     labels: list[str] = field(default_factory=list)
-    holdout: list[TrainingRowLike] = field(default_factory=list)
+    holdout: list[TrainingRow] = field(default_factory=list)
     kept: set[tuple[str, ...]] = field(default_factory=set)  # label combinations common enough to train on
     n_train: int = 0
     n_rare: int = 0
 
 
-def _plan(source: Callable[[], Iterable[TrainingRowLike]], policy: RetrainPolicy) -> _Plan:
+def _plan(source: Callable[[], Iterable[TrainingRow]], policy: RetrainPolicy) -> _Plan:
     """Labels at least half the rows carry, the newest `holdout_share` of usable rows, and the rare classes.
 
     Three passes over `source()`, none of which keeps more than the holdout: a store of any size fits.
@@ -229,15 +211,15 @@ def _plan(source: Callable[[], Iterable[TrainingRowLike]], policy: RetrainPolicy
     return plan
 
 
-def _usable(source: Callable[[], Iterable[TrainingRowLike]], labels: Sequence[str]) -> Iterator[TrainingRowLike]:
+def _usable(source: Callable[[], Iterable[TrainingRow]], labels: Sequence[str]) -> Iterator[TrainingRow]:
     return (r for r in source() if r.text.strip() and all(_label_value(r, n) for n in labels))
 
 
-def _combo(row: TrainingRowLike, labels: Sequence[str]) -> tuple[str, ...]:
+def _combo(row: TrainingRow, labels: Sequence[str]) -> tuple[str, ...]:
     return tuple(_label_value(row, n) for n in labels)
 
 
-def _write_csv(source: Callable[[], Iterable[TrainingRowLike]], plan: _Plan, path: Path) -> int:
+def _write_csv(source: Callable[[], Iterable[TrainingRow]], plan: _Plan, path: Path) -> int:
     """Write the training rows (older than the holdout, of kept classes) as the training CSV; returns rows written.
 
     The holdout's first row bounds the training side by its sort key, not by position: a ticket harvested or
@@ -372,7 +354,7 @@ def _run_training(
     return f"training process {how}" + (f" ({tail})" if tail else "")
 
 
-def _evaluate(model_dir: Path, rows: Sequence[TrainingRowLike], labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _evaluate(model_dir: Path, rows: Sequence[TrainingRow], labels: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Macro-F1 and accuracy per label on the holdout; macro over the classes the holdout holds, same for both."""
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -420,7 +402,7 @@ def _champion_dir(store: ModelStore, champion: str | None) -> Path | None:
     return path if path.is_dir() else None
 
 
-Rows = Sequence[TrainingRowLike] | Callable[[], Iterable[TrainingRowLike]]
+Rows: TypeAlias = "Sequence[TrainingRow] | Callable[[], Iterable[TrainingRow]]"  # the store, or a function reading it
 
 
 def retrain(

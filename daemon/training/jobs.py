@@ -14,36 +14,47 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from daemon.errors import TicketdError
+from daemon.errors import TicketdError, TrainingBusy
 from daemon.logging import get_logger
 from daemon.ml.dataset import load_dataset
+from daemon.state.records import TrainingRow
+from daemon.state.uploads import KEEP_JOBS
 from daemon.training.champion import RetrainResult, retrain
 from daemon.training.lock import Claim
 
 if TYPE_CHECKING:
+    from daemon.metrics import Metrics
+    from daemon.ml.serving import ModelHolder
+    from daemon.ml.store import ModelStore
     from daemon.state.uploads import DatabaseJobs
-    from daemon.web.services import Services
+    from daemon.training.champion import RetrainPolicy
+    from daemon.training.datasets import DatasetStore
+    from daemon.training.lock import Retraining
 
 log = get_logger(__name__)
 
-_KEEP_JOBS = 50  # finished jobs remembered for GET /train/{job}
+
+class Services(Protocol):
+    """What a training job uses of the API's services (daemon.web.services.Services is one)."""
+
+    datasets: DatasetStore
+    policy: RetrainPolicy
+    workdir: Path
+    metrics: Metrics
+    model: ModelHolder
+    retraining: Retraining
+
+    @property
+    def store(self) -> ModelStore: ...
+
+    def note_model(self) -> None: ...
+
+
 _ORPHANED_AFTER_S = 10.0  # a shared job still "running" this long after its replica let the training lock go
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class UploadedRow:
-    """A dataset row in the shape retrain reads (TrainingRowLike); closed_at encodes the row order."""
-
-    connector: str
-    ticket_id: str
-    text: str
-    queue: str
-    priority: str | None
-    language: str | None
-    closed_at: datetime
 
 
 @dataclass
@@ -73,14 +84,6 @@ class JobConflict(Exception):
     def __init__(self, job: Job) -> None:
         super().__init__(job.id)
         self.job = job
-
-
-class TrainingBusy(Exception):
-    """Another training (the daemon's scheduled retrain) holds the one training claim."""
-
-    def __init__(self, holder: str) -> None:
-        super().__init__(holder)
-        self.holder = holder
 
 
 class TrainingJobs:
@@ -153,7 +156,7 @@ class TrainingJobs:
             self._claim = claim
             job = Job(uuid.uuid4().hex, dataset_version, promote, labels, epochs)
             self._jobs[job.id] = job
-            while len(self._jobs) > _KEEP_JOBS:
+            while len(self._jobs) > KEEP_JOBS:
                 self._jobs.popitem(last=False)
             self._thread = threading.Thread(target=self._run, args=(job,), name=f"train-{job.id[:8]}", daemon=True)
         log.info("api_train_queued", job=job.id, dataset=dataset_version, promote=promote)
@@ -170,7 +173,7 @@ class TrainingJobs:
         if thread is not None:
             thread.join(timeout)
 
-    def _rows(self, job: Job) -> tuple[list[UploadedRow], tuple[str, ...]]:
+    def _rows(self, job: Job) -> tuple[list[TrainingRow], tuple[str, ...]]:
         svc = self.services
         dataset = load_dataset(svc.datasets.csv_path(job.dataset_version))
         wanted = job.labels or svc.policy.labels
@@ -181,14 +184,15 @@ class TrainingJobs:
                 f"(it has {', '.join(dataset.label_names)})"
             )
         rows = [
-            UploadedRow(
+            TrainingRow(
                 connector="upload",
                 ticket_id=e.id,
                 text=e.text,
                 queue=e.labels.get("queue", ""),
                 priority=e.labels.get("priority"),
                 language=e.language or None,
-                closed_at=_EPOCH + timedelta(seconds=i),
+                closed_at=_EPOCH + timedelta(seconds=i),  # the row order, oldest first
+                harvested_at=_EPOCH + timedelta(seconds=i),  # never read by retrain; as closed_at, not "now"
             )
             for i, e in enumerate(dataset.examples)
         ]

@@ -37,7 +37,7 @@ def role_of(svc: Services, given: str) -> str | None:
 
 
 def client_address(request: Request) -> str:
-    """The client's address (the real one behind a trusted proxy, see daemon/web/proxies.py)."""
+    """The client's address (the real one behind a trusted proxy, see daemon/web/edge.py)."""
     return request.client.host if request.client is not None else "unknown"
 
 

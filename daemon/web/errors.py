@@ -2,6 +2,7 @@
 
 Request validation (wrong types, missing or unknown fields, too many tickets) is 422 `validation_error`
 everywhere; a training file that fails the dataset checks is 400 `invalid_dataset` with its line and column.
+A ticketd error gets the status and code `daemon.errors.ANSWERS` gives its class (`api_error`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors._json import TOO_DEEP
+from daemon.errors import answer
 from daemon.logging import get_logger
 from daemon.web.headers import API_HEADERS
 from daemon.web.schemas import ErrorResponse
@@ -55,6 +57,15 @@ class ApiError(Exception):
         self.message = message
         self.details = list(details)
         self.headers = headers
+
+
+def api_error(exc: BaseException, message: str | None = None, details: Sequence[dict[str, Any]] = ()) -> ApiError:
+    """The API's answer to a ticketd error: status and code from the one table (daemon.errors.ANSWERS).
+
+    `message` replaces str(exc) where the route words it for an API client (no server paths).
+    """
+    found = answer(exc)
+    return ApiError(found.status, found.code, str(exc) if message is None else message, details)
 
 
 def error_response(

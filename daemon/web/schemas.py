@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from daemon.pipeline.routing import Label
+from connectors.base import Label
 
 MAX_BATCH = 100  # tickets per /classify/batch request; more is a 422 (the schema's maxItems)
 VERSION_PATTERN = r"^v[0-9]+$"  # model and dataset versions; also keeps path segments out of the store

@@ -14,12 +14,13 @@ from typing import Any
 
 import uvicorn
 
-from daemon.config import Config
+from daemon.config import RESTART_ONLY, Config
 from daemon.errors import TicketdError
 from daemon.logging import get_logger
 from daemon.ml.serving import Follower
-from daemon.runtime.leadership import default_replica_id
+from daemon.runtime.wiring import open_state, replica_id, share
 from daemon.state import State
+from daemon.training.champion import policy_from_config
 from daemon.web.app import create_app
 from daemon.web.services import Services
 
@@ -78,7 +79,7 @@ def settle_memory() -> None:
 
     - `gc.freeze()`: the imports and the loaded model (hundreds of thousands of objects) move to a permanent
       generation. A burst of large HTML tickets makes Python run full collections; over that heap each took
-      ~100 ms holding the GIL, the slowest /healthz answers (tests/api/test_stall.py: 94-110 ms, 28-33 ms frozen).
+      ~100 ms holding the GIL, the slowest /healthz answers (test_stall.py: 94-110 ms, 28-33 ms frozen).
     - glibc's mmap threshold pinned at 1 MiB: by default glibc raises it to the largest block freed (up to
       32 MiB), so after the first ~10 MB request body later ones come from the heap and, freed, stay in the
       process wherever a small block sits above them (RSS 45-55 MB higher after a burst, 1 run in 15).
@@ -116,6 +117,15 @@ class ApiServer:
         except SystemExit:  # uvicorn's answer to a failed lifespan startup; must not end the daemon's loop
             raise OSError("the API failed to start (see the log)") from None
 
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config (SIGHUP): tokens, public_classify and the retrain policy apply to the next request.
+
+        The restart-only keys (socket, body limit, dashboard, proxies, hosts) keep their running values.
+        """
+        kept = {key: getattr(self.services.api, key) for key in RESTART_ONLY["api"]}
+        self.services.api = config.api.model_copy(update=kept)
+        self.services.policy = policy_from_config(config)
+
     async def stop(self) -> None:
         """Finish in-flight requests, cancel a training job, close the socket."""
         if self._task is None:
@@ -129,24 +139,23 @@ class ApiServer:
 def serve(config: Config) -> int:
     """`ticketd serve`: the API alone, on the configured host and port, until SIGTERM/SIGINT; returns an exit code."""
     state = None
-    replica = config.cluster.replica_id or default_replica_id()
+    replica = replica_id(config)
     # Replicas share models, datasets, jobs and the one training there; the dashboard keeps its sessions there
     # (on SQLite too), so a logout ends them for good and a restart keeps them.
     if State.is_shared_url(config.state.url) or config.api.dashboard:
         try:
-            state = State.open(config.state.url)
+            state = open_state(config)
         except TicketdError as exc:
             log.error("api cannot start", error=str(exc))
             return 1
     services = Services.from_config(config, state=state, replica=replica)
     if state is not None and state.shared:
         try:
-            services.model.share(state.model_versions(replica))
+            share(state, replica, services.model, services.retraining)
         except TicketdError as exc:
             log.error("api cannot start", error=str(exc))
             state.close()
             return 1
-        services.retraining.share(state, replica)
         follow(services, every=config.cluster.renew_interval)
     try:
         services.model.load()

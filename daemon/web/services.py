@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.config import ApiSection, Config
+from daemon.errors import ModelError
 from daemon.metrics import Metrics
-from daemon.ml.serving import ModelHolder
+from daemon.ml.serving import ModelHolder, Switched
 from daemon.ml.store import ModelStore
+from daemon.runtime.wiring import model_holder
 from daemon.training.champion import RetrainPolicy, policy_from_config
 from daemon.training.datasets import DatasetStore
 from daemon.training.jobs import TrainingJobs
 from daemon.training.lock import Retraining
+from daemon.web.sessions import DatabaseSessions, MemorySessions, Sessions
 from daemon.web.throttle import Throttle
 
 if TYPE_CHECKING:
-    from daemon.runtime.daemon import PushReply
+    from daemon.pipeline.routing import LabelRule
+    from daemon.runtime.intake import PushReply
     from daemon.state import State
-    from daemon.web.ui.data import DashboardSource
-    from daemon.web.ui.session import Sessions
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 # `ticketd run`'s Daemon.receive_push: (connector, headers, raw body) -> reply; None under `ticketd serve`.
@@ -36,6 +38,17 @@ def model_readiness(model: ModelHolder) -> Readiness:
         return model.loaded, {"model": {"loaded": model.loaded, "version": version}}
 
     return check
+
+
+@dataclass
+class DashboardSource:
+    """What `ticketd run` lends the dashboard beyond the API's services (`ticketd serve` has none of it)."""
+
+    state: Any  # daemon.state.State
+    connectors: Callable[[], list[dict[str, Any]]]  # per connector: name, type, mode, state, failure, reason, ...
+    rules: Callable[[], Mapping[str, Mapping[str, LabelRule]]]
+    include_ticket_text: Callable[[], bool]
+    ticket_url: Callable[[str, str], str | None]
 
 
 @dataclass
@@ -61,7 +74,6 @@ class Services:
 
     def __post_init__(self) -> None:
         from daemon.state.uploads import DatabaseDatasets, DatabaseJobs
-        from daemon.web.ui.session import DatabaseSessions, MemorySessions
 
         shared = self.state if self.state is not None and self.state.shared else None
         self.datasets = DatasetStore(self.datasets_dir, DatabaseDatasets(shared) if shared else None)
@@ -92,7 +104,7 @@ class Services:
         replica: str = "",
     ) -> Services:
         """Datasets in `<model.store>/datasets`, training files in `<model.store>/retrain` (as the daemon's cron)."""
-        holder = model or ModelHolder(config.model.store, threads=config.model.threads)
+        holder = model or model_holder(config)
         root = Path(config.model.store)
         return cls(
             api=config.api,
@@ -113,6 +125,20 @@ class Services:
         """The readiness check in use."""
         assert self.readiness is not None
         return self.readiness()
+
+    async def switch_model(self, change: Awaitable[Switched]) -> dict[str, Any]:
+        """A promotion or rollback (daemon.ml.serving) for an API client or the dashboard, answered alike.
+
+        What goes wrong is answered from the one error table (daemon.errors.ANSWERS), without server paths.
+        """
+        from daemon.web.errors import api_error
+
+        try:
+            switched = await change
+        except ModelError as exc:
+            raise api_error(exc, str(exc).replace(str(self.store.root), "the model store")) from None
+        self.note_model()
+        return {"current": switched.current, "previous": switched.previous, "served_version": switched.served}
 
     def note_model(self) -> None:
         """Publish the served version as the info metric (after a load, promote, rollback or training)."""

@@ -1,6 +1,6 @@
 """The `harness` fixture, parametrized over every connector backend.
 
-Each backend module in `tests/connectors/backends/` exposes `async def make_harness(tmp_path, request)`
+Each backend module in `tests/support/backends/` exposes `async def make_harness(tmp_path, request)`
 returning a started `Harness`; a backend whose server cannot start here is skipped (in CI: fails), never
 faked. The `znuny_live_*` backends are the real Znuny the suite starts, one per imported web service.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.connectors.harness import Harness
+from tests.support.harness import Harness
 
 BACKENDS = [
     "znuny",
@@ -35,7 +35,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(params=BACKENDS)
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    module = importlib.import_module(f"tests.connectors.backends.{request.param}")
+    module = importlib.import_module(f"tests.support.backends.{request.param}")
     h: Harness = await module.make_harness(tmp_path, request)
     try:
         yield h

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from connectors._http import error_for_status, retry_after, transport_errors
-from connectors.errors import AuthError, ConfigError, TicketError, TransientError
+from connectors.errors import AuthError, ConnectorConfigError, TicketError, TransientError
 
 
 @pytest.mark.parametrize(
@@ -23,8 +23,8 @@ from connectors.errors import AuthError, ConfigError, TicketError, TransientErro
         (404, "7", TicketError),
         (422, "7", TicketError),
         (400, "7", TicketError),
-        (404, None, ConfigError),
-        (422, None, ConfigError),
+        (404, None, ConnectorConfigError),
+        (422, None, ConnectorConfigError),
         (400, None, TransientError),
     ],
 )

@@ -10,10 +10,10 @@ import pytest
 from connectors.base import Connector
 from connectors.errors import NotReady, PushRejected
 from connectors.registry import connector_class, parse_config
-from tests.connectors.backends.znuny import PASSWORD
-from tests.connectors.backends.znuny import config as znuny_config
-from tests.fakes.zammad import FakeZammad
-from tests.fakes.znuny import FakeZnuny
+from tests.support.backends.znuny import PASSWORD
+from tests.support.backends.znuny import config as znuny_config
+from tests.support.fakes.zammad import FakeZammad
+from tests.support.fakes.znuny import FakeZnuny
 
 SECRET = "push-s3cret"
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.base import Connector
-from connectors.errors import ConfigError
+from connectors.errors import ConnectorConfigError
 from connectors.registry import available, connector_class, parse_config
 
 ZNUNY = {"type": "znuny", "url": "http://helpdesk.local", "user": "agent1", "inbound_queues": ["Raw"]}
@@ -23,7 +23,7 @@ def test_every_builtin_connector_is_registered() -> None:
 
 
 def test_unknown_type_suggests_the_closest_and_lists_known() -> None:
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(ConnectorConfigError) as exc:
         connector_class("zamad")
     message = str(exc.value)
     assert "Did you mean 'zammad'?" in message
@@ -31,12 +31,12 @@ def test_unknown_type_suggests_the_closest_and_lists_known() -> None:
 
 
 def test_unknown_type_without_a_close_match_still_lists_known() -> None:
-    with pytest.raises(ConfigError, match=r"Known: .*imap"):
+    with pytest.raises(ConnectorConfigError, match=r"Known: .*imap"):
         connector_class("servicenow")
 
 
 def test_missing_type_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="no 'type'"):
+    with pytest.raises(ConnectorConfigError, match="no 'type'"):
         parse_config({"url": "http://x"})
 
 

@@ -8,13 +8,14 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 
+from connectors.base import WRITABLE
 from daemon.errors import ModelError
 from daemon.ml.serving import LoadedModel
 from daemon.ml.text import compose
 from daemon.ml.thresholds import DEFAULT_TARGET, Thresholds
-from daemon.pipeline.routing import WRITABLE, LabelRule, decide, explain
+from daemon.pipeline.routing import LabelRule, decide, explain
 from daemon.web.auth import classify_access, services
-from daemon.web.errors import ApiError, responses
+from daemon.web.errors import ApiError, api_error, responses
 from daemon.web.schemas import (
     MAX_BATCH,
     BatchRequest,
@@ -53,9 +54,9 @@ def _text(ticket: ClassifyRequest) -> str:
 def _model(svc: Services) -> LoadedModel:
     try:
         return svc.model.get()
-    except ModelError:
-        raise ApiError(
-            503, "no_model", "no model is loaded yet: upload data and POST /api/v1/train, or run `ticketd bootstrap`"
+    except ModelError as exc:
+        raise api_error(
+            exc, "no model is loaded yet: upload data and POST /api/v1/train, or run `ticketd bootstrap`"
         ) from None
 
 

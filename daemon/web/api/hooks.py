@@ -2,7 +2,7 @@
 
 No API token: each connector verifies its own pushes (`Connector.read_push`: Zammad's HMAC-SHA1
 `X-Hub-Signature`, Znuny's shared token), so a forged or unsigned request gets 401 and is counted. An
-accepted push answers 202 at once; routing runs in the daemon (daemon.runtime.push), so the helpdesk never waits
+accepted push answers 202 at once; routing runs in the daemon (daemon.runtime.intake), so the helpdesk never waits
 for the model.
 """
 
@@ -19,7 +19,16 @@ from daemon.web.services import Services
 
 router = APIRouter(prefix="/api/v1", tags=["push"])
 
-_CODES = {400: "invalid_push", 401: "push_rejected", 404: "not_found", 429: "push_queue_full"}
+# How each push result is answered: status and error code (refusals), or 202 with the result.
+_ANSWERS: dict[str, tuple[int, str]] = {
+    "unknown": (404, "not_found"),
+    "rejected": (401, "push_rejected"),
+    "invalid": (400, "invalid_push"),
+    "throttled": (429, "push_queue_full"),
+    "accepted": (202, "accepted"),
+    "duplicate": (202, "duplicate"),
+    "relayed": (202, "relayed"),
+}
 
 
 @router.post(
@@ -42,10 +51,11 @@ async def hook(
         raise too_many_failures(wait)
     body = await request.body()
     reply = svc.hooks(connector, request.headers, body)
-    if reply.status == 401:
+    status, code = _ANSWERS[reply.result]
+    if status == 401:
         svc.throttle.failed(client, "push", f"{connector}: {reply.message}")
-    if reply.status != 202:
-        headers = {"Retry-After": "30"} if reply.status == 429 else None
-        raise ApiError(reply.status, _CODES.get(reply.status, "error"), reply.message, headers=headers)
+    if status != 202:
+        headers = {"Retry-After": "30"} if status == 429 else None
+        raise ApiError(status, code, reply.message, headers=headers)
     result = reply.result if reply.result in ("accepted", "relayed") else "duplicate"
     return PushAccepted(result=result, queued=reply.queued)

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path
 
-from daemon.errors import ModelError, ModelStoreError, UnservableModelError
 from daemon.logging import get_logger
+from daemon.ml import serving
 from daemon.ml.store import VersionInfo
 from daemon.web.auth import read_access, require_token, services
 from daemon.web.errors import ApiError, responses
@@ -49,17 +49,6 @@ def _served(svc: Services) -> str | None:
     return svc.model.get().version if svc.model.loaded else None
 
 
-async def _reload(svc: Services) -> None:
-    try:
-        await svc.model.reload()
-    except ModelError as exc:
-        log.error("api_model_reload_failed", error=str(exc))
-        raise ApiError(
-            500, "model_load_failed", f"the store was switched but the model cannot be loaded: {exc}"
-        ) from None
-    svc.note_model()
-
-
 @router.get("/model", response_model=CurrentModel, responses=responses(401, 403, 404, 500), dependencies=_READ)
 async def current_model(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """The store's current version with a metadata summary, and the version this process serves."""
@@ -88,16 +77,7 @@ async def promote(
     svc: Annotated[Services, Depends(services)],
 ) -> dict[str, Any]:
     """Make a stored version current and serve it."""
-    previous = svc.store.current()
-    try:
-        await anyio.to_thread.run_sync(svc.store.promote, version)
-    except UnservableModelError as exc:
-        raise ApiError(422, "model_not_servable", str(exc).replace(str(svc.store.root), "the model store")) from None
-    except ModelStoreError as exc:
-        raise ApiError(404, "unknown_version", str(exc).replace(str(svc.store.root), "the model store")) from None
-    log.info("api_model_promoted", version=version, previous=previous)
-    await _reload(svc)
-    return {"current": version, "previous": previous, "served_version": _served(svc)}
+    return await svc.switch_model(serving.promote(svc.model, version))
 
 
 @router.post(
@@ -108,13 +88,4 @@ async def promote(
 )
 async def rollback(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """Return to the version promoted before the current one, and serve it."""
-    previous = svc.store.current()
-    try:
-        version = await anyio.to_thread.run_sync(svc.store.rollback)
-    except UnservableModelError as exc:
-        raise ApiError(422, "model_not_servable", str(exc).replace(str(svc.store.root), "the model store")) from None
-    except ModelStoreError as exc:
-        raise ApiError(409, "nothing_to_roll_back", str(exc).replace(str(svc.store.root), "the model store")) from None
-    log.info("api_model_rolled_back", version=version, previous=previous)
-    await _reload(svc)
-    return {"current": version, "previous": previous, "served_version": _served(svc)}
+    return await svc.switch_model(serving.rollback(svc.model))

@@ -10,13 +10,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from starlette.datastructures import UploadFile
 
-from daemon.errors import DatasetError
+from daemon.errors import DatasetError, TrainingBusy
 from daemon.logging import get_logger
 from daemon.ml.dataset import Columns
 from daemon.training.datasets import dataset_error_details
-from daemon.training.jobs import JobConflict, TrainingBusy
+from daemon.training.jobs import JobConflict
 from daemon.web.auth import require_token, services
-from daemon.web.errors import ApiError, responses
+from daemon.web.errors import ApiError, api_error, responses
 from daemon.web.schemas import DatasetResponse, JobAccepted, JobStatus, TrainingNow, TrainRequest
 from daemon.web.services import Services
 
@@ -111,7 +111,7 @@ async def upload_train_data(
         summary = await anyio.to_thread.run_sync(svc.datasets.add, raw, suffix, columns)
     except DatasetError as exc:
         message, details = dataset_error_details(exc)
-        raise ApiError(400, "invalid_dataset", message, details) from None
+        raise api_error(exc, message, details) from None
     log.info("api_dataset_stored", version=summary["version"], rows=summary["rows"])
     return DatasetResponse.model_validate(summary)
 
@@ -150,7 +150,7 @@ async def start_training(
             [{"job_id": exc.job.id, "state": exc.job.state}],
         ) from None
     except TrainingBusy as exc:
-        raise ApiError(409, "training_in_progress", f"busy: {exc.holder}; one training runs at a time") from None
+        raise api_error(exc, f"busy: {exc.holder}; one training runs at a time") from None
     response.headers["Location"] = f"/api/v1/train/{job.id}"
     return JobAccepted(job_id=job.id, state=job.state, dataset_version=version)
 

@@ -7,30 +7,20 @@ is read through SQL aggregates and a bounded list of recent entries, never loade
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
+from connectors.base import WRITABLE
 from daemon.ml.thresholds import Evidence, fit
 from daemon.pipeline.report import label_report
-from daemon.pipeline.routing import WRITABLE, LabelRule
+from daemon.pipeline.routing import LabelRule
+from daemon.web.services import DashboardSource
 
 WEEKS = 26  # the agreement chart's span
 RELIABILITY_BINS = 10
-
-
-@dataclass
-class DashboardSource:
-    """What `ticketd run` lends the dashboard beyond the API's services (`ticketd serve` has none of it)."""
-
-    state: Any  # daemon.state.State
-    connectors: Callable[[], list[dict[str, Any]]]  # per connector: name, type, mode, state, failure, reason, ...
-    rules: Callable[[], Mapping[str, Mapping[str, LabelRule]]]
-    include_ticket_text: Callable[[], bool]
-    ticket_url: Callable[[str, str], str | None]
 
 
 def _today() -> datetime:

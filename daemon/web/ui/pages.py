@@ -19,10 +19,10 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from daemon import __version__
-from daemon.errors import ModelError, StateError
+from daemon.errors import ModelError, StateError, answer
 from daemon.logging import get_logger
+from daemon.ml import serving
 from daemon.ml.thresholds import DEFAULT_TARGET, Evidence
-from daemon.web.api import models as model_routes
 from daemon.web.auth import client_address, services
 from daemon.web.errors import ApiError
 from daemon.web.schemas import VERSION_PATTERN
@@ -155,7 +155,12 @@ async def login(
     except StateError as exc:
         log.error("dashboard_login_not_stored", role=role, error=str(exc))
         return _page(
-            request, "message", None, 503, title="Not logged in", message="the session could not be stored; try again"
+            request,
+            "message",
+            None,
+            answer(exc).status,
+            title="Not logged in",
+            message="the session could not be stored; try again",
         )
     log.info("dashboard_login", role=role)
     response = RedirectResponse(_local(next), status_code=303, headers=_HEADERS)
@@ -183,7 +188,7 @@ async def logout(request: Request, who: Who, svc: Svc, csrf: Annotated[str, Form
             request,
             "message",
             None,
-            503,
+            answer(exc).status,
             title="Not logged out everywhere",
             message="this browser forgot the session, but the server could not end it (its state database did not "
             "answer): a copy of the cookie stays valid until it expires or its token is removed from the config",
@@ -298,7 +303,7 @@ async def _change(request: Request, who: Viewer, csrf: str, change: Any) -> Resp
     except ApiError as exc:
         return _page(request, "message", who, exc.status, title="Not done", message=exc.message)
     except ModelError as exc:
-        return _page(request, "message", who, 500, title="Not done", message=str(exc))
+        return _page(request, "message", who, answer(exc).status, title="Not done", message=str(exc))
     log.info("dashboard_model_changed", current=result["current"], previous=result["previous"])
     return RedirectResponse(f"/ui/models?done={result['current']}", status_code=303, headers=_HEADERS)
 
@@ -307,12 +312,12 @@ async def _change(request: Request, who: Viewer, csrf: str, change: Any) -> Resp
 async def promote(request: Request, who: Who, svc: Svc, version: str, csrf: Annotated[str, Form()] = "") -> Response:
     if not re.fullmatch(VERSION_PATTERN, version):
         return _page(request, "message", who, 404, title="Not done", message=f"no stored version {version!r}")
-    return await _change(request, who, csrf, lambda: model_routes.promote(version, svc))
+    return await _change(request, who, csrf, lambda: svc.switch_model(serving.promote(svc.model, version)))
 
 
 @router.post("/models/rollback")
 async def rollback(request: Request, who: Who, svc: Svc, csrf: Annotated[str, Form()] = "") -> Response:
-    return await _change(request, who, csrf, lambda: model_routes.rollback(svc))
+    return await _change(request, who, csrf, lambda: svc.switch_model(serving.rollback(svc.model)))
 
 
 @router.get("/advisor", response_class=HTMLResponse)

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.connectors.backends.imap import ImapHarness
-from tests.fakes.dovecot import shared_dovecot
+from tests.support.backends.imap import ImapHarness
+from tests.support.fakes.dovecot import shared_dovecot
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from connectors.base import Applied, Page, Skipped, Ticket, TicketUpdate
-from connectors.errors import AuthError, ConfigError, TicketError, TransientError
+from connectors.errors import AuthError, ConnectorConfigError, TicketError, TransientError
 from connectors.imap import ImapConnector
-from tests.connectors.backends.imap import ImapHarness
-from tests.fakes.dovecot import connected
+from tests.support.backends.imap import ImapHarness
+from tests.support.fakes.dovecot import connected
 
 pytestmark = pytest.mark.anyio
 
@@ -242,10 +242,10 @@ async def test_errors_are_classified(h: ImapHarness) -> None:
         closed_port = s.getsockname()[1]
     with pytest.raises(TransientError):
         await ImapConnector(h.config(port=closed_port)).check()
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConnectorConfigError):
         await ImapConnector(h.config(inbound_folder="Nope")).fetch_new(None, 1)
     conn = await h.connector()
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConnectorConfigError):
         await conn.fetch_new("not-a-cursor", 1)
     tid = h.add_ticket("x", "y")
     with pytest.raises(TicketError):

@@ -13,18 +13,10 @@ import pytest
 from connectors.errors import TransientError
 from connectors.imap import ImapConnector
 from connectors.imap.idle import IdleWatch
-from tests.connectors.backends.imap import ImapHarness
-from tests.fakes.dovecot import Dovecot
+from tests.support.backends.imap import ImapHarness
+from tests.support.fakes.dovecot import NO_IDLE, Dovecot
 
 pytestmark = pytest.mark.anyio
-
-# Dovecot 2.3's own list less IDLE: what a server without RFC 2177 advertises.
-NO_IDLE = (
-    "\nimap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE SORT SORT=DISPLAY THREAD=REFERENCES "
-    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS "
-    "LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS "
-    "BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE\n"
-)
 
 
 async def test_idle_is_renewed_before_the_server_times_out_and_still_reports_new_mail(h: ImapHarness) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from connectors.base import Applied, Page, Skipped, Ticket, TicketUpdate
-from connectors.errors import ConfigError, TicketError, TransientError
+from connectors.errors import ConnectorConfigError, TicketError, TransientError
 from connectors.maildir import MaildirConfig, MaildirConnector
-from tests.connectors.backends.maildir import MaildirHarness, read_keywords, unreadable
+from tests.support.backends.maildir import MaildirHarness, read_keywords, unreadable
 
 pytestmark = pytest.mark.anyio
 
@@ -217,17 +217,17 @@ async def test_closed_tickets_carry_the_time_they_were_filed(h: MaildirHarness) 
 
 async def test_missing_maildir_is_a_config_error(tmp_path: Path) -> None:
     c = MaildirConnector(MaildirConfig(type="maildir", path=tmp_path / "nope"))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConnectorConfigError):
         await c.check()
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConnectorConfigError):
         await c.fetch_new(None, 10)
     (tmp_path / "plain").mkdir()
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConnectorConfigError):
         await MaildirConnector(MaildirConfig(type="maildir", path=tmp_path / "plain")).check()
 
 
 async def test_missing_inbound_folder_is_a_config_error(h: MaildirHarness) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConnectorConfigError):
         await conn(h, inbound_folder="Tickets").check()
     await conn(h, inbound_folder="Queues/Rückfragen").check()
 
@@ -245,7 +245,7 @@ async def test_unreadable_maildir_is_transient_and_recovers(h: MaildirHarness) -
 
 async def test_foreign_cursor_and_id_are_rejected(h: MaildirHarness) -> None:
     c = conn(h)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConnectorConfigError):
         await c.fetch_new("imap1:e30=", 10)
     with pytest.raises(TicketError):
         await c.apply(TicketUpdate("uid:1:2:INBOX", expected_queue="INBOX", queue=h.target))

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.base import TicketUpdate
 from connectors.maildir import MaildirConfig, MaildirConnector
-from tests.fakes.dovecot import Dovecot, shared_dovecot
+from tests.support.fakes.dovecot import Dovecot, shared_dovecot
 
 pytestmark = pytest.mark.anyio
 

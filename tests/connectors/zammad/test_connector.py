@@ -13,10 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.base import Applied, Skipped, TicketUpdate
-from connectors.errors import AuthError, ConfigError, TicketError, TransientError
+from connectors.errors import AuthError, ConnectorConfigError, TicketError, TransientError
 from connectors.registry import parse_config
 from connectors.zammad import ZammadConfig, ZammadConnector
-from tests.fakes.zammad import START, FakeZammad
+from tests.support.fakes.zammad import START, FakeZammad
 
 pytestmark = pytest.mark.anyio
 
@@ -214,7 +214,7 @@ async def test_empty_page_keeps_the_cursor(make: Make) -> None:
 
 
 async def test_unknown_inbound_group_is_config_error(make: Make) -> None:
-    with pytest.raises(ConfigError, match="Nowhere"):
+    with pytest.raises(ConnectorConfigError, match="Nowhere"):
         await make(inbound_groups=["Nowhere"]).fetch_new(None, 10)
 
 
@@ -311,7 +311,7 @@ async def test_human_moved_to_the_same_target_counts_as_applied(fake: FakeZammad
 
 async def test_unknown_target_group_is_config_error(fake: FakeZammad, make: Make) -> None:
     tid = fake.create_ticket("x", "y")
-    with pytest.raises(ConfigError, match="No lookup value found for 'group'"):
+    with pytest.raises(ConnectorConfigError, match="No lookup value found for 'group'"):
         await make().apply(TicketUpdate(str(tid), expected_queue="Users", queue="not_existing"))
     assert fake.writes[tid] == 0
 
@@ -371,5 +371,5 @@ async def test_wrong_base_url_is_config_error(make: Make) -> None:
     def not_zammad(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, json={"error": "No route matches"})
 
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConnectorConfigError):
         await make(transport=httpx.MockTransport(not_zammad)).list_queues()

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.zammad import START, FakeZammad
+from tests.support.fakes.zammad import START, FakeZammad
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ import pytest
 from connectors.base import Connector
 from connectors.errors import PushRejected
 from connectors.registry import connector_class, parse_config
-from tests.fakes.zammad import WEBHOOK_ATTEMPTS, WEBHOOK_RETRY_WAITS, FakeZammad, HttpError
+from tests.support.fakes.zammad import WEBHOOK_ATTEMPTS, WEBHOOK_RETRY_WAITS, FakeZammad, HttpError
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "zammad"
 SECRET = "webhook-s3cret"

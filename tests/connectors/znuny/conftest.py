@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from connectors.znuny import ZnunyConfig, ZnunyConnector
-from tests.fakes.znuny import FakeZnuny
+from tests.support.fakes.znuny import FakeZnuny
 
 FIXTURES = Path(__file__).parent / "fixtures"
 URL = "http://znuny.test"

@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from tests.conftest import ZNUNY_WEBSERVICES
-from tests.servers.znuny import ZnunyServer, start_znuny
+from tests.support.paths import ZNUNY_WEBSERVICES
+from tests.support.servers.znuny import ZnunyServer, start_znuny
 
 RELEASE = "GenericTicketConnectorREST-Release"
 TICKETD = "ticketd"

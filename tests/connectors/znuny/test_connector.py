@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from connectors.base import Applied, Skipped, TicketUpdate
-from connectors.errors import AuthError, ConfigError, TicketError, TransientError
+from connectors.errors import AuthError, ConnectorConfigError, TicketError, TransientError
 from connectors.znuny import ZnunyConnector
 from tests.connectors.znuny.conftest import PASSWORD, make_config, recorded_response, recording
-from tests.fakes.znuny import FakeZnuny
+from tests.support.fakes.znuny import FakeZnuny
 
 pytestmark = pytest.mark.anyio
 Connect = Callable[..., ZnunyConnector]
@@ -301,7 +301,7 @@ ERRORS: list[tuple[str, dict[str, str], str, type[Exception]]] = [
     ("411 HTTP 500 faultstring", {"PATCH /Ticket/4": "411"}, "apply", TicketError),
     ("412 TicketUpdate.AccessDenied", {"PATCH /Ticket/4": "412"}, "apply", TicketError),
     ("413 plain-text 500", {"PATCH /Ticket/4": "413"}, "apply", TransientError),
-    ("600 route error", {"GET /Ticket": "600", "POST /Ticket/Search": "600"}, "fetch_new", ConfigError),
+    ("600 route error", {"GET /Ticket": "600", "POST /Ticket/Search": "600"}, "fetch_new", ConnectorConfigError),
     ("605 no status line", {"GET /Ticket": "605"}, "fetch_new", TransientError),
     ("606 zero bytes", {"GET /Ticket": "606"}, "fetch_closed", TransientError),
 ]

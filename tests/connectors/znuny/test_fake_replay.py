@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.znuny import Drop, FakeZnuny, Response
+from tests.support.fakes.znuny import Drop, FakeZnuny, Response
 
 FIXTURES = Path(__file__).parents[3].parent / "shared" / "fixtures" / "znuny-7.0.19"
 NAMES = sorted(p.name for p in FIXTURES.glob("*.json")) if FIXTURES.is_dir() else []

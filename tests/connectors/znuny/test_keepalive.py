@@ -16,9 +16,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from connectors.errors import ConfigError
+from connectors.errors import ConnectorConfigError
 from connectors.znuny import ZnunyConfig, ZnunyConnector
-from tests.servers.znuny import ZnunyServer
+from tests.support.servers.znuny import ZnunyServer
 
 pytestmark = pytest.mark.anyio
 
@@ -129,6 +129,6 @@ async def test_a_request_the_server_dropped_on_a_kept_alive_connection_is_sent_a
 
 async def test_no_answer_on_a_connection_of_its_own_is_the_servers_answer_and_not_repeated() -> None:
     server = _Server(drop=lambda connection, request: True)  # as Znuny answers an unknown web service
-    with pytest.raises(ConfigError, match="sent no answer at all, 3 times in a row"):
+    with pytest.raises(ConnectorConfigError, match="sent no answer at all, 3 times in a row"):
         await _fetch_with(server)
     assert server.requests == [(1, "Session"), (2, "Session"), (3, "Session")]  # the connector's tries, once each

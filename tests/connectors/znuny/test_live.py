@@ -1,6 +1,6 @@
 """The contract suite against an external Znuny / OTRS / OTOBO, when ZNUNY_URL, ZNUNY_USER, ZNUNY_PASSWORD are set.
 
-The suite's own Znuny (tests/servers/znuny.py) runs it in every test run; this is for trying ticketd
+The suite's own Znuny (tests/support/servers/znuny.py) runs it in every test run; this is for trying ticketd
 against the helpdesk you run. Human-side actions go through ZNUNY_ADMIN_WEBSERVICE (default: the
 development sample, which has TicketCreate and TicketHistoryGet) with a session of their own. Optional:
 ZNUNY_TYPE, ZNUNY_PATH_PREFIX, ZNUNY_WEBSERVICE, ZNUNY_INBOUND/TARGET/OTHER (queues), ZNUNY_PRIORITY.
@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.connectors.backends.znuny_live import ADMIN_WEBSERVICE, LiveHarness
-from tests.connectors.test_contract import *  # noqa: F403 - the suite runs here with the live harness
+from tests.support.backends.znuny_live import ADMIN_WEBSERVICE, LiveHarness
+from tests.support.contract import *  # noqa: F403 - the suite runs here with the live harness
 
 pytestmark = [
     pytest.mark.live,

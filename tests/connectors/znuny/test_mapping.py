@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connectors.errors import ConfigError, TicketError
+from connectors.errors import ConnectorConfigError, TicketError
 from connectors.znuny.mapping import Cursor, article_text, first_message, to_ticket
 from tests.connectors.znuny.conftest import recording
 
@@ -107,7 +107,7 @@ def test_cursor_round_trip_and_garbage() -> None:
     c = Cursor("2026-11-22 08:37:46", frozenset({"4", "12"}))
     assert Cursor.decode(c.encode()) == c
     assert Cursor.decode(None) is None
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConnectorConfigError):
         Cursor.decode("not-a-cursor")
     nxt = c.after([("2026-11-22 08:37:46", "13"), ("2026-11-22 08:37:45", "3")])
     assert nxt == Cursor("2026-11-22 08:37:46", frozenset({"4", "12", "13"}))

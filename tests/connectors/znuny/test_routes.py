@@ -7,10 +7,10 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.base import TicketUpdate
-from connectors.errors import ConfigError, TransientError
+from connectors.errors import ConnectorConfigError, TransientError
 from connectors.znuny import ZnunyConnector
 from tests.connectors.znuny.conftest import PASSWORD, URL, make_config
-from tests.fakes.znuny import FakeZnuny
+from tests.support.fakes.znuny import FakeZnuny
 
 pytestmark = pytest.mark.anyio
 
@@ -58,7 +58,7 @@ async def test_check_reports_the_layout_and_verifies_names() -> None:
 async def test_check_names_every_unknown_queue_and_priority_with_its_key() -> None:
     fake = FakeZnuny(passwords={"agent1": PASSWORD}, layout="release")
     conn = _connector(fake, queues=["Billing", "Biling"], priorities=["3 normal", "6 urgent"], inbound_queues=["raw"])
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConnectorConfigError) as info:
         await conn.check()
     message = str(info.value)
     for part in ("queue 'raw' (in 'inbound_queues')", "queue 'Biling' (in 'queues')", "priority '6 urgent'"):
@@ -69,7 +69,7 @@ async def test_check_names_every_unknown_queue_and_priority_with_its_key() -> No
 async def test_a_web_service_without_ticket_update_is_a_config_error_naming_it() -> None:
     fake = FakeZnuny(passwords={"agent1": PASSWORD}, layout="release")
     fake.routes = [r for r in fake.routes if r[2] != "TicketUpdate"]
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConnectorConfigError) as info:
         await _connector(fake).check()
     assert "has no TicketUpdate operation (tried PATCH /Ticket/:TicketID)" in str(info.value)
     assert "ticketd-webservice.yml" in str(info.value)
@@ -78,7 +78,9 @@ async def test_a_web_service_without_ticket_update_is_a_config_error_naming_it()
 async def test_a_web_service_without_any_search_route_is_a_config_error_on_first_use() -> None:
     fake = FakeZnuny(passwords={"agent1": PASSWORD}, layout="release")
     fake.routes = [r for r in fake.routes if r[2] != "TicketSearch"]
-    with pytest.raises(ConfigError, match=r"no TicketSearch operation \(tried GET /Ticket, POST /Ticket/Search\)"):
+    with pytest.raises(
+        ConnectorConfigError, match=r"no TicketSearch operation \(tried GET /Ticket, POST /Ticket/Search\)"
+    ):
         await _connector(fake).fetch_new(None, 10)
 
 
@@ -103,7 +105,7 @@ async def test_unknown_web_service_is_a_config_error_naming_webservice_and_url()
     fake = FakeZnuny(passwords={"agent1": PASSWORD})  # serves GenericTicketConnectorREST only
     for call in ("check", "fetch_new"):
         conn = _connector(fake, webservice="NoSuchWebservice")
-        with pytest.raises(ConfigError) as info:
+        with pytest.raises(ConnectorConfigError) as info:
             await (conn.check() if call == "check" else conn.fetch_new(None, 10))
         assert f"webservice 'NoSuchWebservice': {URL}/znuny/nph-genericinterface.pl/Webservice/NoSuchWebservice" in str(
             info.value

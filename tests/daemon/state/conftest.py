@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon.state import State
-from tests.servers.postgres import PostgresServer
+from tests.support.servers.postgres import PostgresServer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,7 +11,7 @@ import pytest
 from daemon.errors import Fenced
 from daemon.state import LedgerEntry, State
 from daemon.state import leases as leasing
-from tests.servers.postgres import PostgresServer
+from tests.support.servers.postgres import PostgresServer
 
 
 def _entry(tid: str) -> LedgerEntry:
@@ -64,7 +64,7 @@ def test_a_takeover_waits_for_a_fenced_write_in_flight_to_commit(pg: State) -> N
     inside = threading.Event()
 
     def slow_write() -> None:
-        with pg._write(a) as conn:  # the check runs here, then the write takes its time
+        with pg.write(a) as conn:  # the check runs here, then the write takes its time
             inside.set()
             time.sleep(0.5)
             conn.execute(leasing.sa.text("SELECT 1"))

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from daemon.errors import StateError, TicketdError
 from daemon.state import State
-from daemon.state import database as store_module
+from daemon.state import engine as store_module
 from daemon.state.schema import VERSION_TABLE, metadata
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -114,7 +114,7 @@ def test_0005_only_adds_the_dashboard_sessions_table(url: str) -> None:
     with State.open(url) as state:
         assert state.schema_version() == "0005"
         assert state.cursor_get("a", "new") == "7"
-        with state._read() as conn:
+        with state.read() as conn:
             assert set(sa.inspect(conn).get_table_names()) == before | {"ui_sessions"}
 
 
@@ -134,7 +134,7 @@ def test_database_from_a_newer_ticketd_is_refused(url: str) -> None:
 
 def test_sqlite_settings(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    with State.open(f"sqlite:///{path}") as state, state._read() as conn:
+    with State.open(f"sqlite:///{path}") as state, state.read() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == store_module._BUSY_TIMEOUT_MS
@@ -146,7 +146,7 @@ def test_sqlite_settings(tmp_path: Path) -> None:
 
 def test_failed_write_is_rolled_back(tmp_path: Path) -> None:
     with State.open(f"sqlite:///{tmp_path / 'state.db'}") as state:
-        with pytest.raises(RuntimeError), state._write() as conn:
+        with pytest.raises(RuntimeError), state.write() as conn:
             conn.execute(
                 sa.text(
                     "INSERT INTO cursors (connector, kind, value, updated_at) VALUES ('a', 'new', 'x', '2026-01-01')"
@@ -243,7 +243,7 @@ def test_the_report_and_the_pipeline_queries_use_indexes(tmp_path: Path) -> None
     """SQLite's query plans at a year's scale: lookups search an index, the report never reads the ticket text."""
     from daemon.state.schema import ledger, training
 
-    with State.open(f"sqlite:///{tmp_path / 'state.db'}") as state, state._write() as conn:
+    with State.open(f"sqlite:///{tmp_path / 'state.db'}") as state, state.write() as conn:
         conn.exec_driver_sql("ANALYZE")
 
         def plan(query: Any) -> str:

@@ -24,7 +24,7 @@ from daemon.ml.store import ModelStore
 from daemon.state import State
 from daemon.state import model_versions as shared_models
 from daemon.training.lock import ELSEWHERE, Retraining
-from tests.servers.postgres import PostgresServer
+from tests.support.servers.postgres import PostgresServer
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ def test_a_version_added_and_promoted_by_one_replica_is_what_every_replica_serve
     assert (served / "sub" / "weights.bin").read_bytes() == payload
     stored = pg.model_versions("x").get("v1")  # type: ignore[union-attr]
     assert stored is not None and stored.size_bytes > 5000 and stored.created_by == "replica-a"
-    with pg._read() as conn:
+    with pg.read() as conn:
         chunks = conn.execute(sa.text("SELECT count(*) FROM model_chunks WHERE version = 'v1'")).scalar_one()
     assert chunks == stored.size_bytes // 1000 + 1
     assert b.add(_fake(tmp_path / "m2")) == "v2"  # numbered by the database, whoever adds
@@ -121,7 +121,7 @@ def test_concurrent_promotions_never_lose_one(pg: State, tmp_path: Path) -> None
 def test_an_archive_that_does_not_match_its_sha256_is_never_served(pg: State, tmp_path: Path) -> None:
     a, b = _replica(pg, tmp_path / "a", "a"), _replica(pg, tmp_path / "b", "b")
     a.promote(a.add(_fake(tmp_path / "m1", b"weights" * 100)), check=False)
-    with pg._write() as conn:
+    with pg.write() as conn:
         conn.execute(sa.text("UPDATE model_chunks SET data = 'tampered'::bytea WHERE version = 'v1'"))
     with pytest.raises(ModelStoreError, match=r"version v1: the archive does not match its SHA-256"):
         b.path("v1")
@@ -141,7 +141,7 @@ def test_prune_deletes_from_the_database_never_current_or_the_rollback_target(pg
     assert store.prune(keep=3) == ("v1", "v4")
     other = _replica(pg, tmp_path / "b", "b")
     assert [v.version for v in other.list()] == ["v2", "v3", "v5"]
-    with pg._read() as conn:
+    with pg.read() as conn:
         left = conn.execute(sa.text("SELECT DISTINCT version FROM model_chunks ORDER BY version")).scalars().all()
     assert left == ["v2", "v3", "v5"]
     assert store.prune(keep=1) == ("v5",)
@@ -199,7 +199,7 @@ def test_one_training_in_the_whole_cluster(pg: State, postgres_server: PostgresS
         assert there.status() == (None, False, None) and not there.stop()
         again = there.try_claim("schedule")
         assert again is not None
-        with pg._write() as conn:  # a holder that died leaves its row; without its lock it counts for nothing
+        with pg.write() as conn:  # a holder that died leaves its row; without its lock it counts for nothing
             conn.execute(sa.text("UPDATE training_now SET replica = 'gone'"))
         there._end_session()
         assert here.status() == (None, False, None) and here.busy_with() == ELSEWHERE

@@ -360,7 +360,7 @@ def test_retention_deletes_old_training_rows_and_strips_old_finished_ledger_entr
         if final is not None:
             state.ledger_finish("helpdesk", tid, final, "ok")
     # ledger_finish stamps updated_at with the wall clock: age the finished ones by hand, as months would.
-    with state._write() as conn:
+    with state.write() as conn:
         import sqlalchemy as sa
 
         from daemon.state.schema import ledger

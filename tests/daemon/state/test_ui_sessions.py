@@ -18,7 +18,7 @@ LATER = datetime.now(UTC) + timedelta(hours=12)
 
 
 def rows(state: State) -> list[sa.Row[Any]]:
-    with state._read() as conn:
+    with state.read() as conn:
         return list(conn.execute(sa.select(ui_sessions.c.digest, ui_sessions.c.role, ui_sessions.c.fingerprint)))
 
 

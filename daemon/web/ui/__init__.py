@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages (pages), what they show (data), who is logged in (session)."""

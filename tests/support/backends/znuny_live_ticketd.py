@@ -1,0 +1,13 @@
+"""Contract-suite backend: the real Znuny through ticketd's own deploy/znuny/ticketd-webservice.yml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.backends.znuny_live import LiveHarness, for_server
+
+
+async def make_harness(tmp_path: Path, request: pytest.FixtureRequest) -> LiveHarness:
+    return for_server(request, "ticketd")
