@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from daemon.ml.classifier import Classifier  # noqa: E402
 from daemon.ml.serving import LoadedModel, ModelHolder  # noqa: E402
+from tests.support.daemon import every_label  # noqa: E402
 from tests.support.fakes.http import serve  # noqa: E402
 from tests.support.fakes.znuny import FakeZnuny  # noqa: E402
 
@@ -142,13 +143,7 @@ def write_config(tmp: Path, url: str, store: Path, n: int) -> Path:
                     "poll_interval": 1,
                     "jitter": 0,
                     "batch_limit": n + 10,
-                    "labels": {
-                        "queue": {"map": {q: targets[i % 4] for i, q in enumerate(queues)}, "threshold": 0},
-                        "priority": {
-                            "map": {p: ["2 low", "3 normal", "4 high"][i % 3] for i, p in enumerate(priorities)},
-                            "threshold": 0,
-                        },
-                    },
+                    "labels": every_label(queues, priorities, targets, ["2 low", "3 normal", "4 high"]),
                 },
             }
         ],

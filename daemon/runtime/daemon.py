@@ -285,7 +285,7 @@ class Daemon(Jobs):
 
     async def _build_stacks(self, config: Config) -> dict[str, ConnectorStack]:
         assert self.state is not None
-        return await stacks.build(
+        return await stacks.Builder(
             config,
             state=self.state,
             model=self.model,
@@ -294,7 +294,7 @@ class Daemon(Jobs):
             fence=self._fence,
             stopping=lambda: self._stopping,
             watcher=self._watcher,
-        )
+        ).build()
 
 
 def load_or_default(path: Path | None) -> Config:

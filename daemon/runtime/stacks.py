@@ -52,97 +52,92 @@ class ConnectorStack:
         return routing.push.poll_interval if self.pushing else routing.poll_interval
 
 
-async def build(
-    config: Config,
-    *,
-    state: State,
-    model: ModelHolder,
-    metrics: Metrics,
-    dry_run: bool,
-    fence: Callable[[str], Fence | None],
-    stopping: Callable[[], bool],
-    watcher: Callable[[ConnectorStack], Watcher],
-) -> dict[str, ConnectorStack]:
-    """Every configured connector's stack; on any error the ones already made are closed before it propagates."""
-    stacks: dict[str, ConnectorStack] = {}
-    try:
-        for entry in config.connectors:
-            stacks[entry.name] = _stack(entry, config, state, model, metrics, dry_run, fence, stopping, watcher)
-    except BaseException:
-        await close(stacks)
-        raise
-    return stacks
+@dataclass(frozen=True)
+class Builder:
+    """What every stack of one config is made with: the daemon's state, model, metrics and ownership checks."""
 
+    config: Config
+    state: State
+    model: ModelHolder
+    metrics: Metrics
+    dry_run: bool
+    fence: Callable[[str], Fence | None]
+    stopping: Callable[[], bool]
+    watcher: Callable[[ConnectorStack], Watcher]
 
-def _stack(
-    entry: ConnectorEntry,
-    config: Config,
-    state: State,
-    model: ModelHolder,
-    metrics: Metrics,
-    dry_run: bool,
-    fence: Callable[[str], Fence | None],
-    stopping: Callable[[], bool],
-    watcher: Callable[[ConnectorStack], Watcher],
-) -> ConnectorStack:
-    routing = entry.routing
-    timeout = routing.timeout
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        event_hooks={"request": [last_check(lambda name=entry.name: fence(name))]},  # type: ignore[misc]
-    )
-    try:
-        connector = connector_class(entry.type).from_config(entry.connection, client)
-    except BaseException:
-        _close_soon(client.aclose())
-        raise
-    coordinator = Coordinator(
-        entry.name,
-        base_delay=max(routing.poll_interval, 1.0),
-        max_delay=routing.max_backoff,
-        recover_after=routing.recover_after,
-    )
-    pipeline = Pipeline(
-        entry.name,
-        connector,
-        state,
-        model.get,
-        label_rules(entry),
-        mode="shadow" if dry_run else routing.mode,
-        note=routing.note,
-        batch_limit=routing.batch_limit,
-        include_ticket_text=config.log.include_ticket_text,
-        entry_factory=LedgerEntry,
-        row_factory=TrainingRow,
-        stopping=stopping,
-        degraded=coordinator.failing,
-        metrics=metrics,
-        fence=lambda name=entry.name: fence(name),  # type: ignore[misc]
-        scrub=Scrubber.configured(config.privacy).scrub if config.privacy.scrub else None,
-    )
-    lanes = 2 if connector.concurrent_apply else 1
-    stack = ConnectorStack(entry, connector, coordinator, pipeline, client, lanes=lanes, lock=asyncio.Semaphore(lanes))
-    try:
-        if routing.push.enabled:
-            if connector.accepts_push():
-                if not config.api.enabled:
-                    raise ConfigError(
-                        f"connectors.{entry.name}.routing.push.enabled: pushes arrive at the API "
-                        f"(POST /api/v1/hooks/{entry.name}); set api.enabled: true"
-                    )
-                stack.inbox = Inbox(routing.push.queue_limit)
-                stack.pushing = True
-            elif connector.offers_watch():
-                stack.watcher = watcher(stack)
-            else:
-                key = connector.push_secret_key
-                how = f"set connection.{key}" if key else f"the {entry.type} connector takes no pushes"
-                raise ConfigError(f"connectors.{entry.name}.routing.push.enabled: {how}")
-    except BaseException:
-        _close_soon(close({entry.name: stack}))
-        raise
-    metrics.push_mode.labels(entry.name).set(int(stack.pushing))
-    return stack
+    async def build(self) -> dict[str, ConnectorStack]:
+        """Every configured connector's stack; on any error the ones already made are closed before it propagates."""
+        stacks: dict[str, ConnectorStack] = {}
+        try:
+            for entry in self.config.connectors:
+                stacks[entry.name] = self._stack(entry)
+        except BaseException:
+            await close(stacks)
+            raise
+        return stacks
+
+    def _stack(self, entry: ConnectorEntry) -> ConnectorStack:
+        config, state, model, metrics, fence = self.config, self.state, self.model, self.metrics, self.fence
+        routing = entry.routing
+        timeout = routing.timeout
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            event_hooks={"request": [last_check(lambda name=entry.name: fence(name))]},  # type: ignore[misc]
+        )
+        try:
+            connector = connector_class(entry.type).from_config(entry.connection, client)
+        except BaseException:
+            _close_soon(client.aclose())
+            raise
+        coordinator = Coordinator(
+            entry.name,
+            base_delay=max(routing.poll_interval, 1.0),
+            max_delay=routing.max_backoff,
+            recover_after=routing.recover_after,
+        )
+        pipeline = Pipeline(
+            entry.name,
+            connector,
+            state,
+            model.get,
+            label_rules(entry),
+            mode="shadow" if self.dry_run else routing.mode,
+            note=routing.note,
+            batch_limit=routing.batch_limit,
+            include_ticket_text=config.log.include_ticket_text,
+            entry_factory=LedgerEntry,
+            row_factory=TrainingRow,
+            stopping=self.stopping,
+            degraded=coordinator.failing,
+            metrics=metrics,
+            fence=lambda name=entry.name: fence(name),  # type: ignore[misc]
+            scrub=Scrubber.configured(config.privacy).scrub if config.privacy.scrub else None,
+        )
+        lanes = 2 if connector.concurrent_apply else 1
+        stack = ConnectorStack(
+            entry, connector, coordinator, pipeline, client, lanes=lanes, lock=asyncio.Semaphore(lanes)
+        )
+        try:
+            if routing.push.enabled:
+                if connector.accepts_push():
+                    if not config.api.enabled:
+                        raise ConfigError(
+                            f"connectors.{entry.name}.routing.push.enabled: pushes arrive at the API "
+                            f"(POST /api/v1/hooks/{entry.name}); set api.enabled: true"
+                        )
+                    stack.inbox = Inbox(routing.push.queue_limit)
+                    stack.pushing = True
+                elif connector.offers_watch():
+                    stack.watcher = self.watcher(stack)
+                else:
+                    key = connector.push_secret_key
+                    how = f"set connection.{key}" if key else f"the {entry.type} connector takes no pushes"
+                    raise ConfigError(f"connectors.{entry.name}.routing.push.enabled: {how}")
+        except BaseException:
+            _close_soon(close({entry.name: stack}))
+            raise
+        metrics.push_mode.labels(entry.name).set(int(stack.pushing))
+        return stack
 
 
 def _close_soon(closing: Coroutine[Any, Any, None]) -> None:

@@ -135,7 +135,7 @@ def test_push(tmp_path: Path, config_path: Path, output: Callable[[], str], monk
 
     daemon = Daemon(load_config(config_path))
     daemon.state = State.open(f"sqlite:///{tmp_path / 'state.db'}")
-    daemon._build_stacks(daemon.config)
+    daemon.stacks = asyncio.run(daemon._build_stacks(daemon.config))
     services, client = _api(tmp_path, config_path)
     services.hooks = daemon.receive_push
     monkeypatch.setattr(zammad, "webhook_ticket_ids", lambda payload: _explode("reading a push"))

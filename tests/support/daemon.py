@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +54,7 @@ def write_config(
                     "poll_interval": 0.2,
                     "jitter": 0,
                     "batch_limit": 5,
-                    "labels": {
-                        "queue": {"map": {q: targets[i % 4] for i, q in enumerate(queues)}, "threshold": 0},
-                        "priority": {
-                            "map": {p: ["2 low", "3 normal", "4 high"][i % 3] for i, p in enumerate(priorities)},
-                            "threshold": 0,
-                        },
-                    },
+                    "labels": every_label(queues, priorities, targets, ["2 low", "3 normal", "4 high"]),
                     **routing,
                 },
                 **(connection or {}),
@@ -69,6 +64,19 @@ def write_config(
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+def every_label(
+    queues: Sequence[str], priorities: Sequence[str], queue_names: Sequence[str], priority_names: Sequence[str]
+) -> dict[str, Any]:
+    """Every model label routed (threshold 0), the model's classes spread over the helpdesk's names in turn."""
+    return {
+        "queue": {"map": {q: queue_names[i % len(queue_names)] for i, q in enumerate(queues)}, "threshold": 0},
+        "priority": {
+            "map": {p: priority_names[i % len(priority_names)] for i, p in enumerate(priorities)},
+            "threshold": 0,
+        },
+    }
 
 
 def daemon(config: Path, *args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

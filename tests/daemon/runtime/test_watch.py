@@ -24,6 +24,7 @@ from daemon.config import load_config
 from daemon.runtime.daemon import Daemon
 from tests.support.backends.imap import ImapHarness
 from tests.support.backends.maildir import MaildirHarness
+from tests.support.daemon import every_label
 from tests.support.fakes.dovecot import NO_IDLE, Dovecot, shared_dovecot
 from tests.support.waiting import until
 
@@ -61,13 +62,7 @@ def _config(tmp_path: Path, store: Path, box: Mailbox, **routing: Any) -> Path:
                     "poll_interval": 3600,
                     "jitter": 0,
                     "push": {"enabled": True, "poll_interval": 3600},
-                    "labels": {
-                        "queue": {"map": {q: FOLDERS[i % 3] for i, q in enumerate(queues)}, "threshold": 0},
-                        "priority": {
-                            "map": {p: ["high", "medium", "low"][i % 3] for i, p in enumerate(priorities)},
-                            "threshold": 0,
-                        },
-                    },
+                    "labels": every_label(queues, priorities, FOLDERS, ["high", "medium", "low"]),
                     **routing,
                 },
             }
