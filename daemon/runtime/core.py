@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from daemon.config import Config
 from daemon.errors import Fenced, TicketdError
@@ -17,9 +17,6 @@ from daemon.runtime.wiring import model_holder
 from daemon.state import State
 from daemon.state.leases import Fence
 from daemon.training.lock import Retraining
-
-if TYPE_CHECKING:
-    pass
 
 log = get_logger(__name__)
 
