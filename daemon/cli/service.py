@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from daemon.errors import TicketdError, TrainingBusy
+from daemon.errors import TicketdError
 from daemon.logging import configure, get_logger
 
 log = get_logger(__name__)
@@ -267,8 +267,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Harvest every closed ticket the connectors can see, then train and promote the first model."""
-    import anyio
-
     from daemon.runtime.daemon import Daemon
 
     config = _config(args.config)
@@ -282,10 +280,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
                     print(f"{name}: harvested by the replica that owns it")
                 else:
                     print(f"{name}: {rows} closed tickets harvested")
-            result = await daemon.retrain_now(force=True)
-            if result is None:  # another training holds the cluster's one training claim
-                raise TrainingBusy(await anyio.to_thread.run_sync(daemon.retraining.busy_with))
-            return result
+            return await daemon.retrain_now(force=True)  # TrainingBusy while another training runs
         finally:
             await daemon.shutdown()
 

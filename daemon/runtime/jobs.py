@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from daemon.errors import Fenced, TicketdError
+from daemon.errors import Fenced, TicketdError, TrainingBusy
 from daemon.logging import get_logger
 from daemon.runtime.coordinator import Coordinator
 from daemon.runtime.intake import PushIntake
@@ -204,6 +204,8 @@ class Jobs(PushIntake):
     async def _retrain_job(self) -> None:
         try:
             await self.retrain_now()
+        except TrainingBusy as exc:  # an API job, another replica's training: the next cron tick tries again
+            log.info("scheduled retrain skipped: another training is running", holder=exc.holder)
         except TicketdError as exc:
             log.error("retrain failed", error=str(exc))
         except Exception as exc:  # a JSON event with the traceback, never the scheduler's own logger
@@ -221,13 +223,14 @@ class Jobs(PushIntake):
         if not done:  # its worker thread cannot be interrupted; the process exits without it
             log.warning("training did not stop in time; exiting without waiting for it", waited_s=wait)
 
-    async def retrain_now(self, *, force: bool = False) -> RetrainResult | None:
-        """Train a challenger from the training store; promote and hot-reload only if it is better."""
+    async def retrain_now(self, *, force: bool = False) -> RetrainResult:
+        """Train a challenger from the training store; promote and hot-reload only if it is better.
+
+        TrainingBusy while another training (an API job, another replica's) holds the cluster's one claim.
+        """
         with self.retraining.claimed("schedule") as claim:
             if claim is None:
-                holder = await anyio.to_thread.run_sync(self.retraining.busy_with)
-                log.info("scheduled retrain skipped: another training is running", holder=holder)
-                return None
+                raise TrainingBusy(await anyio.to_thread.run_sync(self.retraining.busy_with))
             return await self._retrain(force)
 
     async def _retrain(self, force: bool) -> RetrainResult:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
@@ -70,13 +69,13 @@ class Builder:
         stacks: dict[str, ConnectorStack] = {}
         try:
             for entry in self.config.connectors:
-                stacks[entry.name] = self._stack(entry)
+                stacks[entry.name] = await self._stack(entry)
         except BaseException:
             await close(stacks)
             raise
         return stacks
 
-    def _stack(self, entry: ConnectorEntry) -> ConnectorStack:
+    async def _stack(self, entry: ConnectorEntry) -> ConnectorStack:
         config, state, model, metrics, fence = self.config, self.state, self.model, self.metrics, self.fence
         routing = entry.routing
         timeout = routing.timeout
@@ -87,7 +86,7 @@ class Builder:
         try:
             connector = connector_class(entry.type).from_config(entry.connection, client)
         except BaseException:
-            _close_soon(client.aclose())
+            await client.aclose()
             raise
         coordinator = Coordinator(
             entry.name,
@@ -134,19 +133,10 @@ class Builder:
                     how = f"set connection.{key}" if key else f"the {entry.type} connector takes no pushes"
                     raise ConfigError(f"connectors.{entry.name}.routing.push.enabled: {how}")
         except BaseException:
-            _close_soon(close({entry.name: stack}))
+            await close({entry.name: stack})
             raise
         metrics.push_mode.labels(entry.name).set(int(stack.pushing))
         return stack
-
-
-def _close_soon(closing: Coroutine[Any, Any, None]) -> None:
-    """What a failed build made never sent a request; closing it a moment later in the loop is enough."""
-    _closing.add(task := asyncio.get_running_loop().create_task(closing))
-    task.add_done_callback(_closing.discard)
-
-
-_closing: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps only weak references)
 
 
 async def close(stacks: dict[str, ConnectorStack]) -> None:

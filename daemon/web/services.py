@@ -17,6 +17,7 @@ from daemon.training.champion import RetrainPolicy, policy_from_config
 from daemon.training.datasets import DatasetStore
 from daemon.training.jobs import TrainingJobs
 from daemon.training.lock import Retraining
+from daemon.web.errors import api_error
 from daemon.web.sessions import DatabaseSessions, MemorySessions, Sessions
 from daemon.web.throttle import Throttle
 
@@ -131,8 +132,6 @@ class Services:
 
         What goes wrong is answered from the one error table (daemon.errors.ANSWERS), without server paths.
         """
-        from daemon.web.errors import api_error
-
         try:
             switched = await change
         except ModelError as exc:

@@ -19,15 +19,12 @@ from daemon.web.services import Services
 
 router = APIRouter(prefix="/api/v1", tags=["push"])
 
-# How each push result is answered: status and error code (refusals), or 202 with the result.
-_ANSWERS: dict[str, tuple[int, str]] = {
+# The push results that are refused, with their status and error code; every other result is a 202.
+_REFUSED: dict[str, tuple[int, str]] = {
     "unknown": (404, "not_found"),
     "rejected": (401, "push_rejected"),
     "invalid": (400, "invalid_push"),
     "throttled": (429, "push_queue_full"),
-    "accepted": (202, "accepted"),
-    "duplicate": (202, "duplicate"),
-    "relayed": (202, "relayed"),
 }
 
 
@@ -51,11 +48,11 @@ async def hook(
         raise too_many_failures(wait)
     body = await request.body()
     reply = svc.hooks(connector, request.headers, body)
-    status, code = _ANSWERS[reply.result]
-    if status == 401:
-        svc.throttle.failed(client, "push", f"{connector}: {reply.message}")
-    if status != 202:
-        headers = {"Retry-After": "30"} if status == 429 else None
-        raise ApiError(status, code, reply.message, headers=headers)
+    refused = _REFUSED.get(reply.result)
+    if refused is not None:
+        status, code = refused
+        if status == 401:
+            svc.throttle.failed(client, "push", f"{connector}: {reply.message}")
+        raise ApiError(status, code, reply.message, headers={"Retry-After": "30"} if status == 429 else None)
     result = reply.result if reply.result in ("accepted", "relayed") else "duplicate"
     return PushAccepted(result=result, queued=reply.queued)

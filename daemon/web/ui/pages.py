@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from daemon import __version__
-from daemon.errors import ModelError, StateError, answer
+from daemon.errors import StateError, answer
 from daemon.logging import get_logger
 from daemon.ml import serving
 from daemon.ml.thresholds import DEFAULT_TARGET, Evidence
@@ -300,10 +300,8 @@ async def _change(request: Request, who: Viewer, csrf: str, change: Any) -> Resp
         return _refused(request, who, "this change did not come from the dashboard's own confirmation form")
     try:
         result = await change()
-    except ApiError as exc:
+    except ApiError as exc:  # every model error, answered from the one table (Services.switch_model)
         return _page(request, "message", who, exc.status, title="Not done", message=exc.message)
-    except ModelError as exc:
-        return _page(request, "message", who, answer(exc).status, title="Not done", message=str(exc))
     log.info("dashboard_model_changed", current=result["current"], previous=result["previous"])
     return RedirectResponse(f"/ui/models?done={result['current']}", status_code=303, headers=_HEADERS)
 
