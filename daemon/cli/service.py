@@ -174,7 +174,7 @@ async def _check(config: Any) -> list[str]:
     except TicketdError as exc:
         problems.append(f"model: {exc}")
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
-        for entry in config.connectors:
+        for index, entry in enumerate(config.connectors):
             kind = connector_class(entry.type)
             connector = kind.from_config(entry.connection, client)
             try:
@@ -205,7 +205,28 @@ async def _check(config: Any) -> list[str]:
                         )
                 if rule.fallback is not None and rule.fallback not in live[label]:
                     problems.append(f"{entry.name}: {label} fallback {rule.fallback!r} does not exist in the helpdesk")
+                for where in _unknown_names(index, entry.routing, label, {*emitted, *live[label]}):
+                    problems.append(f"{entry.name}: {where}: not a class of the model nor a {label} of the helpdesk")
     return problems
+
+
+def _unknown_names(index: int, routing: Any, label: str, known: set[str]) -> list[str]:
+    """Where never_route (queue), min_precision and always_route name neither a model label nor a helpdesk name.
+
+    Those settings take either; a typo would otherwise match nothing and be silently without effect.
+    """
+    from daemon.config.yaml_lines import dotted
+
+    at = ("connectors", index, "routing")
+    named: list[tuple[str, str]] = []  # (key path, name): a list item's path ends in its index, so the name follows
+    if label == "queue":
+        named += [(f"{dotted((*at, 'never_route', i))} = {n!r}", n) for i, n in enumerate(routing.never_route)]
+    rule = routing.labels.get(label)
+    if rule is not None:
+        named += [(dotted((*at, "labels", label, "min_precision", n)), n) for n in rule.min_precision]
+        always = (*at, "labels", label, "always_route")
+        named += [(f"{dotted((*always, i))} = {n!r}", n) for i, n in enumerate(rule.always_route)]
+    return [where for where, name in named if name not in known]
 
 
 def _fix_for(connector: str, from_config: dict[str, str], label: str, name: str, mapping: Any) -> str:

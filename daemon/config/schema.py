@@ -6,7 +6,7 @@ import ipaddress
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped, unused-ignore]
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -45,14 +45,23 @@ class LabelRouting(_Section):
 
     map: dict[str, str] = Field(default_factory=dict)
     threshold: float = Field(default=0.6, ge=0, le=1)
-    # Instead of one threshold: the model's per-class thresholds for this precision (daemon.ml.thresholds).
+    # Instead of one threshold: per-class thresholds under which the label's routed tickets together meet this
+    # precision (daemon.ml.thresholds).
     target_precision: float | None = Field(default=None, ge=0.5, lt=1)
+    # Per class (model label or helpdesk name): routed only where its own estimated precision meets this floor.
+    min_precision: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=dict)
+    always_route: list[str] = Field(default_factory=list)  # classes routed whenever predicted, at any confidence
     fallback: Literal["leave"] | dict[str, str] = "leave"
 
     @model_validator(mode="after")
     def _one_kind_of_threshold(self) -> LabelRouting:
         if self.target_precision is not None and "threshold" in self.model_fields_set:
             raise ValueError("set threshold (one for every class) or target_precision (per class), not both")
+        if self.min_precision and self.target_precision is None:
+            raise _at(("min_precision",), "a floor needs target_precision (the model's evidence estimates it)")
+        for name in self.always_route:
+            if name in self.min_precision:
+                raise _at(("min_precision", name), f"{name!r} is in always_route: set a floor or always_route")
         return self
 
     @field_validator("fallback", mode="before")
@@ -99,6 +108,14 @@ class RoutingSection(_Section):
     never_route: list[str] = Field(default_factory=list)  # queues (model or helpdesk names) left to people
     note: bool = True
     push: PushSection = Field(default_factory=PushSection)
+
+    @model_validator(mode="after")
+    def _never_or_always(self) -> RoutingSection:
+        queue = self.labels.get("queue")
+        for name in queue.always_route if queue is not None else []:
+            if name in self.never_route:
+                raise _at(("never_route",), f"{name!r} is also in labels.queue.always_route: choose one")
+        return self
 
     @field_validator("labels")
     @classmethod

@@ -16,7 +16,7 @@ from daemon.ml.calibration import ConfidenceMap, calibrated, combine, served_con
 from daemon.ml.layout import resolve_model_dir
 from daemon.ml.text import compose
 from daemon.ml.tfidf import FloatArray, TfidfScorer
-from daemon.ml.thresholds import Evidence, Thresholds, fit
+from daemon.ml.thresholds import Evidence, Policy, Thresholds, fit
 
 # A head's directory, written by `write_head` (training) and read by `Head.load` (serving):
 HEAD_FILE = "head.json"  # HeadSpec: mixing weight, temperature, max length, ONNX files, confidence map
@@ -123,14 +123,14 @@ class Head:
     tfidf: TfidfScorer | None
 
     confidence_map: ConfidenceMap | None = None
-    routing: Thresholds | None = None  # fitted at training, for the training's target
-    evidence: Evidence | None = None  # validation tickets as served: thresholds for any other target
+    routing: Thresholds | None = None  # for the training's target, re-fitted from the evidence at load
+    evidence: Evidence | None = None  # validation tickets as served: thresholds for any other policy
 
-    def thresholds(self, target: float) -> Thresholds | None:
-        """Per-class thresholds for a precision target; None for a model trained before they existed."""
-        if self.routing is not None and self.routing.target == target:
+    def thresholds(self, policy: Policy) -> Thresholds | None:
+        """Per-class thresholds for a routing policy; None for a model trained before they existed."""
+        if self.routing is not None and self.routing.policy == policy:
             return self.routing
-        return None if self.evidence is None else fit(self.evidence, target)
+        return None if self.evidence is None else fit(self.evidence, policy)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 1) -> FloatArray:
         """Temperature-scaled class probabilities for already-normalised texts."""
@@ -189,14 +189,15 @@ class Head:
 
 
 def _routing(spec: Any, classes: list[str]) -> tuple[Thresholds | None, Evidence | None]:
-    """head.json's routing block; raises KeyError/TypeError/ValueError on a damaged one."""
+    """head.json's routing block, re-fitted from its evidence under today's rule (a model trained under the earlier
+    every-class-alone rule routes by the pooled one); raises KeyError/TypeError/ValueError on a damaged block."""
     if spec is None:
         return None, None
     evidence = Evidence.from_json(classes, spec["evidence"])
-    per_class = {str(k): None if v is None else float(v) for k, v in dict(spec["per_class"]).items()}
-    fitted = None if spec["global"] is None else float(spec["global"])
-    support = {str(k): int(v) for k, v in dict(spec["support"]).items()}
-    return Thresholds(float(spec["target"]), per_class, fitted, support), evidence
+    target = float(spec["target"])
+    if not 0.5 <= target < 1.0:
+        raise ValueError(f"target {target} outside [0.5, 1)")
+    return fit(evidence, Policy(target)), evidence
 
 
 class Classifier:

@@ -65,8 +65,10 @@ def routing_metrics(
 ) -> dict[str, Any]:
     """Routed share and precision under the model's per-class thresholds and under one global threshold.
 
-    Both are fitted on the validation split for the training's target precision (daemon.ml.thresholds),
-    so this is what live routing with `target_precision` would do on these tickets.
+    Both are fitted on the model's evidence for the training's target precision (daemon.ml.thresholds), so
+    this is what live routing with `target_precision` would do on these tickets; per class, the fit's
+    estimate on the evidence (threshold, estimated precision with its bounds, coverage, marks) beside what
+    these tickets measured.
     """
     fitted = head.routing
     if fitted is None:
@@ -77,6 +79,15 @@ def routing_metrics(
     per_class = routed(head.classes, predicted, top, correct, fitted.per_class, fitted.target)
     single = dict.fromkeys(head.classes, fitted.global_threshold)
     overall = routed(head.classes, predicted, top, correct, single, fitted.target)
+    pooled = fitted.pooled.estimate if fitted.pooled is not None else None
+    classes = {
+        name: {
+            **fit.to_json(),
+            "marks": fit.marks(pooled),
+            "held_out": per_class["per_class"][name],
+        }
+        for name, fit in fitted.classes.items()
+    }
     return {
         "target_precision": fitted.target,
         "routed_share": per_class["routed_share"],
@@ -87,6 +98,11 @@ def routing_metrics(
         "global_classes_below_target": overall["classes_below_target"],
         "global_threshold": fitted.global_threshold,
         "class_thresholds": fitted.per_class,
+        "evidence": {
+            "pooled": None if fitted.pooled is None else fitted.pooled.to_json(),
+            "global": None if fitted.global_pooled is None else fitted.global_pooled.to_json(),
+            "classes": classes,
+        },
     }
 
 
@@ -234,14 +250,40 @@ def summary(report: dict[str, Any]) -> str:
                 f"{r.get('coverage_at_90', float('nan')):>8.3f}"
             )
         if "routed_share" in m:
-            lines.append(
-                f"  routed at precision target {m['target_precision']:g}: per-class thresholds "
-                f"{_pct(m['routed_share'])} of tickets at precision {_pct(m['routed_precision'])}; "
-                f"one global threshold {_pct(m['global_routed_share'])} at {_pct(m['global_routed_precision'])}"
-            )
+            lines += _routing_lines(m)
         for lang, r in m.get("per_language", {}).items():
             lines.append(f"  lang {lang:<17}{r['accuracy']:>9.3f}{r['macro_f1']:>10.3f}{r['ece']:>8.3f}  n={r['n']}")
     return "\n".join(lines)
+
+
+def _routing_lines(m: dict[str, Any]) -> list[str]:
+    """The label's pooled figures against the target, then per class: the fit on the evidence and these tickets."""
+    target, evidence = m["target_precision"], m.get("evidence") or {}
+    pooled, single = evidence.get("pooled") or {}, evidence.get("global") or {}
+    lines = [
+        f"  routed at pooled precision target {target:g}: per-class thresholds "
+        f"{_pct(m['routed_share'])} of these tickets at precision {_pct(m['routed_precision'])}; "
+        f"one global threshold {_pct(m['global_routed_share'])} at {_pct(m['global_routed_precision'])}",
+        f"  on the model's evidence ({pooled.get('tickets', 0)} unseen tickets): per-class "
+        f"{_pct(pooled.get('coverage'))} routed at {_interval(pooled)}, global {_pct(single.get('coverage'))} "
+        f"at {_interval(single)} (estimate, one-sided 95% bounds; the lower bound must reach {_pct(target)})",
+        f"  {'class':<24}{'threshold':>10}{'evidence':>9}{'coverage':>9}  {'estimated precision':<24}"
+        f"{'held-out':>9}{'prec':>8}  marks",
+    ]
+    for name, c in (evidence.get("classes") or {}).items():
+        held = c.get("held_out") or {}
+        threshold = "-" if c["threshold"] is None else f"{c['threshold']:.3f}"
+        lines.append(
+            f"  {name[:23]:<24}{threshold:>10}{c['tickets']:>9}{_pct(c['coverage']):>9}  {_interval(c):<24}"
+            f"{held.get('routed', 0):>9}{_pct(held.get('precision')):>8}  {'; '.join(c.get('marks') or [])}"
+        )
+    return lines
+
+
+def _interval(figure: dict[str, Any]) -> str:
+    if figure.get("estimate") is None:
+        return "-"
+    return f"{_pct(figure['estimate'])} ({_pct(figure['lower'])}-{_pct(figure['upper'])})"
 
 
 def _pct(value: float | None) -> str:

@@ -16,7 +16,7 @@ from daemon.errors import ModelError, NoModelError, StateError
 from daemon.logging import get_logger
 from daemon.ml.classifier import Classifier
 from daemon.ml.store import ModelStore
-from daemon.ml.thresholds import DEFAULT_TARGET, Thresholds
+from daemon.ml.thresholds import DEFAULT_TARGET, Policy, Thresholds
 
 if TYPE_CHECKING:
     from daemon.config import Config
@@ -39,19 +39,24 @@ class LoadedModel:
     def __init__(self, classifier: Classifier, version: str | None) -> None:
         self.classifier = classifier
         self.version = version
-        self._thresholds: dict[tuple[str, float], Thresholds | None] = {}
+        self._thresholds: dict[tuple[str, Policy], Thresholds | None] = {}
 
     def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]:
         """Both heads' top label and calibrated confidence."""
         return self.classifier.classify(text, subject=subject)
 
-    def thresholds(self, label: str, target: float) -> Thresholds | None:
-        """A head's per-class thresholds for a precision target, fitted once per version and target."""
-        key = (label, target)
+    def thresholds(self, label: str, policy: Policy) -> Thresholds | None:
+        """A head's per-class thresholds for a routing policy, fitted once per version and policy."""
+        key = (label, policy)
         if key not in self._thresholds:
             head = self.classifier.heads.get(label)
-            self._thresholds[key] = None if head is None else head.thresholds(target)
+            self._thresholds[key] = None if head is None else head.thresholds(policy)
         return self._thresholds[key]
+
+    def classes(self, label: str) -> list[str]:
+        """The classes a head can emit (none without that head)."""
+        head = self.classifier.heads.get(label)
+        return [] if head is None else list(head.classes)
 
     def trained_target(self, label: str) -> float:
         """The precision target the head's thresholds were fitted for at training (the default without them)."""

@@ -37,7 +37,7 @@ from daemon.pipeline.routing import Decision, LabelRule, decide
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from daemon.ml.thresholds import Thresholds
+    from daemon.ml.thresholds import Policy, Thresholds
     from daemon.state import LedgerEntry, TrainingRow
     from daemon.state.leases import Fence
 
@@ -48,7 +48,8 @@ class Predictor(Protocol):
     version: str | None
 
     def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]: ...
-    def thresholds(self, label: str, target: float) -> Thresholds | None: ...
+    def thresholds(self, label: str, policy: Policy) -> Thresholds | None: ...
+    def classes(self, label: str) -> list[str]: ...
 
 
 class LedgerState(Protocol):
@@ -262,7 +263,7 @@ class Pipeline:
         model, predictions = classified.model, classified.predictions
         words = {label: list(p.pop("words", None) or []) for label, p in predictions.items()}  # text-derived
         fitted = {
-            label: model.thresholds(label, rule.target_precision)
+            label: model.thresholds(label, rule.policy(model.classes(label)))
             for label, rule in self.rules.items()
             if rule.target_precision is not None
         }

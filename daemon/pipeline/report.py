@@ -1,21 +1,22 @@
 """Shadow-mode (and live) report: how the model's decisions compare with what agents finally decided.
 
-Per class, the live precision among routed tickets is set against the label's `target_precision`; a class is
-flagged when its precision is *clearly* below: even the upper end of its one-sided 95% Wilson interval falls
-short of the target, so a class with three routed tickets and one mistake is not flagged by bad luck.
+The live precision among routed tickets is set against the label's `target_precision`, pooled (all routed
+tickets of the label: what the target promises) and per class (against the class's `min_precision` floor where
+it has one, else the label's target: under a pooled target a class may sit below it by design, so the class
+flag is a pointer to a floor, the pooled flag the shortfall). Either is flagged when *clearly* below: even the
+upper end of its one-sided 95% Wilson interval falls short, so three routed tickets and one mistake are not
+flagged by bad luck.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from connectors.base import WRITABLE
+from daemon.ml.thresholds import wilson
 from daemon.pipeline.routing import LabelRule
-
-Z_ONE_SIDED_95 = 1.6449  # the normal quantile of the flag's one-sided 95% bound
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class ClassReport:
     routed: int  # closed tickets routed to it (or, in shadow mode, that would have been)
     correct: int  # of those, the agents left it there
     actual: int  # closed tickets whose final label is this class
-    target: float | None  # the label's target_precision, if configured
+    target: float | None  # the class's min_precision floor, else the label's target_precision, if configured
 
     @property
     def precision(self) -> float | None:
@@ -49,14 +50,9 @@ class ClassReport:
         return self.target is not None and bound is not None and bound < self.target
 
 
-def wilson_upper(successes: int, n: int, z: float = Z_ONE_SIDED_95) -> float | None:
-    """Wilson score upper bound of a binomial proportion; None without trials."""
-    if n <= 0:
-        return None
-    p = successes / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return min(1.0, (centre + spread) / (1 + z * z / n))
+def wilson_upper(successes: int, n: int) -> float | None:
+    """The one-sided 95% Wilson upper bound of a proportion; None without trials."""
+    return wilson(successes, n)[1] if n > 0 else None
 
 
 @dataclass(frozen=True)
@@ -71,11 +67,24 @@ class LabelReport:
     accuracy_at_threshold: float | None  # agreement among those
     target_precision: float | None = None
     classes: tuple[ClassReport, ...] = field(default=())
+    routed: int = 0  # closed tickets that were (shadow: would have been) routed
+    routed_correct: int = 0
 
     @property
     def flagged(self) -> list[str]:
-        """Classes whose live precision is clearly below the target."""
+        """Classes whose live precision is clearly below their floor or the target."""
         return [c.name for c in self.classes if c.flagged]
+
+    @property
+    def pooled_upper_bound(self) -> float | None:
+        """The one-sided 95% Wilson upper bound of the precision of all routed tickets."""
+        return wilson_upper(self.routed_correct, self.routed)
+
+    @property
+    def pooled_flagged(self) -> bool:
+        """The label's routed tickets together are clearly below the target (what target_precision promises)."""
+        bound = self.pooled_upper_bound
+        return self.target_precision is not None and bound is not None and bound < self.target_precision
 
     def as_json(self) -> dict[str, Any]:
         """For `ticketd report --json` and the dashboard."""
@@ -87,6 +96,9 @@ class LabelReport:
             "auto_routed_share": self.auto_routed_share,
             "accuracy_at_threshold": self.accuracy_at_threshold,
             "target_precision": self.target_precision,
+            "routed": self.routed,
+            "pooled_precision_upper_bound": self.pooled_upper_bound,
+            "pooled_flagged": self.pooled_flagged,
             "flagged": self.flagged,
             "classes": [
                 {
@@ -149,8 +161,10 @@ def label_report(
             correct[target] = correct.get(target, 0) + (count if ok else 0)
     if not n:
         return None
+    floors = {rule.target(name): floor for name, floor in rule.floors.items()} | dict(rule.floors)
+    goal = rule.target_precision
     classes = tuple(
-        ClassReport(name, routed.get(name, 0), correct.get(name, 0), actual.get(name, 0), rule.target_precision)
+        ClassReport(name, routed.get(name, 0), correct.get(name, 0), actual.get(name, 0), floors.get(name, goal))
         for name in sorted(set(routed) | set(actual))
     )
     return LabelReport(
@@ -162,6 +176,8 @@ def label_report(
         agreed_above / above if above else None,
         rule.target_precision,
         classes,
+        above,
+        agreed_above,
     )
 
 
@@ -202,11 +218,12 @@ def format_report(reports: list[LabelReport]) -> str:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.1%}"
 
-    lines = [f"{'connector':<20}{'label':<10}{'closed':>8}{'agree':>9}{'auto':>9}{'acc@thr':>9}"]
+    lines = [f"{'connector':<20}{'label':<10}{'closed':>8}{'agree':>9}{'auto':>9}{'acc@thr':>9}{'target':>8}"]
     for r in reports:
+        flag = "  FLAGGED: routed tickets clearly below the target" if r.pooled_flagged else ""
         lines.append(
             f"{r.connector:<20}{r.label:<10}{r.compared:>8}{pct(r.agreement):>9}"
-            f"{pct(r.auto_routed_share):>9}{pct(r.accuracy_at_threshold):>9}"
+            f"{pct(r.auto_routed_share):>9}{pct(r.accuracy_at_threshold):>9}{pct(r.target_precision):>8}{flag}"
         )
     head = f"{'connector':<20}{'label':<10}{'class':<24}{'routed':>8}{'precision':>11}{'target':>8}{'recall':>9}"
     lines += ["", head]

@@ -12,7 +12,7 @@ from connectors.base import WRITABLE
 from daemon.errors import ModelError
 from daemon.ml.serving import LoadedModel
 from daemon.ml.text import compose
-from daemon.ml.thresholds import DEFAULT_TARGET, Thresholds
+from daemon.ml.thresholds import Thresholds
 from daemon.pipeline.routing import LabelRule, decide, explain
 from daemon.web.auth import classify_access, services
 from daemon.web.errors import ApiError, api_error, responses
@@ -81,7 +81,7 @@ def _reasons(prediction: dict[str, dict[str, Any]], model: LoadedModel) -> dict[
         label: LabelRule(target_precision=model.trained_target(label)) for label in WRITABLE if label in prediction
     }
     fitted: dict[str, Thresholds | None] = {
-        label: model.thresholds(label, rule.target_precision or DEFAULT_TARGET) for label, rule in rules.items()
+        label: model.thresholds(label, rule.policy(model.classes(label))) for label, rule in rules.items()
     }
     decision = decide(prediction, rules, {}, fitted)
     out: dict[str, dict[str, Any]] = {}

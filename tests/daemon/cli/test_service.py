@@ -58,6 +58,36 @@ def test_check_reports_labels_without_a_live_target(
     assert f"model queue label {first!r} maps to 'Accounting', which the helpdesk does not have" in out
 
 
+def test_check_reports_routing_names_that_match_nothing(
+    tmp_path: Path, fake: tuple[FakeZnuny, str], store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """never_route, min_precision and always_route take a model label or a helpdesk name; a typo is named by key."""
+    _, url = fake
+    config = yaml.safe_load(write_config(tmp_path, url, store).read_text())
+    routing = config["connectors"][0]["routing"]
+    queue = routing["labels"]["queue"]
+    model_label = next(iter(queue["map"]))
+    del queue["threshold"]
+    queue["target_precision"] = 0.9
+    queue["min_precision"] = {model_label: 0.95, "Billng": 0.95}  # a model label, a typo
+    queue["always_route"] = ["Misc", "Lgal"]  # a helpdesk name, a typo
+    routing["never_route"] = ["Hardware", "Spma"]
+    routing["labels"]["priority"]["always_route"] = ["4 high", "9 urgent"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["check", "--config", str(path)]) == 1
+    problems = [line for line in capsys.readouterr().out.splitlines() if "not a class of the model" in line]
+    assert problems == [
+        "fake: connectors[0].routing.never_route[1] = 'Spma': not a class of the model nor a queue of the helpdesk",
+        "fake: connectors[0].routing.labels.queue.min_precision.Billng: not a class of the model nor a queue of the "
+        "helpdesk",
+        "fake: connectors[0].routing.labels.queue.always_route[1] = 'Lgal': not a class of the model nor a queue of "
+        "the helpdesk",
+        "fake: connectors[0].routing.labels.priority.always_route[1] = '9 urgent': not a class of the model nor a "
+        "priority of the helpdesk",
+    ]
+
+
 def test_check_names_rejected_credentials(
     tmp_path: Path,
     fake: tuple[FakeZnuny, str],

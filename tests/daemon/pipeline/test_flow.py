@@ -36,8 +36,11 @@ class KeywordModel:
 
     version = "v-test"
 
-    def thresholds(self, label: str, target: float) -> Any:
+    def thresholds(self, label: str, policy: Any) -> Any:
         return None  # trained before per-class thresholds: a target_precision rule falls back to `threshold`
+
+    def classes(self, label: str) -> list[str]:
+        return {"queue": ["billing", "hardware", "misc"], "priority": ["high", "normal"]}.get(label, [])
 
     def classify(self, text: str, *, subject: str | None = None) -> dict[str, dict[str, Any]]:
         words = f"{subject} {text}".lower()
@@ -139,13 +142,13 @@ class ThresholdModel(KeywordModel):
     """KeywordModel trained with per-class thresholds: hardware routes from 0.8, misc never, billing from 0.95."""
 
     def __init__(self) -> None:
-        self.asked: list[tuple[str, float]] = []
+        self.asked: list[tuple[str, Any]] = []
 
-    def thresholds(self, label: str, target: float) -> Any:
+    def thresholds(self, label: str, policy: Any) -> Any:
         from daemon.ml.thresholds import Thresholds
 
-        self.asked.append((label, target))
-        return Thresholds(target, {"billing": 0.95, "hardware": 0.8, "misc": None}, 0.9, {})
+        self.asked.append((label, policy))
+        return Thresholds(policy.target, {"billing": 0.95, "hardware": 0.8, "misc": None}, 0.9, {})
 
 
 async def test_a_precision_target_routes_by_the_models_threshold_for_the_class(world: World) -> None:
@@ -155,7 +158,7 @@ async def test_a_precision_target_routes_by_the_models_threshold_for_the_class(w
     rules = {"queue": LabelRule(map=RULES["queue"].map, target_precision=0.9, fallback="Postmaster")}
     model = ThresholdModel()
     await world.pipeline(rules=rules, model=model).poll()
-    assert model.asked and set(model.asked) == {("queue", 0.9)}
+    assert model.asked and {(label, policy.target) for label, policy in model.asked} == {("queue", 0.9)}
     assert world.fake.queue_name(printer) == "Hardware"  # 0.81 >= hardware's 0.8 (a fixed 0.9 would not route it)
     assert world.fake.queue_name(invoice) == "Postmaster"  # 0.93 < billing's 0.95
     assert world.fake.queue_name(other) == "Postmaster"  # misc cannot reach the target

@@ -64,3 +64,36 @@ def test_report_per_class_precision_recall_and_flags() -> None:
     assert "FLAGGED" not in next(ln for ln in text.splitlines() if ln.split()[2:3] == ["Sales"])
     data = report.as_json()
     assert data["flagged"] == ["Hardware"] and data["classes"][0]["precision_upper_bound"] < 0.9
+
+
+def test_the_pooled_precision_is_checked_against_the_target_and_a_floor_against_its_class() -> None:
+    # Routed: 150 Hardware (135 right, 90%), 100 Sales (80 right, 80%): 86% pooled, clearly below 0.9.
+    counts = Counts(
+        [
+            ("IT", "Hardware", True, 135),
+            ("IT", "Sales", True, 15),
+            ("Sales", "Sales", True, 80),
+            ("Sales", "Hardware", True, 20),
+        ]
+    )
+    rule = LabelRule(map={"IT": "Hardware"}, target_precision=0.9, floors={"IT": 0.95})
+    (report,) = build_report(counts, {"helpdesk": {"queue": rule}})
+    assert (report.routed, report.routed_correct) == (250, 215)
+    assert report.pooled_upper_bound is not None and report.pooled_upper_bound < 0.9 and report.pooled_flagged
+    classes = {c.name: c for c in report.classes}
+    assert classes["Hardware"].target == 0.95  # its floor (named by model label), not the label's target
+    assert classes["Sales"].target == 0.9
+    assert report.flagged == ["Hardware", "Sales"]
+    assert report.as_json()["pooled_flagged"] is True
+    assert "FLAGGED: routed tickets clearly below the target" in format_report([report])
+    # The same precision on 20 routed tickets could be bad luck: not flagged.
+    small = Counts(
+        [
+            ("IT", "Hardware", True, 9),
+            ("IT", "Sales", True, 1),
+            ("Sales", "Sales", True, 8),
+            ("Sales", "Hardware", True, 2),
+        ]
+    )
+    (few,) = build_report(small, {"helpdesk": {"queue": rule}})
+    assert few.routed == 20 and not few.pooled_flagged
