@@ -18,6 +18,9 @@ from prometheus_client import (
 )
 
 _CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# ticketd_class_routing's states (daemon.runtime.jobs maps a fitted class's reason onto them).
+ROUTING_STATES = ("routed", "always_route", "never_route", "too_few_tickets", "below_floor", "left_out", "no_cut")
+_BOUNDS = ("estimate", "lower", "upper")
 
 
 class Metrics:
@@ -60,7 +63,7 @@ class Metrics:
         )
         self.class_target = Gauge(
             "ticketd_class_precision_target_ratio",
-            "The class's configured target_precision (absent without one)",
+            "The class's min_precision floor, else its label's target_precision (absent without either)",
             ["connector", "label", "class"],
             registry=r,
         )
@@ -68,6 +71,86 @@ class Metrics:
             "ticketd_class_below_target",
             "1 while the class's live precision is clearly below its target (95% upper bound under it), else 0",
             ["connector", "label", "class"],
+            registry=r,
+        )
+        # The label's routed tickets together, live: what target_precision promises.
+        self.label_precision = Gauge(
+            "ticketd_label_precision_ratio",
+            "Live precision among all closed tickets of the label routed (shadow: would have been), per connector",
+            ["connector", "label"],
+            registry=r,
+        )
+        self.label_upper = Gauge(
+            "ticketd_label_precision_upper_bound_ratio",
+            "The one-sided 95% Wilson upper bound of ticketd_label_precision_ratio",
+            ["connector", "label"],
+            registry=r,
+        )
+        self.label_target = Gauge(
+            "ticketd_label_precision_target_ratio",
+            "The label's configured target_precision (absent without one)",
+            ["connector", "label"],
+            registry=r,
+        )
+        self.label_below = Gauge(
+            "ticketd_label_below_target",
+            "1 while the label's routed tickets together are clearly below its target (95% upper bound under it)",
+            ["connector", "label"],
+            registry=r,
+        )
+        # The served model's fit for each connector's routing (target_precision, floors, opt-outs), on its evidence;
+        # `class` here is the model's class name (thresholds are per model class), the live gauges' the helpdesk's.
+        self.label_estimate = Gauge(
+            "ticketd_label_estimated_precision_ratio",
+            "Estimated precision of the label's routed evidence tickets under the served thresholds (bound: "
+            "estimate, or its one-sided 95% Wilson lower or upper bound)",
+            ["connector", "label", "bound"],
+            registry=r,
+        )
+        self.label_coverage = Gauge(
+            "ticketd_label_estimated_coverage_ratio",
+            "Share of the label's evidence tickets the served thresholds route",
+            ["connector", "label"],
+            registry=r,
+        )
+        self.class_threshold = Gauge(
+            "ticketd_class_threshold",
+            "The confidence a prediction of the class needs to be routed (0: always_route); absent while not routed",
+            ["connector", "label", "class"],
+            registry=r,
+        )
+        self.class_estimate = Gauge(
+            "ticketd_class_estimated_precision_ratio",
+            "Estimated precision of the class's routed evidence tickets (bound: estimate, lower or upper, one-sided "
+            "95% Wilson); absent while not routed",
+            ["connector", "label", "class", "bound"],
+            registry=r,
+        )
+        self.class_coverage = Gauge(
+            "ticketd_class_estimated_coverage_ratio",
+            "Share of the evidence tickets predicted as the class that its threshold routes",
+            ["connector", "label", "class"],
+            registry=r,
+        )
+        self.class_floor = Gauge(
+            "ticketd_class_min_precision_ratio",
+            "The class's configured min_precision floor (absent without one)",
+            ["connector", "label", "class"],
+            registry=r,
+        )
+        self.class_below_pooled = Gauge(
+            "ticketd_class_below_pooled",
+            "1 while the routed class's estimated precision is below its label's pooled estimate, else 0",
+            ["connector", "label", "class"],
+            registry=r,
+        )
+        self.class_routing = Enum(
+            "ticketd_class_routing",
+            "Why the served thresholds route the class or not: routed, always_route, never_route, too_few_tickets "
+            "(under 5 evidence tickets), below_floor (never reaches min_precision), left_out (would pull the "
+            "pooled precision under the target), no_cut",
+            ["connector", "label", "class"],
+            states=list(ROUTING_STATES),
             registry=r,
         )
         self.missing_targets = Counter(
@@ -198,6 +281,83 @@ class Metrics:
         if target is not None:
             self.class_target.labels(connector, label, name).set(target)
         self.class_below.labels(connector, label, name).set(1 if flagged else 0)
+
+    def label_quality(
+        self,
+        connector: str,
+        label: str,
+        precision: float | None,
+        upper: float | None,
+        target: float | None,
+        flagged: bool,
+    ) -> None:
+        """The label's routed tickets together, live, against its target, after a harvest."""
+        if precision is not None:
+            self.label_precision.labels(connector, label).set(precision)
+        if upper is not None:
+            self.label_upper.labels(connector, label).set(upper)
+        if target is not None:
+            self.label_target.labels(connector, label).set(target)
+        self.label_below.labels(connector, label).set(1 if flagged else 0)
+
+    def forget_fits(self) -> None:
+        """Drop every fit series, and the label targets set with them from the config, before they are set afresh:
+        a class, label, connector or target gone from the model or the config goes from the exposition."""
+        for gauge in (
+            self.label_target,
+            self.label_estimate,
+            self.label_coverage,
+            self.class_threshold,
+            self.class_estimate,
+            self.class_coverage,
+            self.class_floor,
+            self.class_below_pooled,
+            self.class_routing,
+        ):
+            gauge.clear()
+
+    def label_fit(
+        self,
+        connector: str,
+        label: str,
+        target: float,
+        bounds: tuple[float | None, float | None, float | None] = (None, None, None),
+        coverage: float | None = None,
+    ) -> None:
+        """The label's target and the served thresholds' pooled figure on its evidence: (estimate, lower, upper) and
+        coverage (none for a model without per-class thresholds)."""
+        self.label_target.labels(connector, label).set(target)
+        for bound, value in zip(_BOUNDS, bounds, strict=True):
+            if value is not None:
+                self.label_estimate.labels(connector, label, bound).set(value)
+        if coverage is not None:
+            self.label_coverage.labels(connector, label).set(coverage)
+
+    def class_fit(
+        self,
+        connector: str,
+        label: str,
+        name: str,
+        *,
+        threshold: float | None,
+        bounds: tuple[float | None, float | None, float | None],
+        coverage: float | None,
+        floor: float | None,
+        state: str,
+        below_pooled: bool,
+    ) -> None:
+        """One class under the served thresholds: its threshold, estimated precision, coverage, floor and state."""
+        if threshold is not None:
+            self.class_threshold.labels(connector, label, name).set(threshold)
+            for bound, value in zip(_BOUNDS, bounds, strict=True):
+                if value is not None:
+                    self.class_estimate.labels(connector, label, name, bound).set(value)
+        if coverage is not None:
+            self.class_coverage.labels(connector, label, name).set(coverage)
+        if floor is not None:
+            self.class_floor.labels(connector, label, name).set(floor)
+        self.class_below_pooled.labels(connector, label, name).set(1 if below_pooled else 0)
+        self.class_routing.labels(connector, label, name).state(state)
 
     def retrain(self, outcome: str) -> None:
         """A retrain finished as promoted, rejected, skipped or failed."""

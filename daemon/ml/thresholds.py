@@ -20,7 +20,9 @@ for a TF-IDF-alone head its cross-validated out-of-fold rows, kept with the mode
    coverage under a pooled precision), keeps the longest walk that meets the bound, then tries the best
    partial next step. If one threshold for every class (same policy, estimate and bound: the `global`
    figure every report shows) routes more, it is used instead. The result is checked against the bound, so
-   it always meets it and never routes fewer evidence tickets than one global threshold.
+   it always meets it and never routes fewer evidence tickets than one global threshold. A class routed down
+   to its least confident evidence ticket has no evidence below it; there it routes as low as the global
+   threshold does (the same evidence tickets either way).
 
 Why this bound: the estimate alone was met on the evidence but missed on unseen tickets (softoft queue,
 target 0.9: 87.2% per class, 87.1% with one threshold), because choosing where to cut on the same tickets
@@ -210,6 +212,13 @@ class Figure:
         }
 
 
+_STATES = (
+    ("not enough closed tickets", "too_few_tickets"),
+    ("its estimated precision", "below_floor"),
+    ("left out", "left_out"),
+)
+
+
 @dataclass(frozen=True)
 class ClassFit:
     """One class under the rule: its threshold (None: never routed), its figure, and why it is not routed."""
@@ -220,17 +229,34 @@ class ClassFit:
     floor: float | None = None
     reason: str | None = None  # why it is never routed (or "always_route"); None when the rule routes it
 
+    @property
+    def state(self) -> str:
+        """Why it is (not) routed, as one word: routed, always_route, never_route, too_few_tickets, below_floor,
+        left_out or no_cut (the metrics' states)."""
+        reason = self.reason
+        if reason is None or reason in ("always_route", "never_route"):
+            return reason or "routed"
+        for start, state in _STATES:
+            if reason.startswith(start):
+                return state
+        return "no_cut"
+
+    def below_pooled(self, pooled: float | None) -> bool:
+        """Routed at an estimated precision under its label's pooled one."""
+        estimate = self.figure.estimate
+        return self.threshold is not None and estimate is not None and pooled is not None and estimate < pooled
+
     def marks(self, pooled: float | None) -> list[str]:
         """What a report marks the class with: below the pooled figure, floored, switched off, forced."""
         out = []
-        if self.threshold is None:
-            out.append(f"not routed: {self.reason}")
+        if self.threshold is None and self.reason is not None:
+            switched_off = self.state in ("too_few_tickets", "below_floor", "no_cut")
+            out.append(f"switched off: {self.reason}" if switched_off else self.reason)
         elif self.reason == "always_route":
             out.append("always_route")
         if self.floor is not None:
             out.append(f"floor {self.floor:g}")
-        estimate = self.figure.estimate
-        if self.threshold is not None and estimate is not None and pooled is not None and estimate < pooled:
+        if self.below_pooled(pooled):
             out.append("below the pooled figure")
         return out
 
@@ -449,6 +475,13 @@ def fit(evidence: Evidence, policy: Policy | float) -> Thresholds:
     one = {k: single for k, use in single_use.items() if use}
     if single is not None and _routed_count(evidence, one, forced) > _routed_count(evidence, thresholds, forced):
         thresholds = dict(one)
+    elif single is not None:
+        # A class routed down to its least confident evidence ticket has no evidence below it: there it routes
+        # as low as the global threshold would (the same evidence tickets, so the same bound).
+        for curve in curves:
+            everything = curve.n[-1] == int(((predicted == curve.k) & (conf > 0.0)).sum())
+            if everything and thresholds.get(curve.k) == float(curve.conf[-1]) and single < curve.conf[-1]:
+                thresholds[curve.k] = single
     left_out = "left out: its tickets would pull the label's pooled precision below the target"
     fits: dict[str, ClassFit] = {}
     for k, name in enumerate(evidence.classes):

@@ -51,7 +51,7 @@ class Core:
         self._reload_requested = False
         self.retraining = Retraining()  # one training at a time, the cron's and the API's
         self._retrain_task: asyncio.Task[Any] | None = None
-        self._below_target: set[tuple[str, str, str]] = set()  # classes flagged at the last harvest
+        self._below_target: set[tuple[str, str, str]] = set()  # (connector, label, class or "": the pool) flagged
         self.leadership: Leadership | None = None  # several replicas on PostgreSQL: who owns which connector
         self._leading: asyncio.Task[None] | None = None
 

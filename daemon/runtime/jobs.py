@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -19,9 +19,13 @@ from daemon.runtime.push import Watcher
 from daemon.runtime.stacks import ConnectorStack
 
 if TYPE_CHECKING:
+    from daemon.metrics import Metrics
+    from daemon.ml.serving import LoadedModel
+    from daemon.pipeline.routing import LabelRule
     from daemon.training.champion import RetrainResult
 
 log = get_logger(__name__)
+POOLED = ""  # the class of a (connector, label, class) key in Core._below_target that stands for the label's pool
 
 
 class Jobs(PushIntake):
@@ -131,6 +135,7 @@ class Jobs(PushIntake):
                 return self._lost(worker.entry.name, exc)
             if harvested:
                 await anyio.to_thread.run_sync(self._update_agreement)  # reads the state: off the event loop
+            await anyio.to_thread.run_sync(self._update_fits)  # a fit not yet cached is computed: off the loop
             return harvested
 
         return harvest
@@ -163,7 +168,9 @@ class Jobs(PushIntake):
         return deleted, stripped
 
     def _update_agreement(self) -> None:
-        """After a harvest: agreement of recorded predictions with the agents' final labels, as gauges."""
+        """After a harvest: agreement of recorded predictions with the agents' final labels, as gauges; the live
+        precision of each label's routed tickets together and of each class against its target, logged once
+        when it falls clearly below and once when it recovers."""
         from daemon.pipeline.report import build_report
 
         assert self.state is not None
@@ -171,19 +178,38 @@ class Jobs(PushIntake):
         for r in build_report(self.state, rules):
             if r.agreement is not None:
                 self.metrics.agreement(r.connector, r.label, r.agreement)
+            precision = r.routed_correct / r.routed if r.routed else None
+            self.metrics.label_quality(
+                r.connector, r.label, precision, r.pooled_upper_bound, r.target_precision, r.pooled_flagged
+            )
+            fields = {"connector": r.connector, "label": r.label, "target": r.target_precision}
+            fields |= {"precision": round(precision or 0.0, 3), "routed": r.routed}
+            self._note_below((r.connector, r.label, POOLED), r.pooled_flagged, "live pooled precision", fields)
             for c in r.classes:
                 self.metrics.class_quality(r.connector, r.label, c.name, c.precision, c.target, c.flagged)
-                key = (r.connector, r.label, c.name)
-                if c.flagged == (key in self._below_target):
-                    continue  # logged once when it falls below, once when it recovers
                 fields = {"connector": r.connector, "label": r.label, "model_class": c.name, "target": c.target}
                 fields |= {"precision": round(c.precision or 0.0, 3), "routed": c.routed}
-                if c.flagged:
-                    self._below_target.add(key)
-                    log.warning("live precision clearly below target", **fields)
-                else:
-                    self._below_target.discard(key)
-                    log.info("live precision no longer below target", **fields)
+                self._note_below((r.connector, r.label, c.name), c.flagged, "live precision", fields)
+
+    def _note_below(self, key: tuple[str, str, str], flagged: bool, what: str, fields: Mapping[str, Any]) -> None:
+        """Log once when `key` falls clearly below its target, once when it recovers."""
+        if flagged == (key in self._below_target):
+            return
+        if flagged:
+            self._below_target.add(key)
+            log.warning(f"{what} clearly below target", **fields)
+        else:
+            self._below_target.discard(key)
+            log.info(f"{what} no longer below target", **fields)
+
+    def _update_fits(self) -> None:
+        """After every harvest: the served model's fit for each connector's routing as gauges (fitted once per model
+        version and policy, daemon.ml.serving), so a promotion or a reloaded config shows at the next harvest."""
+        rules = {name: w.pipeline.rules for name, w in self.stacks.items()}
+        try:
+            publish_fits(self.metrics, self.model.get() if self.model.loaded else None, rules)
+        except Exception as exc:  # the gauges wait for the next harvest; the connector's job does not fail for them
+            log.warning("threshold gauges not updated", error=str(exc), error_type=type(exc).__name__)
 
     async def _purge_job(self) -> None:
         if self.owns(SCHEDULER):
@@ -311,3 +337,37 @@ class Jobs(PushIntake):
     def _start_watch(self, worker: ConnectorStack) -> None:
         if worker.watcher is not None and (worker.drain is None or worker.drain.done()) and not self._stopping:
             worker.drain = asyncio.create_task(worker.watcher.run(), name=f"watch:{worker.entry.name}")
+
+
+def publish_fits(metrics: Metrics, model: LoadedModel | None, rules: Mapping[str, Mapping[str, LabelRule]]) -> None:
+    """Per connector and label with a target_precision, the served thresholds (as daemon.pipeline.flow fits them)
+    as gauges: the label's pooled evidence figure and per class (the model's class names) threshold, estimated
+    precision with its bounds, coverage, floor and routing state. Every earlier series is dropped first."""
+    metrics.forget_fits()
+    if model is None:
+        return
+    for connector, by_label in rules.items():
+        for label, rule in by_label.items():
+            if rule.target_precision is None:
+                continue
+            fitted = model.thresholds(label, rule.policy(model.classes(label)))
+            if fitted is None or fitted.pooled is None:  # a model without per-class thresholds: the fixed one applies
+                metrics.label_fit(connector, label, rule.target_precision)
+                continue
+            pooled = fitted.pooled
+            metrics.label_fit(
+                connector, label, fitted.target, (pooled.estimate, pooled.lower, pooled.upper), pooled.coverage
+            )
+            for name, c in fitted.classes.items():
+                figure = c.figure
+                metrics.class_fit(
+                    connector,
+                    label,
+                    name,
+                    threshold=c.threshold,
+                    bounds=(figure.estimate, figure.lower, figure.upper),
+                    coverage=figure.coverage,
+                    floor=c.floor,
+                    state=c.state,
+                    below_pooled=c.below_pooled(pooled.estimate),
+                )

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from connectors.base import WRITABLE
-from daemon.ml.thresholds import Evidence, fit
+from daemon.ml.thresholds import ClassFit, Evidence, Figure, Policy, Thresholds, fit
 from daemon.pipeline.report import label_report
 from daemon.pipeline.routing import LabelRule
 from daemon.web.services import DashboardSource
+
+if TYPE_CHECKING:
+    from daemon.ml.serving import LoadedModel
+
+Rules = Mapping[str, Mapping[str, LabelRule]]  # connector -> label -> rule
+Served = tuple[Thresholds | None, str]  # a head's fit for the policy it is served with, and whose policy that is
 
 WEEKS = 26  # the agreement chart's span
 RELIABILITY_BINS = 10
@@ -98,9 +105,9 @@ def _week(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def quality(source: DashboardSource, evidence: Mapping[str, Evidence], thresholds: Mapping[str, Any]) -> dict[str, Any]:
-    """Per connector and label: weekly agreement, per-class precision and recall, confusion; per head the model's
-    reliability and coverage-precision curve with its thresholds marked."""
+def quality(source: DashboardSource, evidence: Mapping[str, Evidence], served: Mapping[str, Served]) -> dict[str, Any]:
+    """Per connector and label: weekly agreement, live pooled and per-class precision, recall, confusion; per head
+    the model's reliability and coverage-precision curve, and the served rule's fit per class."""
     rules = source.rules()
     since = _today() - timedelta(weeks=WEEKS)
     sections = []
@@ -113,12 +120,39 @@ def quality(source: DashboardSource, evidence: Mapping[str, Evidence], threshold
             if report is not None:
                 days = source.state.agreement_by_day(connector, {label: rule.threshold}, since)[label]
                 sections.append({"report": report, **_weekly(days, rule), "confusion": confusion(counted[label], rule)})
-    return {"sections": sections, "heads": model_curves(evidence, thresholds)}
+    return {"sections": sections, "heads": model_curves(evidence, served)}
 
 
-def model_curves(evidence: Mapping[str, Evidence], thresholds: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per head the reliability and coverage-precision curves (also all `ticketd serve` has to show)."""
-    return [{"name": name, **curves(ev, thresholds.get(name))} for name, ev in evidence.items() if name in WRITABLE]
+def served_fits(model: LoadedModel | None, rules: Rules) -> dict[str, Served]:
+    """Per head the fit the daemon routes with: the first connector whose rule for the label sets target_precision
+    (its target, floors and opt-outs), else the model's own fit at its training target (`ticketd serve`)."""
+    if model is None:
+        return {}
+    out: dict[str, Served] = {}
+    for label, head in model.classifier.heads.items():
+        found = next(
+            ((name, by[label]) for name, by in rules.items() if label in by and by[label].target_precision is not None),
+            None,
+        )
+        if found is None:
+            out[label] = (head.routing, "the model's fit at its training target (no connector sets target_precision)")
+        else:
+            connector, rule = found
+            fitted = model.thresholds(label, rule.policy(model.classes(label)))
+            out[label] = (fitted, f"connector {connector}'s routing.labels.{label}")
+    return out
+
+
+def model_curves(evidence: Mapping[str, Evidence], served: Mapping[str, Served]) -> list[dict[str, Any]]:
+    """Per head the reliability and coverage-precision curves and the served fit (all `ticketd serve` shows)."""
+    out = []
+    for name, ev in evidence.items():
+        if name not in WRITABLE:
+            continue
+        fitted, basis = served.get(name, (None, ""))
+        view = None if fitted is None else {**fit_view(fitted), "basis": basis}
+        out.append({"name": name, **curves(ev, fitted), "fit": view})
+    return out
 
 
 def _weekly(days: list[tuple[date, str, str, bool, int]], rule: LabelRule) -> dict[str, Any]:
@@ -167,7 +201,7 @@ def confusion(counts: list[tuple[str, str, bool, int]], rule: LabelRule) -> dict
     return {"names": names, "rows": rows}
 
 
-def curves(evidence: Evidence, thresholds: Any) -> dict[str, Any]:
+def curves(evidence: Evidence, thresholds: Thresholds | None) -> dict[str, Any]:
     """Reliability diagram and coverage-precision curve of a head's validation tickets, thresholds marked."""
     conf = np.asarray(evidence.confidence, dtype=np.float64)
     right = np.asarray(evidence.correct, dtype=bool)
@@ -189,16 +223,11 @@ def curves(evidence: Evidence, thresholds: Any) -> dict[str, Any]:
         "precision": [round(float(v), 4) for v in (hits / k)[::step]],
     }
     marks = []
-    if thresholds is not None and n:
-        per_class = thresholds.per_class
-        limit = np.array([np.inf if per_class.get(c) is None else per_class[c] for c in evidence.classes])
-        go = conf >= limit[np.asarray(evidence.predicted, dtype=np.int64)]
-        if go.any():
-            marks.append({"name": "per-class", "coverage": float(go.mean()), "precision": float(right[go].mean())})
-        if thresholds.global_threshold is not None:
-            g = conf >= thresholds.global_threshold
-            if g.any():
-                marks.append({"name": "global", "coverage": float(g.mean()), "precision": float(right[g].mean())})
+    if thresholds is not None:
+        single = None if thresholds.global_threshold is None else thresholds.global_pooled
+        for mark, figure in (("per-class", thresholds.pooled), ("global", single)):
+            if figure is not None and figure.routed and figure.coverage is not None:
+                marks.append({"name": mark, "coverage": figure.coverage, "precision": figure.correct / figure.routed})
     return {
         "tickets": n,
         "reliability": reliability,
@@ -208,40 +237,60 @@ def curves(evidence: Evidence, thresholds: Any) -> dict[str, Any]:
     }
 
 
-def advisor(evidence: Mapping[str, Evidence], target: float) -> list[dict[str, Any]]:
-    """Per head and class: the threshold a target would give and the share of its validation tickets it routes."""
+def advisor(
+    evidence: Mapping[str, Evidence], target: float, rules: Mapping[str, LabelRule] | None = None
+) -> list[dict[str, Any]]:
+    """Per head the pooled rule's fit for a target: with a connector's `rules`, under its floors and opt-outs."""
     out = []
     for name, ev in evidence.items():
-        fitted = fit(ev, target)
-        conf = np.asarray(ev.confidence, dtype=np.float64)
-        right = np.asarray(ev.correct, dtype=bool)
-        predicted = np.asarray(ev.predicted, dtype=np.int64)
-        rows = []
-        routed_total = 0
-        for k, cls in enumerate(ev.classes):
-            mine = predicted == k
-            threshold = fitted.per_class.get(cls)
-            go = mine & (conf >= threshold) if threshold is not None else np.zeros_like(mine)
-            routed_total += int(go.sum())
-            rows.append(
-                {
-                    "class": cls,
-                    "tickets": int(mine.sum()),
-                    "threshold": threshold,
-                    "coverage": float(go.sum() / mine.sum()) if mine.any() else None,
-                    "precision": float(right[go].mean()) if go.any() else None,
-                }
-            )
-        out.append(
-            {
-                "head": name,
-                "tickets": len(conf),
-                "coverage": routed_total / len(conf) if len(conf) else None,
-                "global_threshold": fitted.global_threshold,
-                "classes": rows,
-            }
-        )
+        rule = (rules or {}).get(name)
+        policy = Policy(target) if rule is None else replace(rule, target_precision=target).policy(ev.classes)
+        out.append({"head": name, **fit_view(fit(ev, policy))})
     return out
+
+
+def fit_view(fitted: Thresholds) -> dict[str, Any]:
+    """A fit as the pages show it: the label's pooled figure against the target, the one global threshold's, the
+    policy, and per class its threshold, evidence figure (estimate with its one-sided 95% bounds) and marks."""
+    policy = fitted.policy or Policy(fitted.target)
+    pooled = fitted.pooled or Figure.of(sum(fitted.support.values()), 0, 0, 0.0)
+    estimate = pooled.estimate
+    classes = [
+        {"class": name, "threshold": c.threshold, "floor": c.floor, "reason": c.reason, **c.figure.to_json()}
+        | {"marks": [{"text": m, "kind": _kind(m, c)} for m in c.marks(estimate)]}
+        for name, c in fitted.classes.items()
+    ]
+    return {
+        "target": fitted.target,
+        "tickets": pooled.tickets,
+        "pooled": pooled.to_json(),
+        "meets": pooled.lower is not None and pooled.lower >= fitted.target - 1e-9,
+        "global_threshold": fitted.global_threshold,
+        "global": None if fitted.global_pooled is None else fitted.global_pooled.to_json(),
+        "rule": _rule_text(policy),
+        "classes": classes,
+    }
+
+
+def _rule_text(policy: Policy) -> list[str]:
+    """The policy's floors and opt-outs as the config names them, one part each (none for a bare target)."""
+    parts = []
+    if policy.floors:
+        parts.append("min_precision " + ", ".join(f"{name} {floor:g}" for name, floor in policy.floors))
+    for key, names in (("always_route", policy.always), ("never_route", policy.never)):
+        if names:
+            parts.append(f"{key} " + ", ".join(sorted(names)))
+    return parts
+
+
+def _kind(mark: str, fitted: ClassFit) -> str:
+    """The badge of one of a class's marks (ClassFit.marks): floor, always (always_route), below (the pooled
+    figure), or why it is not routed: never (never_route), left (left out by the pooled target), off (switched off)."""
+    if fitted.floor is not None and mark == f"floor {fitted.floor:g}":
+        return "floor"
+    if fitted.threshold is not None:  # routed: forced by always_route, or below the pooled figure
+        return "always" if mark == fitted.reason == "always_route" else "below"
+    return {"never_route": "never", "left_out": "left"}.get(fitted.state, "off")
 
 
 def decisions(

@@ -22,6 +22,7 @@ from daemon import __version__
 from daemon.errors import StateError, answer
 from daemon.logging import get_logger
 from daemon.ml import serving
+from daemon.ml.serving import LoadedModel
 from daemon.ml.thresholds import DEFAULT_TARGET, Evidence
 from daemon.web.auth import client_address, services
 from daemon.web.errors import ApiError
@@ -105,13 +106,26 @@ def _models(svc: Services) -> list[dict[str, Any]]:
     return [data.model_summary(i.version, i.current, i.metadata) for i in reversed(infos)]
 
 
-def _evidence(svc: Services) -> tuple[dict[str, Evidence], dict[str, Any]]:
-    """The served model's validation evidence and trained thresholds, per head (empty without a model)."""
-    if not svc.model.loaded:
-        return {}, {}
-    heads = svc.model.get().classifier.heads
-    evidence = {name: head.evidence for name, head in heads.items() if head.evidence is not None}
-    return evidence, {name: head.routing for name, head in heads.items()}
+def _loaded(svc: Services) -> LoadedModel | None:
+    """The served model, read once per page so a promotion meanwhile never mixes two versions on it."""
+    return svc.model.get() if svc.model.loaded else None
+
+
+def _evidence(model: LoadedModel | None) -> dict[str, Evidence]:
+    """The model's validation evidence per head (empty without a model, or for one trained without it)."""
+    heads = model.classifier.heads if model is not None else {}
+    return {name: head.evidence for name, head in heads.items() if head.evidence is not None}
+
+
+def _rules(svc: Services) -> data.Rules:
+    """Every connector's routing rules (none under `ticketd serve`)."""
+    return svc.dashboard.rules() if svc.dashboard is not None else {}
+
+
+def _model_section(svc: Services) -> dict[str, Any]:
+    """The model's evidence and the fits it is served with, per head (what the Quality page shows of the model)."""
+    model = _loaded(svc)
+    return {"evidence": _evidence(model), "served": data.served_fits(model, _rules(svc))}
 
 
 @router.get("", response_class=HTMLResponse)
@@ -210,12 +224,13 @@ async def overview(request: Request, who: Who, svc: Svc) -> HTMLResponse:
 
 @router.get("/quality", response_class=HTMLResponse)
 async def quality(request: Request, who: Who, svc: Svc) -> HTMLResponse:
-    evidence, fitted = _evidence(svc)
-    if svc.dashboard is None:
-        page: dict[str, Any] = {"sections": [], "heads": data.model_curves(evidence, fitted)}
+    model = await anyio.to_thread.run_sync(_model_section, svc)  # a fit not yet cached is computed here
+    source = svc.dashboard
+    if source is None:
+        page: dict[str, Any] = {"sections": [], "heads": data.model_curves(model["evidence"], model["served"])}
     else:
-        page = await anyio.to_thread.run_sync(data.quality, svc.dashboard, evidence, fitted)
-    return _page(request, "quality", who, has_daemon=svc.dashboard is not None, **page)
+        page = await anyio.to_thread.run_sync(data.quality, source, model["evidence"], model["served"])
+    return _page(request, "quality", who, has_daemon=source is not None, **page)
 
 
 @router.get("/decisions", response_class=HTMLResponse)
@@ -320,9 +335,20 @@ async def rollback(request: Request, who: Who, svc: Svc, csrf: Annotated[str, Fo
 
 @router.get("/advisor", response_class=HTMLResponse)
 async def advisor(
-    request: Request, who: Who, svc: Svc, target: Annotated[float, Query(ge=0.5, le=0.999)] = DEFAULT_TARGET
+    request: Request,
+    who: Who,
+    svc: Svc,
+    target: Annotated[float, Query(ge=0.5, le=0.999)] = DEFAULT_TARGET,
+    connector: Annotated[str | None, Query(max_length=255)] = None,
 ) -> HTMLResponse:
-    evidence, _ = _evidence(svc)
-    heads = await anyio.to_thread.run_sync(data.advisor, evidence, target)
-    served = svc.model.get().version if svc.model.loaded else None
-    return _page(request, "advisor", who, heads=heads, target=target, served=served)
+    all_rules = _rules(svc)
+    connector = connector or None  # the form's "none" option sends an empty value
+    if connector is not None and connector not in all_rules:
+        return _page(request, "message", who, 404, title="Not shown", message=f"no configured connector {connector!r}")
+    rules = all_rules[connector] if connector is not None else None
+    model = _loaded(svc)
+    heads = await anyio.to_thread.run_sync(data.advisor, _evidence(model), target, rules)
+    served = model.version if model is not None else None
+    return _page(
+        request, "advisor", who, heads=heads, target=target, served=served, connector=connector, names=list(all_rules)
+    )

@@ -76,7 +76,9 @@ def test_a_class_worse_than_the_pool_is_judged_by_its_own_tickets() -> None:
     # Under the pooled target its 83% fits beside the good class's 99%, and is marked as below the pooled figure.
     fitted = fit(_evidence(rows, classes), 0.9)
     shaky = fitted.classes["shaky"]
-    assert shaky.threshold == 0.96 and shaky.figure.estimate == pytest.approx(5 / 6, abs=1e-4)
+    assert shaky.figure.routed == 6 and shaky.figure.estimate == pytest.approx(5 / 6, abs=1e-4)
+    # All its tickets routed, it has no evidence below 0.96: there it routes as low as the global threshold.
+    assert shaky.threshold == fitted.global_threshold == 0.95
     assert fitted.pooled is not None and "below the pooled figure" in shaky.marks(fitted.pooled.estimate)
 
 

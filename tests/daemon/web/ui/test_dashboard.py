@@ -7,12 +7,17 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from pydantic import SecretStr
 
 from daemon.config import ApiSection
+from daemon.ml.thresholds import Evidence, Figure, Policy, fit
+from daemon.pipeline.routing import LabelRule
 from daemon.web import create_app
+from daemon.web.ui import data
 from tests.support.paths import ROOT
 from tests.support.world import ADMIN, READER, World, make_world
 
@@ -87,6 +92,7 @@ def test_every_page_shows_its_data_to_a_read_only_viewer(world: World) -> None:
     assert "50 closed tickets compared" in quality  # 60 decided, the newest ten still open
     assert quality.count('data-chart="weekly"') == 2 and 'data-chart="reliability"' in quality
     assert 'data-chart="coverage"' in quality and "clearly below target" in quality  # queue's target is 0.9
+    assert "routed tickets clearly below target" in quality  # 30 of 37 routed right: the pool is short of 0.9 too
     assert 'class="n shade-' in quality  # the confusion matrix
     decisions = pages["decisions"].text
     assert decisions.count("AgentTicketZoom") == 60 and 'class="corrected"' in decisions
@@ -94,7 +100,7 @@ def test_every_page_shows_its_data_to_a_read_only_viewer(world: World) -> None:
     models = pages["models"].text
     assert "champion" in models.lower() and "0.440" in models and "0.410" in models
     assert "Promote" not in models and "Roll back" not in models  # nothing to press for a read-only viewer
-    assert "of 30 held-out tickets routed" in pages["advisor"].text
+    assert "of 30 evidence tickets" in pages["advisor"].text and 'table class="advisor fit"' in pages["advisor"].text
 
 
 def test_decisions_filter_and_show_words_only_where_ticket_text_is_allowed(world: World) -> None:
@@ -108,17 +114,88 @@ def test_decisions_filter_and_show_words_only_where_ticket_text_is_allowed(world
     assert "invoice, refund" in c.get("/ui/decisions").text
 
 
-def test_the_advisor_fits_thresholds_for_the_chosen_target(world: World) -> None:
+def pooled_text(figure: Figure | None, target: float) -> str:
+    """The pooled line the advisor and the Quality page print for a fit's figure."""
+    assert figure is not None
+    if not figure.routed:
+        return f"nothing routed of {figure.tickets} evidence tickets at the target {100 * target:.1f}%"
+    assert figure.coverage is not None and figure.estimate is not None
+    assert figure.lower is not None and figure.upper is not None
+    return (
+        f"{100 * figure.coverage:.1f}% of {figure.tickets} evidence tickets routed at estimated "
+        f"{100 * figure.estimate:.1f}% (lower {100 * figure.lower:.1f}%, upper {100 * figure.upper:.1f}%) "
+        f"against the target {100 * target:.1f}%"
+    )
+
+
+FLOORED = LabelRule(
+    target_precision=0.9, always=frozenset({"Technical Support"}), floors={"Customer Service": 0.95}, threshold=0.6
+)
+
+
+def test_the_advisor_fits_the_pooled_rule_for_the_target_and_a_connectors_floors_and_opt_outs(world: World) -> None:
     c = logged_in(world, READER)
-    loose = c.get("/ui/advisor", params={"target": 0.5}).text
-    strict = c.get("/ui/advisor", params={"target": 0.99}).text
+    world.rules["helpdesk"]["queue"] = FLOORED
+    evidence = world.services.model.get().classifier.heads["queue"].evidence
+    assert evidence is not None
+    bare = c.get("/ui/advisor", params={"target": 0.5}).text
+    assert pooled_text(fit(evidence, Policy(0.5)).pooled, 0.5) in bare
+    assert 'mark-always"' not in bare and 'mark-floor"' not in bare  # no connector: the target alone
+    assert '<option value="helpdesk">helpdesk</option>' in bare
 
-    def routed(page: str) -> list[float]:
-        return [float(v) for v in re.findall(r"([\d.]+)% of 30 held-out tickets routed", page)]
+    page = c.get("/ui/advisor", params={"target": 0.5, "connector": "helpdesk"}).text
+    policy = Policy.of(0.5, {"Customer Service": 0.95}, always=["Technical Support"])
+    fitted = fit(evidence, policy)
+    assert fitted.pooled is not None and fitted.pooled.routed >= 5  # always_route routes every one of its tickets
+    assert f"queue: {pooled_text(fitted.pooled, 0.5)}" in page  # the page's target replaces the rule's 0.9
+    assert '<option value="helpdesk" selected>helpdesk</option>' in page
+    assert "Rule: min_precision Customer Service 0.95; always_route Technical Support." in page
+    assert '<span class="badge mark-always">always_route</span>' in page
+    assert '<span class="badge mark-floor">floor 0.95</span>' in page
+    estimate = fitted.pooled.estimate
+    floored = fitted.classes["Customer Service"].marks(estimate)  # 5 tickets, never 95% right: switched off
+    assert len(floored) == 2 and f'<span class="badge mark-off">{floored[0]}</span>' in page
+    queue = page[page.index("queue: ") : page.index('<h2 class="pooled">priority: ')]
+    marks = [mark for c in fitted.classes.values() for mark in c.marks(estimate)]
+    for mark in marks:  # every class's marks, as often as classes carry them
+        assert queue.count(f">{escape(mark)}</span>") == marks.count(mark)
+    forced = fitted.classes["Technical Support"].figure
+    assert forced.estimate is not None and forced.lower is not None and forced.upper is not None
+    row = f'{100 * forced.estimate:.1f}%</td>\n  <td class="n">{100 * forced.lower:.1f}% – {100 * forced.upper:.1f}%'
+    assert row in page and f"{forced.correct} / {forced.routed}" in page
+    if fitted.pooled.lower is not None and fitted.pooled.lower < 0.5:
+        assert "pooled lower bound below the target" in page  # always_route alone may pull the pool under it
 
-    assert len(routed(loose)) == 2 and all(a >= b for a, b in zip(routed(loose), routed(strict), strict=True))
-    assert sum(routed(loose)) > sum(routed(strict))
+    assert c.get("/ui/advisor", params={"connector": "nowhere"}).status_code == 404
     assert c.get("/ui/advisor", params={"target": 2}).status_code == 422
+    world.services.dashboard = None  # `ticketd serve`: no connectors to choose
+    assert 'name="connector"' not in c.get("/ui/advisor").text
+
+
+def test_a_fit_shows_every_class_with_its_marks() -> None:
+    """Two routed classes (one below the pooled figure), a floored one, one with too few tickets, one never routed."""
+    rng = np.random.default_rng(7)
+    names = ["sure", "fair", "floored", "rare", "never"]
+    sizes = [40, 40, 30, 3, 20]
+    precision = [1.0, 0.9, 0.6, 1.0, 1.0]
+    predicted, confidence, correct = [], [], []
+    for k, (n, p) in enumerate(zip(sizes, precision, strict=True)):
+        predicted += [k] * n
+        confidence += list(rng.uniform(0.5, 0.99, n))
+        correct += list(rng.random(n) < p)
+    evidence = Evidence(names, np.array(predicted), np.round(np.array(confidence), 4), np.array(correct))
+    rule = LabelRule(target_precision=0.99, never=frozenset({"never"}), floors={"floored": 0.95})
+    [head] = data.advisor({"queue": evidence}, 0.8, {"queue": rule})
+    rows = {row["class"]: row for row in head["classes"]}
+    kinds = {name: [m["kind"] for m in row["marks"]] for name, row in rows.items()}
+    assert kinds == {"sure": [], "fair": ["below"], "floored": ["off", "floor"], "rare": ["off"], "never": ["never"]}
+    assert rows["floored"]["reason"] == "its estimated precision never reaches its floor 0.95"
+    assert rows["rare"]["reason"] == "not enough closed tickets: 3, needs 5"
+    assert rows["fair"]["estimate"] < head["pooled"]["estimate"] <= rows["sure"]["estimate"]
+    assert rows["sure"]["threshold"] is not None and rows["never"]["threshold"] is None
+    assert head["target"] == 0.8 and head["meets"] and head["pooled"]["lower"] >= 0.8
+    assert head["rule"] == ["min_precision floored 0.95", "never_route never"]
+    assert head["pooled"]["routed"] == rows["sure"]["routed"] + rows["fair"]["routed"]
 
 
 def test_a_read_only_viewer_cannot_promote_or_roll_back(world: World) -> None:
@@ -231,3 +308,27 @@ def test_static_assets_are_shipped_in_the_package() -> None:
     js = (root / "vendor" / "uplot" / "uPlot.iife.min.js").read_text(encoding="utf-8")
     assert "uPlot" in js and "http://" not in (root / "ui.js").read_text(encoding="utf-8")
     assert "https://" not in (root / "ui.css").read_text(encoding="utf-8")
+
+
+def test_quality_shows_the_served_fit_per_class_and_the_live_pooled_flag(world: World) -> None:
+    c = logged_in(world, READER)
+    world.rules["helpdesk"]["queue"] = FLOORED
+    model = world.services.model.get()
+    fitted = model.thresholds("queue", FLOORED.policy(model.classes("queue")))
+    assert fitted is not None
+    page = c.get("/ui/quality").text
+    live = page[: page.index("Model · queue")]
+    assert "(37 tickets) at 81.1% precision together, 95% upper bound 89.4%, against the target 90.0%" in live
+    assert '<span class="badge flagged">routed tickets clearly below target</span>' in live
+    served = page[page.index("Model · queue") : page.index("Model · priority")]
+    assert "Per class as served: connector helpdesk&#39;s routing.labels.queue" in served
+    assert f"{pooled_text(fitted.pooled, 0.9)}." in served and '<table class="served fit">' in served
+    assert '<span class="badge mark-always">always_route</span>' in served
+    assert '<span class="badge mark-floor">floor 0.95</span>' in served
+    priority = page[page.index("Model · priority") :]
+    assert "the model&#39;s fit at its training target" in priority  # no connector sets priority's target
+
+    world.rules["helpdesk"]["queue"] = LabelRule(target_precision=0.85)  # the bound, 89.4%, is above it
+    relaxed = c.get("/ui/quality").text
+    assert "routed tickets clearly below target" not in relaxed and "against the target 85.0%" in relaxed
+    assert "clearly below target" in relaxed  # two classes' own bounds are still below 0.85
