@@ -234,11 +234,11 @@ class TrainingJobs:
             log.error("api_train_crashed", job=job.id, error_type=type(exc).__name__, exc_info=exc)
             job.reason, job.state = f"internal error ({type(exc).__name__}); see the daemon's log", "failed"
         finally:
-            if self._claim is not None:
-                svc.retraining.release(self._claim)
             job.phase = "done"
             job.finished = time.monotonic()
-            self._publish(job)
+            self._publish(job)  # before the lock goes: a released lock beside a "running" job reads as a dead replica
+            if self._claim is not None:
+                svc.retraining.release(self._claim)
             outcome = job.result.outcome if job.result else None
             log.info("api_train_finished", job=job.id, state=job.state, outcome=outcome)
 

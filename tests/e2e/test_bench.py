@@ -142,13 +142,19 @@ def test_retrain_smoke(tmp_path: Path) -> None:
 def test_thresholds_smoke(tmp_path: Path) -> None:
     if not (DATASETS / "softoft-tickets").is_dir():
         pytest.skip("needs ../shared/datasets")
-    # softoft: the first 400 endava tickets all have one priority.
-    args = ["--datasets", "softoft-tickets", "--rows", "400", "--tfidf-only", "--out", str(tmp_path)]
+    args = ["--datasets", "softoft-tickets", "--seeds", "13", "--rows", "400", "--tfidf-only", "--out", str(tmp_path)]
     table, summary = _bench("thresholds.py", *args, cwd=tmp_path)
-    assert "per-class routed %" in table and "softoft-tickets" in table
-    queue = summary["results"]["softoft-tickets"]["13"]["queue"]
-    assert queue["n"] == 80 and 0.0 <= queue["routed_share"] <= 1.0 and 0.0 <= queue["global_routed_share"] <= 1.0
-    assert isinstance(summary["per_class_routes_more_everywhere"], bool)
+    assert "(c) pooled" in table and "| softoft-tickets | 13 | queue | 0.9 |" in table
+    assert summary["cells"] == 4  # queue and priority, at 0.9 and 0.8
+    for target in ("0.9", "0.8"):
+        cell = summary["results"]["softoft-tickets"]["13"]["queue"][target]
+        assert cell["n"] == 80
+        for rule in ("a", "b", "c", "d"):
+            assert 0.0 <= cell[rule]["share"] <= 1.0 and cell[rule]["routed"] <= 80
+        evidence = cell["evidence_pooled"]
+        if evidence["routed"]:  # the pooled rule's fit meets its bound on the evidence it was fitted on
+            assert evidence["lower"] >= float(target) - 1e-4
+    assert summary["pooled_at_least_global"] + len([m for m in summary["misses"] if "<" in m]) == summary["cells"]
 
 
 def test_api_smoke(tmp_path: Path) -> None:

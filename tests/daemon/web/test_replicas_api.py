@@ -155,3 +155,29 @@ def test_a_job_whose_replica_died_is_reported_failed_not_running_forever(
     job = a.get("/api/v1/train/dead0001", headers=AUTH).json()
     assert job["state"] == "failed" and job["outcome"] == "failed"
     assert job["reason"] == "replica-gone, which ran this job, stopped before it finished"
+
+
+def test_a_finished_job_is_published_before_the_training_lock_goes(
+    replicas: Callable[[str], TestClient], sample_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Otherwise, between the release and the last write, another replica reads a released lock beside a
+    "running" job older than the orphan limit and answers that the job's replica died (seen under load)."""
+    from daemon.state.uploads import DatabaseJobs
+
+    b = replicas("replica-b")
+    services = b.app.state.services  # type: ignore[attr-defined]
+    seen: list[str] = []
+    release = services.retraining.release
+
+    def observed(claim: Any) -> None:
+        found = DatabaseJobs(services.state, "replica-b").get(job_id)
+        seen.append(found[1]["state"] if found is not None else "missing")
+        release(claim)
+
+    monkeypatch.setattr(services.retraining, "release", observed)
+    assert b.post("/api/v1/train-data", content=sample_csv.read_bytes(), headers=CSV).status_code == 201
+    accepted = b.post("/api/v1/train", json={"promote": "always"}, headers=AUTH)
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    assert _wait_job(b, job_id)["state"] == "succeeded"
+    assert seen == ["succeeded"]
