@@ -592,10 +592,3 @@ def routed(
         "classes_below_target": below,
         "per_class": per_class,
     }
-
-
-def bound_text(figure: Figure) -> str:
-    """'91.2% (88.0-93.9%)': an estimate with its one-sided 95% bounds, for terminals and notes."""
-    if figure.estimate is None:
-        return "-"
-    return f"{100 * figure.estimate:.1f}% ({100 * (figure.lower or 0):.1f}-{100 * (figure.upper or 0):.1f}%)"
