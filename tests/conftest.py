@@ -14,6 +14,8 @@ from daemon.ml.store import ModelStore
 from tests.support.paths import SAMPLE_200, STARTER, ZNUNY_WEBSERVICES
 from tests.support.servers import unavailable
 from tests.support.servers.postgres import PostgresServer, postgres_server  # noqa: F401 - a session fixture for every suite
+from tests.support.servers.rt import RTServer, start_rt
+from tests.support.servers.rt import missing_reason as rt_missing
 from tests.support.servers.znuny import ZnunyServer, missing_reason, start_znuny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,10 +23,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that uses the real Znuny carries the `znuny` marker, so `-m "not znuny"` leaves it out."""
+    """Tests of the real Znuny (RT) carry the `znuny` (`rt`) marker, so `-m "not znuny"` leaves them out."""
     for item in items:
         if "znuny_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.znuny)
+        if "rt_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.rt)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +69,25 @@ def znuny_server() -> Iterator[ZnunyServer]:
     root = Path(tempfile.mkdtemp(prefix="ticketd-znuny-"))
     try:
         server = start_znuny(root, ZNUNY_WEBSERVICES)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rt_server() -> Iterator[RTServer]:
+    """One real Request Tracker 5 per test session (about 4 s to start): queues, the ticketd agent, its token."""
+    reason = rt_missing()
+    if reason:
+        unavailable(f"no real Request Tracker: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="ticketd-rt-"))
+    try:
+        server = start_rt(root)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
