@@ -108,13 +108,13 @@ class RTConnector(Connector):
         return any(isinstance(link, Mapping) and link.get("ref") == "create" for link in links or [])
 
     async def _check_ticket_rights(self) -> str:
-        """ShowTicket, ModifyTicket and CommentOnTicket, read off a ticket in an inbound queue: REST 2 offers a
-        ticket's comment link only with CommentOnTicket and its lifecycle actions only with ModifyTicket."""
-        query = any_of("Queue", self.config.inbound_queues)
+        """ShowTicket, ModifyTicket and CommentOnTicket, read off a ticket in a configured queue: REST 2
+        offers a ticket's comment link only with CommentOnTicket and its lifecycle actions only with ModifyTicket."""
+        query = any_of("Queue", dict.fromkeys([*self.config.inbound_queues, *self.config.queues]))
         data = await self._api.get("/tickets", [("query", query), ("per_page", "1"), ("fields", "Queue")])
         items = data.get("items") if isinstance(data, Mapping) else None
         if not items:
-            return "ticket rights unverified: the agent sees no ticket in an inbound queue yet"
+            return "ticket rights unverified: the agent sees no ticket in a configured queue yet"
         tid = str(items[0].get("id"))
         record = await self._api.get(f"/ticket/{tid}")
         refs = {link.get("ref") for link in record.get("_hyperlinks") or [] if isinstance(link, Mapping)}

@@ -106,7 +106,10 @@ class ClosedCursor:
             return None
         kind, _, rest = cursor.partition("|")
         at, _, tid = rest.rpartition("|")
-        when = parse_time(at) if kind == "rt-closed" else None
+        try:
+            when = parse_time(at) if kind == "rt-closed" else None
+        except TicketError:
+            when = None
         if when is None or not is_number(tid):
             raise ValueError(f"not an RT cursor: {cursor!r}")
         return cls(when, int(tid))
