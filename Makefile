@@ -29,8 +29,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages of the real servers the tests start on loopback: Dovecot (IMAP), PostgreSQL (state,
-# Znuny's database) and Znuny 7.1.7 from ../shared/znuny on Apache + mod_perl with the Perl modules it needs,
-# and a headless Chromium with its chromedriver for the dashboard's browser tests (tests/daemon/web/ui).
+# Znuny's database), Znuny 7.1.7 from ../shared/znuny on Apache + mod_perl with the Perl modules it needs,
+# Request Tracker 5 (Debian's request-tracker5 on SQLite, served by its standalone Starlet server; msmtp-mta
+# is the lightest mail transport it depends on, w3m its HTML-to-text converter; dbconfig-no-thanks skips the
+# database questions; installing them starts no server: RT's unit and init script only order start-up, and
+# msmtp-mta's msmtpd stays disabled), and a headless Chromium with its chromedriver for the dashboard's
+# browser tests (tests/daemon/web/ui).
 # With CI set, a test whose server cannot start fails; elsewhere it is skipped with one line saying why.
 SYSTEM_PACKAGES := dovecot-imapd postgresql apache2 libapache2-mod-perl2 libdbd-pg-perl libarchive-zip-perl \
   libdatetime-perl libdatetime-timezone-perl libtimedate-perl libjson-xs-perl libyaml-libyaml-perl \
@@ -39,6 +43,7 @@ SYSTEM_PACKAGES := dovecot-imapd postgresql apache2 libapache2-mod-perl2 libdbd-
   libmoo-perl libhash-merge-perl libical-parser-perl libjavascript-minifier-xs-perl libcss-minifier-xs-perl \
   libencode-hanextra-perl libspreadsheet-xlsx-perl libio-socket-ssl-perl libnet-ldap-perl libapache-dbi-perl \
   libdigest-sha-perl libcrypt-jwt-perl libdata-uuid-perl libsoap-lite-perl libnet-ssleay-perl libjson-perl \
+  request-tracker5 rt5-db-sqlite rt5-standalone dbconfig-no-thanks msmtp-mta w3m \
   chromium chromium-driver
 
 system-deps:
