@@ -8,7 +8,7 @@ search is a TicketSQL RT refused, built from names in the config; a body that is
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -66,7 +66,7 @@ class RTClient:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise TransientError(f"{call}: HTTP {response.status_code} with a body that is not JSON") from None
 
-    async def pages(self, path: str, params: Params, per_page: int) -> AsyncIterator[list[Any]]:
+    async def pages(self, path: str, params: Params, per_page: int) -> AsyncGenerator[list[Any], None]:
         """The items of a collection page by page, in RT's order. RT leaves `total` and `pages` null for many
         collections, so a page shorter than `per_page` is the last one."""
         for page in range(1, MAX_PAGES + 1):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -198,10 +199,11 @@ class RTConnector(Connector):
             f"AND id > {after.floor}"
         )
         fresh: list[Mapping[str, Any]] = []
-        async for items in self._api.pages("/tickets", self._search_params(query, "id"), self.config.per_page):
-            fresh += [r for r in items if isinstance(r, Mapping) and _id(r) not in after.seen]
-            if len(fresh) > limit:
-                break
+        async with self._search(query, "id") as pages:
+            async for items in pages:
+                fresh += [r for r in items if isinstance(r, Mapping) and _id(r) not in after.seen]
+                if len(fresh) > limit:
+                    break
         chosen = fresh[:limit]
         tickets = [t for t in [await self._ticket(r) for r in chosen] if t is not None]
         next_cursor = after.after(_id(r) for r in chosen).encode() if chosen else cursor
@@ -215,25 +217,28 @@ class RTConnector(Connector):
         if after is not None:
             query += f" AND Resolved > {quote((after.at - ZONE_SLACK).strftime('%Y-%m-%d %H:%M:%S'))}"
         rows: list[tuple[tuple[datetime, int], Mapping[str, Any]]] = []
-        async for items in self._api.pages("/tickets", self._search_params(query, "Resolved"), self.config.per_page):
-            for row in items:
-                if not isinstance(row, Mapping):
-                    continue
-                at = parse_time(row.get("Resolved"), ticket_id=str(row.get("id")))
-                key = (at, _id(row)) if at is not None else None
-                if key is not None and (after is None or key > after.key()):
-                    rows.append((key, row))
-            if len(rows) > limit:
-                break
+        async with self._search(query, "Resolved") as pages:
+            async for items in pages:
+                for row in items:
+                    if not isinstance(row, Mapping):
+                        continue
+                    at = parse_time(row.get("Resolved"), ticket_id=str(row.get("id")))
+                    key = (at, _id(row)) if at is not None else None
+                    if key is not None and (after is None or key > after.key()):
+                        rows.append((key, row))
+                if len(rows) > limit:
+                    break
         rows.sort(key=lambda kv: kv[0])
         chosen = rows[:limit]
         tickets = [t for t in [await self._ticket(row) for _, row in chosen] if t is not None]
         next_cursor = ClosedCursor(*chosen[-1][0]).encode() if chosen else since
         return Page(tickets, next_cursor, more=len(rows) > limit)
 
-    def _search_params(self, query: str, order: str) -> list[tuple[str, str]]:
+    def _search(self, query: str, order: str) -> aclosing[AsyncGenerator[list[Any], None]]:
+        """The search's pages in `order`, then id; closed when the caller stops reading early."""
         params = [("query", query), ("fields", FIELDS), ("orderby", order), ("order", "ASC")]
-        return params + ([("orderby", "id"), ("order", "ASC")] if order != "id" else [])
+        params += [("orderby", "id"), ("order", "ASC")] if order != "id" else []
+        return aclosing(self._api.pages("/tickets", params, self.config.per_page))
 
     async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
         """A pushed ticket, if it is still new work (an inbound queue, a new status); None if gone or handled.
@@ -270,20 +275,21 @@ class RTConnector(Connector):
     async def _first_message(self, tid: str) -> str:
         """The text of the ticket's first message: the create's content, else the first correspondence."""
         tried = 0
-        async for items in self._api.pages(f"/ticket/{tid}/history", [("fields", "Type")], 50):
-            for txn in items:
-                if not isinstance(txn, Mapping) or txn.get("Type") not in MESSAGE_TRANSACTIONS:
-                    continue
-                parts = await self._api.get(
-                    f"/transaction/{txn.get('id')}/attachments", [("fields", ATTACHMENT_FIELDS)], ticket_id=tid
-                )
-                items_ = parts.get("items") if isinstance(parts, Mapping) else None
-                text = message_text([p for p in items_ or [] if isinstance(p, Mapping)])
-                if text is not None:
-                    return text
-                tried += 1
-                if tried >= MESSAGE_TRIES:
-                    return ""
+        async with aclosing(self._api.pages(f"/ticket/{tid}/history", [("fields", "Type")], 50)) as pages:
+            async for items in pages:
+                for txn in items:
+                    if not isinstance(txn, Mapping) or txn.get("Type") not in MESSAGE_TRANSACTIONS:
+                        continue
+                    parts = await self._api.get(
+                        f"/transaction/{txn.get('id')}/attachments", [("fields", ATTACHMENT_FIELDS)], ticket_id=tid
+                    )
+                    items_ = parts.get("items") if isinstance(parts, Mapping) else None
+                    text = message_text([p for p in items_ or [] if isinstance(p, Mapping)])
+                    if text is not None:
+                        return text
+                    tried += 1
+                    if tried >= MESSAGE_TRIES:
+                        return ""
         return ""
 
     # -- writing --------------------------------------------------------------------------------------
@@ -357,18 +363,19 @@ class RTConnector(Connector):
 
     async def _has_note(self, tid: str, note: str) -> bool:
         """Whether our comment is there already: a Comment transaction with our subject and the same text."""
-        async for items in self._api.pages(f"/ticket/{tid}/history", [("fields", "Type,Data")], 100):
-            for txn in items:
-                if not isinstance(txn, Mapping) or txn.get("Type") != "Comment":
-                    continue
-                if str(txn.get("Data") or "").strip() != self.config.note_subject:
-                    continue
-                parts = await self._api.get(
-                    f"/transaction/{txn.get('id')}/attachments", [("fields", ATTACHMENT_FIELDS)], ticket_id=tid
-                )
-                items_ = parts.get("items") if isinstance(parts, Mapping) else None
-                if (message_text([p for p in items_ or [] if isinstance(p, Mapping)]) or "") == note.strip():
-                    return True
+        async with aclosing(self._api.pages(f"/ticket/{tid}/history", [("fields", "Type,Data")], 100)) as pages:
+            async for items in pages:
+                for txn in items:
+                    if not isinstance(txn, Mapping) or txn.get("Type") != "Comment":
+                        continue
+                    if str(txn.get("Data") or "").strip() != self.config.note_subject:
+                        continue
+                    parts = await self._api.get(
+                        f"/transaction/{txn.get('id')}/attachments", [("fields", ATTACHMENT_FIELDS)], ticket_id=tid
+                    )
+                    items_ = parts.get("items") if isinstance(parts, Mapping) else None
+                    if (message_text([p for p in items_ or [] if isinstance(p, Mapping)]) or "") == note.strip():
+                        return True
         return False
 
     # -- push -----------------------------------------------------------------------------------------
