@@ -67,8 +67,12 @@ class RTClient:
             raise TransientError(f"{call}: HTTP {response.status_code} with a body that is not JSON") from None
 
     async def pages(self, path: str, params: Params, per_page: int) -> AsyncGenerator[list[Any], None]:
-        """The items of a collection page by page, in RT's order. RT leaves `total` and `pages` null for many
-        collections, so a page shorter than `per_page` is the last one."""
+        """The items of a collection page by page, in RT's order, up to its last page.
+
+        Where RT counts the collection (`pages`), that count says where it ends. Elsewhere (`total` and `pages`
+        null: history and attachments for most agents) RT drops what the agent may not see from each page after
+        paging (an AutoReply's EmailRecord), so a short page is no sign of the end: an empty one is.
+        """
         for page in range(1, MAX_PAGES + 1):
             data = await self.get(path, [*params, ("page", str(page)), ("per_page", str(per_page))])
             items = data.get("items") if isinstance(data, Mapping) else None
@@ -76,7 +80,8 @@ class RTClient:
                 raise TransientError(f"{self._label}: GET {API}{path}: answered without an items list")
             yield items
             pages = data.get("pages")
-            if len(items) < per_page or (isinstance(pages, int) and page >= pages):
+            counted = isinstance(pages, int | float) and not isinstance(pages, bool)
+            if (counted and page >= pages) or (not counted and not items):
                 return
 
 

@@ -210,12 +210,13 @@ class RTConnector(Connector):
         return Page(tickets, next_cursor, more=len(fresh) > limit)
 
     async def fetch_closed(self, since: str | None, limit: int) -> Page:
-        """By Resolved date, then id; the search starts ZONE_SLACK early and drops what the cursor covers."""
+        """By Resolved date, then id; the search starts ZONE_SLACK before the cursor's look-back, and what the
+        cursor covers is dropped by the exact UTC dates in the answer."""
         limit = max(1, limit)
         after = ClosedCursor.decode(since)
         query = any_of("Status", self.config.closed_statuses)
         if after is not None:
-            query += f" AND Resolved > {quote((after.at - ZONE_SLACK).strftime('%Y-%m-%d %H:%M:%S'))}"
+            query += f" AND Resolved > {quote((after.floor - ZONE_SLACK).strftime('%Y-%m-%d %H:%M:%S'))}"
         rows: list[tuple[tuple[datetime, int], Mapping[str, Any]]] = []
         async with self._search(query, "Resolved") as pages:
             async for items in pages:
@@ -223,16 +224,15 @@ class RTConnector(Connector):
                     if not isinstance(row, Mapping):
                         continue
                     at = parse_time(row.get("Resolved"), ticket_id=str(row.get("id")))
-                    key = (at, _id(row)) if at is not None else None
-                    if key is not None and (after is None or key > after.key()):
-                        rows.append((key, row))
+                    if at is not None and (after is None or not after.covers(_id(row), at)):
+                        rows.append(((at, _id(row)), row))
                 if len(rows) > limit:
                     break
         rows.sort(key=lambda kv: kv[0])
         chosen = rows[:limit]
         tickets = [t for t in [await self._ticket(row) for _, row in chosen] if t is not None]
-        next_cursor = ClosedCursor(*chosen[-1][0]).encode() if chosen else since
-        return Page(tickets, next_cursor, more=len(rows) > limit)
+        next_cursor = ClosedCursor.after(after, [(tid, at) for (at, tid), _ in chosen])
+        return Page(tickets, next_cursor.encode() if next_cursor else since, more=len(rows) > limit)
 
     def _search(self, query: str, order: str) -> aclosing[AsyncGenerator[list[Any], None]]:
         """The search's pages in `order`, then id; closed when the caller stops reading early."""

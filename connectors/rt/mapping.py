@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors._ids import is_number
@@ -16,6 +16,8 @@ from connectors.errors import TicketError
 # once on PostgreSQL or MySQL): the cursor keeps asking this many ids below its highest one, and drops those
 # it has delivered, so a ticket that became visible late is still found.
 LOOKBACK_IDS = 200
+# The same for resolves: a closed ticket resolved this long before the latest one delivered is looked for again.
+LOOKBACK_CLOSED = timedelta(minutes=10)
 UNSET = datetime(1970, 1, 1, tzinfo=UTC)  # how RT writes a date that was never set (Resolved of an open ticket)
 
 
@@ -95,30 +97,51 @@ class NewCursor:
 
 @dataclass(frozen=True)
 class ClosedCursor:
-    """The (Resolved, id) of the last closed ticket delivered: the harvest goes on after it."""
+    """The latest Resolved date delivered and the (id, Resolved) pairs delivered within LOOKBACK_CLOSED before it.
 
-    at: datetime
-    ticket_id: int
+    A resolve, like a create, can commit after a later one: the harvest looks that far back again and drops
+    what it delivered. A pair, not an id, so a ticket reopened and resolved again is delivered again.
+    """
+
+    last: datetime
+    seen: frozenset[tuple[int, int]] = frozenset()  # (ticket id, Resolved as Unix seconds)
+
+    @property
+    def floor(self) -> datetime:
+        return self.last - LOOKBACK_CLOSED
+
+    def covers(self, ticket_id: int, at: datetime) -> bool:
+        """Whether this resolve was delivered already (or lies before the look-back, so it was then)."""
+        return at <= self.floor or (ticket_id, int(at.timestamp())) in self.seen
 
     @classmethod
     def decode(cls, cursor: str | None) -> ClosedCursor | None:
         if not cursor:
             return None
         kind, _, rest = cursor.partition("|")
-        at, _, tid = rest.rpartition("|")
+        at, _, seen = rest.partition("|")
+        pairs = [p.partition(".") for p in seen.split(",") if p]
         try:
             when = parse_time(at) if kind == "rt-closed" else None
         except TicketError:
             when = None
-        if when is None or not is_number(tid):
+        if when is None or not all(is_number(i) and sep and is_number(e) for i, sep, e in pairs):
             raise ValueError(f"not an RT cursor: {cursor!r}")
-        return cls(when, int(tid))
+        return cls(when, frozenset((int(i), int(e)) for i, _, e in pairs))
 
     def encode(self) -> str:
-        return f"rt-closed|{format_time(self.at)}|{self.ticket_id}"
+        return f"rt-closed|{format_time(self.last)}|{','.join(f'{i}.{e}' for i, e in sorted(self.seen))}"
 
-    def key(self) -> tuple[datetime, int]:
-        return (self.at, self.ticket_id)
+    @classmethod
+    def after(cls, before: ClosedCursor | None, delivered: Iterable[tuple[int, datetime]]) -> ClosedCursor | None:
+        """The cursor once `delivered` (id, Resolved) have been handed out."""
+        pairs = list(delivered)
+        if not pairs:
+            return before
+        last = max([*(at for _, at in pairs), *([before.last] if before else [])])
+        keep = {(i, int(at.timestamp())) for i, at in pairs} | (before.seen if before else frozenset())
+        bound = int((last - LOOKBACK_CLOSED).timestamp())
+        return cls(last, frozenset(p for p in keep if p[1] > bound))
 
 
 def message_text(attachments: Sequence[Mapping[str, Any]]) -> str | None:

@@ -25,6 +25,7 @@ BACKENDS = [
     "znuny_live_development",
     "znuny_live_release",
     "znuny_live_ticketd",
+    "rt",
     "rt_live",
 ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,6 +15,7 @@ from connectors.errors import PushRejected, TicketError
 from connectors.registry import connector_class, parse_config
 from connectors.rt import RTConfig, RTConnector
 from connectors.rt.mapping import (
+    LOOKBACK_CLOSED,
     LOOKBACK_IDS,
     ClosedCursor,
     NewCursor,
@@ -93,11 +94,19 @@ def test_a_foreign_cursor_is_refused(bad: str) -> None:
         (ClosedCursor if bad.startswith("rt-closed") else NewCursor).decode(bad)
 
 
-def test_the_closed_cursor_round_trips() -> None:
+def test_the_closed_cursor_remembers_resolves_within_its_look_back() -> None:
     at = datetime(2026, 12, 7, 21, 39, 55, tzinfo=UTC)
-    cursor = ClosedCursor(at, 17)
-    assert ClosedCursor.decode(cursor.encode()) == cursor
-    assert cursor.encode() == "rt-closed|2026-12-07T21:39:55Z|17"
+    first = ClosedCursor.after(None, [(17, at), (9, at - timedelta(minutes=3))])
+    assert first is not None and first.last == at
+    assert ClosedCursor.decode(first.encode()) == first
+    assert first.encode() == f"rt-closed|2026-12-07T21:39:55Z|9.{int(at.timestamp()) - 180},17.{int(at.timestamp())}"
+    assert first.covers(17, at) and first.covers(9, at - timedelta(minutes=3))
+    assert not first.covers(4, at)  # the same second, a lower id that committed late: still to deliver
+    assert not first.covers(17, at + timedelta(days=2))  # reopened and resolved again: delivered again
+    assert first.covers(5, at - LOOKBACK_CLOSED)  # before the look-back: delivered back then
+    later = ClosedCursor.after(first, [(30, at + LOOKBACK_CLOSED)])
+    assert later is not None and later.seen == {(30, int((at + LOOKBACK_CLOSED).timestamp()))}
+    assert ClosedCursor.after(first, []) is first
 
 
 def test_dates_are_utc_and_rts_epoch_means_never() -> None:

@@ -1,0 +1,746 @@
+"""Record a real Request Tracker 5's REST 2 answers to every call the RT connector makes, as replayable JSON.
+
+    .venv/bin/python -m tests.connectors.rt.record [OUTDIR]
+
+Starts its own RT with `start_rt` in a temporary directory, sends one consistent history of
+requests (the `SCENARIO` below: the agent `ticketd` by password and by token, root as the human behind the
+connector's back), and writes `NNN-<slug>.json` per exchange plus `server.json` into OUTDIR (default: the
+`recordings/` folder next to this file, emptied first). tests/connectors/rt/test_fake_replay.py sends the
+same requests to tests.support.fakes.rt.FakeRT and compares the answers.
+
+A recording holds the request (`auth`: who sent it, never the secret; the path under /REST/2.0; the query
+exactly as httpx encoded it; the JSON body) and the response (status, the headers that carry meaning, the
+body as text and as JSON). Redacted: the base URL becomes `<RT_URL>` (RT writes absolute links everywhere);
+passwords and the token appear nowhere, since the request's Authorization header is not stored.
+`sent_at` is when the request left (the replay sets the fake's clock to it); `server_time`, the response's Date
+header, is RT's own clock, for reference. A run takes about 40 s, most of it pauses that keep dates apart.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+
+from tests.support.servers.rt import RTServer, start_rt
+
+HERE = Path(__file__).parent / "recordings"
+BASE_PLACEHOLDER = "<RT_URL>"
+WRONG_PASSWORD = "WrongPassword"
+WRONG_TOKEN = "1-99-0123456789abcdef"  # the shape of an RT auth token, for no token RT has
+KEPT_HEADERS = ("Content-Type", "Location", "Retry-After", "ETag", "Last-Modified")
+PAUSE_S = 1.1  # RT's dates have one-second resolution: apart by this, creates and resolves sort unambiguously
+FIELDS = "Subject,Status,Priority,Queue,Created,Resolved"  # connectors/rt/connector.py FIELDS
+ATTACHMENT_FIELDS = "ContentType,Content,Filename"
+
+
+@dataclass
+class Auth:
+    """Who sends a request: `auth` names it in the recording; the secret itself is never written."""
+
+    name: str
+    httpx_auth: httpx.Auth | None = None
+    header: str | None = None
+
+
+class Recorder:
+    def __init__(self, server: RTServer, out: Path) -> None:
+        self.server = server
+        self.out = out
+        self.number = 1
+        self.names: list[str] = []
+        self.auths = {
+            "agent": Auth("agent", httpx.BasicAuth(server.agent, server.agent_password)),
+            "token": Auth("token", header=f"token {server.token}"),
+            "root": Auth("root", httpx.BasicAuth("root", server.root_password)),
+            "wrong-password": Auth("wrong-password", httpx.BasicAuth(server.agent, WRONG_PASSWORD)),
+            "wrong-token": Auth("wrong-token", header=f"token {WRONG_TOKEN}"),
+        }
+        self.client = httpx.Client(timeout=60)
+
+    def redact(self, text: str) -> str:
+        for secret in (self.server.agent_password, self.server.root_password, self.server.token):
+            assert secret not in text, "a secret in an answer"
+        return text.replace(self.server.url, BASE_PLACEHOLDER)
+
+    def call(
+        self,
+        slug: str,
+        description: str,
+        who: str,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        notes: str | None = None,
+    ) -> Any:
+        """One exchange, sent as the connector sends it (httpx, `Accept: application/json`), recorded."""
+        auth = self.auths[who]
+        headers = {"Accept": "application/json"}
+        if auth.header:
+            headers["Authorization"] = auth.header
+        request = self.client.build_request(
+            method, self.server.api + path, params=tuple(params or ()), json=body, headers=headers
+        )
+        if auth.httpx_auth is not None:
+            request = next(auth.httpx_auth.auth_flow(request))
+        sent_at = datetime.now(UTC)
+        response = self.client.send(request)
+        text = response.text
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = None
+        date = response.headers.get("Date")
+        server_time = parsedate_to_datetime(date).astimezone(UTC) if date else sent_at
+        query = request.url.query.decode("ascii")
+        record: dict[str, Any] = {"description": description}
+        if notes:
+            record["notes"] = notes
+        record |= {
+            "sent_at": sent_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "server_time": server_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "request": {
+                "auth": who,
+                "method": method,
+                "path": path,
+                "query": query,
+                "params": [[k, v] for k, v in parse_qsl(query, keep_blank_values=True)],
+                "body_json": body,
+            },
+            "response": {
+                "status": response.status_code,
+                "headers": {k: self.redact(response.headers[k]) for k in KEPT_HEADERS if k in response.headers},
+                "body_text": self.redact(text),
+                "body_json": json.loads(self.redact(text)) if parsed is not None else None,
+            },
+        }
+        name = f"{self.number:03d}-{slug}.json"
+        self.number += 1
+        (self.out / name).write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        self.names.append(name)
+        print(f"{name}: {response.status_code} {text[:90]!r}", flush=True)
+        return parsed
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _sql_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def new_search(queues: str, statuses: str, after: int) -> str:
+    """connectors/rt/connector.py fetch_new's TicketSQL."""
+    return f"{queues} AND {statuses} AND id > {after}"
+
+
+def search_params(query: str, order: str, page: int, per_page: int, fields: str = FIELDS) -> list[tuple[str, str]]:
+    """As the connector sends a search: query, fields, orderby/order (repeated), then page and per_page."""
+    params = [("query", query), ("fields", fields), ("orderby", order), ("order", "ASC")]
+    if order != "id":
+        params += [("orderby", "id"), ("order", "ASC")]
+    return [*params, ("page", str(page)), ("per_page", str(per_page))]
+
+
+def count_params(query: str, fields: str = "id") -> list[tuple[str, str]]:
+    """The connector's count and rights probes: one row is enough, `total` says the rest."""
+    return [("query", query), ("per_page", "1"), ("fields", fields)]
+
+
+def record(server: RTServer, out: Path) -> dict[str, Any]:
+    """The scenario; returns facts for server.json (the ids RT gave, the agent's time zone)."""
+    rec = Recorder(server, out)
+    try:
+        return _scenario(rec)
+    finally:
+        rec.close()
+
+
+def _scenario(rec: Recorder) -> dict[str, Any]:
+    call = rec.call
+    raw, new = "(Queue = 'Raw')", "(Status = 'new')"
+
+    # -- taxonomy, auth, probes on an empty RT -----------------------------------------------------------
+    call(
+        "queues-all",
+        "The connector's queue listing: every queue the agent sees.",
+        "agent",
+        "GET",
+        "/queues/all",
+        params=[("fields", "Name"), ("page", "1"), ("per_page", "100")],
+        notes="___Approvals (id 2) is never listed. Sorted by name. `total` and `pages` are set here; "
+        "`next_page` copies the query with `page` deleted from the middle, which leaves `&=&` behind.",
+    )
+    for page in (1, 2, 3):
+        call(
+            f"queues-all-page-{page}",
+            f"Queue listing, 3 per page, page {page}.",
+            "agent",
+            "GET",
+            "/queues/all",
+            params=[("fields", "Name"), ("page", str(page)), ("per_page", "3")],
+        )
+    call(
+        "queues-all-token",
+        "Queue listing with the auth token.",
+        "token",
+        "GET",
+        "/queues/all",
+        params=[("fields", "Name"), ("page", "1"), ("per_page", "100")],
+    )
+    call(
+        "queues-all-wrong-password",
+        "Queue listing with a wrong password.",
+        "wrong-password",
+        "GET",
+        "/queues/all",
+        params=[("fields", "Name"), ("page", "1"), ("per_page", "100")],
+    )
+    call(
+        "queues-all-wrong-token",
+        "Queue listing with a token RT does not have.",
+        "wrong-token",
+        "GET",
+        "/queues/all",
+        params=[("fields", "Name"), ("page", "1"), ("per_page", "100")],
+    )
+    call("queue-billing", "Billing: the agent has CreateTicket there (a `create` link).", "agent", "GET", "/queue/4")
+    call("queue-archive", "Archive: SeeQueue but no CreateTicket (no `create` link).", "token", "GET", "/queue/8")
+    call("queue-unknown", "A queue id nobody has.", "agent", "GET", "/queue/999")
+    call(
+        "rights-probe-empty",
+        "check's ticket-rights probe before any ticket exists.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params(raw, "Queue"),
+    )
+    call(
+        "count-empty",
+        "A priority count before any ticket exists.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("Priority = 100"),
+    )
+    call(
+        "search-unknown-field",
+        "TicketSQL with a field RT does not know.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("Bogus = 'x'"),
+    )
+    call(
+        "search-incomplete",
+        "TicketSQL cut off after the operator.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("Queue ="),
+    )
+
+    # -- tickets, created by root (the customer's mail, as the harness does) -----------------------------
+    def create(
+        slug: str,
+        subject: str,
+        content: str,
+        *,
+        queue: str = "Raw",
+        content_type: str = "text/plain",
+        requestor: str = "customer@ticketd.test",
+        note: str = "",
+    ) -> int:
+        body = {
+            "Queue": queue,
+            "Subject": subject,
+            "Content": content,
+            "ContentType": content_type,
+            "Requestor": requestor,
+        }
+        answer = call(slug, f"root creates a ticket in {queue}{note}.", "root", "POST", "/ticket", body=body)
+        time.sleep(PAUSE_S)
+        return int(answer["id"])
+
+    t1 = create(
+        "create-plain",
+        "Printer offline",
+        "The printer on floor 3 shows error 41.\nPlease help.",
+        note=" (a new requestor: RT creates the user)",
+    )
+    t2 = create(
+        "create-html",
+        "Invoice wrong",
+        "<p>We were charged <b>twice</b> for order 1234.</p>",
+        content_type="text/html",
+        note=" with an HTML body",
+    )
+    t3 = create(
+        "create-other-requestor",
+        "Laptop broken",
+        "Screen flickers.",
+        requestor="other@ticketd.test",
+        note=" (another new requestor)",
+    )
+    t4 = create("create-refund", "Refund request", "Please refund order 1234.")
+    t5 = create(
+        "create-billing", "Not inbound", "Filed straight into Billing.", queue="Billing", note=" (not an inbound queue)"
+    )
+
+    # -- reading as fetch_new does ------------------------------------------------------------------------
+    call(
+        "search-new",
+        "fetch_new's search from the start.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=search_params(new_search(raw, new, 0), "id", 1, 100),
+    )
+    for page in (1, 2, 3):
+        call(
+            f"search-new-page-{page}",
+            f"fetch_new's search, 2 per page, page {page}.",
+            "token",
+            "GET",
+            "/tickets",
+            params=search_params(new_search(raw, new, 0), "id", page, 2),
+        )
+    call(
+        "search-new-two-queues-two-statuses",
+        "Two inbound queues and two new statuses, after id 1.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=search_params(
+            new_search("(Queue = 'Raw' OR Queue = 'Misc')", "(Status = 'new' OR Status = 'open')", t1), "id", 1, 100
+        ),
+    )
+    history = call(
+        "history-plain",
+        "The plain ticket's history, as _first_message reads it.",
+        "agent",
+        "GET",
+        f"/ticket/{t1}/history",
+        params=[("fields", "Type"), ("page", "1"), ("per_page", "50")],
+        notes="The EmailRecord of RT's AutoReply is not shown: the agent lacks ShowOutgoingEmail.",
+    )
+    create1 = next(t["id"] for t in history["items"] if t["Type"] == "Create")
+    call(
+        "attachments-plain",
+        "The create's attachments (plain text).",
+        "agent",
+        "GET",
+        f"/transaction/{create1}/attachments",
+        params=[("fields", ATTACHMENT_FIELDS)],
+    )
+    history2 = call(
+        "history-html",
+        "The HTML ticket's history.",
+        "token",
+        "GET",
+        f"/ticket/{t2}/history",
+        params=[("fields", "Type"), ("page", "1"), ("per_page", "50")],
+    )
+    create2 = next(t["id"] for t in history2["items"] if t["Type"] == "Create")
+    call(
+        "attachments-html",
+        "The create's attachments (HTML).",
+        "token",
+        "GET",
+        f"/transaction/{create2}/attachments",
+        params=[("fields", ATTACHMENT_FIELDS)],
+    )
+    call(
+        "attachments-parent",
+        "Attachments with `Parent` among the fields.",
+        "agent",
+        "GET",
+        f"/transaction/{create1}/attachments",
+        params=[("fields", ATTACHMENT_FIELDS + ",Parent")],
+        notes="RT 5.0.3 answers 500 with an empty JSON-typed body: the reason the connector never asks for Parent.",
+    )
+    call(
+        "attachments-unknown-transaction",
+        "Attachments of a transaction nobody has.",
+        "agent",
+        "GET",
+        "/transaction/999999/attachments",
+        params=[("fields", ATTACHMENT_FIELDS)],
+        notes="A 500 from Plack, text/plain: RT dies loading the missing transaction.",
+    )
+    call(
+        "history-unknown-ticket",
+        "History of a ticket nobody has.",
+        "agent",
+        "GET",
+        "/ticket/999999/history",
+        params=[("fields", "Type"), ("page", "1"), ("per_page", "50")],
+        notes="200 with no items, not 404.",
+    )
+    call(
+        "ticket-plain",
+        "A new ticket's record (basic auth).",
+        "agent",
+        "GET",
+        f"/ticket/{t1}",
+        notes="`id` is a number at the top and a string in every reference; Priority is a string.",
+    )
+    call("ticket-plain-token", "The same record with the token.", "token", "GET", f"/ticket/{t1}")
+    call(
+        "ticket-plain-root",
+        "The same record as root (a superuser: correspond and delete links).",
+        "root",
+        "GET",
+        f"/ticket/{t1}",
+    )
+    call("ticket-unknown", "A ticket id nobody has.", "agent", "GET", "/ticket/999999")
+
+    # -- check: rights probe and priority verification ----------------------------------------------------
+    call(
+        "rights-probe",
+        "check's ticket-rights probe: one ticket in an inbound queue.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params(raw, "Queue"),
+    )
+    for name, value in (("Low", 0), ("Medium", 50), ("High", 100)):
+        call(
+            f"count-priority-{value}",
+            f"Tickets at priority {value}.",
+            "agent",
+            "GET",
+            "/tickets",
+            params=count_params(f"Priority = {value}"),
+            notes="With `fields=id` the ids in items are numbers.",
+        )
+        call(
+            f"count-priority-{name.lower()}",
+            f"Tickets at priority {name!r} (RT translates the name).",
+            "agent",
+            "GET",
+            "/tickets",
+            params=count_params(f"Priority = '{name}'"),
+        )
+    call(
+        "count-priority-unknown-name",
+        "A priority name RT does not know.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("Priority = 'Bogus'"),
+        notes="No error: matches nothing (SQLite compares it as text).",
+    )
+    call(
+        "count-priority-lowercase-name",
+        "A priority name in lower case.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("Priority = 'high'"),
+    )
+
+    # -- writing, as apply does ---------------------------------------------------------------------------
+    call(
+        "put-queue-priority",
+        "apply: move to Billing and set High (100).",
+        "agent",
+        "PUT",
+        f"/ticket/{t1}",
+        body={"Queue": "Billing", "Priority": 100},
+    )
+    call("ticket-after-put", "apply's read-back after the PUT.", "agent", "GET", f"/ticket/{t1}")
+    call(
+        "history-data-before-comment",
+        "_has_note's read before the comment.",
+        "agent",
+        "GET",
+        f"/ticket/{t1}/history",
+        params=[("fields", "Type,Data"), ("page", "1"), ("per_page", "100")],
+    )
+    call(
+        "comment",
+        "apply's private comment (token).",
+        "token",
+        "POST",
+        f"/ticket/{t1}/comment",
+        body={"Subject": "ticketd", "Content": "Routed by ticketd: Billing (0.91).", "ContentType": "text/plain"},
+    )
+    history3 = call(
+        "history-data-after-comment",
+        "_has_note's read: the comment's Data is its subject.",
+        "agent",
+        "GET",
+        f"/ticket/{t1}/history",
+        params=[("fields", "Type,Data"), ("page", "1"), ("per_page", "100")],
+    )
+    comment = next(t["id"] for t in history3["items"] if t["Type"] == "Comment")
+    call(
+        "attachments-comment",
+        "The comment's attachments.",
+        "agent",
+        "GET",
+        f"/transaction/{comment}/attachments",
+        params=[("fields", ATTACHMENT_FIELDS)],
+    )
+    call("put-same-priority", "A PUT that changes nothing.", "agent", "PUT", f"/ticket/{t1}", body={"Priority": 100})
+    call(
+        "put-no-create-right",
+        "Move into Archive, where the agent lacks CreateTicket.",
+        "agent",
+        "PUT",
+        f"/ticket/{t2}",
+        body={"Queue": "Archive"},
+        notes="200 with a message; the ticket stays where it was.",
+    )
+    call(
+        "put-unknown-queue-and-priority",
+        "An unknown queue and a priority in one PUT.",
+        "agent",
+        "PUT",
+        f"/ticket/{t2}",
+        body={"Queue": "Nope", "Priority": 50},
+        notes="200: the priority is set, the queue refused; messages in field-name order.",
+    )
+    call(
+        "ticket-after-refusals",
+        "The ticket after the refused moves: still Raw, priority 50.",
+        "agent",
+        "GET",
+        f"/ticket/{t2}",
+    )
+    call(
+        "put-unknown-ticket", "PUT to a ticket nobody has.", "agent", "PUT", "/ticket/999999", body={"Queue": "Billing"}
+    )
+    call(
+        "comment-unknown-ticket",
+        "A comment on a ticket nobody has.",
+        "agent",
+        "POST",
+        "/ticket/999999/comment",
+        body={"Subject": "ticketd", "Content": "x", "ContentType": "text/plain"},
+    )
+    call(
+        "count-priority-high-after",
+        "High by name after the PUT.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("Priority = 'High'"),
+    )
+    call(
+        "count-priority-100-after",
+        "100 by number after the PUT.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("Priority = 100"),
+    )
+    call(
+        "count-priority-medium-after",
+        "Medium by name: the refused ticket got 50.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("Priority = 'Medium'"),
+    )
+    call(
+        "search-new-after-move",
+        "fetch_new's search after ticket 1 left Raw.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=search_params(new_search(raw, new, 0), "id", 1, 100),
+    )
+
+    # -- the human behind the connector's back ------------------------------------------------------------
+    call(
+        "root-move",
+        "root moves a ticket to Misc (harness.human_move).",
+        "root",
+        "PUT",
+        f"/ticket/{t3}",
+        body={"Queue": "Misc"},
+    )
+    call("ticket-moved", "fetch_ticket's read of the moved ticket.", "agent", "GET", f"/ticket/{t3}")
+    call(
+        "root-close-refund",
+        "root files and resolves a ticket (harness.close).",
+        "root",
+        "PUT",
+        f"/ticket/{t4}",
+        body={"Queue": "Billing", "Priority": 100, "Status": "resolved"},
+    )
+    time.sleep(PAUSE_S)
+    call(
+        "root-close-billing",
+        "root resolves the Billing ticket.",
+        "root",
+        "PUT",
+        f"/ticket/{t5}",
+        body={"Queue": "Misc", "Priority": 50, "Status": "resolved"},
+    )
+    resolved_at = datetime.now(UTC).replace(microsecond=0)
+    call("ticket-resolved", "A resolved ticket's record.", "agent", "GET", f"/ticket/{t4}")
+    call(
+        "search-closed",
+        "fetch_closed's search without a cursor.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=search_params("(Status = 'resolved')", "Resolved", 1, 100),
+    )
+    call(
+        "search-closed-page-1",
+        "fetch_closed's search, 1 per page.",
+        "token",
+        "GET",
+        "/tickets",
+        params=search_params("(Status = 'resolved')", "Resolved", 1, 1),
+    )
+    call(
+        "search-closed-page-2",
+        "fetch_closed's search, 1 per page, page 2.",
+        "token",
+        "GET",
+        "/tickets",
+        params=search_params("(Status = 'resolved')", "Resolved", 2, 1),
+    )
+    call(
+        "search-closed-page-3",
+        "fetch_closed's search past the last page.",
+        "token",
+        "GET",
+        "/tickets",
+        params=search_params("(Status = 'resolved')", "Resolved", 3, 1),
+        notes="An empty page; prev_page points at the last page there is.",
+    )
+    one_hour = _sql_time(resolved_at - timedelta(hours=1))
+    call(
+        "search-closed-utc-minus-1h",
+        f"Resolved > {one_hour!r}: a UTC time one hour back.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=search_params(f"(Status = 'resolved') AND Resolved > '{one_hour}'", "Resolved", 1, 100),
+        notes="No hits: RT reads the date in the agent's time zone (RT's default US/Eastern), hours after UTC.",
+    )
+    six_hours = _sql_time(resolved_at - timedelta(hours=6))
+    call(
+        "search-closed-utc-minus-6h",
+        f"Resolved > {six_hours!r}: a UTC time six hours back.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=search_params(f"(Status = 'resolved') AND Resolved > '{six_hours}'", "Resolved", 1, 100),
+        notes="Both hits: six hours back in UTC is still before the resolves when read as US/Eastern.",
+    )
+    slack = _sql_time(resolved_at - timedelta(hours=14, seconds=30))
+    call(
+        "search-closed-cursor",
+        "fetch_closed's search from a cursor (ZONE_SLACK, 14 h early).",
+        "agent",
+        "GET",
+        "/tickets",
+        params=search_params(f"(Status = 'resolved') AND Resolved > '{slack}'", "Resolved", 1, 100),
+    )
+    call(
+        "search-closed-garbage-date",
+        "Resolved > a date RT cannot read.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("Status = 'resolved' AND Resolved > 'garbage'"),
+        notes="No error: an unreadable date is the epoch, so every resolved ticket matches.",
+    )
+    call(
+        "history-resolved",
+        "The resolved ticket's history (Set Queue/Priority, Status).",
+        "agent",
+        "GET",
+        f"/ticket/{t4}/history",
+        params=[("fields", "Type,Data"), ("page", "1"), ("per_page", "50")],
+    )
+    for page in (1, 2, 3):
+        call(
+            f"history-resolved-per-page-1-page-{page}",
+            f"The same history one per page, page {page}.",
+            "agent",
+            "GET",
+            f"/ticket/{t4}/history",
+            params=[("fields", "Type"), ("page", str(page)), ("per_page", "1")],
+            notes="RT hides the EmailRecord (no ShowOutgoingEmail) after paging: page 2 is empty though "
+            "page 3 is not. `total` and `pages` are null here.",
+        )
+    call(
+        "history-root",
+        "root's view of a history (harness.history): EmailRecords and Creator.",
+        "root",
+        "GET",
+        f"/ticket/{t1}/history",
+        params=[("fields", "Type,Field,Creator,Data"), ("per_page", "100")],
+    )
+    call(
+        "search-case-insensitive",
+        "Queue, Status and keywords in other cases.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params("queue = 'raw' and status = 'NEW'"),
+    )
+    call(
+        "search-not-equal-and-range",
+        "`!=`, `>=` and `<=`.",
+        "agent",
+        "GET",
+        "/tickets",
+        params=count_params(f"Queue != 'Raw' AND id >= {t2} AND id <= {t5}"),
+    )
+    return {
+        "tickets": [t1, t2, t3, t4, t5],
+        "first_create_transaction": int(create1),
+        "agent_timezone": "US/Eastern",
+        "resolved_at": resolved_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = Path(argv[0]) if argv else HERE
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.json"):
+        old.unlink()
+    root = Path(tempfile.mkdtemp(prefix="ticketd-rt-record-"))
+    server = start_rt(root)
+    try:
+        facts = {
+            "version": "5.0.3 (Debian 12, SQLite)",
+            "agent": server.agent,
+            "initialized_at": server.rest("GET", "/queue/1")["Created"],  # rt-setup-database --action init
+            "data_loaded_at": server.rest("GET", "/queue/3")["Created"],  # start_rt's queues, agent, rights
+            **record(server, out),
+        }
+        (out / "server.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+        print(f"{len(list(out.glob('[0-9]*.json')))} recordings in {out}")
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
