@@ -1,4 +1,4 @@
-"""Ticket created -> written back: push versus poll, for the fake Zammad, a Maildir and the real Znuny.
+"""Ticket created -> written back: push versus poll, for the fake Zammad, a Maildir, the real Znuny and the real RT.
 
 For each helpdesk and mode, `ticketd run` runs as a separate process (its API on a loopback port for the
 pushes) and N tickets are created one after another at `--rate` per second, after the daemon's first poll.
@@ -10,10 +10,13 @@ wrote it back. Latency = that moment minus the moment the ticket existed (the cr
   fake builds (`FakeZammad.webhook_request`, Zammad's headers and HMAC) right after creating the ticket;
   real Zammad sends it from its background job queue, which adds that queue's own delay. Maildir: file
   events on new/. Znuny: the shipped invoker (deploy/znuny/ticketd-webservice.yml, asynchronous, sent by
-  Znuny's own scheduler daemon). Polling goes on at `routing.push.poll_interval` (300 s).
+  Znuny's own scheduler daemon). RT: the shipped scrip (deploy/rt/ticketd-push.pl, TransactionBatch stage,
+  posted from inside the create request). Polling goes on at `routing.push.poll_interval` (300 s).
 - poll: push off, `routing.poll_interval` = `--poll-interval` (30 s).
 
-The real Znuny needs root and Debian's packages (`make system-deps`); `--desks` leaves it out elsewhere.
+The real Znuny needs root and Debian's packages (`make system-deps`); `--desks` leaves it out elsewhere. The real
+RT (`--desks rt`, not in the default set) needs Debian's request-tracker5, rt5-db-sqlite and rt5-standalone; one
+REST 2 create takes it about 0.5 s on 2 cores, so run it at `--rate 1`.
 
     python bench/latency.py [--model STORE] [--tickets 200] [--rate 4] [--poll-interval 30] [--desks ...]
 
@@ -215,7 +218,67 @@ class ZnunyDesk:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-DESKS = {"zammad": ZammadDesk, "maildir": MaildirDesk, "znuny": ZnunyDesk}
+class RTDesk:
+    """A real Request Tracker 5 (Debian's package, SQLite, Starlet with 2 workers) with deploy/rt's scrip loaded."""
+
+    name = "rt (real 5.0.3)"
+    connector = "rt"  # the scrip pushes to /api/v1/hooks/rt
+
+    def __init__(self, tmp: Path) -> None:
+        import sqlite3
+
+        from tests.support.servers.rt import missing_reason, start_rt
+
+        reason = missing_reason()
+        if reason:
+            raise SystemExit(f"no real RT: {reason} (leave it out with --desks)")
+        self.root = Path(tempfile.mkdtemp(prefix="ticketd-bench-rt-"))
+        self.server = start_rt(self.root)
+        self.inbox = "BenchInbox"
+        created = self.server.rest("POST", "/queue", json={"Name": self.inbox})
+        self.inbox_id = int(created["id"])
+        # The watcher reads the queue straight from RT's database: REST calls would take RT's two workers.
+        self.db = sqlite3.connect(f"file:{self.root / 'rt5.db'}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+
+    def connection(self, store: Path, api: str) -> dict[str, Any]:
+        # README's command; a second load (the poll run) points the same scrip at that run's port, where
+        # ticketd, with push off, answers 404 at once.
+        env = {"TICKETD_HOOK_URL": f"{api}/api/v1/hooks/{self.connector}", "TICKETD_PUSH_SECRET": SECRET * 2}
+        self.server.insert(ROOT / "deploy" / "rt" / "ticketd-push.pl", env=env)
+        targets = ["Billing", "Hardware", "Technical Support", "Misc"]  # the agent may create tickets there
+        return {
+            "type": "rt",
+            "url": self.server.url,
+            "token": self.server.token,
+            "inbound_queues": [self.inbox],
+            "queues": targets,
+            "push_secret": SECRET * 2,
+            "labels": {
+                "queue": label_map(store, "queue", targets),
+                "priority": label_map(store, "priority", ["Low", "Medium", "High"]),
+            },
+        }
+
+    def create(self, i: int, push: bool) -> str:
+        subject, body = ticket(i)
+        record = {"Queue": self.inbox, "Subject": subject, "Content": body, "ContentType": "text/plain"}
+        return str(self.server.rest("POST", "/ticket", json={**record, "Requestor": "customer@example.org"})["id"])
+
+    def moved(self, keys: list[str]) -> set[str]:
+        marks = ",".join("?" * len(keys))
+        rows = self.db.execute(f"SELECT id FROM Tickets WHERE id IN ({marks}) AND Queue <> ?", [*keys, self.inbox_id])
+        return {str(r[0]) for r in rows.fetchall()}
+
+    def close(self, keep: Path | None = None) -> None:
+        self.db.close()
+        if keep is not None:  # RT's own log: the scrip's warnings, if a push failed
+            with contextlib.suppress(OSError):
+                shutil.copyfile(self.root / "server.log", keep / "rt-server.log")
+        self.server.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+DESKS: dict[str, Any] = {"zammad": ZammadDesk, "maildir": MaildirDesk, "znuny": ZnunyDesk, "rt": RTDesk}
 
 
 def write_config(
@@ -370,7 +433,7 @@ def main() -> None:
                     rows[f"{key}/{'push' if push else 'poll'}"] = {"desk": desk.name, **result}
                     print(f"# {desk.name} {'push' if push else 'poll'}: {result}", file=sys.stderr, flush=True)
             finally:
-                if args.keep_logs and isinstance(desk, ZnunyDesk):
+                if args.keep_logs and isinstance(desk, ZnunyDesk | RTDesk):
                     desk.close(keep=args.keep_logs)
                 else:
                     desk.close()
