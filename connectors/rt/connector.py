@@ -96,7 +96,11 @@ class RTConnector(Connector):
             )
         rights = await self._check_ticket_rights()
         priorities = await self._verify_priorities()
-        who = f"user {self.config.user!r}" if self.config.user else "an auth token"
+        if self.config.user:
+            session = "on a web session" if self._api.on_session else "no web session: RT checks the password per call"
+            who = f"user {self.config.user!r} ({session})"
+        else:
+            who = "an auth token (RT checks it on every call)"
         return (
             f"REST 2 as {who}; queues verified: {len(self.config.inbound_queues)} inbound, "
             f"{len(self.config.queues)} to route into (CreateTicket on each); {rights}; {priorities}"

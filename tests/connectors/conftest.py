@@ -26,6 +26,7 @@ BACKENDS = [
     "znuny_live_release",
     "znuny_live_ticketd",
     "rt",
+    "rt_password",
     "rt_live",
 ]
 

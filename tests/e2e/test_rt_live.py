@@ -51,7 +51,7 @@ def _config(tmp_path: Path, human: RTHarness, store: Path, **connection: Any) ->
 def test_run_once_routes_every_ticket_once_then_writes_nothing(
     tmp_path: Path, rt_server: RTServer, store: Path
 ) -> None:
-    human = RTHarness(rt_server)
+    human = RTHarness(rt_server, token=False)  # user and password: ticketd rides RT's web session
     ids = [human.add_ticket(*SUBJECTS[i % len(SUBJECTS)]) for i in range(TICKETS)]
     moved = human.add_ticket("Printer jam", "Tray 2 jams on every page.")
     human.human_move(moved, "Hardware")  # a person got there first: ticketd must leave it alone
@@ -72,13 +72,12 @@ def test_run_once_routes_every_ticket_once_then_writes_nothing(
     assert {t: human.writes(t) for t in ids} == writes
     assert not [e for e in events(tmp_path / "second.log") if e["event"] == "ticket routed"]
     text = log.read_text(encoding="utf-8")
-    assert rt_server.token not in text and "refund" not in text
+    assert rt_server.agent_password not in text and "refund" not in text
 
     checked = _cli("check", "--config", str(config))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert (
-        "REST 2 as an auth token; queues verified: 1 inbound, 4 to route into (CreateTicket on each)" in checked.stdout
-    )
+    verified = "REST 2 as user 'ticketd' (on a web session); queues verified: 1 inbound, 4 to route into"
+    assert verified in checked.stdout
     assert "ShowTicket, ModifyTicket and CommentOnTicket seen on ticket" in checked.stdout
     assert "priorities verified by search:" in checked.stdout
 

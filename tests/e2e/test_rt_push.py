@@ -159,7 +159,9 @@ def _create(harness: RTHarness, subject: str, body: str, queue: str | None = Non
 
 @pytest.fixture
 def harness(rt_server: RTServer) -> RTHarness:
-    return RTHarness(rt_server)  # an inbound queue of its own
+    # An inbound queue of its own; the agent logs in with user and password, so ticketd rides RT's web session
+    # (one bcrypt per session instead of one per REST call).
+    return RTHarness(rt_server, token=False)
 
 
 @pytest.fixture
@@ -253,7 +255,7 @@ def _config(tmp_path: Path, pushing: Pushing, harness: RTHarness, store: Path) -
     )
     data = yaml.safe_load(config.read_text())
     entry = data["connectors"][0]
-    del entry["user"], entry["password"]  # write_config's Znuny login; the harness gives RT's token
+    assert entry["user"] == harness.server.agent  # the harness's RT login, over write_config's Znuny one
     data["api"] = pushing.api_section
     config.write_text(yaml.safe_dump(data))
     return config

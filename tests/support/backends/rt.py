@@ -80,3 +80,8 @@ class FakeRTHarness:
 
 async def make_harness(tmp_path: Path, request: pytest.FixtureRequest) -> FakeRTHarness:
     return FakeRTHarness(FakeRT())
+
+
+async def make_password_harness(tmp_path: Path, request: pytest.FixtureRequest) -> FakeRTHarness:
+    """The same fake, the agent logging in with user and password (the connector rides RT's web session)."""
+    return FakeRTHarness(FakeRT(), token=False)

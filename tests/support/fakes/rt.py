@@ -55,6 +55,7 @@ import json
 import math
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,9 @@ import httpx
 
 API = "/REST/2.0"
 URL = "http://rt.test"
+LOGIN = "/NoAuth/Login.html"
+SESSION_COOKIE = "RT_SID_ticketd-test.80"  # RT_SID_<rtname>.<port>
+VERSION = "5.0.3+dfsg-3~deb12u7"
 START = datetime(2026, 12, 7, 21, 0, 0, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ROOT = "root"
@@ -273,6 +277,10 @@ class FakeRT:
             self.add_queue(name, created=loaded)
         self.passwords = {AGENT: agent_password, ROOT: root_password}
         self.tokens = {token: AGENT}
+        # Web sessions from RT's login form (session id -> user, None for an anonymous one), and every bcrypt RT
+        # would run: one per login and per call authenticated by password or token, none for a session cookie.
+        self.sessions: dict[str, str | None] = {}
+        self.password_checks = 0
         self.superusers = {ROOT}
         self.rights: dict[tuple[str, int | None], set[str]] = {(AGENT, None): set(AGENT_RIGHTS)}
         for name in QUEUES:
@@ -452,9 +460,16 @@ class FakeRT:
                 seen.status = 503
                 return Reply(503, "text/html", NGINX_503, extra)
             headers = {k.lower(): v for k, v in headers.items()}
+            if path == LOGIN and method == "POST":
+                answer = self._log_in(body)
+                seen.status = answer.status
+                return answer
             user = self._authenticate(headers)
             seen.user = user
-            if user is None:
+            if user is None and self._session_cookie(headers) is not None:
+                # RT answers a caller with a cookie as a browser: a redirect to the login page, in plain text.
+                answer = Reply(302, "text/plain", b"Login required", (("Location", f"{self.url}/"),))
+            elif user is None:
                 answer = _error(401, "Unauthorized")
             else:
                 try:
@@ -464,8 +479,34 @@ class FakeRT:
             seen.status = answer.status
             return answer
 
+    def _session_cookie(self, headers: dict[str, str]) -> str | None:
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE:
+                return value
+        return None
+
+    def _log_in(self, body: bytes) -> Reply:
+        """RT's login form: 200 and a session cookie whether or not the password was right (then anonymous)."""
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        user, password = form.get("user", ""), form.get("pass", "")
+        self.password_checks += 1
+        sid = uuid.uuid4().hex
+        self.sessions[sid] = user if self.passwords.get(user) == password else None
+        cookie = f"{SESSION_COOKIE}={sid}; path=/; HttpOnly"
+        return Reply(200, "text/html; charset=utf-8", b"<html>RT login</html>", (("Set-Cookie", cookie),))
+
+    def end_sessions(self) -> None:
+        """What RT's session cleaner (or a restart with another session store) does to every web session."""
+        self.sessions.clear()
+
     def _authenticate(self, headers: dict[str, str]) -> str | None:
+        sid = self._session_cookie(headers)
+        if sid is not None and self.sessions.get(sid) is not None:
+            return self.sessions[sid]
         scheme, _, value = headers.get("authorization", "").partition(" ")
+        if scheme:
+            self.password_checks += 1
         if scheme.lower() == "basic":
             try:
                 login, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
@@ -482,6 +523,7 @@ class FakeRT:
         route = path[len(API) :]
         params = parse_qsl(query, keep_blank_values=True)
         table: list[tuple[str, str, Callable[..., Reply]]] = [
+            ("GET", r"/rt", lambda: _ok({"Version": VERSION})),
             ("GET", r"/queues/all", lambda: self._queues_all(params, path, query, user)),
             ("GET", r"/queue/(\d+)", lambda qid: self._queue(int(qid), user)),
             ("GET", r"/tickets", lambda: self._search(params, path, query, user)),
