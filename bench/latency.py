@@ -221,8 +221,9 @@ class ZnunyDesk:
 class RTDesk:
     """A real Request Tracker 5 (Debian's package, SQLite, Starlet with 2 workers) with deploy/rt's scrip loaded."""
 
-    name = "rt (real 5.0.3)"
+    name = "rt (real 5.0.3, password: web session)"
     connector = "rt"  # the scrip pushes to /api/v1/hooks/rt
+    token = False  # user + password: ticketd rides RT's web session (one bcrypt per login, not per call)
 
     def __init__(self, tmp: Path) -> None:
         import sqlite3
@@ -249,7 +250,11 @@ class RTDesk:
         return {
             "type": "rt",
             "url": self.server.url,
-            "token": self.server.token,
+            **(
+                {"token": self.server.token}
+                if self.token
+                else {"user": self.server.agent, "password": self.server.agent_password}
+            ),
             "inbound_queues": [self.inbox],
             "queues": targets,
             "push_secret": SECRET * 2,
@@ -278,7 +283,20 @@ class RTDesk:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-DESKS: dict[str, Any] = {"zammad": ZammadDesk, "maildir": MaildirDesk, "znuny": ZnunyDesk, "rt": RTDesk}
+class RTTokenDesk(RTDesk):
+    """The same RT, ticketd reading with an auth token: RT checks it with bcrypt on every REST 2 call."""
+
+    name = "rt (real 5.0.3, auth token)"
+    token = True
+
+
+DESKS: dict[str, Any] = {
+    "zammad": ZammadDesk,
+    "maildir": MaildirDesk,
+    "znuny": ZnunyDesk,
+    "rt": RTDesk,
+    "rt-token": RTTokenDesk,
+}
 
 
 def write_config(

@@ -24,7 +24,7 @@ import httpx
 from connectors import _json as safe_json
 from connectors._http import error_for_status, transport_errors
 from connectors.base import secret
-from connectors.errors import ConnectorConfigError, ConnectorError, TicketError, TransientError
+from connectors.errors import AuthError, ConnectorConfigError, ConnectorError, TicketError, TransientError
 from connectors.rt.config import RTConfig
 
 API = "/REST/2.0"
@@ -81,6 +81,11 @@ class RTClient:
             kwargs["auth"] = self._auth
         with transport_errors(call):
             response = await self._http.request(method, self._base + path, **kwargs)
+        self._forget_cookies(response)
+        if cookie is not None and 300 <= response.status_code < 400:
+            # RT answers a caller with a cookie as a browser: neither the session nor the password counted.
+            self._cookie, self._session_at = None, float("-inf")  # the next call logs in afresh
+            raise AuthError(f"{call}: HTTP {response.status_code}: RT wants a login (session ended, password refused)")
         if response.status_code >= 400:
             raise _error(call, response, ticket_id)
         try:
@@ -112,17 +117,21 @@ class RTClient:
         try:
             answer = await self._http.post(self._url + LOGIN, data=self._login, follow_redirects=False)
             found = {name: value for name, value in answer.cookies.items() if name.startswith("RT_SID_")}
-            for name in found:
-                self._http.cookies.delete(name)  # the client may be shared: the session stays this connector's
+            self._forget_cookies(answer)
             if not found:
                 return None
             cookie = "; ".join(f"{name}={value}" for name, value in found.items())
             probe = await self._http.get(self._base + "/rt", headers={**self._headers, "Cookie": cookie})
-            for name in probe.cookies:
-                self._http.cookies.delete(name)
+            self._forget_cookies(probe)
         except httpx.HTTPError:
             return None  # the calls themselves report what is wrong with the network
         return cookie if probe.status_code == 200 else None
+
+    def _forget_cookies(self, response: httpx.Response) -> None:
+        """RT's session cookies stay out of the client's jar: it may be shared, and this client sends its own."""
+        for name in response.cookies:
+            if name.startswith("RT_SID_"):
+                self._http.cookies.delete(name)
 
     async def pages(self, path: str, params: Params, per_page: int) -> AsyncGenerator[list[Any], None]:
         """The items of a collection page by page, in RT's order, up to its last page.

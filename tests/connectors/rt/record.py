@@ -3,22 +3,30 @@
     .venv/bin/python -m tests.connectors.rt.record [OUTDIR]
 
 Starts its own RT with `start_rt` in a temporary directory, sends one consistent history of
-requests (the `SCENARIO` below: the agent `ticketd` by password and by token, root as the human behind the
-connector's back), and writes `NNN-<slug>.json` per exchange plus `server.json` into OUTDIR (default: the
-`recordings/` folder next to this file, emptied first). tests/connectors/rt/test_fake_replay.py sends the
-same requests to tests.support.fakes.rt.FakeRT and compares the answers.
+requests (the `SCENARIO` below: the agent `ticketd` by password, by token and by web session, root as the human
+behind the connector's back), and writes `NNN-<slug>.json` per exchange plus `server.json` (with the `Version`
+RT reports) into OUTDIR (default: the `recordings/` folder next to this file, emptied first).
+tests/connectors/rt/test_fake_replay.py sends the same requests to tests.support.fakes.rt.FakeRT and compares
+the answers.
 
-A recording holds the request (`auth`: who sent it, never the secret; the path under /REST/2.0; the query
-exactly as httpx encoded it; the JSON body) and the response (status, the headers that carry meaning, the
-body as text and as JSON). Redacted: the base URL becomes `<RT_URL>` (RT writes absolute links everywhere);
-passwords and the token appear nowhere, since the request's Authorization header is not stored.
-`sent_at` is when the request left (the replay sets the fake's clock to it); `server_time`, the response's Date
-header, is RT's own clock, for reference. A run takes about 40 s, most of it pauses that keep dates apart.
+A recording holds the request (`auth`: who sent it, never the secret; `base`, the URL the path is under:
+REST 2's, or RT's web root for the login form; the path; the query exactly as httpx encoded it; the JSON body,
+or for the login form `form` with the password of `auth` as `<PASSWORD>`; `headers` beyond `Accept` and the
+credentials: the session `Cookie`, a `Referer`) and the response (status, the headers that carry meaning, the
+body as text and as JSON). Redacted: the base URL becomes `<RT_URL>` (RT writes absolute links everywhere), the
+port in the session cookie's name (`RT_SID_<rtname>.<port>`) `<RT_PORT>`, and every session id RT sets a
+placeholder named where it is first set (`<SESSION>`, `<ANON_SESSION>`, ...; the replay binds each to the id the
+fake sets in the same place); passwords and the token appear nowhere, since the request's Authorization header
+is not stored. `sessions_ended`: before this request the recorder deleted every web session RT had (what RT's
+session cleaner does). `sent_at` is when the request left (the replay sets the fake's clock to it); `server_time`,
+the response's Date header, is RT's own clock, for reference. A run takes about 40 s, most of it pauses that keep
+dates apart.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -36,9 +44,13 @@ from tests.support.servers.rt import RTServer, start_rt
 
 HERE = Path(__file__).parent / "recordings"
 BASE_PLACEHOLDER = "<RT_URL>"
+PORT_PLACEHOLDER = "<RT_PORT>"
+PASSWORD_PLACEHOLDER = "<PASSWORD>"
+LOGIN = "/NoAuth/Login.html"  # RT's web login form (connectors/rt/client.py LOGIN)
+SESSION_ID = re.compile(r"[0-9a-f]{32}")
 WRONG_PASSWORD = "WrongPassword"
 WRONG_TOKEN = "1-99-0123456789abcdef"  # the shape of an RT auth token, for no token RT has
-KEPT_HEADERS = ("Content-Type", "Location", "Retry-After", "ETag", "Last-Modified")
+KEPT_HEADERS = ("Content-Type", "Location", "Retry-After", "ETag", "Last-Modified", "Set-Cookie")
 PAUSE_S = 1.1  # RT's dates have one-second resolution: apart by this, creates and resolves sort unambiguously
 FIELDS = "Subject,Status,Priority,Queue,Created,Resolved"  # connectors/rt/connector.py FIELDS
 ATTACHMENT_FIELDS = "ContentType,Content,Filename"
@@ -51,6 +63,7 @@ class Auth:
     name: str
     httpx_auth: httpx.Auth | None = None
     header: str | None = None
+    login: tuple[str, str] | None = None  # user and password, for RT's login form
 
 
 class Recorder:
@@ -60,18 +73,43 @@ class Recorder:
         self.number = 1
         self.names: list[str] = []
         self.auths = {
-            "agent": Auth("agent", httpx.BasicAuth(server.agent, server.agent_password)),
+            "agent": Auth(
+                "agent",
+                httpx.BasicAuth(server.agent, server.agent_password),
+                login=(server.agent, server.agent_password),
+            ),
             "token": Auth("token", header=f"token {server.token}"),
             "root": Auth("root", httpx.BasicAuth("root", server.root_password)),
-            "wrong-password": Auth("wrong-password", httpx.BasicAuth(server.agent, WRONG_PASSWORD)),
+            "wrong-password": Auth(
+                "wrong-password", httpx.BasicAuth(server.agent, WRONG_PASSWORD), login=(server.agent, WRONG_PASSWORD)
+            ),
             "wrong-token": Auth("wrong-token", header=f"token {WRONG_TOKEN}"),
+            "none": Auth("none"),
         }
+        self.cookie_name = f"RT_SID_ticketd-test.{server.port}"  # RT_SID_<rtname>.<port>, rtname from start_rt
+        self.sessions: dict[str, str] = {}  # session placeholder -> the id RT set
+        self.sessions_ended = False
         self.client = httpx.Client(timeout=60)
 
     def redact(self, text: str) -> str:
         for secret in (self.server.agent_password, self.server.root_password, self.server.token):
             assert secret not in text, "a secret in an answer"
+        for placeholder, sid in self.sessions.items():
+            text = text.replace(sid, placeholder)
+        text = text.replace(self.cookie_name, self.cookie_name.rpartition(".")[0] + "." + PORT_PLACEHOLDER)
         return text.replace(self.server.url, BASE_PLACEHOLDER)
+
+    def cookie(self, placeholder: str) -> str:
+        """The session cookie header for a session RT set earlier, named by its placeholder."""
+        return f"{self.cookie_name}={self.sessions[placeholder]}"
+
+    def end_sessions(self) -> None:
+        """Every web session RT holds is gone (its session files: RT on SQLite keeps them in MasonSessionDir), as
+        RT's session cleaner leaves them; the next recording says so."""
+        for path in (self.server.root / "sessions").iterdir():
+            if path.is_file():
+                path.unlink()
+        self.sessions_ended = True
 
     def call(
         self,
@@ -84,19 +122,54 @@ class Recorder:
         params: list[tuple[str, str]] | None = None,
         body: Any = None,
         notes: str | None = None,
+        cookie: str | None = None,
+        referer: bool = False,
+        sets: str | None = None,
     ) -> Any:
-        """One exchange, sent as the connector sends it (httpx, `Accept: application/json`), recorded."""
+        """One exchange, sent as the connector sends it (httpx, `Accept: application/json`), recorded.
+
+        `path` is under REST 2, except the login form (LOGIN: `who`'s user and password as RT's form fields, no
+        Authorization, no `Accept`). `cookie` sends the session set earlier under that placeholder; `referer` the
+        `Referer` the connector sends with it. `sets` names the session whose cookie RT sets in this answer; an
+        answer that sets one unnamed stops the recording.
+        """
         auth = self.auths[who]
+        web = path == LOGIN
         headers = {"Accept": "application/json"}
-        if auth.header:
-            headers["Authorization"] = auth.header
-        request = self.client.build_request(
-            method, self.server.api + path, params=tuple(params or ()), json=body, headers=headers
-        )
-        if auth.httpx_auth is not None:
-            request = next(auth.httpx_auth.auth_flow(request))
+        recorded_headers: dict[str, str] = {}
+        if cookie is not None:
+            headers["Cookie"] = self.cookie(cookie)
+            recorded_headers["Cookie"] = headers["Cookie"]
+        if referer:
+            headers["Referer"] = recorded_headers["Referer"] = f"{self.server.url}/"
+        form: dict[str, str] | None = None
+        if web:
+            assert auth.login is not None and body is None, f"{who} cannot log in"
+            form = {"user": auth.login[0], "pass": auth.login[1]}
+            del headers["Accept"]  # the connector posts the form as a form, with httpx's default Accept
+            request = self.client.build_request(method, self.server.url + path, data=form, headers=headers)
+        else:
+            if auth.header:
+                headers["Authorization"] = auth.header
+            request = self.client.build_request(
+                method, self.server.api + path, params=tuple(params or ()), json=body, headers=headers
+            )
+            if auth.httpx_auth is not None:
+                request = next(auth.httpx_auth.auth_flow(request))
         sent_at = datetime.now(UTC)
         response = self.client.send(request)
+        self.client.cookies.clear()  # a cookie travels only where a step names it
+        set_cookies = response.headers.get_list("Set-Cookie")
+        assert len(set_cookies) <= 1, set_cookies
+        if set_cookies:
+            name, _, rest = set_cookies[0].partition("=")
+            sid = rest.partition(";")[0]
+            assert name == self.cookie_name and SESSION_ID.fullmatch(sid), set_cookies
+            if sid not in self.sessions.values():
+                assert sets is not None and sets not in self.sessions, f"{slug}: RT set a session nobody named"
+                self.sessions[sets] = sid
+        else:
+            assert sets is None, f"{slug}: RT set no session cookie"
         text = response.text
         try:
             parsed = json.loads(text) if text else None
@@ -108,17 +181,26 @@ class Recorder:
         record: dict[str, Any] = {"description": description}
         if notes:
             record["notes"] = notes
+        if self.sessions_ended:
+            record["sessions_ended"] = True
+            self.sessions_ended = False
+        request_record: dict[str, Any] = {
+            "auth": who,
+            "method": method,
+            "base": BASE_PLACEHOLDER + ("" if web else self.server.api[len(self.server.url) :]),
+            "path": path,
+            "query": query,
+            "params": [[k, v] for k, v in parse_qsl(query, keep_blank_values=True)],
+            "body_json": body,
+        }
+        if form is not None:
+            request_record["form"] = {"user": form["user"], "pass": PASSWORD_PLACEHOLDER}
+        if recorded_headers:
+            request_record["headers"] = {k: self.redact(v) for k, v in recorded_headers.items()}
         record |= {
             "sent_at": sent_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "server_time": server_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "request": {
-                "auth": who,
-                "method": method,
-                "path": path,
-                "query": query,
-                "params": [[k, v] for k, v in parse_qsl(query, keep_blank_values=True)],
-                "body_json": body,
-            },
+            "request": request_record,
             "response": {
                 "status": response.status_code,
                 "headers": {k: self.redact(response.headers[k]) for k in KEPT_HEADERS if k in response.headers},
@@ -708,6 +790,102 @@ def _scenario(rec: Recorder) -> dict[str, Any]:
         "/tickets",
         params=count_params(f"Queue != 'Raw' AND id >= {t2} AND id <= {t5}"),
     )
+
+    # -- the web session the connector rides with user and password (connectors/rt/client.py) ------------
+    login = "RT's login form (the HTML login page; RT sets a session cookie either way)"
+    call(
+        "login-wrong-password",
+        f"{login} with a wrong password.",
+        "wrong-password",
+        "POST",
+        LOGIN,
+        sets="<ANON_SESSION>",
+        notes="200, not a redirect: the cookie is an anonymous session, which only a call on it tells apart.",
+    )
+    call("login", f"{login} with the agent's password.", "agent", "POST", LOGIN, sets="<SESSION>")
+    call(
+        "rt-session",
+        "The connector's probe after its login: GET /rt with the session cookie alone.",
+        "none",
+        "GET",
+        "/rt",
+        cookie="<SESSION>",
+    )
+    call(
+        "rt-anonymous-session",
+        "The probe on the wrong password's cookie.",
+        "none",
+        "GET",
+        "/rt",
+        cookie="<ANON_SESSION>",
+        notes="A caller with a cookie looks like a browser to RT: 302 to WebPath's `/` (relative), `Login required`, "
+        "no Content-Type; no new cookie, since RT holds this (anonymous) session.",
+    )
+    call(
+        "session-wrong-password",
+        "A read with the session cookie and a wrong password: the cookie wins.",
+        "wrong-password",
+        "GET",
+        f"/ticket/{t1}",
+        cookie="<SESSION>",
+    )
+    call(
+        "anonymous-session-password",
+        "A read with the anonymous cookie and the right password: RT falls back to the password.",
+        "agent",
+        "GET",
+        f"/ticket/{t1}",
+        cookie="<ANON_SESSION>",
+    )
+    call(
+        "put-session-referer",
+        "A write on the session cookie alone, with the connector's Referer.",
+        "none",
+        "PUT",
+        f"/ticket/{t2}",
+        body={"Priority": 0},
+        cookie="<SESSION>",
+        referer=True,
+        notes="start_rt sets RestrictReferrer 0; RT's default would refuse a cookie write without this Referer.",
+    )
+    rec.end_sessions()
+    call(
+        "rt-ended-session",
+        "The probe on the session cookie after RT ended every session.",
+        "none",
+        "GET",
+        "/rt",
+        cookie="<SESSION>",
+        sets="<NEW_SESSION>",
+        notes="302 with a new anonymous session's cookie: RT starts one for a cookie it does not hold.",
+    )
+    call(
+        "ended-session-password",
+        "A read with the ended session's cookie and the right password: RT falls back to the password.",
+        "agent",
+        "GET",
+        f"/ticket/{t1}",
+        cookie="<SESSION>",
+    )
+    call(
+        "ended-session-wrong-password",
+        "The ended session's cookie and a wrong password.",
+        "wrong-password",
+        "GET",
+        "/rt",
+        cookie="<SESSION>",
+        sets="<NEW_SESSION_2>",
+        notes="302, not 401: with a cookie sent, any failed login is a browser's redirect to the login page.",
+    )
+    call(
+        "rt-new-anonymous-session",
+        "The probe on the anonymous session RT started for the ended cookie.",
+        "none",
+        "GET",
+        "/rt",
+        cookie="<NEW_SESSION>",
+        notes="302 and no new cookie: RT holds this session, anonymous.",
+    )
     return {
         "tickets": [t1, t2, t3, t4, t5],
         "first_create_transaction": int(create1),
@@ -729,6 +907,7 @@ def main(argv: list[str]) -> int:
     try:
         facts = {
             "version": "5.0.3 (Debian 12, SQLite)",
+            "rt_version": server.rest("GET", "/rt")["Version"],  # what REST 2 reports; the fake's VERSION
             "agent": server.agent,
             "initialized_at": server.rest("GET", "/queue/1")["Created"],  # rt-setup-database --action init
             "data_loaded_at": server.rest("GET", "/queue/3")["Created"],  # start_rt's queues, agent, rights

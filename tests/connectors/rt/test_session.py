@@ -94,3 +94,22 @@ async def test_the_session_cookie_stays_out_of_a_shared_client() -> None:
         assert fake.password_checks == 1
         assert not [name for name in shared.cookies if name.startswith("RT_SID_")]
     await harness.aclose()
+
+
+async def test_an_ended_session_and_a_changed_password_is_an_auth_error_then_a_fresh_login() -> None:
+    """RT answers a caller with a cookie as a browser (302 "Login required"), never 401: that is no network fault."""
+    harness = FakeRTHarness(FakeRT(), token=False)
+    try:
+        tid = harness.add_ticket("VPN down", "Nobody can connect.")
+        conn = await harness.connector()
+        await conn.check()
+        harness.fake.end_sessions()
+        harness.fake.passwords["ticketd"] = "changed-by-an-admin"
+        with pytest.raises(AuthError, match="RT wants a login"):
+            await conn.fetch_ticket(tid)
+        harness.fake.passwords["ticketd"] = harness.settings()["password"]  # the admin puts it back
+        checks = harness.fake.password_checks
+        assert (await conn.fetch_ticket(tid)) is not None
+        assert harness.fake.password_checks == checks + 1  # logged in again at once, not after 10 minutes
+    finally:
+        await harness.aclose()

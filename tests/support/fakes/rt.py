@@ -9,7 +9,11 @@ queues 3-7 only; `root`, a superuser, as the human behind the connector's back.
 
 What it reproduces, as RT 5.0.3 on SQLite answers (the `surprise` ones are marked):
 
-- auth: HTTP basic or `Authorization: token <token>`; anything else is 401 `{"message":"Unauthorized"}`.
+- auth: a logged-in web session's cookie first (RT's login form, LOGIN, sets a session cookie for a wrong password
+  too: an anonymous session), then HTTP basic or `Authorization: token <token>`; anything else is 401
+  `{"message":"Unauthorized"}`, except that a caller with any cookie gets RT's browser answer (surprise): 302 to
+  `/`, `Login required`, no Content-Type, and the cookie of a new anonymous session where its own names none RT
+  holds (an ended one).
 - errors are `{"message": ...}` typed `application/json; charset=utf-8`; successes are typed
   `application/json; charset="utf-8"` (quoted), except POST /ticket's 201 (unquoted).
 - collections: `count`, `page`, `per_page` (default 20, at most 100), `total` and `pages` (null where RT cannot
@@ -60,7 +64,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -137,7 +141,8 @@ class Reply:
 
     @property
     def headers(self) -> list[tuple[str, str]]:
-        return [("Content-Type", self.content_type), *self.extra, ("Content-Length", str(len(self.body)))]
+        typed = [("Content-Type", self.content_type)] if self.content_type else []  # "": no Content-Type at all
+        return [*typed, *self.extra, ("Content-Length", str(len(self.body)))]
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
@@ -466,9 +471,8 @@ class FakeRT:
                 return answer
             user = self._authenticate(headers)
             seen.user = user
-            if user is None and self._session_cookie(headers) is not None:
-                # RT answers a caller with a cookie as a browser: a redirect to the login page, in plain text.
-                answer = Reply(302, "text/plain", b"Login required", (("Location", f"{self.url}/"),))
+            if user is None and "cookie" in headers:
+                answer = self._login_required(headers)
             elif user is None:
                 answer = _error(401, "Unauthorized")
             else:
@@ -495,6 +499,17 @@ class FakeRT:
         self.sessions[sid] = user if self.passwords.get(user) == password else None
         cookie = f"{SESSION_COOKIE}={sid}; path=/; HttpOnly"
         return Reply(200, "text/html; charset=utf-8", b"<html>RT login</html>", (("Set-Cookie", cookie),))
+
+    def _login_required(self, headers: dict[str, str]) -> Reply:
+        """RT's answer to a failed REST 2 login from a caller with any cookie ("looks like a browser"): a redirect to
+        WebPath's `/`, relative, `Login required` without a Content-Type; and where the cookie names no session RT
+        holds, the cookie of a new anonymous one."""
+        extra = [("Location", urlsplit(self.url).path.rstrip("/") + "/")]
+        if self._session_cookie(headers) not in self.sessions:
+            sid = uuid.uuid4().hex
+            self.sessions[sid] = None
+            extra.append(("Set-Cookie", f"{SESSION_COOKIE}={sid}; path=/; HttpOnly"))
+        return Reply(302, "", b"Login required", tuple(extra))
 
     def end_sessions(self) -> None:
         """What RT's session cleaner (or a restart with another session store) does to every web session."""
