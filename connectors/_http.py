@@ -1,4 +1,4 @@
-"""How the HTTP connectors (Znuny, Zammad) map failures to `connectors.errors`: one table each.
+"""How the HTTP connectors (Znuny, Zammad, RT) read their URL and map failures to `connectors.errors`: one table each.
 
 In the style of httpx's own `map_exceptions`: transport failures go through `TRANSPORT_ERRORS`,
 status codes through `error_for_status`; a connector adds only what its API says beyond HTTP
@@ -69,3 +69,13 @@ def retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def root_url(value: str, *, api: str) -> str:
+    """A helpdesk's root URL from config: http(s), no credentials in it, no trailing slash or API path `api`."""
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("url must start with http:// or https://")
+    if "@" in value.split("//", 1)[1].split("/", 1)[0]:
+        raise ValueError("url must not carry credentials; use token or user/password")
+    return value.removesuffix(api)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from connectors._http import root_url
 from connectors.base import ConnectorConfig
 
 # RT 5's default $PriorityAsString: a name covers the range from its number up to the next name's.
@@ -33,12 +34,7 @@ class RTConfig(ConnectorConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        if "@" in value.split("//", 1)[1].split("/", 1)[0]:
-            raise ValueError("url must not carry credentials; use token or user/password")
-        return value.removesuffix("/REST/2.0")
+        return root_url(value, api="/REST/2.0")
 
     @field_validator("inbound_queues", "new_statuses", "closed_statuses", "queues")
     @classmethod

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from datetime import datetime, timedelta
@@ -11,8 +9,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from connectors import _json as safe_json
 from connectors._ids import is_number
+from connectors._signed import signed_json
 from connectors.base import (
     Applied,
     Connector,
@@ -26,7 +24,7 @@ from connectors.base import (
     TicketUpdate,
     secret,
 )
-from connectors.errors import ConnectorConfigError, PushRejected, TicketError, TransientError
+from connectors.errors import ConnectorConfigError, TicketError, TransientError
 from connectors.rt.client import RTClient
 from connectors.rt.config import RTConfig
 from connectors.rt.mapping import (
@@ -389,17 +387,15 @@ class RTConnector(Connector):
 
     def read_push(self, headers: Mapping[str, str], body: bytes) -> Push:
         """deploy/rt's scrip: `X-Ticketd-Signature: sha256=<HMAC-SHA256 of the raw body>` keyed by push_secret."""
-        key = secret(self.config.push_secret)
-        if not key:
-            raise PushRejected("no push_secret configured for this connector")
-        given = headers.get("x-ticketd-signature", "")
-        wanted = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(given.encode(), wanted.encode()):
-            raise PushRejected("X-Ticketd-Signature missing or not signed with the push_secret")
-        try:
-            payload = safe_json.loads(body)
-        except ValueError:
-            raise ValueError("the scrip's body is not JSON") from None
+        payload = signed_json(
+            headers,
+            body,
+            key=secret(self.config.push_secret),
+            key_name="push_secret",
+            header="X-Ticketd-Signature",
+            algorithm="sha256",
+            what="the scrip's body",
+        )
         return Push(push_ticket_ids(payload), delivery=headers.get("x-ticketd-delivery"))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,8 +9,8 @@ from urllib.parse import quote
 
 import httpx
 
-from connectors import _json as safe_json
 from connectors._ids import is_number
+from connectors._signed import signed_json
 from connectors.base import (
     Applied,
     Connector,
@@ -27,7 +25,7 @@ from connectors.base import (
     secret,
     validate_names,
 )
-from connectors.errors import ConnectorConfigError, PushRejected, TicketError, TransientError
+from connectors.errors import ConnectorConfigError, TicketError, TransientError
 from connectors.zammad.client import ZammadClient
 from connectors.zammad.config import ZammadConfig
 from connectors.zammad.mapping import (
@@ -93,17 +91,15 @@ class ZammadConnector(Connector):
 
     def read_push(self, headers: Mapping[str, str], body: bytes) -> Push:
         """A trigger's webhook: `X-Hub-Signature: sha1=<HMAC-SHA1 of the raw body>` keyed by the signature token."""
-        key = secret(self._config.webhook_secret)
-        if not key:
-            raise PushRejected("no webhook_secret configured for this connector")
-        given = headers.get("x-hub-signature", "")
-        wanted = "sha1=" + hmac.new(key.encode(), body, hashlib.sha1).hexdigest()
-        if not hmac.compare_digest(given.encode(), wanted.encode()):
-            raise PushRejected("X-Hub-Signature missing or not signed with the webhook_secret")
-        try:
-            payload = safe_json.loads(body)
-        except ValueError:
-            raise ValueError("the webhook body is not JSON") from None
+        payload = signed_json(
+            headers,
+            body,
+            key=secret(self._config.webhook_secret),
+            key_name="webhook_secret",
+            header="X-Hub-Signature",
+            algorithm="sha1",
+            what="the webhook body",
+        )
         return Push(webhook_ticket_ids(payload), delivery=headers.get("x-zammad-delivery"))
 
     async def fetch_ticket(self, ticket_id: str) -> Ticket | None:
