@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -17,6 +18,8 @@ from tests.support.servers.postgres import PostgresServer, postgres_server  # no
 from tests.support.servers.rt import RTServer, start_rt
 from tests.support.servers.rt import missing_reason as rt_missing
 from tests.support.servers.znuny import ZnunyServer, missing_reason, start_znuny
+
+S = TypeVar("S", bound="_Server")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -60,15 +63,17 @@ def store(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "models"
 
 
-@pytest.fixture(scope="session")
-def znuny_server() -> Iterator[ZnunyServer]:
-    """One real Znuny 7.1.7 per test session (about 15 s to start), with the dev, release and ticketd web services."""
-    reason = missing_reason()
+class _Server(Protocol):
+    def stop(self) -> None: ...
+
+
+def _session_server(name: str, slug: str, reason: str | None, start: Callable[[Path], S]) -> Iterator[S]:
+    """A real server for the whole session in a temp dir of its own, removed with it; unavailable (CI: fails)."""
     if reason:
-        unavailable(f"no real Znuny: {reason}")
-    root = Path(tempfile.mkdtemp(prefix="ticketd-znuny-"))
+        unavailable(f"no real {name}: {reason}")
+    root = Path(tempfile.mkdtemp(prefix=f"ticketd-{slug}-"))
     try:
-        server = start_znuny(root, ZNUNY_WEBSERVICES)
+        server = start(root)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
@@ -77,25 +82,18 @@ def znuny_server() -> Iterator[ZnunyServer]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def znuny_server() -> Iterator[ZnunyServer]:
+    """One real Znuny 7.1.7 per test session (about 15 s to start), with the dev, release and ticketd web services."""
+    yield from _session_server("Znuny", "znuny", missing_reason(), lambda root: start_znuny(root, ZNUNY_WEBSERVICES))
 
 
 @pytest.fixture(scope="session")
 def rt_server() -> Iterator[RTServer]:
     """One real Request Tracker 5 per test session (about 4 s to start): queues, the ticketd agent, its token."""
-    reason = rt_missing()
-    if reason:
-        unavailable(f"no real Request Tracker: {reason}")
-    root = Path(tempfile.mkdtemp(prefix="ticketd-rt-"))
-    try:
-        server = start_rt(root)
-    except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
-        raise
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    yield from _session_server("Request Tracker", "rt", rt_missing(), start_rt)
 
 
 @pytest.fixture(autouse=True)

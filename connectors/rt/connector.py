@@ -64,6 +64,7 @@ class RTConnector(Connector):
         self._label = config.name or config.type
         self._api = RTClient(config, client, self._label)
         self._queues: dict[str, str] = {}  # queue id -> name, as this agent sees them
+        self._unseen: set[str] = set()  # queue ids not in the last listing (no SeeQueue): not listed again for them
 
     @classmethod
     def from_config(cls, config: ConnectorConfig, client: httpx.AsyncClient) -> RTConnector:
@@ -180,14 +181,17 @@ class RTConnector(Connector):
                 if isinstance(item, Mapping) and item.get("id") is not None and item.get("Name"):
                     queues[str(item["id"])] = str(item["Name"])
         self._queues = queues
+        self._unseen.clear()
         return queues
 
     async def _queue_name(self, qid: str | None) -> str:
         """A queue id's name; a queue the agent cannot see keeps its id, so it never matches a configured name."""
         if qid is None:
             return ""
-        if qid not in self._queues:
+        if qid not in self._queues and qid not in self._unseen:
             await self._refresh_queues()
+            if qid not in self._queues:
+                self._unseen.add(qid)
         return self._queues.get(qid, f"queue #{qid}")
 
     # -- reading --------------------------------------------------------------------------------------
@@ -282,17 +286,21 @@ class RTConnector(Connector):
                 for txn in items:
                     if not isinstance(txn, Mapping) or txn.get("Type") not in MESSAGE_TRANSACTIONS:
                         continue
-                    parts = await self._api.get(
-                        f"/transaction/{txn.get('id')}/attachments", [("fields", ATTACHMENT_FIELDS)], ticket_id=tid
-                    )
-                    items_ = parts.get("items") if isinstance(parts, Mapping) else None
-                    text = message_text([p for p in items_ or [] if isinstance(p, Mapping)])
+                    text = await self._message(tid, txn)
                     if text is not None:
                         return text
                     tried += 1
                     if tried >= MESSAGE_TRIES:
                         return ""
         return ""
+
+    async def _message(self, tid: str, txn: Mapping[str, Any]) -> str | None:
+        """The message text of one of the ticket's transactions (None where it carries none)."""
+        parts = await self._api.get(
+            f"/transaction/{txn.get('id')}/attachments", [("fields", ATTACHMENT_FIELDS)], ticket_id=tid
+        )
+        items = parts.get("items") if isinstance(parts, Mapping) else None
+        return message_text([p for p in items or [] if isinstance(p, Mapping)])
 
     # -- writing --------------------------------------------------------------------------------------
 
@@ -372,11 +380,7 @@ class RTConnector(Connector):
                         continue
                     if str(txn.get("Data") or "").strip() != self.config.note_subject:
                         continue
-                    parts = await self._api.get(
-                        f"/transaction/{txn.get('id')}/attachments", [("fields", ATTACHMENT_FIELDS)], ticket_id=tid
-                    )
-                    items_ = parts.get("items") if isinstance(parts, Mapping) else None
-                    if (message_text([p for p in items_ or [] if isinstance(p, Mapping)]) or "") == note.strip():
+                    if (await self._message(tid, txn) or "") == note.strip():
                         return True
         return False
 

@@ -273,3 +273,24 @@ async def test_note_beyond_the_first_history_page_is_not_written_twice(harness: 
     assert isinstance(await conn.apply(update), Applied)
     assert isinstance(await conn.apply(update), Applied)  # a retry, e.g. after a timeout on the comment
     assert fake.comments(int(tid)) == ["ticketd: Billing"]
+
+
+async def test_a_queue_the_agent_cannot_see_is_listed_for_once_not_per_ticket() -> None:
+    """A ticket in a queue without SeeQueue keeps its id for a name (it never matches a configured one), and the
+    queue listing is asked for it once, not again for every such ticket."""
+    fake = FakeRT()
+    fake.revoke(AGENT, "SeeQueue")
+    for queue in ("Raw", "Billing", "Hardware"):
+        fake.grant(AGENT, "SeeQueue", queue=queue)
+    harness = FakeRTHarness(fake)
+    try:
+        ids = [harness.add_ticket(f"Ticket {i}", "body") for i in range(3)]
+        for tid in ids:
+            harness.human_move(tid, "Misc")
+        conn = await harness.connector()
+        listings = lambda: sum(r.path.endswith("/queues/all") for r in fake.requests)  # noqa: E731
+        outcomes = [await conn.apply(TicketUpdate(t, expected_queue="Raw", queue="Billing")) for t in ids]
+        assert all(not isinstance(o, Applied) and "queue #" in o.reason for o in outcomes)
+        assert listings() == 2  # the first listing, then one more look for the unseen queue: not one per ticket
+    finally:
+        await harness.aclose()
