@@ -180,4 +180,8 @@ def test_a_finished_job_is_published_before_the_training_lock_goes(
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["job_id"]
     assert _wait_job(b, job_id)["state"] == "succeeded"
+    # The job is published first, so the release may still be on its way in the training thread.
+    deadline = time.monotonic() + 30
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert seen == ["succeeded"]
