@@ -212,6 +212,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise TrainingError(f"--budget {args.budget:g}: must be a positive number of minutes")
     if args.min_examples is not None and args.min_examples < 1:
         raise TrainingError(f"--min-examples {args.min_examples}: must be at least 1")
+    version: str | None = None
     if args.store:
         from daemon.ml.store import ModelStore
 
@@ -225,9 +226,51 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         metadata = train(args.data, args.out, opts)
         where = args.out
-    print(f"model written to {where} in {metadata['training_seconds']:.0f}s")
-    print(training_summary(metadata))
+    if sys.stdout.isatty():
+        print(f"model written to {where} in {metadata['training_seconds']:.0f}s")
+        print(training_summary(metadata))
+        return 0
+    # For machines (a retrain's relay, a script): one JSON object a line, and nothing else on stdout.
+    written = {
+        "event": "model written",
+        "path": args.store or args.out,
+        "version": version,
+        "current": bool(args.store and args.promote),
+        "seconds": metadata["training_seconds"],
+    }
+    print(json.dumps(written, ensure_ascii=False))
+    print(json.dumps({"event": "training summary", **training_facts(metadata)}, ensure_ascii=False), flush=True)
     return 0
+
+
+def training_facts(metadata: dict[str, Any]) -> dict[str, Any]:
+    """`training_summary`'s facts as data, for a reader that is not a person (stdout off a terminal)."""
+    data = metadata["data"]
+    left = data.get("left_out") or {}
+    heads = {}
+    for label, head in metadata["heads"].items():
+        fine = head.get("fine_tune") or {}
+        added = head.get("transformer_added")
+        cmap = head.get("confidence_map") or {}
+        heads[label] = {
+            "chosen": head["chosen"],
+            "tfidf_weight": head["tfidf_weight"],
+            "validation": head["validation"],
+            "serving_precision": head["export"].get("serving_precision"),
+            "confidence_map_kept": cmap.get("kept"),
+            "tfidf": {k: (head.get("tfidf") or {}).get(k) for k in ("features", "C")},
+            "transformer_kept": None if added is None else added["kept"],
+            "transformer_skipped": fine.get("skipped"),
+        }
+    return {
+        "rows": data["rows"],
+        "validation_rows": data.get("validation_rows"),
+        "left_out": left.get("classes") or {},
+        "languages": data.get("languages") or {},
+        "languages_from": data.get("languages_from"),
+        "language_warning": metadata.get("language_warning"),
+        "heads": heads,
+    }
 
 
 def training_summary(metadata: dict[str, Any]) -> str:

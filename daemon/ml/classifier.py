@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
+from packaging.version import InvalidVersion, Version
 
+from daemon import __version__
 from daemon.errors import ModelError
 from daemon.ml.calibration import ConfidenceMap, calibrated, combine, served_confidence
-from daemon.ml.layout import resolve_model_dir
+from daemon.ml.layout import METADATA, resolve_model_dir
 from daemon.ml.text import compose
 from daemon.ml.tfidf import FloatArray, TfidfScorer
 from daemon.ml.thresholds import Evidence, Policy, Thresholds, fit
@@ -23,6 +25,8 @@ HEAD_FILE = "head.json"  # HeadSpec: mixing weight, temperature, max length, ONN
 LABELS_FILE = "labels.json"  # the classes, in the order of the model's outputs
 TOKENIZER_FILE = "tokenizer.json"  # beside the ONNX files (export.py writes both)
 TFIDF_DIR = "tfidf"  # TfidfScorer.save / load
+# metadata.json's record of the ticketd that trained the model (`train` writes it; absent in models from before 0.2.0)
+TRAINED_BY = "ticketd_version"
 _CHUNK = 64  # tickets tokenised and length-sorted together
 
 
@@ -213,12 +217,11 @@ class Classifier:
         """Load a model directory, or the `current` version of a model store root."""
         model_dir = resolve_model_dir(Path(path))
         try:
-            metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+            metadata = json.loads((model_dir / METADATA).read_text(encoding="utf-8"))
             names = [str(n) for n in metadata["label_names"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(
-                f"{model_dir / 'metadata.json'}: missing, unreadable or without label_names ({exc})"
-            ) from None
+            raise ModelError(f"{model_dir / METADATA}: missing, unreadable or without label_names ({exc})") from None
+        check_trained_by(model_dir, metadata)
         heads = {name: Head.load(model_dir / name, precision=precision, threads=threads) for name in names}
         return cls(model_dir, heads, metadata)
 
@@ -249,6 +252,24 @@ class Classifier:
     def classify(self, text: str = "", *, subject: str | None = None) -> dict[str, dict[str, Any]]:
         """Classify one raw ticket (HTML allowed), with the words behind each label (the daemon's reason)."""
         return self.predict_texts([compose(subject, text)], explain=True)[0]
+
+
+def check_trained_by(model_dir: Path, metadata: Mapping[str, Any]) -> None:
+    """Refuse a model from a newer ticketd: it may need what this one cannot do, and would be served wrong silently."""
+    recorded = metadata.get(TRAINED_BY)
+    if recorded is None:  # trained before ticketd recorded itself: as old as this check, so accepted
+        return
+    try:
+        trained = Version(recorded) if isinstance(recorded, str) else None
+    except InvalidVersion:
+        trained = None
+    if trained is None:
+        raise ModelError(f"{model_dir / METADATA}: {TRAINED_BY} {recorded!r} is not a version")
+    if trained > Version(__version__):
+        raise ModelError(
+            f"{model_dir}: trained by ticketd {recorded}, newer than this ticketd {__version__}: "
+            "upgrade ticketd or promote an older model"
+        )
 
 
 EXPLAIN_WORDS = 3  # words per label in a decision's reason: enough to see why, short enough for a note

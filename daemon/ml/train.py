@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from daemon import __version__
 from daemon.errors import TrainingError
 from daemon.logging import get_logger
 from daemon.ml import thresholds
@@ -34,7 +35,7 @@ from daemon.ml.calibration import (
     fit_temperature,
     served_confidence,
 )
-from daemon.ml.classifier import HeadSpec, write_head
+from daemon.ml.classifier import TRAINED_BY, HeadSpec, write_head
 from daemon.ml.dataset import Columns, Dataset, drop_rare, load_dataset, require_classes, stratified_split
 from daemon.ml.sampling import (
     DEFAULT_FINETUNE_CAP,
@@ -295,6 +296,8 @@ def _fine_tune(
         AutoTokenizer,
         DataCollatorWithPadding,
         EarlyStoppingCallback,
+        PrinterCallback,
+        ProgressCallback,
         Trainer,
         TrainerCallback,
         TrainingArguments,
@@ -312,6 +315,9 @@ def _fine_tune(
     # "Some weights ... are newly initialized": always true of the new classifier layer, not worth a warning
     # in every retrain's log. Its errors still show.
     logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+    # With that logger quiet, from_pretrained checks the model's tensor-parallel plan and warns "The following
+    # layers were not sharded: ..." (every layer) at each load: true of any model trained on one device.
+    logging.getLogger("transformers.integrations.tensor_parallel").setLevel(logging.ERROR)
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
         num_labels=len(classes),
@@ -443,6 +449,13 @@ def _fine_tune(
         # transformer's validation macro-F1 fell from 0.418 to 0.386 and the head lost to the baseline.
         disable_tqdm=not sys.stderr.isatty(),
     )
+
+    class _Bars(ProgressCallback):
+        """tqdm's bars on a terminal's stderr, without the log dicts ProgressCallback writes to stdout."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            pass  # `_Progress` logs the same numbers as events
+
     trainer = _WeightedTrainer(
         model=model,
         args=args,
@@ -452,6 +465,11 @@ def _fine_tune(
         compute_metrics=metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=1), stopper, _Progress()],
     )
+    # The Trainer prints every log dict to stdout (PrinterCallback's print(), or the bar's write()), where
+    # `ticketd train` writes its results, as JSON lines off a terminal: the numbers go to the log instead.
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_Bars())
     result = trainer.train()
     out = work / f"model-{label}"
     trainer.save_model(str(out))
@@ -923,6 +941,7 @@ def train(data: str | Path, out: str | Path, opts: TrainOptions) -> dict[str, An
                 )
         metadata = {
             "format": 1,
+            TRAINED_BY: __version__,  # a ticketd older than this one refuses to serve the model (classifier.py)
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "base_model": base,
             "base_model_languages": base_langs,

@@ -30,6 +30,7 @@ from connectors.base import Applied, Connector, Ticket, TicketUpdate
 from connectors.errors import TicketError
 from daemon.logging import get_logger
 from daemon.metrics import Metrics
+from daemon.ml.text import MAX_SUBJECT_CHARS
 from daemon.pipeline import routing
 from daemon.pipeline.privacy import Kind, addresses, digest
 from daemon.pipeline.routing import Decision, LabelRule, decide
@@ -290,6 +291,8 @@ class Pipeline:
                 "thresholds": decision.basis,
                 "routed": decision.routed,
                 **({"words": words} if self.include_ticket_text else {}),  # words come from the ticket's text
+                # Ticket text too: the dashboard names the ticket by it (retention and `forget` clear it with the rest).
+                **({"subject": ticket.subject[:MAX_SUBJECT_CHARS]} if self.include_ticket_text else {}),
                 **({"missing": decision.missing} if decision.missing else {}),
             },
             mode=self.mode,

@@ -195,9 +195,10 @@ class PromoteResponse(BaseModel):
 
 
 class Health(BaseModel):
-    """The process answers."""
+    """The process answers, and says which ticketd it runs (what a rolling upgrade waits for)."""
 
     status: Literal["ok"]
+    version: str = Field(description="this ticketd's version (pyproject.toml's, as installed)")
 
 
 class Readiness(BaseModel):

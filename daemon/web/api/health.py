@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
+from daemon import __version__
 from daemon.web.auth import bearer, role_checked, services
 from daemon.web.errors import responses
 from daemon.web.schemas import Health, Readiness
@@ -18,8 +19,8 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz", response_model=Health, responses=responses(500))
 async def healthz() -> Health:
-    """The process is alive and its event loop answers."""
-    return Health(status="ok")
+    """The process is alive and its event loop answers; with its version, to tell which ticketd answered."""
+    return Health(status="ok", version=__version__)
 
 
 @router.get(

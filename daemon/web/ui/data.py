@@ -6,7 +6,9 @@ is read through SQL aggregates and a bounded list of recent entries, never loade
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +30,17 @@ Served = tuple[Thresholds | None, str]  # a head's fit for the policy it is serv
 
 WEEKS = 26  # the agreement chart's span
 RELIABILITY_BINS = 10
+SHORT_TICKET_ID = 16  # a helpdesk's own ticket number or id is this long at most; a Message-ID is longer
+_ID_WRAPPING = re.compile(r"^[a-z]+:|[<>]")  # `maildir:` and a Message-ID's angle brackets say nothing of the mail
+
+
+def ticket_name(ticket_id: str) -> str:
+    """How every page names a ticket: a short id as it is; a long opaque one (a Message-ID) by its start and a hash
+    of the whole, stable and distinct, so a row fits and a person can still tell tickets apart."""
+    if len(ticket_id) <= SHORT_TICKET_ID:
+        return ticket_id
+    start = _ID_WRAPPING.sub("", ticket_id)[:6]
+    return f"{start}…{hashlib.sha256(ticket_id.encode('utf-8')).hexdigest()[:6]}"
 
 
 def _today() -> datetime:
@@ -86,7 +99,7 @@ def model_summary(version: str, current: bool, metadata: Mapping[str, Any]) -> d
                 "ece": validation.get("ece"),
                 "baseline_accuracy": baseline("accuracy"),
                 "baseline_macro_f1": baseline("macro_f1"),
-                "rows": validation.get("rows"),
+                "judged_on": judged_on(head),
                 "target": thresholds.get("target"),
                 "routable_classes": sum(1 for v in per_class.values() if v is not None),
             }
@@ -101,11 +114,29 @@ def model_summary(version: str, current: bool, metadata: Mapping[str, Any]) -> d
     }
 
 
+def judged_on(head: Mapping[str, Any]) -> int | None:
+    """How many held-out tickets a head's scores were judged on (its validation split, each scored out of fold): the
+    one number the Overview and the Quality page give, not the data's total nor the threshold evidence's count."""
+    rows = (head.get("validation") or {}).get("rows")
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) else None
+
+
+def judged_per_head(metadata: Mapping[str, Any]) -> dict[str, int | None]:
+    """`judged_on` of each head a model's metadata describes."""
+    heads = metadata.get("heads") or {}
+    return {name: judged_on(head) for name, head in heads.items() if isinstance(head, Mapping)}
+
+
 def _week(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def quality(source: DashboardSource, evidence: Mapping[str, Evidence], served: Mapping[str, Served]) -> dict[str, Any]:
+def quality(
+    source: DashboardSource,
+    evidence: Mapping[str, Evidence],
+    served: Mapping[str, Served],
+    judged: Mapping[str, int | None],
+) -> dict[str, Any]:
     """Per connector and label: weekly agreement, live pooled and per-class precision, recall, confusion; per head
     the model's reliability and coverage-precision curve, and the served rule's fit per class."""
     rules = source.rules()
@@ -120,7 +151,7 @@ def quality(source: DashboardSource, evidence: Mapping[str, Evidence], served: M
             if report is not None:
                 days = source.state.agreement_by_day(connector, {label: rule.threshold}, since)[label]
                 sections.append({"report": report, **_weekly(days, rule), "confusion": confusion(counted[label], rule)})
-    return {"sections": sections, "heads": model_curves(evidence, served)}
+    return {"sections": sections, "heads": model_curves(evidence, served, judged)}
 
 
 def served_fits(model: LoadedModel | None, rules: Rules) -> dict[str, Served]:
@@ -143,15 +174,18 @@ def served_fits(model: LoadedModel | None, rules: Rules) -> dict[str, Served]:
     return out
 
 
-def model_curves(evidence: Mapping[str, Evidence], served: Mapping[str, Served]) -> list[dict[str, Any]]:
-    """Per head the reliability and coverage-precision curves and the served fit (all `ticketd serve` shows)."""
+def model_curves(
+    evidence: Mapping[str, Evidence], served: Mapping[str, Served], judged: Mapping[str, int | None]
+) -> list[dict[str, Any]]:
+    """Per head the held-out tickets it was judged on, the reliability and coverage-precision curves of its
+    evidence, and the served fit (all `ticketd serve` shows)."""
     out = []
     for name, ev in evidence.items():
         if name not in WRITABLE:
             continue
         fitted, basis = served.get(name, (None, ""))
         view = None if fitted is None else {**fit_view(fitted), "basis": basis}
-        out.append({"name": name, **curves(ev, fitted), "fit": view})
+        out.append({"name": name, "judged_on": judged.get(name), **curves(ev, fitted), "fit": view})
     return out
 
 
@@ -335,6 +369,7 @@ def decisions(
             {
                 "connector": entry.connector,
                 "ticket_id": entry.ticket_id,
+                "subject": (entry.decision or {}).get("subject") if text_allowed else None,
                 "url": source.ticket_url(entry.connector, entry.ticket_id),
                 "state": entry.state,
                 "mode": entry.mode,

@@ -59,6 +59,7 @@ def _number(value: Any, digits: int = 2) -> str:
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
 _env.filters["pct"] = _percent
 _env.filters["num"] = _number
+_env.filters["ticket"] = data.ticket_name  # every page names a ticket through this one rule
 templates = Jinja2Templates(env=_env)
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -123,9 +124,10 @@ def _rules(svc: Services) -> data.Rules:
 
 
 def _model_section(svc: Services) -> dict[str, Any]:
-    """The model's evidence and the fits it is served with, per head (what the Quality page shows of the model)."""
+    """The model's evidence, the fits it is served with and what it was judged on, per head (the Quality page's)."""
     model = _loaded(svc)
-    return {"evidence": _evidence(model), "served": data.served_fits(model, _rules(svc))}
+    judged = data.judged_per_head(model.classifier.metadata) if model is not None else {}
+    return {"evidence": _evidence(model), "served": data.served_fits(model, _rules(svc)), "judged": judged}
 
 
 @router.get("", response_class=HTMLResponse)
@@ -227,9 +229,12 @@ async def quality(request: Request, who: Who, svc: Svc) -> HTMLResponse:
     model = await anyio.to_thread.run_sync(_model_section, svc)  # a fit not yet cached is computed here
     source = svc.dashboard
     if source is None:
-        page: dict[str, Any] = {"sections": [], "heads": data.model_curves(model["evidence"], model["served"])}
+        page: dict[str, Any] = {
+            "sections": [],
+            "heads": data.model_curves(model["evidence"], model["served"], model["judged"]),
+        }
     else:
-        page = await anyio.to_thread.run_sync(data.quality, source, model["evidence"], model["served"])
+        page = await anyio.to_thread.run_sync(data.quality, source, model["evidence"], model["served"], model["judged"])
     return _page(request, "quality", who, has_daemon=source is not None, **page)
 
 

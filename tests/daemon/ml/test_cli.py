@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,19 @@ from daemon.ml.classifier import Classifier
 from tests.support.paths import STARTER
 
 
+@pytest.fixture
+def terminal(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train` as a person runs it: stdout is a terminal, so its results come as sentences, not JSON lines."""
+    # On the class: capsys gives the test's call another stream object than its fixtures see. stderr stays a pipe.
+    monkeypatch.setattr(type(sys.stdout), "isatty", lambda stream: stream is sys.stdout)
+
+
 def test_tfidf_only_training_into_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "store"
     assert main(["train", str(STARTER), "--store", str(root), "--promote", "--tfidf-only"]) == 0
-    assert "as v1 (current)" in capsys.readouterr().out
+    written, summary = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert written["event"] == "model written" and (written["version"], written["current"]) == ("v1", True)
+    assert summary["event"] == "training summary" and summary["heads"]["queue"]["chosen"] == "tfidf"
     clf = Classifier.load(root)
     assert clf.model_dir.name == "v1"
     head = clf.heads["queue"]
@@ -70,7 +80,7 @@ def _with_a_lonely_queue(tmp_path: Path) -> Path:
 
 
 def test_min_examples_leaves_rare_classes_out_and_says_which(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal: None
 ) -> None:
     data = _with_a_lonely_queue(tmp_path)
     assert main(["train", str(data), "--out", str(tmp_path / "m"), "--tfidf-only"]) == 2
@@ -87,7 +97,7 @@ def test_min_examples_leaves_rare_classes_out_and_says_which(
 
 
 def test_training_summary_shows_languages_and_the_tfidf_choice(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal: None
 ) -> None:
     assert main(["train", str(STARTER), "--out", str(tmp_path / "m"), "--tfidf-only"]) == 0
     out = capsys.readouterr().out
@@ -101,7 +111,7 @@ def test_training_summary_shows_languages_and_the_tfidf_choice(
 
 
 def test_a_budget_too_small_for_the_transformer_trains_tfidf_only(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal: None
 ) -> None:
     assert main(["train", str(STARTER), "--out", str(tmp_path / "m"), "--label", "queue", "--budget", "0.05"]) == 0
     out = capsys.readouterr().out

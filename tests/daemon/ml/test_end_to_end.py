@@ -16,6 +16,7 @@ from daemon.cli import main
 from daemon.ml.classifier import Classifier
 from daemon.ml.dataset import load_dataset
 from daemon.ml.evaluate import evaluate
+from tests.support.paths import ROOT, STARTER
 
 pytestmark = pytest.mark.slow
 
@@ -196,3 +197,32 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         [exe, "classify", "--model", str(tmp_path / "nothing"), "hi"], capture_output=True, text=True, env=env
     )
     assert res.returncode == 2 and "no model here" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_train_off_a_terminal_prints_only_json_lines(tmp_path: Path) -> None:
+    """A real fine-tuning run with stdout to a pipe: the Trainer's printed dicts used to land between the results."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    model = tmp_path / "m"
+    args = ["train", str(STARTER), "--out", str(model), "--label", "queue", "--epochs", "1", "--max-length", "32"]
+    res = subprocess.run(
+        [sys.executable, "-m", "daemon", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    meta = json.loads((model / "metadata.json").read_text())
+    assert meta["heads"]["queue"]["fine_tune"]["epochs_run"] == 1  # the Trainer ran, with its callbacks
+    events = []
+    for line in res.stdout.splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"not a JSON line on stdout: {line[:200]!r}")
+    assert all(isinstance(e, dict) for e in events)
+    assert [e["event"] for e in events] == ["model written", "training summary"]
+    written, summary = events
+    assert written["path"] == str(model) and written["version"] is None and written["seconds"] > 0
+    queue = summary["heads"]["queue"]
+    assert queue["chosen"] == meta["heads"]["queue"]["chosen"]
+    assert queue["validation"]["rows"] == meta["data"]["validation_rows"]
+    assert summary["languages"] == meta["data"]["languages"]
+    logged = [json.loads(line) for line in res.stderr.splitlines()]  # the libraries' chatter: JSON log lines
+    assert not [e for e in logged if "not sharded" in e["event"]]  # transformers' misfiring tensor-parallel check

@@ -106,6 +106,7 @@ async def test_new_tickets_are_routed_once_with_a_note(world: World) -> None:
     assert "; words: invoice." in note and "priority set to '4 high'" in note and "words: urgent" in note
     assert entry.decision["routed"] == {"queue": True, "priority": True}
     assert "words" not in entry.decision and "words" not in entry.predictions["queue"]  # ticket text stays out
+    assert "subject" not in entry.decision
     writes = world.fake.writes(a)
     assert await pipe.poll() == 0  # nothing new: no second write
     assert world.fake.writes(a) == writes
@@ -486,6 +487,7 @@ async def test_the_reason_words_are_kept_only_where_ticket_text_may_be(world: Wo
     await world.pipeline(include_ticket_text=True).poll()
     entry = world.state.ledger_get("znuny-test", str(tid))
     assert entry is not None and entry.decision["words"] == {"queue": ["invoice"], "priority": []}
+    assert entry.decision["subject"] == "Invoice"  # the dashboard names the ticket by it
     left = world.state.ledger_get("znuny-test", str(unsure))
     assert left is not None and left.decision["routed"]["queue"] is False
     assert "queue confidence 0.31 below 0.60: left as is (model said 'misc', confidence 0.31)" in left.decision["note"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -14,7 +15,7 @@ def test_healthz(make_client: Callable[..., TestClient]) -> None:
     client = make_client(versions=0)
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "version": metadata.version("ticketd")}
 
 
 def test_readyz_with_and_without_a_model(make_client: Callable[..., TestClient]) -> None:

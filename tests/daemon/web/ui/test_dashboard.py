@@ -16,10 +16,11 @@ from pydantic import SecretStr
 from daemon.config import ApiSection
 from daemon.ml.thresholds import Evidence, Figure, Policy, fit
 from daemon.pipeline.routing import LabelRule
+from daemon.state import LedgerEntry
 from daemon.web import create_app
 from daemon.web.ui import data
-from tests.support.paths import ROOT
-from tests.support.world import ADMIN, READER, World, make_world
+from tests.support.paths import ROOT, STARTER
+from tests.support.world import ADMIN, NOW, READER, World, make_world
 
 BASE = "http://127.0.0.1:8080"
 PAGES = ("overview", "quality", "decisions", "models", "advisor")
@@ -332,3 +333,82 @@ def test_quality_shows_the_served_fit_per_class_and_the_live_pooled_flag(world: 
     relaxed = c.get("/ui/quality").text
     assert "routed tickets clearly below target" not in relaxed and "against the target 85.0%" in relaxed
     assert "clearly below target" in relaxed  # two classes' own bounds are still below 0.85
+
+
+MESSAGE_ID = "<CAF3xQ7b2Vn9kLpR0sT4uWy6zA8cE1gH3jK5mN7pQ9s@mail.example.com>"
+
+
+def test_a_ticket_is_named_by_a_short_stable_id() -> None:
+    assert data.ticket_name("4711") == "4711" and data.ticket_name("2026120410000012") == "2026120410000012"
+    name = data.ticket_name(MESSAGE_ID)
+    assert name.startswith("CAF3xQ…") and len(name) == 13 and data.ticket_name(MESSAGE_ID) == name
+    sibling = MESSAGE_ID.replace("9s@", "9t@")  # the same mailer's next mail: the same start, another name
+    assert data.ticket_name(sibling) != name and data.ticket_name(sibling).startswith("CAF3xQ…")
+    assert data.ticket_name("maildir:1733650000.M2P3.mailhost").startswith("173365…")
+
+
+def test_decisions_name_a_message_id_ticket_short_and_its_subject_only_where_ticket_text_is_allowed(
+    world: World,
+) -> None:
+    subject = "Refund for the double charge"
+    world.state.ledger_begin(
+        LedgerEntry(
+            connector="mailbox",
+            ticket_id=MESSAGE_ID,
+            model_version="v2",
+            predictions={"queue": {"label": "Billing", "confidence": 0.93}},
+            decision={"queue": "Billing", "routed": {"queue": True}, "subject": subject},
+            mode="live",
+            state="applied",
+            detail=None,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+    )
+    c = logged_in(world, READER)
+    page = c.get("/ui/decisions", params={"connector": "mailbox"}).text
+    name = data.ticket_name(MESSAGE_ID)
+    full = str(escape(MESSAGE_ID))
+    assert f">#{name}</a>" in page and f">#{full}<" not in page  # shown short, never the raw Message-ID
+    assert f'title="{full}"' in page  # the whole id on hover
+    assert f"TicketID={full}" in page  # the link still opens this very ticket
+    assert subject not in page  # the subject is ticket text: only with log.include_ticket_text
+    world.text_allowed[0] = True
+    assert f'<div class="subject">{subject}</div>' in c.get("/ui/decisions", params={"connector": "mailbox"}).text
+    source = world.services.dashboard
+    assert source is not None
+    source.ticket_url = lambda connector, tid: None  # a Maildir or IMAP mailbox has no ticket page to link to
+    page = c.get("/ui/decisions", params={"connector": "mailbox"}).text
+    assert f'<span class="ticket" title="{full}">#{name}</span>' in page
+
+
+@pytest.fixture(scope="module")
+def starter_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The starter data's TF-IDF model, as `make run` would serve it: its evidence is every ticket, out of fold."""
+    from daemon.ml.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("starter") / "model"
+    train(STARTER, out, TrainOptions(tfidf_weights=(1.0,)))
+    return out
+
+
+def test_overview_and_quality_say_how_many_held_out_tickets_the_model_was_judged_on(
+    tmp_path: Path, starter_model: Path
+) -> None:
+    world = make_world(tmp_path, starter_model)
+    try:
+        c = logged_in(world, READER)
+        meta = world.services.model.get().classifier.metadata
+        expected = [meta["heads"][name]["validation"]["rows"] for name in ("queue", "priority")]
+        evidence = world.services.model.get().classifier.heads["queue"].evidence
+        assert evidence is not None and len(evidence.correct) == meta["data"]["rows"] != expected[0]
+        judged = re.compile(r'<span class="judged"[^>]*>(\d+) held-out tickets</span>')
+        overview, quality = c.get("/ui/overview").text, c.get("/ui/quality").text
+        assert [int(n) for n in judged.findall(overview)] == expected
+        assert [int(n) for n in judged.findall(quality)] == expected
+        assert (
+            f"{meta['data']['rows']} held-out" not in quality
+        )  # the out-of-fold evidence is not what it was judged on
+        assert f"{meta['data']['rows']} evidence tickets, each scored by a model that had not seen it" in quality
+    finally:
+        world.state.close()
