@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE := 1
 # Material for MkDocs prints a banner about its successor on every build.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install system-deps run test lint docs bench bench-quality clean
+.PHONY: install system-deps run test lint docs dist images bench bench-quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,7 @@ install: $(STAMP)
 
 # Debian packages of the real servers the tests start on loopback: Dovecot (IMAP), PostgreSQL (state,
 # Znuny's database), Znuny 7.1.7 from ../shared/znuny on Apache + mod_perl with the Perl modules it needs,
+# podman with runc and mmdebstrap (tests/release builds and runs the container images on a Debian base made here),
 # Request Tracker 5 (Debian's request-tracker5 on SQLite, served by its standalone Starlet server; msmtp-mta
 # is the lightest mail transport it depends on, w3m its HTML-to-text converter; dbconfig-no-thanks skips the
 # database questions; installing them starts no server: RT's unit and init script only order start-up, and
@@ -44,7 +45,8 @@ SYSTEM_PACKAGES := dovecot-imapd postgresql apache2 libapache2-mod-perl2 libdbd-
   libencode-hanextra-perl libspreadsheet-xlsx-perl libio-socket-ssl-perl libnet-ldap-perl libapache-dbi-perl \
   libdigest-sha-perl libcrypt-jwt-perl libdata-uuid-perl libsoap-lite-perl libnet-ssleay-perl libjson-perl \
   request-tracker5 rt5-db-sqlite rt5-standalone dbconfig-no-thanks msmtp-mta w3m \
-  chromium chromium-driver
+  chromium chromium-driver \
+  podman buildah runc uidmap mmdebstrap
 
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
@@ -80,6 +82,15 @@ lint: install
 # The docs site: a broken link or anchor in docs/ fails the build (mkdocs.yml: strict, validation).
 docs: install
 	$(BIN)/mkdocs build --strict --site-dir $(SITE)
+
+# The release: the sdist and wheel in dist/ (version from pyproject.toml), and with `images` the serving and
+# training images (ticketd:<version>, ticketd-train:<version>). BASE=debootstrap builds the base image here with
+# mmdebstrap; the default is docker.io/library/python:3.11-slim-bookworm (deploy/images.sh says more).
+dist: install
+	bash deploy/images.sh dist
+
+images: install
+	bash deploy/images.sh
 
 # Serving benchmark on a softoft model trained once (~20 min on 2 cores, PyTorch weights kept for the comparison).
 SOFTOFT = ../shared/datasets/softoft-tickets/softoft-tickets-dev.csv

@@ -34,6 +34,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.rt)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The images take minutes to build, mostly waiting on disk and network: start that now, beside the suite."""
+    if any(item.get_closest_marker("images") for item in session.items):
+        from tests.support.release import start_building
+
+        start_building()
+
+
 @pytest.fixture(scope="session")
 def sample_csv() -> Path:
     """The shared 200-ticket fixture; falls back to the bundled demo data outside the workplace."""
