@@ -39,7 +39,9 @@ die() { printf 'deploy/images.sh: %s\n' "$*" >&2; exit 1; }
 # --- 1. sdist and wheel --------------------------------------------------------------------------------------
 t0=$SECONDS
 say "sdist and wheel -> dist/"
-rm -rf dist
+# A ticketd.egg-info left by an earlier build lists the files it packaged, and setuptools would package them
+# again even where pyproject.toml no longer says so: only pyproject.toml decides.
+rm -rf dist ticketd.egg-info
 mkdir -p build
 # Reproducible: the same sources give the same wheel, byte for byte (its files dated by the last commit), so an
 # unchanged wheel reuses its image layer.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
+import structlog
 
 from daemon.ml.store import ModelStore
 from tests.support.paths import SAMPLE_200, STARTER, ZNUNY_WEBSERVICES
@@ -102,6 +104,15 @@ def znuny_server() -> Iterator[ZnunyServer]:
 def rt_server() -> Iterator[RTServer]:
     """One real Request Tracker 5 per test session (about 4 s to start): queues, the ticketd agent, its token."""
     yield from _session_server("Request Tracker", "rt", rt_missing(), start_rt)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A test that configures logging (an in-process `ticketd run` at level warning) leaves it as it found it."""
+    before, level = structlog.get_config(), logging.getLogger().level
+    yield
+    structlog.configure(**before)
+    logging.getLogger().setLevel(level)
 
 
 @pytest.fixture(autouse=True)

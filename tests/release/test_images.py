@@ -55,26 +55,36 @@ def cronjob() -> dict[str, Any]:
     return container(kustomize("retrain"), "CronJob")
 
 
+OVERLAYS = ["base", "retrain", "replicas", "replicas-retrain"]
+
+
 def test_the_images_are_what_the_manifests_expect(
     podman: Podman, release: Release, deployment: dict[str, Any], cronjob: dict[str, Any]
 ) -> None:
     serve, train = podman.inspect(release.images["serve"]), podman.inspect(release.images["train"])
-    # The manifests name the images by the release's version (kustomize `images:`).
-    assert deployment["image"].rsplit(":", 1)[1] == release.version
-    assert cronjob["image"].rsplit(":", 1)[1] == release.version
     for image in (serve, train):
         labels = image["Config"]["Labels"]
         assert labels["org.opencontainers.image.version"] == release.version
         assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
         assert labels["org.opencontainers.image.source"]
         assert image["Config"]["Entrypoint"] == ["ticketd"]
-    # The Deployment gives args only: the image's entry point runs them; the user and port are the image's.
-    pod = deployment["pod"]["securityContext"]
-    assert "command" not in deployment
-    assert serve["Config"]["User"] == f"{pod['runAsUser']}:{pod['runAsGroup']}" == f"{UID}:{UID}"
-    assert {f"{p['containerPort']}/tcp" for p in deployment["ports"]} == set(serve["Config"]["ExposedPorts"])
-    assert serve["Config"]["Cmd"] == deployment["args"]
-    assert train["Config"]["User"] == f"{cronjob['pod']['securityContext']['runAsUser']}:{UID}"
+    for overlay in OVERLAYS:
+        manifests = kustomize(overlay)
+        # Each overlay names the images by the release's version (kustomize `images:`), the serving one in the
+        # Deployment, the training one in the CronJob.
+        spec = container(manifests, "Deployment")
+        assert spec["image"].endswith(f"/ticketd:{release.version}"), (overlay, spec["image"])
+        # The Deployment gives args only: the image's entry point runs them; the user and port are the image's.
+        pod = spec["pod"]["securityContext"]
+        assert "command" not in spec, overlay
+        assert serve["Config"]["User"] == f"{pod['runAsUser']}:{pod['runAsGroup']}" == f"{UID}:{UID}", overlay
+        assert {f"{p['containerPort']}/tcp" for p in spec["ports"]} == set(serve["Config"]["ExposedPorts"]), overlay
+        assert spec["args"] == serve["Config"]["Cmd"], overlay
+        if "retrain" in overlay:
+            job = container(manifests, "CronJob")
+            assert job["image"].endswith(f"/ticketd-train:{release.version}"), (overlay, job["image"])
+            job_pod = job["pod"]["securityContext"]
+            assert train["Config"]["User"] == f"{job_pod['runAsUser']}:{job_pod['runAsGroup']}", overlay
     # The CronJob runs a shell script that calls ticketd and python: both must be on the image's PATH.
     assert cronjob["command"][0] == "/bin/sh"
     found = podman(
