@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.support.paths import ROOT, STARTER
-from tests.support.release import Release, build, wait_http
+from tests.support.release import Release, build, classify, wait_http
 from tests.support.servers import free_port, stop
 
 pytestmark = pytest.mark.slow
@@ -143,14 +143,7 @@ def test_serve_answers_health_classify_and_the_dashboard_login(venv: Path, store
         api = f"http://127.0.0.1:{port}"
         health = wait_http(f"{api}/healthz", alive=lambda: proc.poll() is None)
         assert health.json()["version"] == release.version
-        answer = httpx.post(
-            f"{api}/api/v1/classify",
-            json={"ticket_data": "We were billed twice, please refund."},
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["predicted_label"] and 0 <= answer.json()["confidence"] <= 1
+        classify(api, TOKEN)
         login = httpx.get(f"{api}/ui/login", timeout=10)
         assert login.status_code == 200 and "<form" in login.text
         css = [part.split('"')[1] for part in login.text.split("href=")[1:] if "/ui/static/" in part.split('"')[1]]

@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +26,12 @@ CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager 
 
 @dataclass(frozen=True)
 class Release:
-    """What one run of deploy/images.sh made: the version, the wheel, and the image names with their build time."""
+    """What one run of deploy/images.sh made: the version, the wheel and sdist, and the image names."""
 
     version: str
     wheel: Path
     sdist: Path
     images: dict[str, str]
-    seconds: float
 
 
 _background: subprocess.Popen[bytes] | None = None
@@ -58,7 +57,6 @@ def build(*args: str, env: dict[str, str] | None = None) -> Release:
     """Run deploy/images.sh (`dist` for the wheel only); its base image is built locally, no registry needed."""
     if _background is not None:  # never two builds at once: they share dist/ and build/image/
         _background.wait()
-    started = time.monotonic()
     done = subprocess.run(
         ["bash", str(BUILD), *args],
         cwd=ROOT,
@@ -72,7 +70,7 @@ def build(*args: str, env: dict[str, str] | None = None) -> Release:
     (sdist,) = (ROOT / "dist").glob("ticketd-*.tar.gz")
     version = wheel.name.split("-")[1]
     images = {} if args[:1] == ("dist",) else {"serve": f"ticketd:{version}", "train": f"ticketd-train:{version}"}
-    return Release(version, wheel, sdist, images, time.monotonic() - started)
+    return Release(version, wheel, sdist, images)
 
 
 def engine_or_skip() -> None:
@@ -101,9 +99,6 @@ class Podman:
     def inspect(self, image: str) -> dict[str, Any]:
         found: list[dict[str, Any]] = json.loads(self("image", "inspect", image).stdout)
         return found[0]
-
-    def size_mb(self, image: str) -> float:
-        return float(self("image", "inspect", "--format", "{{.Size}}", image).stdout) / 1e6
 
 
 def kustomize(overlay: str) -> list[dict[str, Any]]:
@@ -141,8 +136,15 @@ def wait_http(
     raise AssertionError(f"{url} did not answer 200 within {timeout:.0f} s: {last!r}")
 
 
-def lines(path: Path) -> Iterator[dict[str, Any]]:
-    """The JSON log lines of a daemon's output file."""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("{"):
-            yield json.loads(line)
+def classify(api: str, token: str) -> dict[str, Any]:
+    """One `POST /api/v1/classify` as the classic API's clients send it; its answer, checked for shape."""
+    answer = httpx.post(
+        f"{api}/api/v1/classify",
+        json={"ticket_data": "We were billed twice, please refund."},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    assert body["predicted_label"] and 0 <= body["confidence"] <= 1
+    return body
